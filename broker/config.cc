@@ -1,0 +1,192 @@
+#include "broker/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cctype>
+#include <fstream>
+#include <iostream>
+
+namespace basin {
+namespace po = boost::program_options;
+
+std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (...) {
+    return std::nullopt;
+  }
+  if (value < 0) return std::nullopt;
+  const std::string unit = text.substr(pos);
+  double scale = 0;
+  if (unit.empty() || unit == "s") {
+    scale = 1e9;
+  } else if (unit == "ms") {
+    scale = 1e6;
+  } else if (unit == "us") {
+    scale = 1e3;
+  } else if (unit == "m") {
+    scale = 60e9;
+  } else if (unit == "h") {
+    scale = 3600e9;
+  } else {
+    return std::nullopt;
+  }
+  return std::chrono::nanoseconds(static_cast<int64_t>(value * scale));
+}
+
+std::optional<uint64_t> ParseBytes(const std::string& text) {
+  size_t pos = 0;
+  unsigned long long value = 0;
+  try {
+    value = std::stoull(text, &pos);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(pos);
+  std::transform(unit.begin(), unit.end(), unit.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  uint64_t scale = 0;
+  if (unit.empty() || unit == "B") {
+    scale = 1;
+  } else if (unit == "K" || unit == "KB" || unit == "KIB") {
+    scale = uint64_t{1} << 10;
+  } else if (unit == "M" || unit == "MB" || unit == "MIB") {
+    scale = uint64_t{1} << 20;
+  } else if (unit == "G" || unit == "GB" || unit == "GIB") {
+    scale = uint64_t{1} << 30;
+  } else {
+    return std::nullopt;
+  }
+  return value * scale;
+}
+
+uint64_t DefaultMaxMemory() {
+  uint64_t total = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                   static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  // cgroup v2, then v1. "max" or an absurdly large v1 value means no limit.
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(path);
+    unsigned long long limit = 0;
+    if (in >> limit && limit > 0 && limit < total) total = limit;
+  }
+  return total / 2;
+}
+
+namespace {
+
+// BASIN_MAX_MESSAGE_BYTES -> max-message-bytes, for every known flag.
+std::string EnvToFlag(const po::options_description& desc, const std::string& env) {
+  const std::string prefix = "BASIN_";
+  if (env.rfind(prefix, 0) != 0) return {};
+  std::string name = env.substr(prefix.size());
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+    return c == '_' ? '-' : static_cast<char>(std::tolower(c));
+  });
+  return desc.find_nothrow(name, false) != nullptr ? name : std::string();
+}
+
+}  // namespace
+
+std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
+  Config c;
+  std::string max_message_bytes = "1MiB";
+  std::string max_memory;
+  std::string max_wait = "60s";
+  std::string keepalive_time = "30s";
+  std::string keepalive_timeout = "10s";
+  std::string default_visibility = "30s";
+  std::string max_lease = "12h";
+  size_t max_waiters = c.limits.max_waiters_per_queue;
+
+  po::options_description desc(
+      "basind: the Basin message broker\n\nOptions (each also read from BASIN_<NAME>, e.g. "
+      "BASIN_LISTEN)");
+  desc.add_options()("help,h", "print this help")(
+      "listen", po::value(&c.listen)->default_value(c.listen),
+      "address to serve gRPC on; port 0 picks a free port")(
+      "max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
+      "largest message (payload + headers)")(
+      "max-memory", po::value(&max_memory),
+      "bytes of messages the broker holds before puts wait (default: half of RAM or cgroup limit)")(
+      "max-wait", po::value(&max_wait)->default_value(max_wait),
+      "longest one blocking call waits; clients re-issue")(
+      "max-waiters-per-queue", po::value(&max_waiters)->default_value(max_waiters),
+      "blocked calls one queue accepts before TOO_MANY_WAITERS")(
+      "default-visibility-timeout",
+      po::value(&default_visibility)->default_value(default_visibility),
+      "lease length for queues created without one")(
+      "max-lease", po::value(&max_lease)->default_value(max_lease),
+      "longest lease a visibility timeout or extension may grant")(
+      "keepalive-time", po::value(&keepalive_time)->default_value(keepalive_time),
+      "interval of keepalive pings to clients")(
+      "keepalive-timeout", po::value(&keepalive_timeout)->default_value(keepalive_timeout),
+      "a client that does not answer a ping within this is dropped")(
+      "log-level", po::value(&c.log_level)->default_value(c.log_level),
+      "trace|debug|info|warn|error|off")(
+      "log-format", po::value(&c.log_format)->default_value(c.log_format), "text|json");
+
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::store(po::parse_environment(
+                  desc, [&desc](const std::string& env) { return EnvToFlag(desc, env); }),
+              vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "basind: " << e.what() << "\n";
+    *exit_code = 2;
+    return std::nullopt;
+  }
+  if (vm.count("help") != 0) {
+    std::cout << desc << "\n";
+    *exit_code = 0;
+    return std::nullopt;
+  }
+
+  auto fail = [exit_code](const std::string& flag, const std::string& value) {
+    std::cerr << "basind: invalid value '" << value << "' for --" << flag << "\n";
+    *exit_code = 2;
+    return std::nullopt;
+  };
+  const auto bytes = ParseBytes(max_message_bytes);
+  if (!bytes || *bytes == 0 || *bytes > (uint64_t{1} << 30)) {
+    return fail("max-message-bytes", max_message_bytes);
+  }
+  c.limits.max_message_bytes = *bytes;
+  if (max_memory.empty()) {
+    c.limits.max_memory = DefaultMaxMemory();
+  } else if (auto m = ParseBytes(max_memory); m && *m > 0) {
+    c.limits.max_memory = *m;
+  } else {
+    return fail("max-memory", max_memory);
+  }
+  c.limits.max_waiters_per_queue = max_waiters;
+  struct DurationFlag {
+    const char* name;
+    const std::string& text;
+    core::Duration* out;
+  };
+  core::Duration ka_time{}, ka_timeout{};
+  for (const DurationFlag& f :
+       {DurationFlag{"max-wait", max_wait, &c.limits.max_wait},
+        DurationFlag{"default-visibility-timeout", default_visibility,
+                     &c.limits.default_visibility_timeout},
+        DurationFlag{"max-lease", max_lease, &c.limits.max_lease},
+        DurationFlag{"keepalive-time", keepalive_time, &ka_time},
+        DurationFlag{"keepalive-timeout", keepalive_timeout, &ka_timeout}}) {
+    const auto d = ParseDuration(f.text);
+    if (!d || *d <= std::chrono::nanoseconds::zero()) return fail(f.name, f.text);
+    *f.out = std::chrono::duration_cast<core::Duration>(*d);
+  }
+  c.keepalive_time = std::chrono::duration_cast<std::chrono::milliseconds>(ka_time);
+  c.keepalive_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(ka_timeout);
+  if (c.log_format != "text" && c.log_format != "json") return fail("log-format", c.log_format);
+  return c;
+}
+
+}  // namespace basin

@@ -1,0 +1,34 @@
+// basind's settings: command-line flags, each with a BASIN_* environment
+// fallback (flag > environment > default).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "broker/core/broker.h"
+
+namespace basin {
+
+struct Config {
+  std::string listen = "127.0.0.1:7878";
+  core::BrokerLimits limits;
+  std::string log_level = "info";
+  std::string log_format = "text";  // text | json
+  std::chrono::milliseconds keepalive_time{30'000};
+  std::chrono::milliseconds keepalive_timeout{10'000};
+};
+
+// Parses flags and environment. Returns nullopt after printing help or an error
+// (then *exit_code says how to exit).
+std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code);
+
+// "30s", "500ms", "2m", "1h", "1.5s"; a bare number is seconds.
+std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text);
+// "1048576", "64KiB", "1MiB", "2GiB" (also K/M/G, KB/MB/GB as powers of 1024).
+std::optional<uint64_t> ParseBytes(const std::string& text);
+// Half of physical memory, or of the cgroup's limit when that is lower.
+uint64_t DefaultMaxMemory();
+
+}  // namespace basin

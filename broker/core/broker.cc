@@ -1,0 +1,141 @@
+#include "broker/core/broker.h"
+
+#include <algorithm>
+
+namespace basin::core {
+namespace {
+
+constexpr size_t kMaxQueueNameLength = 200;
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+}  // namespace
+
+Result<void> ValidateQueueName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxQueueNameLength ||
+      !std::all_of(name.begin(), name.end(), IsNameChar)) {
+    return Error{Errc::kInvalidName, "queue name '" + std::string(name.substr(0, 64)) +
+                                         (name.size() > 64 ? "..." : "") +
+                                         "' is invalid: use 1 to 200 characters of [A-Za-z0-9._-]"};
+  }
+  return {};
+}
+
+Broker::Broker(BrokerLimits limits, DeadlineScheduler* scheduler)
+    : limits_(limits),
+      scheduler_(scheduler),
+      memory_(limits.max_memory),
+      // Incarnations start from the wall clock so that tags issued by an
+      // earlier run of the broker are never taken for this run's.
+      next_incarnation_(
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count())) {}
+
+Broker::~Broker() {
+  std::lock_guard lock(mu_);
+  queues_.clear();
+}
+
+Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
+  if (auto ok = ValidateQueueName(config.name); !ok.ok()) return ok.error();
+  if (config.visibility_timeout < Duration::zero()) {
+    return Error{Errc::kInvalidTimeout, "visibility_timeout must not be negative"};
+  }
+  if (config.visibility_timeout == Duration::zero()) {
+    config.visibility_timeout = limits_.default_visibility_timeout;
+  }
+  if (config.visibility_timeout > limits_.max_lease) {
+    return Error{
+        Errc::kInvalidTimeout,
+        "visibility_timeout exceeds the maximum lease of " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::seconds>(limits_.max_lease).count()) +
+            " s"};
+  }
+  if (!config.dead_letter_queue.empty()) {
+    if (auto ok = ValidateQueueName(config.dead_letter_queue); !ok.ok()) return ok.error();
+    if (config.dead_letter_queue == config.name) {
+      return Error{Errc::kInvalidArgument,
+                   "queue '" + config.name + "' cannot be its own dead-letter queue"};
+    }
+  }
+
+  std::lock_guard lock(mu_);
+  if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
+  if (auto it = queues_.find(config.name); it != queues_.end()) {
+    if (it->second->config() == config) return Created{it->second, false};
+    return Error{Errc::kQueueExists,
+                 "queue '" + config.name + "' already exists with different settings"};
+  }
+  std::shared_ptr<Queue> dead_letter;
+  if (!config.dead_letter_queue.empty()) {
+    auto it = queues_.find(config.dead_letter_queue);
+    if (it == queues_.end()) {
+      return Error{Errc::kDeadLetterNotFound, "dead-letter queue '" + config.dead_letter_queue +
+                                                  "' for queue '" + config.name +
+                                                  "' does not exist; create it first"};
+    }
+    dead_letter = it->second;
+  }
+  QueueLimits ql{limits_.max_message_bytes, limits_.max_waiters_per_queue, limits_.max_lease};
+  auto queue = std::make_shared<Queue>(config, next_incarnation_++, ql, &memory_, scheduler_,
+                                       std::move(dead_letter));
+  queues_.emplace(config.name, queue);
+  return Created{std::move(queue), true};
+}
+
+Result<std::shared_ptr<Queue>> Broker::FindQueue(std::string_view name) const {
+  if (auto ok = ValidateQueueName(name); !ok.ok()) return ok.error();
+  std::lock_guard lock(mu_);
+  auto it = queues_.find(name);
+  if (it == queues_.end()) {
+    return Error{Errc::kQueueNotFound, "queue '" + std::string(name) + "' does not exist"};
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<Queue>> Broker::ListQueues() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Queue>> out;
+  out.reserve(queues_.size());
+  for (const auto& [name, q] : queues_) out.push_back(q);
+  return out;
+}
+
+Result<uint64_t> Broker::DeleteQueue(std::string_view name) {
+  if (auto ok = ValidateQueueName(name); !ok.ok()) return ok.error();
+  std::shared_ptr<Queue> victim;
+  {
+    std::lock_guard lock(mu_);
+    auto it = queues_.find(name);
+    if (it == queues_.end()) {
+      return Error{Errc::kQueueNotFound, "queue '" + std::string(name) + "' does not exist"};
+    }
+    for (const auto& [other, q] : queues_) {
+      if (q->config().dead_letter_queue == name) {
+        return Error{Errc::kDeadLetterInUse, "queue '" + std::string(name) +
+                                                 "' is the dead-letter queue of '" + other +
+                                                 "'; delete that queue first"};
+      }
+    }
+    victim = std::move(it->second);
+    queues_.erase(it);
+  }
+  return victim->Delete();
+}
+
+void Broker::Shutdown() {
+  std::vector<std::shared_ptr<Queue>> all;
+  {
+    std::lock_guard lock(mu_);
+    shutting_down_ = true;
+    for (const auto& [name, q] : queues_) all.push_back(q);
+  }
+  for (auto& q : all) q->Shutdown();
+}
+
+}  // namespace basin::core

@@ -1,0 +1,73 @@
+// The registry of queues: creation (with name and option checks), lookup,
+// listing, deletion and shutdown. It owns the broker-wide memory budget. No
+// global state: a process may hold several Brokers (tests do).
+//
+// Lock order: Broker::mu_ before any Queue's mutex; Queue methods are never
+// called with mu_ held except Stats(), which takes no other lock.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "broker/core/deadline_scheduler.h"
+#include "broker/core/errc.h"
+#include "broker/core/memory_budget.h"
+#include "broker/core/queue.h"
+#include "broker/core/time.h"
+
+namespace basin::core {
+
+struct BrokerLimits {
+  uint64_t max_message_bytes = 1 << 20;
+  uint64_t max_memory = 0;  // 0 = unlimited
+  size_t max_waiters_per_queue = 100'000;
+  Duration max_wait = std::chrono::seconds(60);
+  Duration max_lease = std::chrono::hours(12);
+  Duration default_visibility_timeout = std::chrono::seconds(30);
+};
+
+// 1 to 200 characters of [A-Za-z0-9._-].
+Result<void> ValidateQueueName(std::string_view name);
+
+class Broker {
+ public:
+  // `scheduler` may be null (unit tests then call ExpireDue themselves); it
+  // must outlive the Broker.
+  Broker(BrokerLimits limits, DeadlineScheduler* scheduler);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  struct Created {
+    std::shared_ptr<Queue> queue;
+    bool created = false;
+  };
+  // Idempotent for identical settings (after defaults are filled in).
+  Result<Created> CreateQueue(QueueConfig config);
+  Result<std::shared_ptr<Queue>> FindQueue(std::string_view name) const;
+  // Ordered by name.
+  std::vector<std::shared_ptr<Queue>> ListQueues() const;
+  // Returns the number of messages dropped.
+  Result<uint64_t> DeleteQueue(std::string_view name);
+  // Ends every blocked call with kShutdown and refuses new waits.
+  void Shutdown();
+
+  const BrokerLimits& limits() const { return limits_; }
+  const MemoryBudget& memory() const { return memory_; }
+
+ private:
+  const BrokerLimits limits_;
+  DeadlineScheduler* const scheduler_;
+  MemoryBudget memory_;  // declared before queues_: queues release into it when destroyed
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Queue>, std::less<>> queues_;
+  uint64_t next_incarnation_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace basin::core

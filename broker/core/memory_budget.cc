@@ -1,0 +1,45 @@
+#include "broker/core/memory_budget.h"
+
+namespace basin::core {
+
+bool MemoryBudget::TryReserve(uint64_t n) {
+  if (limit_ == 0) {
+    used_.fetch_add(n);
+    return true;
+  }
+  uint64_t cur = used_.load();
+  while (cur + n <= limit_) {
+    if (used_.compare_exchange_weak(cur, cur + n)) return true;
+  }
+  return false;
+}
+
+bool MemoryBudget::ReserveOrWait(uint64_t n, const std::weak_ptr<MemoryListener>& waiter) {
+  if (TryReserve(n)) return true;
+  {
+    std::lock_guard lock(mu_);
+    waiters_.push_back(waiter);
+    has_waiters_.store(true);
+  }
+  // Release() subtracts before reading has_waiters_, we set has_waiters_ before
+  // retrying: with sequentially consistent atomics one of us sees the other. A
+  // successful retry leaves a spurious listener behind, which is harmless.
+  return TryReserve(n);
+}
+
+void MemoryBudget::Release(uint64_t n, TimePoint now) {
+  if (n == 0) return;
+  used_.fetch_sub(n);
+  if (!has_waiters_.load()) return;
+  std::vector<std::weak_ptr<MemoryListener>> wake;
+  {
+    std::lock_guard lock(mu_);
+    wake.swap(waiters_);
+    has_waiters_.store(false);
+  }
+  for (auto& w : wake) {
+    if (auto l = w.lock()) l->OnMemoryFreed(now);
+  }
+}
+
+}  // namespace basin::core

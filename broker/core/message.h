@@ -1,0 +1,53 @@
+// A queued message is one heap block: this small header, the encoded headers and
+// the payload, back to back. A ready message costs that block plus one pointer in
+// the queue's deque; lease state lives apart, in the queue's map of deliveries.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace basin::core {
+
+using Headers = std::map<std::string, std::string>;
+
+class Message;
+
+struct MessageDeleter {
+  void operator()(Message* m) const;
+};
+using MessagePtr = std::unique_ptr<Message, MessageDeleter>;
+
+class Message {
+ public:
+  // Encodes headers and payload into one allocation.
+  static MessagePtr Make(uint64_t id, std::string_view payload, const Headers& headers);
+
+  // Bytes a message of this payload and headers is accounted as (the limits
+  // --max-message-bytes and max_bytes apply to this figure).
+  static uint64_t AccountedBytes(std::string_view payload, const Headers& headers);
+
+  uint64_t id() const { return id_; }
+  void set_id(uint64_t id) { id_ = id; }
+  uint32_t delivery_count() const { return delivery_count_; }
+  void add_delivery() { ++delivery_count_; }
+  std::string_view payload() const;
+  Headers headers() const;
+  // Payload plus encoded headers: what the queue's byte counters hold.
+  uint64_t bytes() const { return uint64_t{headers_len_} + payload_len_; }
+
+ private:
+  friend struct MessageDeleter;
+  Message() = default;
+  const char* data() const { return reinterpret_cast<const char*>(this + 1); }
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+
+  uint64_t id_ = 0;
+  uint32_t delivery_count_ = 0;
+  uint32_t headers_len_ = 0;
+  uint32_t payload_len_ = 0;
+};
+
+}  // namespace basin::core

@@ -1,0 +1,242 @@
+// One named bounded queue: ready messages, leases on delivered ones, and the
+// calls blocked on it. All of the queue's state is owned here, behind one mutex.
+//
+// API:
+//   Put / Get / Join   may block. The caller passes `now` and an absolute
+//                      `deadline` (<= now: never wait). The callback runs exactly
+//                      once, never under the lock: inline before the call
+//                      returns, or later from whichever thread changes the queue
+//                      (another Put/Get/TaskDone, ExpireDue, Cancel, Delete).
+//                      Before anything can call back, `*wait_id` is written, so
+//                      the caller may Cancel(*wait_id) once the call returns.
+//   TaskDone / ExtendLease / Release
+//                      act on the lease a delivery tag names; never block.
+//   Cancel             ends a blocked call whose client went away (kCancelled).
+//   Close / Delete / Shutdown
+//                      end-of-stream, removal, broker stop.
+//   ExpireDue          called by the DeadlineScheduler; ends due waits and leases.
+//
+// Invariant: unfinished == size + in_flight. A message is counted from the
+// moment it is enqueued until task_done or dead-lettering.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "broker/core/deadline_scheduler.h"
+#include "broker/core/errc.h"
+#include "broker/core/memory_budget.h"
+#include "broker/core/message.h"
+#include "broker/core/time.h"
+
+namespace basin::core {
+
+// Settings fixed when the queue is created.
+struct QueueConfig {
+  std::string name;
+  uint64_t max_size = 0;  // 0 = unbounded
+  Duration visibility_timeout{};
+  uint32_t max_deliveries = 0;  // 0 = unlimited
+  std::string dead_letter_queue;
+  uint64_t max_bytes = 0;  // 0 = unbounded
+
+  bool operator==(const QueueConfig&) const = default;
+};
+
+// Broker-wide limits each queue enforces.
+struct QueueLimits {
+  uint64_t max_message_bytes = 1 << 20;
+  size_t max_waiters = 100'000;
+  Duration max_lease = std::chrono::hours(12);
+};
+
+struct QueueStats {
+  uint64_t size = 0;
+  uint64_t bytes = 0;
+  bool full = false;
+  bool empty = true;
+  uint64_t unfinished = 0;
+  uint64_t in_flight = 0;
+  uint64_t waiting_getters = 0;
+  uint64_t waiting_putters = 0;
+  uint64_t waiting_joiners = 0;
+  uint64_t total_put = 0;
+  uint64_t total_delivered = 0;
+  uint64_t total_done = 0;
+  uint64_t total_redelivered = 0;
+  uint64_t total_dead_lettered = 0;
+  bool closed = false;
+};
+
+// What a Get hands out: a copy of the message and the lease that now holds it.
+struct Delivery {
+  uint64_t message_id = 0;
+  std::string payload;
+  Headers headers;
+  uint32_t delivery_count = 0;
+  std::string tag;
+  Duration lease{};
+};
+
+using WaitId = uint64_t;
+using PutCallback = std::function<void(Result<uint64_t>)>;  // the message id
+using GetCallback = std::function<void(Result<Delivery>)>;
+using JoinCallback = std::function<void(Result<void>)>;
+
+// Header names the broker sets on dead letters; `basin-` is reserved for it.
+inline constexpr std::string_view kReservedHeaderPrefix = "basin-";
+inline constexpr std::string_view kHeaderDeadLetterReason = "basin-dead-letter-reason";
+inline constexpr std::string_view kHeaderOriginalQueue = "basin-original-queue";
+inline constexpr std::string_view kHeaderOriginalId = "basin-original-id";
+
+class Queue : public Expirable, public MemoryListener, public std::enable_shared_from_this<Queue> {
+ public:
+  // `incarnation` must be unique across every queue the broker ever created, so
+  // delivery tags cannot outlive the queue they were issued by. `dead_letter`
+  // is the resolved config.dead_letter_queue (or null).
+  Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, MemoryBudget* memory,
+        DeadlineScheduler* scheduler, std::shared_ptr<Queue> dead_letter);
+  ~Queue() override;
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  const QueueConfig& config() const { return config_; }
+  const std::string& name() const { return config_.name; }
+
+  // Appends a message, waiting until `deadline` while the queue is full (or the
+  // broker is at --max-memory). Putters are admitted first come, first served.
+  void Put(std::string_view payload, const Headers& headers, TimePoint now, TimePoint deadline,
+           WaitId* wait_id, PutCallback cb);
+  // Leases the oldest ready message for `visibility` (0 = the queue's default),
+  // waiting until `deadline` while none is ready. Getters are served in order.
+  void Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* wait_id, GetCallback cb);
+  // Completes once unfinished == 0, or fails at `deadline`.
+  void Join(TimePoint now, TimePoint deadline, WaitId* wait_id, JoinCallback cb);
+  // Ends a blocked call with kCancelled; a no-op if it already ended.
+  void Cancel(WaitId id);
+
+  Result<void> TaskDone(std::string_view tag, TimePoint now);
+  // Sets the lease's expiry to now + duration (capped at max_lease); returns
+  // the granted duration.
+  Result<Duration> ExtendLease(std::string_view tag, Duration duration, TimePoint now);
+  // Gives a delivery back to the head of the queue; returns true when it was
+  // dead-lettered instead.
+  Result<bool> Release(std::string_view tag, TimePoint now);
+
+  // Returns true if the queue was already closed.
+  bool Close(TimePoint now);
+  // Ends every waiter with kQueueDeleted and drops every message; returns how
+  // many were dropped. The object stays valid for callers still holding it.
+  uint64_t Delete();
+  // Ends every waiter with kShutdown and refuses new waits.
+  void Shutdown();
+
+  // Receives a dead letter from another queue: ignores the bound and the
+  // closed state, never blocks, and counts the message as unfinished here.
+  void AcceptDeadLetter(MessagePtr msg, TimePoint now);
+
+  QueueStats Stats() const;
+
+  TimePoint ExpireDue(TimePoint now) override;
+  void OnMemoryFreed(TimePoint now) override;
+
+ private:
+  enum class LeaseEnd : uint8_t { kDone, kExpired, kReleased, kDeadLettered };
+  struct Lease {
+    MessagePtr msg;
+    TimePoint expiry;
+  };
+  struct Getter {
+    TimePoint deadline;
+    Duration visibility;
+    GetCallback cb;
+  };
+  struct Putter {
+    TimePoint deadline;
+    MessagePtr msg;
+    PutCallback cb;
+    bool blocked_on_memory = false;
+  };
+  struct Joiner {
+    TimePoint deadline;
+    JoinCallback cb;
+  };
+  enum class Room : uint8_t { kYes, kFull, kNoMemory };
+
+  // Work collected under the lock and done after it is released: answering
+  // callers, moving dead letters, freeing memory (which may call back into a
+  // queue) and asking for a timer.
+  struct Deferred {
+    std::vector<std::function<void()>> callbacks;
+    std::vector<MessagePtr> dead_letters;
+    uint64_t bytes_freed = 0;
+    TimePoint schedule = kNever;
+  };
+  void RunDeferred(Deferred& d, TimePoint now);
+
+  Room CheckRoom(uint64_t bytes);
+  Error NoRoomError(bool memory) const;
+  uint64_t Enqueue(MessagePtr msg);
+  Delivery Deliver(Duration visibility, TimePoint now);
+  void ServeWaiters(TimePoint now, Deferred& d);
+  Result<uint64_t> FindLease(std::string_view tag) const;
+  void EndLease(uint64_t lease, LeaseEnd how, Deferred& d);
+  void RecordEnded(uint64_t lease, LeaseEnd how);
+  void FinishMessage(MessagePtr msg, Deferred& d);
+  void FailAllWaiters(Errc code, const std::string& message, Deferred& d);
+  WaitId NewWaiter(TimePoint deadline);
+  Result<void> CheckCanWait(TimePoint now, TimePoint deadline) const;
+  void ArmDeadline(Deferred& d);
+  TimePoint NextDeadline() const;
+  uint64_t Unfinished() const { return ready_.size() + leases_.size(); }
+  Duration EffectiveVisibility(Duration requested) const;
+  std::string Describe() const;
+
+  const QueueConfig config_;
+  const uint64_t incarnation_;
+  const QueueLimits limits_;
+  MemoryBudget* const memory_;
+  DeadlineScheduler* const scheduler_;
+  const std::shared_ptr<Queue> dead_letter_;
+
+  mutable std::mutex mu_;
+  std::deque<MessagePtr> ready_;
+  uint64_t ready_bytes_ = 0;
+  std::unordered_map<uint64_t, Lease> leases_;
+  std::set<std::pair<TimePoint, uint64_t>> lease_expiry_;
+  // Recently ended leases, so a late TaskDone can say why it is refused.
+  std::unordered_map<uint64_t, LeaseEnd> ended_;
+  std::deque<uint64_t> ended_order_;
+
+  // Waiter ids rise, so each map's order is arrival order (FIFO service).
+  std::map<WaitId, Getter> getters_;
+  std::map<WaitId, Putter> putters_;
+  std::map<WaitId, Joiner> joiners_;
+  std::set<std::pair<TimePoint, WaitId>> wait_deadlines_;
+
+  WaitId next_wait_id_ = 1;
+  uint64_t next_message_id_ = 1;
+  uint64_t next_lease_ = 1;
+  TimePoint scheduled_ = kNever;
+  bool closed_ = false;
+  bool deleted_ = false;
+  bool shutting_down_ = false;
+
+  uint64_t total_put_ = 0;
+  uint64_t total_delivered_ = 0;
+  uint64_t total_done_ = 0;
+  uint64_t total_redelivered_ = 0;
+  uint64_t total_dead_lettered_ = 0;
+};
+
+}  // namespace basin::core

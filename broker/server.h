@@ -1,0 +1,36 @@
+// Wiring: builds the gRPC server around a Broker with Basin's channel settings
+// (keepalive, message size, stream limit, no port sharing), reflection and
+// health.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "broker/config.h"
+#include "broker/core/broker.h"
+#include "broker/service/queue_service.h"
+
+namespace basin {
+
+class Server {
+ public:
+  // Returns null (and logs why) if the address cannot be bound.
+  static std::unique_ptr<Server> Start(const Config& config, core::Broker* broker);
+  ~Server();
+
+  // host:port with the port actually bound.
+  const std::string& address() const { return address_; }
+  // Stops accepting calls and waits up to `grace` for running ones.
+  void Shutdown(std::chrono::milliseconds grace);
+
+ private:
+  explicit Server(core::Broker* broker) : queue_service_(broker) {}
+
+  service::QueueService queue_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+}  // namespace basin

@@ -1,0 +1,90 @@
+#include "broker/service/convert.h"
+
+#include <algorithm>
+
+namespace basin::service {
+namespace {
+
+constexpr int64_t kMaxDurationSeconds = 315'576'000'000;
+constexpr int32_t kNanosPerSecond = 1'000'000'000;
+
+}  // namespace
+
+core::Result<core::Duration> FromProto(const google::protobuf::Duration& d,
+                                       std::string_view field) {
+  const bool valid = d.seconds() >= -kMaxDurationSeconds && d.seconds() <= kMaxDurationSeconds &&
+                     d.nanos() > -kNanosPerSecond && d.nanos() < kNanosPerSecond &&
+                     !(d.seconds() > 0 && d.nanos() < 0) && !(d.seconds() < 0 && d.nanos() > 0);
+  if (!valid) {
+    return core::Error{core::Errc::kInvalidTimeout, std::string(field) +
+                                                        " is not a valid duration (seconds " +
+                                                        std::to_string(d.seconds()) + ", nanos " +
+                                                        std::to_string(d.nanos()) + ")"};
+  }
+  if (d.seconds() < 0 || d.nanos() < 0) {
+    return core::Error{core::Errc::kInvalidTimeout, std::string(field) + " must not be negative"};
+  }
+  // Clamp before converting so absurd values cannot overflow the clock's range.
+  constexpr int64_t kClampSeconds = int64_t{100} * 365 * 24 * 3600;
+  return std::chrono::duration_cast<core::Duration>(
+      std::chrono::seconds(std::min<int64_t>(d.seconds(), kClampSeconds)) +
+      std::chrono::nanoseconds(d.nanos()));
+}
+
+void ToProto(core::Duration d, google::protobuf::Duration* out) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  out->set_seconds(ns / kNanosPerSecond);
+  out->set_nanos(static_cast<int32_t>(ns % kNanosPerSecond));
+}
+
+core::Result<core::TimePoint> WaitDeadline(const grpc::ServerContextBase& ctx, bool has_timeout,
+                                           const google::protobuf::Duration& timeout,
+                                           core::Duration max_wait, core::TimePoint now) {
+  core::Duration wait = max_wait;
+  if (has_timeout) {
+    auto parsed = FromProto(timeout, "timeout");
+    if (!parsed.ok()) return parsed.error();
+    wait = std::min(parsed.value(), max_wait);
+  }
+  core::TimePoint deadline = now + wait;
+  const auto call_deadline = ctx.deadline();
+  if (call_deadline != std::chrono::system_clock::time_point::max()) {
+    const auto left = call_deadline - std::chrono::system_clock::now();
+    deadline = std::min(deadline, now + std::chrono::duration_cast<core::Duration>(left));
+  }
+  return deadline;
+}
+
+core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& headers) {
+  return core::Headers(headers.begin(), headers.end());
+}
+
+void ToProto(const core::Queue& queue, v1::QueueInfo* out) {
+  const core::QueueConfig& c = queue.config();
+  out->set_name(c.name);
+  out->set_max_size(c.max_size);
+  auto* o = out->mutable_options();
+  ToProto(c.visibility_timeout, o->mutable_visibility_timeout());
+  o->set_max_deliveries(c.max_deliveries);
+  o->set_dead_letter_queue(c.dead_letter_queue);
+  o->set_max_bytes(c.max_bytes);
+  const core::QueueStats s = queue.Stats();
+  auto* p = out->mutable_stats();
+  p->set_size(s.size);
+  p->set_bytes(s.bytes);
+  p->set_full(s.full);
+  p->set_empty(s.empty);
+  p->set_unfinished(s.unfinished);
+  p->set_in_flight(s.in_flight);
+  p->set_waiting_getters(s.waiting_getters);
+  p->set_waiting_putters(s.waiting_putters);
+  p->set_waiting_joiners(s.waiting_joiners);
+  p->set_total_put(s.total_put);
+  p->set_total_delivered(s.total_delivered);
+  p->set_total_done(s.total_done);
+  p->set_total_redelivered(s.total_redelivered);
+  p->set_total_dead_lettered(s.total_dead_lettered);
+  p->set_closed(s.closed);
+}
+
+}  // namespace basin::service

@@ -1,0 +1,32 @@
+// Translation between basin.v1 messages and core types. No policy lives here
+// beyond what a wire format needs checked (a Duration's own validity).
+#pragma once
+
+#include <google/protobuf/duration.pb.h>
+#include <grpcpp/grpcpp.h>
+
+#include "basin/v1/queue.pb.h"
+#include "broker/core/broker.h"
+#include "broker/core/errc.h"
+#include "broker/core/queue.h"
+#include "broker/core/time.h"
+
+namespace basin::service {
+
+// A Duration as protobuf defines it: |seconds| <= 315,576,000,000, |nanos| <
+// 1e9, same signs. Negative ones are refused too: no wait or lease is negative.
+core::Result<core::Duration> FromProto(const google::protobuf::Duration& d, std::string_view field);
+void ToProto(core::Duration d, google::protobuf::Duration* out);
+
+// The absolute deadline of a blocking call: `timeout` when set (0 = don't
+// wait), else the broker's longest wait; capped at max_wait and at the call's
+// own gRPC deadline.
+core::Result<core::TimePoint> WaitDeadline(const grpc::ServerContextBase& ctx, bool has_timeout,
+                                           const google::protobuf::Duration& timeout,
+                                           core::Duration max_wait, core::TimePoint now);
+
+core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& headers);
+
+void ToProto(const core::Queue& queue, v1::QueueInfo* out);
+
+}  // namespace basin::service

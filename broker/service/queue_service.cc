@@ -1,0 +1,232 @@
+#include "broker/service/queue_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <utility>
+
+#include "broker/service/convert.h"
+#include "broker/service/error_mapping.h"
+
+namespace basin::service {
+namespace {
+
+using grpc::CallbackServerContext;
+using grpc::ServerUnaryReactor;
+
+ServerUnaryReactor* Finish(CallbackServerContext* ctx, const grpc::Status& status) {
+  ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(status);
+  return r;
+}
+
+ServerUnaryReactor* Fail(CallbackServerContext* ctx, const core::Error& error) {
+  return Finish(ctx, ToStatus(ctx, error));
+}
+
+// One blocked call (Put, Get or Join). It lives until gRPC calls OnDone; the
+// core's callback finishes it exactly once. If the client goes away first,
+// OnCancel withdraws the waiter from the queue.
+class WaitingCall final : public ServerUnaryReactor {
+ public:
+  WaitingCall(CallbackServerContext* ctx, std::shared_ptr<core::Queue> queue)
+      : ctx_(ctx), queue_(std::move(queue)) {}
+
+  core::WaitId* wait_id() { return &wait_id_; }
+  core::Queue& queue() { return *queue_; }
+
+  // Finishes with `error`; for callbacks only.
+  void Fail(const core::Error& error) { Finish(ToStatus(ctx_, error)); }
+
+  // Remembers a hand-out so that OnDone can take it back if the answer never
+  // reached the client.
+  void set_delivery_tag(std::string tag) { delivery_tag_ = std::move(tag); }
+
+  void OnCancel() override { queue_->Cancel(wait_id_); }
+
+  void OnDone() override {
+    if (!delivery_tag_.empty() && ctx_->IsCancelled()) {
+      // The client vanished before the message reached it: back to the head.
+      (void)queue_->Release(delivery_tag_, core::Clock::now());
+    }
+    delete this;
+  }
+
+ private:
+  CallbackServerContext* const ctx_;
+  const std::shared_ptr<core::Queue> queue_;
+  core::WaitId wait_id_ = 0;
+  std::string delivery_tag_;
+};
+
+}  // namespace
+
+ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
+                                              const v1::CreateQueueRequest* req,
+                                              v1::CreateQueueResponse* resp) {
+  core::QueueConfig config;
+  config.name = req->name();
+  config.max_size = req->max_size();
+  const v1::QueueOptions& o = req->options();
+  if (o.has_visibility_timeout()) {
+    auto v = FromProto(o.visibility_timeout(), "visibility_timeout");
+    if (!v.ok()) return Fail(ctx, v.error());
+    config.visibility_timeout = v.value();
+  }
+  config.max_deliveries = o.max_deliveries();
+  config.dead_letter_queue = o.dead_letter_queue();
+  config.max_bytes = o.max_bytes();
+  auto created = broker_->CreateQueue(std::move(config));
+  if (!created.ok()) return Fail(ctx, created.error());
+  if (created.value().created) {
+    spdlog::info("created queue '{}' (max_size {}, dead_letter_queue '{}')", req->name(),
+                 req->max_size(), o.dead_letter_queue());
+  }
+  ToProto(*created.value().queue, resp->mutable_queue());
+  resp->set_created(created.value().created);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* QueueService::GetQueue(CallbackServerContext* ctx,
+                                           const v1::GetQueueRequest* req,
+                                           v1::GetQueueResponse* resp) {
+  auto queue = broker_->FindQueue(req->name());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  ToProto(*queue.value(), resp->mutable_queue());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* QueueService::ListQueues(CallbackServerContext* ctx,
+                                             const v1::ListQueuesRequest* /*req*/,
+                                             v1::ListQueuesResponse* resp) {
+  for (const auto& q : broker_->ListQueues()) ToProto(*q, resp->add_queues());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* QueueService::DeleteQueue(CallbackServerContext* ctx,
+                                              const v1::DeleteQueueRequest* req,
+                                              v1::DeleteQueueResponse* resp) {
+  auto dropped = broker_->DeleteQueue(req->name());
+  if (!dropped.ok()) return Fail(ctx, dropped.error());
+  spdlog::info("deleted queue '{}' ({} messages dropped)", req->name(), dropped.value());
+  resp->set_dropped_messages(dropped.value());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* QueueService::CloseQueue(CallbackServerContext* ctx,
+                                             const v1::CloseQueueRequest* req,
+                                             v1::CloseQueueResponse* resp) {
+  auto queue = broker_->FindQueue(req->queue());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  const bool already = queue.value()->Close(core::Clock::now());
+  if (!already) spdlog::info("closed queue '{}'", req->queue());
+  resp->set_already_closed(already);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutRequest* req,
+                                      v1::PutResponse* resp) {
+  const core::TimePoint now = core::Clock::now();
+  auto queue = broker_->FindQueue(req->queue());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  auto deadline =
+      WaitDeadline(*ctx, req->has_timeout(), req->timeout(), broker_->limits().max_wait, now);
+  if (!deadline.ok()) return Fail(ctx, deadline.error());
+
+  auto* call = new WaitingCall(ctx, std::move(queue.value()));
+  // After Put() returns, the callback may already have finished the call:
+  // `call` must not be touched here again.
+  call->queue().Put(req->payload(), FromProto(req->headers()), now, deadline.value(),
+                    call->wait_id(), [call, resp](core::Result<uint64_t> r) {
+                      if (!r.ok()) return call->Fail(r.error());
+                      resp->set_message_id(r.value());
+                      call->Finish(grpc::Status::OK);
+                    });
+  return call;
+}
+
+ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetRequest* req,
+                                      v1::GetResponse* resp) {
+  const core::TimePoint now = core::Clock::now();
+  auto queue = broker_->FindQueue(req->queue());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  auto deadline =
+      WaitDeadline(*ctx, req->has_timeout(), req->timeout(), broker_->limits().max_wait, now);
+  if (!deadline.ok()) return Fail(ctx, deadline.error());
+  core::Duration visibility{};
+  if (req->has_visibility_timeout()) {
+    auto v = FromProto(req->visibility_timeout(), "visibility_timeout");
+    if (!v.ok()) return Fail(ctx, v.error());
+    visibility = v.value();
+  }
+
+  auto* call = new WaitingCall(ctx, std::move(queue.value()));
+  call->queue().Get(visibility, now, deadline.value(), call->wait_id(),
+                    [call, resp](core::Result<core::Delivery> r) {
+                      if (!r.ok()) return call->Fail(r.error());
+                      core::Delivery& d = r.value();
+                      v1::Message* m = resp->mutable_message();
+                      m->set_message_id(d.message_id);
+                      m->set_payload(std::move(d.payload));
+                      m->mutable_headers()->insert(d.headers.begin(), d.headers.end());
+                      m->set_delivery_count(d.delivery_count);
+                      resp->set_delivery_tag(d.tag);
+                      ToProto(d.lease, resp->mutable_lease_duration());
+                      call->set_delivery_tag(std::move(d.tag));
+                      call->Finish(grpc::Status::OK);
+                    });
+  return call;
+}
+
+ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::JoinRequest* req,
+                                       v1::JoinResponse* /*resp*/) {
+  const core::TimePoint now = core::Clock::now();
+  auto queue = broker_->FindQueue(req->queue());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  auto deadline =
+      WaitDeadline(*ctx, req->has_timeout(), req->timeout(), broker_->limits().max_wait, now);
+  if (!deadline.ok()) return Fail(ctx, deadline.error());
+
+  auto* call = new WaitingCall(ctx, std::move(queue.value()));
+  call->queue().Join(now, deadline.value(), call->wait_id(), [call](core::Result<void> r) {
+    if (!r.ok()) return call->Fail(r.error());
+    call->Finish(grpc::Status::OK);
+  });
+  return call;
+}
+
+ServerUnaryReactor* QueueService::TaskDone(CallbackServerContext* ctx,
+                                           const v1::TaskDoneRequest* req,
+                                           v1::TaskDoneResponse* /*resp*/) {
+  auto queue = broker_->FindQueue(req->queue());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  auto done = queue.value()->TaskDone(req->delivery_tag(), core::Clock::now());
+  if (!done.ok()) return Fail(ctx, done.error());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* QueueService::ExtendLease(CallbackServerContext* ctx,
+                                              const v1::ExtendLeaseRequest* req,
+                                              v1::ExtendLeaseResponse* resp) {
+  auto queue = broker_->FindQueue(req->queue());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  auto duration = FromProto(req->duration(), "duration");
+  if (!duration.ok()) return Fail(ctx, duration.error());
+  auto granted =
+      queue.value()->ExtendLease(req->delivery_tag(), duration.value(), core::Clock::now());
+  if (!granted.ok()) return Fail(ctx, granted.error());
+  ToProto(granted.value(), resp->mutable_lease_duration());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* QueueService::Release(CallbackServerContext* ctx, const v1::ReleaseRequest* req,
+                                          v1::ReleaseResponse* resp) {
+  auto queue = broker_->FindQueue(req->queue());
+  if (!queue.ok()) return Fail(ctx, queue.error());
+  auto released = queue.value()->Release(req->delivery_tag(), core::Clock::now());
+  if (!released.ok()) return Fail(ctx, released.error());
+  resp->set_dead_lettered(released.value());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+}  // namespace basin::service

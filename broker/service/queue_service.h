@@ -1,0 +1,53 @@
+// basin.v1.QueueService over the gRPC callback API. A thin adapter: it checks
+// what only the wire can get wrong, calls the core, and maps results and errors.
+// Blocking calls are reactors registered as waiters in the core, never parked
+// threads: the core finishes them from whichever thread changes the queue.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "basin/v1/queue.grpc.pb.h"
+#include "broker/core/broker.h"
+
+namespace basin::service {
+
+class QueueService final : public v1::QueueService::CallbackService {
+ public:
+  // `broker` must outlive the service.
+  explicit QueueService(core::Broker* broker) : broker_(broker) {}
+
+  grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateQueueRequest* req,
+                                        v1::CreateQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* GetQueue(grpc::CallbackServerContext* ctx,
+                                     const v1::GetQueueRequest* req,
+                                     v1::GetQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* ListQueues(grpc::CallbackServerContext* ctx,
+                                       const v1::ListQueuesRequest* req,
+                                       v1::ListQueuesResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteQueue(grpc::CallbackServerContext* ctx,
+                                        const v1::DeleteQueueRequest* req,
+                                        v1::DeleteQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* CloseQueue(grpc::CallbackServerContext* ctx,
+                                       const v1::CloseQueueRequest* req,
+                                       v1::CloseQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const v1::PutRequest* req,
+                                v1::PutResponse* resp) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetRequest* req,
+                                v1::GetResponse* resp) override;
+  grpc::ServerUnaryReactor* TaskDone(grpc::CallbackServerContext* ctx,
+                                     const v1::TaskDoneRequest* req,
+                                     v1::TaskDoneResponse* resp) override;
+  grpc::ServerUnaryReactor* ExtendLease(grpc::CallbackServerContext* ctx,
+                                        const v1::ExtendLeaseRequest* req,
+                                        v1::ExtendLeaseResponse* resp) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx, const v1::ReleaseRequest* req,
+                                    v1::ReleaseResponse* resp) override;
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const v1::JoinRequest* req,
+                                 v1::JoinResponse* resp) override;
+
+ private:
+  core::Broker* const broker_;
+};
+
+}  // namespace basin::service
