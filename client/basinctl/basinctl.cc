@@ -1,0 +1,275 @@
+// basinctl: a command-line client for basind, built on the public SDK.
+//
+// Exit codes: 0 ok, 1 error, 2 usage, 3 empty or full (timed out), 4 closed,
+// 5 not found.
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "basin/client.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitEmptyOrFull = 3;
+constexpr int kExitClosed = 4;
+constexpr int kExitNotFound = 5;
+
+constexpr char kUsage[] = R"(usage: basinctl [--addr HOST:PORT] COMMAND [ARGS]
+
+Commands:
+  create QUEUE [--max-size N] [--visibility-timeout D] [--max-deliveries N]
+               [--dead-letter-queue Q] [--max-bytes N]
+  ls                                  list queues
+  stat QUEUE [--json]                 settings and counters
+  put QUEUE [MSG] [--timeout D]       put MSG, or one message per stdin line
+  get QUEUE [--timeout D] [--no-ack]  print one payload (acked unless --no-ack;
+                                      then the delivery tag goes to stderr)
+  done QUEUE TAG                      task_done a delivery
+  join QUEUE [--timeout D]            wait until every message is done
+  close QUEUE                         end of stream
+  rm QUEUE                            delete a queue
+  health                              check the broker answers
+
+Durations: 500ms, 5s, 2m, 1h. --addr defaults to $BASIN_ADDR or 127.0.0.1:7878.
+Exit codes: 0 ok, 1 error, 2 usage, 3 empty/full, 4 closed, 5 not found.
+)";
+
+struct UsageError {
+  std::string what;
+};
+
+// Positional arguments and --flags (as --name value or --name=value).
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;
+
+  std::string Flag(const std::string& name, const std::string& fallback = "") const {
+    auto it = flags.find(name);
+    return it == flags.end() ? fallback : it->second;
+  }
+  bool Has(const std::string& name) const { return flags.count(name) != 0; }
+};
+
+Args Parse(int argc, char** argv) {
+  static const std::map<std::string, bool> kTakesValue = {{"addr", true},
+                                                          {"max-size", true},
+                                                          {"visibility-timeout", true},
+                                                          {"max-deliveries", true},
+                                                          {"dead-letter-queue", true},
+                                                          {"max-bytes", true},
+                                                          {"timeout", true},
+                                                          {"json", false},
+                                                          {"no-ack", false},
+                                                          {"help", false}};
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 || a.size() == 2) {
+      args.positional.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2), value;
+    const auto eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    auto known = kTakesValue.find(name);
+    if (known == kTakesValue.end()) throw UsageError{"unknown flag --" + name};
+    if (known->second && eq == std::string::npos) {
+      if (++i >= argc) throw UsageError{"--" + name + " needs a value"};
+      value = argv[i];
+    }
+    args.flags[name] = value;
+  }
+  return args;
+}
+
+std::chrono::milliseconds ParseDuration(const std::string& text) {
+  static const std::vector<std::pair<std::string, double>> kUnits = {
+      {"ms", 1}, {"s", 1e3}, {"m", 60e3}, {"h", 3600e3}, {"", 1e3}};
+  size_t used = 0;
+  double value = -1;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+  }
+  for (const auto& [suffix, ms] : kUnits) {
+    if (value >= 0 && text.substr(used) == suffix) {
+      return std::chrono::milliseconds(static_cast<int64_t>(value * ms));
+    }
+  }
+  throw UsageError{"bad duration '" + text + "' (use e.g. 500ms, 5s, 2m)"};
+}
+
+uint64_t ParseCount(const std::string& text) {
+  try {
+    size_t used = 0;
+    const unsigned long long v = std::stoull(text, &used);
+    if (used == text.size() && text[0] != '-') return v;
+  } catch (...) {
+  }
+  throw UsageError{"bad number '" + text + "'"};
+}
+
+const std::string& Need(const Args& a, size_t i, const char* what) {
+  if (a.positional.size() <= i) throw UsageError{std::string("missing ") + what};
+  return a.positional[i];
+}
+
+std::string JsonEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+void PrintStat(const basin::QueueInfo& q, bool json) {
+  const auto& s = q.stats;
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"name", q.name},
+      {"max_size", std::to_string(q.options.max_size)},
+      {"max_bytes", std::to_string(q.options.max_bytes)},
+      {"visibility_timeout_ms", std::to_string(q.options.visibility_timeout.count())},
+      {"max_deliveries", std::to_string(q.options.max_deliveries)},
+      {"dead_letter_queue", q.options.dead_letter_queue},
+      {"size", std::to_string(s.size)},
+      {"bytes", std::to_string(s.bytes)},
+      {"full", s.full ? "true" : "false"},
+      {"empty", s.empty ? "true" : "false"},
+      {"unfinished", std::to_string(s.unfinished)},
+      {"in_flight", std::to_string(s.in_flight)},
+      {"waiting_getters", std::to_string(s.waiting_getters)},
+      {"waiting_putters", std::to_string(s.waiting_putters)},
+      {"waiting_joiners", std::to_string(s.waiting_joiners)},
+      {"total_put", std::to_string(s.total_put)},
+      {"total_delivered", std::to_string(s.total_delivered)},
+      {"total_done", std::to_string(s.total_done)},
+      {"total_redelivered", std::to_string(s.total_redelivered)},
+      {"total_dead_lettered", std::to_string(s.total_dead_lettered)},
+      {"closed", s.closed ? "true" : "false"},
+  };
+  if (!json) {
+    for (const auto& [k, v] : rows) std::printf("%-22s %s\n", k.c_str(), v.c_str());
+    return;
+  }
+  std::string out = "{";
+  for (const auto& [k, v] : rows) {
+    const bool quoted = k == "name" || k == "dead_letter_queue";
+    out += (out.size() > 1 ? "," : "") + ("\"" + k + "\":") +
+           (quoted ? "\"" + JsonEscape(v) + "\"" : v);
+  }
+  std::printf("%s}\n", out.c_str());
+}
+
+int Run(const Args& a) {
+  const std::string& cmd = Need(a, 0, "command");
+  const char* env_addr = std::getenv("BASIN_ADDR");
+  basin::Client client(a.Flag("addr", env_addr != nullptr ? env_addr : "127.0.0.1:7878"));
+  const bool timed = a.Has("timeout");
+  const auto timeout = timed ? ParseDuration(a.Flag("timeout")) : std::chrono::milliseconds(0);
+
+  if (cmd == "create") {
+    basin::QueueOptions o;
+    o.max_size = ParseCount(a.Flag("max-size", "0"));
+    if (a.Has("visibility-timeout"))
+      o.visibility_timeout = ParseDuration(a.Flag("visibility-timeout"));
+    o.max_deliveries = static_cast<uint32_t>(ParseCount(a.Flag("max-deliveries", "0")));
+    o.dead_letter_queue = a.Flag("dead-letter-queue");
+    o.max_bytes = ParseCount(a.Flag("max-bytes", "0"));
+    client.queue(Need(a, 1, "QUEUE"), o);
+  } else if (cmd == "ls") {
+    std::printf("%-32s %10s %10s %10s %10s %s\n", "NAME", "SIZE", "MAX_SIZE", "IN_FLIGHT",
+                "UNFINISHED", "CLOSED");
+    for (const auto& q : client.list_queues()) {
+      std::printf("%-32s %10llu %10llu %10llu %10llu %s\n", q.name.c_str(),
+                  static_cast<unsigned long long>(q.stats.size),
+                  static_cast<unsigned long long>(q.options.max_size),
+                  static_cast<unsigned long long>(q.stats.in_flight),
+                  static_cast<unsigned long long>(q.stats.unfinished),
+                  q.stats.closed ? "yes" : "no");
+    }
+  } else if (cmd == "stat") {
+    PrintStat(client.queue_info(Need(a, 1, "QUEUE")), a.Has("json"));
+  } else if (cmd == "put") {
+    auto q = client.queue(Need(a, 1, "QUEUE"));
+    auto put = [&](const std::string& msg) { timed ? q.put(msg, timeout) : q.put(msg); };
+    if (a.positional.size() > 2) {
+      put(a.positional[2]);
+    } else {
+      for (std::string line; std::getline(std::cin, line);) put(line);
+    }
+  } else if (cmd == "get") {
+    auto q = client.queue(Need(a, 1, "QUEUE"));
+    basin::Message m = timed ? q.get(timeout) : q.get();
+    std::fwrite(m.payload().data(), 1, m.payload().size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    if (a.Has("no-ack")) {
+      std::fprintf(stderr, "%s\n", m.delivery_tag().c_str());
+    } else {
+      q.task_done(m);
+    }
+  } else if (cmd == "done") {
+    auto q = client.queue(Need(a, 1, "QUEUE"));
+    const std::string& tag = Need(a, 2, "TAG");
+    q.task_done(tag);
+  } else if (cmd == "join") {
+    auto q = client.queue(Need(a, 1, "QUEUE"));
+    timed ? q.join(timeout) : q.join();
+  } else if (cmd == "close") {
+    client.queue(Need(a, 1, "QUEUE")).close();
+  } else if (cmd == "rm") {
+    std::printf("dropped %llu messages\n",
+                static_cast<unsigned long long>(client.delete_queue(Need(a, 1, "QUEUE"))));
+  } else if (cmd == "health") {
+    if (!client.healthy()) {
+      std::fprintf(stderr, "basinctl: broker is not serving\n");
+      return kExitError;
+    }
+    std::printf("SERVING\n");
+  } else {
+    throw UsageError{"unknown command '" + cmd + "'"};
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Args args = Parse(argc, argv);
+    if (args.Has("help") || args.positional.empty()) {
+      std::fputs(kUsage, args.Has("help") ? stdout : stderr);
+      return args.Has("help") ? kExitOk : kExitUsage;
+    }
+    return Run(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "basinctl: %s\n\n%s", e.what.c_str(), kUsage);
+    return kExitUsage;
+  } catch (const basin::Empty& e) {
+    std::fprintf(stderr, "basinctl: %s\n", e.what());
+    return kExitEmptyOrFull;
+  } catch (const basin::Full& e) {
+    std::fprintf(stderr, "basinctl: %s\n", e.what());
+    return kExitEmptyOrFull;
+  } catch (const basin::Closed& e) {
+    std::fprintf(stderr, "basinctl: %s\n", e.what());
+    return kExitClosed;
+  } catch (const basin::NotFound& e) {
+    std::fprintf(stderr, "basinctl: %s\n", e.what());
+    return kExitNotFound;
+  } catch (const basin::Error& e) {
+    std::fprintf(stderr, "basinctl: %s (%s)\n", e.what(),
+                 e.reason().empty() ? "no reason" : e.reason().c_str());
+    return kExitError;
+  }
+}

@@ -1,0 +1,173 @@
+// The Basin client SDK: remote, bounded, joinable queues with the semantics of
+// Python's multiprocessing.JoinableQueue.
+//
+//   basin::Client client("127.0.0.1:7878");
+//   auto q = client.queue("orders", {.max_size = 3});
+//   q.put("work");                      // blocks while the queue is full
+//   basin::Message m = q.get();         // blocks while it is empty
+//   q.task_done(m);
+//   q.join();                           // until every put is task_done
+//   q.close();                          // end of stream: drained gets throw Closed
+//
+// Untimed calls block as long as needed: the SDK re-issues a call the broker
+// ended at its per-call cap. Timed calls throw Full / Empty / JoinTimeout when
+// the time is up; the `_nowait` forms never wait. Every object here is
+// thread-safe and cheap to copy; a blocked call does not hold up the client's
+// other calls (they are separate HTTP/2 streams on one connection).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "basin/errors.h"
+
+namespace basin {
+
+using Headers = std::map<std::string, std::string>;
+using Timeout = std::chrono::milliseconds;
+
+namespace detail {
+class Connection;
+}
+
+struct QueueOptions {
+  uint64_t max_size = 0;                            // 0 = unbounded
+  std::chrono::milliseconds visibility_timeout{0};  // 0 = the broker's default (30 s)
+  uint32_t max_deliveries = 0;                      // 0 = unlimited
+  std::string dead_letter_queue;                    // must exist already
+  uint64_t max_bytes = 0;                           // 0 = unbounded
+};
+
+struct QueueStats {
+  uint64_t size = 0;
+  uint64_t bytes = 0;
+  bool full = false;
+  bool empty = true;
+  uint64_t unfinished = 0;
+  uint64_t in_flight = 0;
+  uint64_t waiting_getters = 0;
+  uint64_t waiting_putters = 0;
+  uint64_t waiting_joiners = 0;
+  uint64_t total_put = 0;
+  uint64_t total_delivered = 0;
+  uint64_t total_done = 0;
+  uint64_t total_redelivered = 0;
+  uint64_t total_dead_lettered = 0;
+  bool closed = false;
+};
+
+struct QueueInfo {
+  std::string name;
+  QueueOptions options;  // max_size included
+  QueueStats stats;
+};
+
+// One delivered message and the lease that holds it.
+class Message {
+ public:
+  uint64_t id() const { return id_; }
+  const std::string& payload() const { return payload_; }
+  const Headers& headers() const { return headers_; }
+  // Hand-outs of this message, this one included.
+  uint32_t delivery_count() const { return delivery_count_; }
+  const std::string& delivery_tag() const { return delivery_tag_; }
+  const std::string& queue() const { return queue_; }
+  // Lease time the broker granted with this delivery.
+  std::chrono::milliseconds lease() const { return lease_; }
+
+  // Moves the lease's expiry to now + d (capped by the broker); returns the
+  // time granted. Throws LeaseExpired once the lease has ended.
+  std::chrono::milliseconds extend(std::chrono::milliseconds d) const;
+  // Gives the message back to the head of the queue at once (a nack).
+  void release() const;
+
+ private:
+  friend class Queue;
+  std::shared_ptr<detail::Connection> conn_;
+  std::string queue_;
+  uint64_t id_ = 0;
+  std::string payload_;
+  Headers headers_;
+  uint32_t delivery_count_ = 0;
+  std::string delivery_tag_;
+  std::chrono::milliseconds lease_{0};
+};
+
+class Queue {
+ public:
+  const std::string& name() const { return name_; }
+
+  // Each put returns the message's id in the queue.
+  uint64_t put(std::string_view payload, const Headers& headers = {}) const;
+  uint64_t put(std::string_view payload, Timeout timeout, const Headers& headers = {}) const;
+  uint64_t put_nowait(std::string_view payload, const Headers& headers = {}) const;
+
+  Message get() const;
+  Message get(Timeout timeout) const;
+  Message get_nowait() const;
+  // Same, with this delivery's lease length instead of the queue's.
+  Message get(Timeout timeout, std::chrono::milliseconds visibility) const;
+
+  void task_done(const Message& m) const;
+  // Acknowledges by tag alone (as basinctl does for a tag it printed).
+  void task_done(const std::string& delivery_tag) const;
+  void join() const;
+  void join(Timeout timeout) const;
+
+  uint64_t qsize() const;
+  bool empty() const;
+  bool full() const;
+  QueueInfo info() const;
+  // Returns true if the queue was already closed.
+  bool close() const;
+
+ private:
+  friend class Client;
+  Queue(std::shared_ptr<detail::Connection> conn, std::string name)
+      : conn_(std::move(conn)), name_(std::move(name)) {}
+  Message get_until(std::chrono::steady_clock::time_point deadline, bool forever,
+                    std::chrono::milliseconds visibility) const;
+  uint64_t put_until(std::string_view payload, const Headers& headers,
+                     std::chrono::steady_clock::time_point deadline, bool forever) const;
+  void join_until(std::chrono::steady_clock::time_point deadline, bool forever) const;
+
+  std::shared_ptr<detail::Connection> conn_;
+  std::string name_;
+};
+
+struct ClientOptions {
+  // Keepalive pings on an idle connection, so a dead broker is noticed.
+  std::chrono::milliseconds keepalive_time{30'000};
+  std::chrono::milliseconds keepalive_timeout{10'000};
+  // Longest wait the SDK asks for in one call before re-issuing it.
+  std::chrono::milliseconds max_call_wait{30'000};
+};
+
+class Client {
+ public:
+  explicit Client(const std::string& address, ClientOptions options = {});
+
+  // A handle on an existing queue; no call is made (NotFound on first use if
+  // there is no such queue).
+  Queue queue(std::string name) const;
+  // Creates the queue, or checks that the existing one has these settings
+  // (AlreadyExists if not).
+  Queue queue(std::string name, const QueueOptions& options) const;
+
+  std::vector<QueueInfo> list_queues() const;
+  QueueInfo queue_info(const std::string& name) const;
+  // Returns the number of messages dropped.
+  uint64_t delete_queue(const std::string& name) const;
+  // True when the broker answers its health check as SERVING.
+  bool healthy(Timeout timeout = std::chrono::seconds(5)) const;
+
+ private:
+  std::shared_ptr<detail::Connection> conn_;
+};
+
+}  // namespace basin

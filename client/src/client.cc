@@ -1,0 +1,241 @@
+#include "basin/client.h"
+
+#include <algorithm>
+
+#include "basin/v1/queue.grpc.pb.h"
+#include "connection.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace basin {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using detail::Call;
+using std::chrono::milliseconds;
+
+void ToProto(milliseconds d, google::protobuf::Duration* out) {
+  out->set_seconds(d.count() / 1000);
+  out->set_nanos(static_cast<int32_t>(d.count() % 1000) * 1'000'000);
+}
+
+milliseconds FromProto(const google::protobuf::Duration& d) {
+  return milliseconds(d.seconds() * 1000 + d.nanos() / 1'000'000);
+}
+
+QueueInfo FromProto(const v1::QueueInfo& p) {
+  QueueInfo info;
+  info.name = p.name();
+  info.options.max_size = p.max_size();
+  info.options.visibility_timeout = FromProto(p.options().visibility_timeout());
+  info.options.max_deliveries = p.options().max_deliveries();
+  info.options.dead_letter_queue = p.options().dead_letter_queue();
+  info.options.max_bytes = p.options().max_bytes();
+  const v1::QueueStats& s = p.stats();
+  info.stats = QueueStats{s.size(),
+                          s.bytes(),
+                          s.full(),
+                          s.empty(),
+                          s.unfinished(),
+                          s.in_flight(),
+                          s.waiting_getters(),
+                          s.waiting_putters(),
+                          s.waiting_joiners(),
+                          s.total_put(),
+                          s.total_delivered(),
+                          s.total_done(),
+                          s.total_redelivered(),
+                          s.total_dead_lettered(),
+                          s.closed()};
+  return info;
+}
+
+// The wait to ask for in one call: what is left of the caller's time, at most
+// the SDK's per-call cap. `forever` calls always ask for the cap.
+milliseconds NextWait(Clock::time_point deadline, bool forever, milliseconds cap) {
+  if (forever) return cap;
+  const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  return std::clamp(left, milliseconds(0), cap);
+}
+
+}  // namespace
+
+milliseconds Message::extend(milliseconds d) const {
+  v1::ExtendLeaseRequest req;
+  req.set_queue(queue_);
+  req.set_delivery_tag(delivery_tag_);
+  ToProto(d, req.mutable_duration());
+  auto resp = Call<v1::ExtendLeaseRequest, v1::ExtendLeaseResponse>(
+      *conn_, &v1::QueueService::Stub::ExtendLease, req);
+  return FromProto(resp.lease_duration());
+}
+
+void Message::release() const {
+  v1::ReleaseRequest req;
+  req.set_queue(queue_);
+  req.set_delivery_tag(delivery_tag_);
+  Call<v1::ReleaseRequest, v1::ReleaseResponse>(*conn_, &v1::QueueService::Stub::Release, req);
+}
+
+uint64_t Queue::put_until(std::string_view payload, const Headers& headers,
+                          Clock::time_point deadline, bool forever) const {
+  v1::PutRequest req;
+  req.set_queue(name_);
+  req.set_payload(payload.data(), payload.size());
+  req.mutable_headers()->insert(headers.begin(), headers.end());
+  for (;;) {
+    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
+    ToProto(wait, req.mutable_timeout());
+    try {
+      return Call<v1::PutRequest, v1::PutResponse>(*conn_, &v1::QueueService::Stub::Put, req, wait)
+          .message_id();
+    } catch (const Full&) {
+      // The broker caps one call's wait; go on while the caller's time lasts.
+      if (!forever && Clock::now() >= deadline) throw;
+    }
+  }
+}
+
+uint64_t Queue::put(std::string_view payload, const Headers& headers) const {
+  return put_until(payload, headers, Clock::time_point::max(), true);
+}
+uint64_t Queue::put(std::string_view payload, Timeout timeout, const Headers& headers) const {
+  return put_until(payload, headers, Clock::now() + timeout, false);
+}
+uint64_t Queue::put_nowait(std::string_view payload, const Headers& headers) const {
+  return put_until(payload, headers, Clock::now(), false);
+}
+
+Message Queue::get_until(Clock::time_point deadline, bool forever, milliseconds visibility) const {
+  v1::GetRequest req;
+  req.set_queue(name_);
+  if (visibility > milliseconds(0)) ToProto(visibility, req.mutable_visibility_timeout());
+  for (;;) {
+    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
+    ToProto(wait, req.mutable_timeout());
+    v1::GetResponse resp;
+    try {
+      resp = Call<v1::GetRequest, v1::GetResponse>(*conn_, &v1::QueueService::Stub::Get, req, wait);
+    } catch (const Empty&) {
+      if (!forever && Clock::now() >= deadline) throw;
+      continue;
+    }
+    Message m;
+    m.conn_ = conn_;
+    m.queue_ = name_;
+    v1::Message* pm = resp.mutable_message();
+    m.id_ = pm->message_id();
+    m.payload_ = std::move(*pm->mutable_payload());
+    m.headers_ = Headers(pm->headers().begin(), pm->headers().end());
+    m.delivery_count_ = pm->delivery_count();
+    m.delivery_tag_ = std::move(*resp.mutable_delivery_tag());
+    m.lease_ = FromProto(resp.lease_duration());
+    return m;
+  }
+}
+
+Message Queue::get() const { return get_until(Clock::time_point::max(), true, milliseconds(0)); }
+Message Queue::get(Timeout timeout) const {
+  return get_until(Clock::now() + timeout, false, milliseconds(0));
+}
+Message Queue::get_nowait() const { return get_until(Clock::now(), false, milliseconds(0)); }
+Message Queue::get(Timeout timeout, milliseconds visibility) const {
+  return get_until(Clock::now() + timeout, false, visibility);
+}
+
+void Queue::task_done(const Message& m) const { task_done(m.delivery_tag()); }
+
+void Queue::task_done(const std::string& delivery_tag) const {
+  v1::TaskDoneRequest req;
+  req.set_queue(name_);
+  req.set_delivery_tag(delivery_tag);
+  Call<v1::TaskDoneRequest, v1::TaskDoneResponse>(*conn_, &v1::QueueService::Stub::TaskDone, req);
+}
+
+void Queue::join_until(Clock::time_point deadline, bool forever) const {
+  v1::JoinRequest req;
+  req.set_queue(name_);
+  for (;;) {
+    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
+    ToProto(wait, req.mutable_timeout());
+    try {
+      Call<v1::JoinRequest, v1::JoinResponse>(*conn_, &v1::QueueService::Stub::Join, req, wait);
+      return;
+    } catch (const JoinTimeout&) {
+      if (!forever && Clock::now() >= deadline) throw;
+    }
+  }
+}
+
+void Queue::join() const { join_until(Clock::time_point::max(), true); }
+void Queue::join(Timeout timeout) const { join_until(Clock::now() + timeout, false); }
+
+QueueInfo Queue::info() const {
+  v1::GetQueueRequest req;
+  req.set_name(name_);
+  return FromProto(Call<v1::GetQueueRequest, v1::GetQueueResponse>(
+                       *conn_, &v1::QueueService::Stub::GetQueue, req)
+                       .queue());
+}
+
+uint64_t Queue::qsize() const { return info().stats.size; }
+bool Queue::empty() const { return info().stats.empty; }
+bool Queue::full() const { return info().stats.full; }
+
+bool Queue::close() const {
+  v1::CloseQueueRequest req;
+  req.set_queue(name_);
+  return Call<v1::CloseQueueRequest, v1::CloseQueueResponse>(
+             *conn_, &v1::QueueService::Stub::CloseQueue, req)
+      .already_closed();
+}
+
+Client::Client(const std::string& address, ClientOptions options)
+    : conn_(std::make_shared<detail::Connection>(address, options)) {}
+
+Queue Client::queue(std::string name) const { return Queue(conn_, std::move(name)); }
+
+Queue Client::queue(std::string name, const QueueOptions& options) const {
+  v1::CreateQueueRequest req;
+  req.set_name(name);
+  req.set_max_size(options.max_size);
+  v1::QueueOptions* o = req.mutable_options();
+  if (options.visibility_timeout > milliseconds(0)) {
+    ToProto(options.visibility_timeout, o->mutable_visibility_timeout());
+  }
+  o->set_max_deliveries(options.max_deliveries);
+  o->set_dead_letter_queue(options.dead_letter_queue);
+  o->set_max_bytes(options.max_bytes);
+  Call<v1::CreateQueueRequest, v1::CreateQueueResponse>(*conn_,
+                                                        &v1::QueueService::Stub::CreateQueue, req);
+  return Queue(conn_, std::move(name));
+}
+
+std::vector<QueueInfo> Client::list_queues() const {
+  auto resp = Call<v1::ListQueuesRequest, v1::ListQueuesResponse>(
+      *conn_, &v1::QueueService::Stub::ListQueues, v1::ListQueuesRequest());
+  std::vector<QueueInfo> out;
+  for (const auto& q : resp.queues()) out.push_back(FromProto(q));
+  return out;
+}
+
+QueueInfo Client::queue_info(const std::string& name) const { return queue(name).info(); }
+
+uint64_t Client::delete_queue(const std::string& name) const {
+  v1::DeleteQueueRequest req;
+  req.set_name(name);
+  return Call<v1::DeleteQueueRequest, v1::DeleteQueueResponse>(
+             *conn_, &v1::QueueService::Stub::DeleteQueue, req)
+      .dropped_messages();
+}
+
+bool Client::healthy(Timeout timeout) const {
+  auto stub = grpc::health::v1::Health::NewStub(conn_->channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  const grpc::Status status = stub->Check(&ctx, req, &resp);
+  return status.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+}  // namespace basin

@@ -1,0 +1,70 @@
+#include "connection.h"
+
+#include <map>
+#include <string_view>
+
+namespace basin::detail {
+namespace {
+
+// Slack for the broker to answer after the wait it was asked for, so a timed
+// call ends with the broker's typed answer rather than a transport deadline.
+constexpr std::chrono::seconds kAnswerSlack{10};
+
+template <typename E>
+[[noreturn]] void Raise(const grpc::Status& s, std::string reason) {
+  throw E(static_cast<int>(s.error_code()), std::move(reason), s.error_message());
+}
+
+}  // namespace
+
+Connection::Connection(const std::string& address, const ClientOptions& options)
+    : options_(options) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive_time.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(options.keepalive_timeout.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::QueueService::NewStub(channel_);
+}
+
+void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait) {
+  ctx->set_deadline(std::chrono::system_clock::now() + wait + kAnswerSlack);
+}
+
+void Throw(const grpc::Status& status, const grpc::ClientContext& ctx) {
+  std::string reason;
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  if (auto it = trailers.find("basin-error-reason"); it != trailers.end()) {
+    reason.assign(it->second.data(), it->second.size());
+  }
+  using Thrower = void (*)(const grpc::Status&, std::string);
+  static const std::map<std::string_view, Thrower> kByReason = {
+      {"QUEUE_FULL", &Raise<Full>},
+      {"BROKER_MEMORY", &Raise<BrokerMemory>},
+      {"QUEUE_EMPTY", &Raise<Empty>},
+      {"QUEUE_CLOSED", &Raise<Closed>},
+      {"QUEUE_UNFINISHED", &Raise<JoinTimeout>},
+      {"QUEUE_NOT_FOUND", &Raise<NotFound>},
+      {"QUEUE_DELETED", &Raise<NotFound>},
+      {"QUEUE_EXISTS", &Raise<AlreadyExists>},
+      {"LEASE_EXPIRED", &Raise<LeaseExpired>},
+      {"UNKNOWN_DELIVERY", &Raise<UnknownDelivery>},
+      {"ALREADY_DONE", &Raise<AlreadyDone>},
+      {"MESSAGE_TOO_LARGE", &Raise<MessageTooLarge>},
+      {"INVALID_ARGUMENT", &Raise<InvalidArgument>},
+      {"INVALID_NAME", &Raise<InvalidArgument>},
+      {"INVALID_DURATION", &Raise<InvalidArgument>},
+      {"INVALID_DELIVERY_TAG", &Raise<InvalidArgument>},
+      {"RESERVED_HEADER", &Raise<InvalidArgument>},
+      {"TOO_MANY_WAITERS", &Raise<TooManyWaiters>},
+      {"SHUTTING_DOWN", &Raise<Unavailable>},
+  };
+  if (auto it = kByReason.find(reason); it != kByReason.end()) it->second(status, reason);
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) Raise<Unavailable>(status, reason);
+  Raise<Error>(status, reason);
+}
+
+}  // namespace basin::detail

@@ -1,0 +1,47 @@
+// The SDK's shared channel and stub, plus turning a failed call into the typed
+// exception its broker reason names.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+
+#include "basin/client.h"
+#include "basin/v1/queue.grpc.pb.h"
+
+namespace basin::detail {
+
+class Connection {
+ public:
+  Connection(const std::string& address, const ClientOptions& options);
+
+  v1::QueueService::Stub& stub() { return *stub_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::QueueService::Stub> stub_;
+};
+
+// Gives a call time for the broker to answer after a wait of `wait`.
+void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait);
+
+// Throws the exception matching the status's `basin-error-reason`.
+[[noreturn]] void Throw(const grpc::Status& status, const grpc::ClientContext& ctx);
+
+// Runs one unary call and throws on failure.
+template <typename Req, typename Resp, typename Method>
+Resp Call(Connection& conn, Method method, const Req& req,
+          std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+  grpc::ClientContext ctx;
+  SetCallDeadline(&ctx, wait);
+  Resp resp;
+  const grpc::Status status = (conn.stub().*method)(&ctx, req, &resp);
+  if (!status.ok()) Throw(status, ctx);
+  return resp;
+}
+
+}  // namespace basin::detail
