@@ -212,6 +212,7 @@ void Queue::Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* 
       Delivery delivery = Deliver(visibility, now);
       d.callbacks.push_back(
           [cb = std::move(cb), dv = std::move(delivery)]() mutable { cb(std::move(dv)); });
+      ServeWaiters(now, d);  // the freed slot may admit a blocked putter
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
       d.callbacks.push_back([cb = std::move(cb), e = can.error()] { cb(e); });
     } else if (closed_ && ready_.empty() && leases_.empty()) {

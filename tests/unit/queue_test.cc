@@ -1,0 +1,515 @@
+// Core queue semantics, with time passed in by hand: no sleeps, no gRPC.
+#include "broker/core/queue.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "broker/core/broker.h"
+
+namespace basin::core {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Captures what a blocking call's callback received.
+template <typename T>
+struct Outcome {
+  std::optional<Result<T>> result;
+  bool done() const { return result.has_value(); }
+  bool ok() const { return done() && result->ok(); }
+  Errc code() const { return result->error().code; }
+};
+
+class QueueTest : public ::testing::Test {
+ protected:
+  QueueTest() : broker_(Limits(), nullptr) {}
+
+  static BrokerLimits Limits() {
+    BrokerLimits l;
+    l.max_message_bytes = 1024;
+    l.max_waiters_per_queue = 8;
+    l.max_lease = std::chrono::hours(1);
+    return l;
+  }
+
+  std::shared_ptr<Queue> Make(QueueConfig c) {
+    auto r = broker_.CreateQueue(std::move(c));
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.value().queue;
+  }
+  std::shared_ptr<Queue> Make(const std::string& name, uint64_t max_size = 0) {
+    QueueConfig c;
+    c.name = name;
+    c.max_size = max_size;
+    c.visibility_timeout = seconds(10);
+    return Make(c);
+  }
+
+  // Blocking calls with an absolute deadline `wait` after now_.
+  Outcome<uint64_t>& Put(Queue& q, const std::string& payload, Duration wait = {},
+                         Headers headers = {}) {
+    auto& out = puts_.emplace_back();
+    WaitId id = 0;
+    q.Put(payload, headers, now_, now_ + wait, &id, [&out](Result<uint64_t> r) { out.result = r; });
+    last_wait_ = id;
+    return out;
+  }
+  Outcome<Delivery>& Get(Queue& q, Duration wait = {}, Duration visibility = {}) {
+    auto& out = gets_.emplace_back();
+    WaitId id = 0;
+    q.Get(visibility, now_, now_ + wait, &id, [&out](Result<Delivery> r) { out.result = r; });
+    last_wait_ = id;
+    return out;
+  }
+  Outcome<bool>& Join(Queue& q, Duration wait = {}) {
+    auto& out = joins_.emplace_back();
+    WaitId id = 0;
+    q.Join(now_, now_ + wait, &id, [&out](Result<void> r) {
+      out.result = r.ok() ? Result<bool>(true) : Result<bool>(r.error());
+    });
+    last_wait_ = id;
+    return out;
+  }
+  Delivery MustGet(Queue& q) {
+    auto& g = Get(q);
+    EXPECT_TRUE(g.ok());
+    return g.result->value();
+  }
+  void Advance(Queue& q, Duration d) {
+    now_ += d;
+    q.ExpireDue(now_);
+  }
+  static void ExpectInvariant(const Queue& q) {
+    const QueueStats s = q.Stats();
+    EXPECT_EQ(s.unfinished, s.size + s.in_flight);
+  }
+
+  Broker broker_;
+  TimePoint now_ = TimePoint() + std::chrono::hours(1);
+  WaitId last_wait_ = 0;
+  // std::deque keeps references stable as outcomes are added.
+  std::deque<Outcome<uint64_t>> puts_;
+  std::deque<Outcome<Delivery>> gets_;
+  std::deque<Outcome<bool>> joins_;
+};
+
+TEST_F(QueueTest, DeliversInFifoOrderWithRisingIds) {
+  auto q = Make("fifo");
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Put(*q, "m" + std::to_string(i)).result->value(), i + 1u);
+  for (int i = 0; i < 5; ++i) {
+    Delivery d = MustGet(*q);
+    EXPECT_EQ(d.payload, "m" + std::to_string(i));
+    EXPECT_EQ(d.message_id, i + 1u);
+    EXPECT_EQ(d.delivery_count, 1u);
+  }
+  ExpectInvariant(*q);
+}
+
+TEST_F(QueueTest, NowaitPutOnFullQueueFails) {
+  auto q = Make("bounded", 2);
+  EXPECT_TRUE(Put(*q, "a").ok());
+  EXPECT_TRUE(Put(*q, "b").ok());
+  auto& third = Put(*q, "c");
+  ASSERT_TRUE(third.done());
+  EXPECT_EQ(third.code(), Errc::kQueueFull);
+  EXPECT_NE(third.result->error().message.find("max_size 2"), std::string::npos);
+  EXPECT_TRUE(q->Stats().full);
+}
+
+TEST_F(QueueTest, BlockedPutIsAdmittedWhenAGetFreesRoom) {
+  auto q = Make("bounded", 1);
+  Put(*q, "a");
+  auto& blocked = Put(*q, "b", seconds(5));
+  EXPECT_FALSE(blocked.done());
+  EXPECT_EQ(q->Stats().waiting_putters, 1u);
+  EXPECT_EQ(MustGet(*q).payload, "a");
+  ASSERT_TRUE(blocked.ok());
+  EXPECT_EQ(blocked.result->value(), 2u);
+  EXPECT_EQ(q->Stats().size, 1u);
+  ExpectInvariant(*q);
+}
+
+TEST_F(QueueTest, BlockedPutTimesOutAsFull) {
+  auto q = Make("bounded", 1);
+  Put(*q, "a");
+  auto& blocked = Put(*q, "b", seconds(2));
+  Advance(*q, seconds(1));
+  EXPECT_FALSE(blocked.done());
+  Advance(*q, seconds(1));
+  ASSERT_TRUE(blocked.done());
+  EXPECT_EQ(blocked.code(), Errc::kQueueFull);
+  EXPECT_EQ(q->Stats().size, 1u);
+}
+
+TEST_F(QueueTest, GetTimesOutWhenEmpty) {
+  auto q = Make("empty");
+  EXPECT_EQ(Get(*q).code(), Errc::kQueueEmpty);
+  auto& blocked = Get(*q, seconds(3));
+  EXPECT_FALSE(blocked.done());
+  Advance(*q, milliseconds(2999));
+  EXPECT_FALSE(blocked.done());
+  Advance(*q, milliseconds(1));
+  EXPECT_EQ(blocked.code(), Errc::kQueueEmpty);
+  EXPECT_EQ(q->Stats().waiting_getters, 0u);
+}
+
+TEST_F(QueueTest, BlockedGettersAreServedFirstComeFirstServed) {
+  auto q = Make("order");
+  std::vector<Outcome<Delivery>*> waiting;
+  for (int i = 0; i < 3; ++i) waiting.push_back(&Get(*q, seconds(10)));
+  for (int i = 0; i < 3; ++i) Put(*q, "m" + std::to_string(i));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(waiting[i]->ok());
+    EXPECT_EQ(waiting[i]->result->value().payload, "m" + std::to_string(i));
+  }
+}
+
+TEST_F(QueueTest, BlockedPuttersAreAdmittedInOrder) {
+  auto q = Make("order", 1);
+  Put(*q, "first");
+  auto& a = Put(*q, "a", seconds(10));
+  auto& b = Put(*q, "b", seconds(10));
+  // A nowait put must not jump the queue of blocked putters.
+  EXPECT_EQ(Put(*q, "c").code(), Errc::kQueueFull);
+  MustGet(*q);
+  EXPECT_TRUE(a.ok());
+  EXPECT_FALSE(b.done());
+  EXPECT_EQ(MustGet(*q).payload, "a");
+  EXPECT_TRUE(b.ok());
+}
+
+TEST_F(QueueTest, CancelRemovesAWaiterAndCallsBackOnce) {
+  auto q = Make("cancel");
+  auto& g = Get(*q, seconds(10));
+  const WaitId id = last_wait_;
+  ASSERT_NE(id, 0u);
+  q->Cancel(id);
+  ASSERT_TRUE(g.done());
+  EXPECT_EQ(g.code(), Errc::kCancelled);
+  q->Cancel(id);  // a second cancel is a no-op
+  Put(*q, "m");   // nothing is handed to the cancelled getter
+  EXPECT_EQ(q->Stats().size, 1u);
+  EXPECT_EQ(q->Stats().waiting_getters, 0u);
+}
+
+TEST_F(QueueTest, TooManyWaitersIsRefused) {
+  auto q = Make("crowded");
+  for (int i = 0; i < 8; ++i) EXPECT_FALSE(Get(*q, seconds(10)).done());
+  auto& refused = Get(*q, seconds(10));
+  ASSERT_TRUE(refused.done());
+  EXPECT_EQ(refused.code(), Errc::kTooManyWaiters);
+  // Nowait calls are never refused for crowding.
+  EXPECT_EQ(Get(*q).code(), Errc::kQueueEmpty);
+}
+
+TEST_F(QueueTest, TaskDoneAndJoin) {
+  auto q = Make("join");
+  EXPECT_TRUE(Join(*q).ok());  // nothing unfinished
+  Put(*q, "a");
+  Put(*q, "b");
+  auto& joiner = Join(*q, seconds(10));
+  EXPECT_FALSE(joiner.done());
+  Delivery a = MustGet(*q);
+  Delivery b = MustGet(*q);
+  EXPECT_EQ(q->Stats().unfinished, 2u);
+  ExpectInvariant(*q);
+  EXPECT_TRUE(q->TaskDone(a.tag, now_).ok());
+  EXPECT_FALSE(joiner.done());
+  EXPECT_TRUE(q->TaskDone(b.tag, now_).ok());
+  EXPECT_TRUE(joiner.ok());
+  const QueueStats s = q->Stats();
+  EXPECT_EQ(s.unfinished, 0u);
+  EXPECT_EQ(s.total_done, 2u);
+}
+
+TEST_F(QueueTest, JoinTimesOut) {
+  auto q = Make("join");
+  Put(*q, "a");
+  auto& joiner = Join(*q, seconds(1));
+  Advance(*q, seconds(1));
+  EXPECT_EQ(joiner.code(), Errc::kJoinTimeout);
+}
+
+TEST_F(QueueTest, StaleTagsAreRejectedWithTheirReason) {
+  auto q = Make("tags");
+  Put(*q, "a");
+  Delivery d = MustGet(*q);
+  EXPECT_TRUE(q->TaskDone(d.tag, now_).ok());
+  EXPECT_EQ(q->TaskDone(d.tag, now_).error().code, Errc::kAlreadyDone);
+  EXPECT_EQ(q->TaskDone("not-a-tag", now_).error().code, Errc::kInvalidDeliveryTag);
+  EXPECT_EQ(q->TaskDone("1.1", now_).error().code, Errc::kUnknownDelivery);
+  // A tag of this incarnation that was never issued.
+  const std::string unissued = d.tag.substr(0, d.tag.find('.')) + ".999";
+  EXPECT_EQ(q->TaskDone(unissued, now_).error().code, Errc::kUnknownDelivery);
+
+  Put(*q, "b");
+  Delivery e = MustGet(*q);
+  Advance(*q, seconds(11));  // lease expired
+  EXPECT_EQ(q->TaskDone(e.tag, now_).error().code, Errc::kLeaseExpired);
+  EXPECT_EQ(q->ExtendLease(e.tag, seconds(5), now_).error().code, Errc::kLeaseExpired);
+  EXPECT_EQ(q->Release(e.tag, now_).error().code, Errc::kLeaseExpired);
+}
+
+TEST_F(QueueTest, TagFromADeletedAndRecreatedQueueIsUnknown) {
+  auto q = Make("phoenix");
+  Put(*q, "a");
+  Delivery d = MustGet(*q);
+  ASSERT_TRUE(broker_.DeleteQueue("phoenix").ok());
+  auto again = Make("phoenix");
+  Put(*again, "b");
+  MustGet(*again);
+  EXPECT_EQ(again->TaskDone(d.tag, now_).error().code, Errc::kUnknownDelivery);
+  EXPECT_EQ(again->Stats().in_flight, 1u);
+}
+
+TEST_F(QueueTest, ExpiredLeaseGoesBackToTheHeadWithDeliveryCountPlusOne) {
+  auto q = Make("lease");
+  Put(*q, "a");
+  Put(*q, "b");
+  Delivery a = MustGet(*q);
+  Advance(*q, seconds(9));
+  EXPECT_EQ(q->Stats().in_flight, 1u);
+  Advance(*q, seconds(1));
+  QueueStats s = q->Stats();
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.size, 2u);
+  EXPECT_EQ(s.total_redelivered, 1u);
+  ExpectInvariant(*q);
+  Delivery again = MustGet(*q);
+  EXPECT_EQ(again.payload, "a");
+  EXPECT_EQ(again.message_id, a.message_id);
+  EXPECT_EQ(again.delivery_count, 2u);
+}
+
+TEST_F(QueueTest, ExtendLeaseMovesExpiryAndIsCapped) {
+  auto q = Make("lease");
+  Put(*q, "a");
+  Delivery a = MustGet(*q);
+  Advance(*q, seconds(8));
+  auto granted = q->ExtendLease(a.tag, seconds(20), now_);
+  ASSERT_TRUE(granted.ok());
+  EXPECT_EQ(granted.value(), seconds(20));
+  Advance(*q, seconds(19));
+  EXPECT_EQ(q->Stats().in_flight, 1u);
+  Advance(*q, seconds(1));
+  EXPECT_EQ(q->Stats().in_flight, 0u);
+
+  Delivery b = MustGet(*q);
+  auto capped = q->ExtendLease(b.tag, std::chrono::hours(100), now_);
+  EXPECT_EQ(capped.value(), std::chrono::hours(1));
+  EXPECT_EQ(q->ExtendLease(b.tag, seconds(0), now_).error().code, Errc::kInvalidTimeout);
+}
+
+TEST_F(QueueTest, GetMayOverrideTheVisibilityTimeout) {
+  auto q = Make("lease");
+  Put(*q, "a");
+  auto& g = Get(*q, {}, seconds(2));
+  EXPECT_EQ(g.result->value().lease, seconds(2));
+  Advance(*q, seconds(2));
+  EXPECT_EQ(q->Stats().size, 1u);
+}
+
+TEST_F(QueueTest, ReleaseRequeuesAtTheHeadAtOnce) {
+  auto q = Make("nack");
+  Put(*q, "a");
+  Put(*q, "b");
+  Delivery a = MustGet(*q);
+  auto released = q->Release(a.tag, now_);
+  ASSERT_TRUE(released.ok());
+  EXPECT_FALSE(released.value());
+  Delivery again = MustGet(*q);
+  EXPECT_EQ(again.payload, "a");
+  EXPECT_EQ(again.delivery_count, 2u);
+}
+
+TEST_F(QueueTest, RequeueIgnoresTheBound) {
+  auto q = Make("bounded", 1);
+  Put(*q, "a");
+  Delivery a = MustGet(*q);
+  Put(*q, "b");
+  EXPECT_TRUE(q->Release(a.tag, now_).ok());
+  EXPECT_EQ(q->Stats().size, 2u);
+  EXPECT_EQ(MustGet(*q).payload, "a");
+}
+
+TEST_F(QueueTest, ReleaseWakesABlockedGetter) {
+  auto q = Make("nack");
+  Put(*q, "a");
+  Delivery a = MustGet(*q);
+  auto& waiting = Get(*q, seconds(5));
+  EXPECT_FALSE(waiting.done());
+  q->Release(a.tag, now_);
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting.result->value().delivery_count, 2u);
+}
+
+TEST_F(QueueTest, DeadLettersAfterMaxDeliveries) {
+  auto dlq = Make("dlq");
+  QueueConfig c;
+  c.name = "work";
+  c.visibility_timeout = seconds(5);
+  c.max_deliveries = 2;
+  c.dead_letter_queue = "dlq";
+  auto q = Make(c);
+  Put(*q, "poison", {}, {{"app", "x"}});
+  Delivery first = MustGet(*q);
+  EXPECT_FALSE(q->Release(first.tag, now_).value());
+  Delivery second = MustGet(*q);
+  EXPECT_EQ(second.delivery_count, 2u);
+  Advance(*q, seconds(5));  // the second lease expires: limit reached
+  QueueStats s = q->Stats();
+  EXPECT_EQ(s.size, 0u);
+  EXPECT_EQ(s.unfinished, 0u);
+  EXPECT_EQ(s.total_dead_lettered, 1u);
+  QueueStats d = dlq->Stats();
+  EXPECT_EQ(d.size, 1u);
+  EXPECT_EQ(d.unfinished, 1u);
+  Delivery dead = MustGet(*dlq);
+  EXPECT_EQ(dead.payload, "poison");
+  EXPECT_EQ(dead.headers.at("app"), "x");
+  EXPECT_EQ(dead.headers.at(std::string(kHeaderDeadLetterReason)), "delivery_limit");
+  EXPECT_EQ(dead.headers.at(std::string(kHeaderOriginalQueue)), "work");
+  EXPECT_EQ(dead.headers.at(std::string(kHeaderOriginalId)), std::to_string(first.message_id));
+  EXPECT_EQ(dead.delivery_count, 1u);
+}
+
+TEST_F(QueueTest, DeadLetterIgnoresTheDlqBoundAndClosedState) {
+  auto dlq = Make("dlq", 1);
+  Put(*dlq, "already");
+  dlq->Close(now_);
+  QueueConfig c;
+  c.name = "work";
+  c.max_deliveries = 1;
+  c.dead_letter_queue = "dlq";
+  auto q = Make(c);
+  Put(*q, "poison");
+  Delivery d = MustGet(*q);
+  EXPECT_TRUE(q->Release(d.tag, now_).value());
+  EXPECT_EQ(dlq->Stats().size, 2u);
+}
+
+TEST_F(QueueTest, MaxDeliveriesWithoutDlqDropsTheMessage) {
+  QueueConfig c;
+  c.name = "work";
+  c.max_deliveries = 1;
+  auto q = Make(c);
+  Put(*q, "poison");
+  Delivery d = MustGet(*q);
+  EXPECT_TRUE(q->Release(d.tag, now_).value());
+  EXPECT_EQ(q->Stats().unfinished, 0u);
+  EXPECT_EQ(q->Stats().total_dead_lettered, 1u);
+}
+
+TEST_F(QueueTest, CloseFailsPutsAndDrainsGetters) {
+  auto q = Make("eos", 1);
+  Put(*q, "a");
+  auto& blocked_put = Put(*q, "b", seconds(10));
+  EXPECT_FALSE(q->Close(now_));
+  EXPECT_TRUE(q->Close(now_));  // idempotent
+  EXPECT_EQ(blocked_put.code(), Errc::kQueueClosed);
+  EXPECT_EQ(Put(*q, "c").code(), Errc::kQueueClosed);
+  EXPECT_EQ(q->Stats().total_put, 1u);
+
+  Delivery a = MustGet(*q);  // what is left is still served
+  // Not drained while a lease is out: a getter waits, the lease may come back.
+  auto& waiting = Get(*q, seconds(60));
+  auto& joiner = Join(*q, seconds(60));
+  EXPECT_FALSE(waiting.done());
+  Advance(*q, seconds(10));  // the lease expires: "a" is back and goes to the waiter
+  ASSERT_TRUE(waiting.ok());
+  Delivery again = waiting.result->value();
+  EXPECT_EQ(again.payload, "a");
+  auto& second_wait = Get(*q, seconds(60));
+  EXPECT_FALSE(second_wait.done());
+  EXPECT_FALSE(joiner.done());
+  EXPECT_TRUE(q->TaskDone(again.tag, now_).ok());
+  EXPECT_EQ(second_wait.code(), Errc::kQueueDrained);
+  EXPECT_TRUE(joiner.ok());
+  EXPECT_EQ(Get(*q, seconds(60)).code(), Errc::kQueueDrained);
+  (void)a;
+}
+
+TEST_F(QueueTest, DeleteEndsWaitersAndDropsMessages) {
+  auto q = Make("gone");
+  Put(*q, "a");
+  Put(*q, "b");
+  MustGet(*q);
+  auto& joiner = Join(*q, seconds(10));
+  auto r = broker_.DeleteQueue("gone");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value(), 2u);
+  EXPECT_EQ(joiner.code(), Errc::kQueueDeleted);
+  EXPECT_EQ(Put(*q, "c").code(), Errc::kQueueDeleted);
+  EXPECT_EQ(Get(*q, seconds(1)).code(), Errc::kQueueDeleted);
+  EXPECT_EQ(broker_.FindQueue("gone").error().code, Errc::kQueueNotFound);
+  EXPECT_EQ(broker_.memory().used(), 0u);
+}
+
+TEST_F(QueueTest, ShutdownEndsEveryWaiter) {
+  auto q = Make("stop", 1);
+  Put(*q, "a");
+  auto& put = Put(*q, "b", seconds(10));
+  auto& join = Join(*q, seconds(10));
+  auto other = Make("stop2");
+  auto& get = Get(*other, seconds(10));
+  broker_.Shutdown();
+  EXPECT_EQ(put.code(), Errc::kShutdown);
+  EXPECT_EQ(join.code(), Errc::kShutdown);
+  EXPECT_EQ(get.code(), Errc::kShutdown);
+  EXPECT_EQ(Get(*other, seconds(10)).code(), Errc::kShutdown);
+}
+
+TEST_F(QueueTest, OversizeAndReservedHeadersAreRefused) {
+  auto q = Make("limits");
+  EXPECT_EQ(Put(*q, std::string(1025, 'x')).code(), Errc::kMessageTooLarge);
+  EXPECT_TRUE(Put(*q, std::string(1024, 'x')).ok());
+  EXPECT_EQ(Put(*q, "m", {}, {{"basin-topic", "x"}}).code(), Errc::kReservedHeader);
+  EXPECT_EQ(q->Stats().total_put, 1u);
+}
+
+TEST_F(QueueTest, MaxBytesBoundsReadyBytes) {
+  QueueConfig c;
+  c.name = "bytes";
+  c.max_bytes = 10;
+  auto q = Make(c);
+  EXPECT_TRUE(Put(*q, "12345").ok());
+  EXPECT_TRUE(Put(*q, "12345").ok());
+  EXPECT_EQ(Put(*q, "1").code(), Errc::kQueueFull);
+  EXPECT_EQ(Put(*q, std::string(11, 'x')).code(), Errc::kMessageTooLarge);
+  EXPECT_EQ(q->Stats().bytes, 10u);
+}
+
+TEST_F(QueueTest, HeadersRoundTrip) {
+  auto q = Make("headers");
+  Put(*q, "p", {}, {{"a", "1"}, {"b", ""}, {"", "empty-key"}});
+  Delivery d = MustGet(*q);
+  EXPECT_EQ(d.headers.size(), 3u);
+  EXPECT_EQ(d.headers.at("a"), "1");
+  EXPECT_EQ(d.headers.at(""), "empty-key");
+}
+
+TEST_F(QueueTest, CountersHoldTheInvariantThroughAMixedWorkload) {
+  auto q = Make("mixed", 4);
+  std::vector<Delivery> held;
+  for (int round = 0; round < 50; ++round) {
+    Put(*q, "x", seconds(1));
+    if (round % 3 == 0 && q->Stats().size > 0) held.push_back(MustGet(*q));
+    if (round % 5 == 0 && !held.empty()) {
+      EXPECT_TRUE(q->TaskDone(held.back().tag, now_).ok());
+      held.pop_back();
+    }
+    if (round % 7 == 0 && !held.empty()) {
+      q->Release(held.front().tag, now_);
+      held.erase(held.begin());
+    }
+    Advance(*q, seconds(1));
+    ExpectInvariant(*q);
+  }
+}
+
+}  // namespace
+}  // namespace basin::core
