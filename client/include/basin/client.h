@@ -39,7 +39,7 @@ struct QueueOptions {
   uint64_t max_size = 0;                            // 0 = unbounded
   std::chrono::milliseconds visibility_timeout{0};  // 0 = the broker's default (30 s)
   uint32_t max_deliveries = 0;                      // 0 = unlimited
-  std::string dead_letter_queue;                    // must exist already
+  std::string dead_letter_queue{};                  // must exist already
   uint64_t max_bytes = 0;                           // 0 = unbounded
 };
 
@@ -62,9 +62,9 @@ struct QueueStats {
 };
 
 struct QueueInfo {
-  std::string name;
-  QueueOptions options;  // max_size included
-  QueueStats stats;
+  std::string name{};
+  QueueOptions options{};  // max_size included
+  QueueStats stats{};
 };
 
 // One delivered message and the lease that holds it.

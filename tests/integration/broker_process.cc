@@ -1,0 +1,127 @@
+#include "broker_process.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace basin::testing {
+
+std::string BasindPath() { return BASIN_BASIND_PATH; }
+std::string BasinctlPath() { return BASIN_BASINCTL_PATH; }
+std::string WorkerPath() { return BASIN_WORKER_PATH; }
+
+Process::Process(const std::string& path, const std::vector<std::string>& args) {
+  int out[2], in[2];
+  if (pipe(out) != 0 || pipe(in) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  posix_spawn_file_actions_addclose(&actions, in[1]);
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(path.c_str()));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  close(in[0]);
+  stdout_fd_ = out[0];
+  stdin_fd_ = in[1];
+  if (rc != 0) throw std::runtime_error("cannot start " + path);
+}
+
+Process::~Process() {
+  if (!exited_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+  if (stdin_fd_ >= 0) close(stdin_fd_);
+}
+
+std::optional<std::string> Process::ReadLine(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto nl = buffered_.find('\n'); nl != std::string::npos) {
+      std::string line = buffered_.substr(0, nl);
+      buffered_.erase(0, nl + 1);
+      return line;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd p{stdout_fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = read(stdout_fd_, buf, sizeof buf);
+    if (n <= 0) return std::nullopt;
+    buffered_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void Process::Signal(int sig) const { kill(pid_, sig); }
+
+void Process::Write(const std::string& text) const {
+  if (write(stdin_fd_, text.data(), text.size()) < 0) throw std::runtime_error("write failed");
+}
+
+std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
+  int status = 0;
+  const bool exited = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+  if (!exited) return std::nullopt;
+  exited_ = true;
+  return status;
+}
+
+BrokerProcess::BrokerProcess(std::vector<std::string> extra_args)
+    : process_(BasindPath(), [&] {
+        std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--log-level", "warn"};
+        args.insert(args.end(), extra_args.begin(), extra_args.end());
+        return args;
+      }()) {
+  const auto line = process_.ReadLine(std::chrono::seconds(20));
+  const std::string prefix = "basind listening on ";
+  if (!line || line->rfind(prefix, 0) != 0) {
+    throw std::runtime_error("basind did not start: " + line.value_or("<no output>"));
+  }
+  address_ = line->substr(prefix.size());
+}
+
+BrokerProcess::~BrokerProcess() {
+  if (!stopped_) Stop();
+}
+
+std::optional<int> BrokerProcess::Stop(std::chrono::milliseconds timeout) {
+  stopped_ = true;
+  process_.Signal(SIGTERM);
+  return process_.Wait(timeout);
+}
+
+int BrokerProcess::Threads() const {
+  std::ifstream in("/proc/" + std::to_string(pid()) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+}  // namespace basin::testing
