@@ -143,6 +143,7 @@ TEST(ConcurrencyTest, TenThousandBlockedGetsCostNoThreads) {
   getters.Add(100);
   ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_getters == 100; }));
   const int threads_at_100 = broker.Threads();
+  ASSERT_GT(threads_at_100, 0);
   getters.Add(9'900);
   ASSERT_TRUE(
       WaitFor([&] { return q.info().stats.waiting_getters == 10'000; }, std::chrono::seconds(60)));
