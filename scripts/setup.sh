@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Basin needs from Debian 12's packages (only what is missing),
+# then configures and builds into build/. Sourced by start.sh and test.sh.
+#   BASIN_SETUP_TOOLS=1  also installs the test tools (GoogleTest, clang-format,
+#                        npm and buf).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=(g++ cmake ninja-build pkg-config ccache
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  libboost-dev libboost-program-options-dev libspdlog-dev libbenchmark-dev
+  libgtest-dev libgmock-dev)
+if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
+  packages+=(clang-format)
+  command -v npm >/dev/null || packages+=(nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_ apt-get update -qq
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ] && [ ! -x tools/node_modules/.bin/buf ]; then
+  echo "setup: installing buf (npm, pinned in tools/package.json)"
+  npm install --prefix tools --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build

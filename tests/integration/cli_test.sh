@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# basinctl against the real broker: each command and its exit codes
+# (0 ok, 2 usage, 3 empty/full, 4 closed, 5 not found).
+# Usage: cli_test.sh BASIND BASINCTL
+source "$(dirname "$0")/lib.sh"
+basind=$1
+start_broker "$basind"
+basinctl=$2
+c() { "$basinctl" --addr "$ADDR" "$@"; }
+
+expect_exit 0 c create jobs --max-size 2
+expect_exit 0 c put jobs first
+printf 'second\nthird\n' | { expect_exit 3 c put jobs --timeout 100ms; }
+[ "$(c stat jobs --json | grep -o '"size":[0-9]*')" = '"size":2' ] || fail "stat size"
+c ls | grep -q '^jobs ' || fail "ls"
+[ "$(c get jobs)" = first ] || fail "get first"
+tag=$(c get jobs --no-ack 2>&1 >/dev/null)
+expect_exit 0 c done jobs "$tag"
+expect_exit 1 c done jobs "$tag"   # ALREADY_DONE is an error
+expect_exit 3 c get jobs --timeout 100ms
+expect_exit 0 c join jobs --timeout 1s
+expect_exit 0 c close jobs
+expect_exit 4 c get jobs
+expect_exit 4 c put jobs late
+expect_exit 5 c stat nosuch
+expect_exit 2 c frobnicate
+expect_exit 2 c get
+expect_exit 0 c rm jobs
+expect_exit 0 c health
+echo "cli_test: 1 passed, 0 failed"
