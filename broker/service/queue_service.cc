@@ -61,6 +61,18 @@ class WaitingCall final : public ServerUnaryReactor {
 
 }  // namespace
 
+template <typename Request>
+core::Result<QueueService::Wait> QueueService::PrepareWait(const CallbackServerContext& ctx,
+                                                           const Request& req) const {
+  const core::TimePoint now = core::Clock::now();
+  auto queue = broker_->FindQueue(req.queue());
+  if (!queue.ok()) return queue.error();
+  auto deadline =
+      WaitDeadline(ctx, req.has_timeout(), req.timeout(), broker_->limits().max_wait, now);
+  if (!deadline.ok()) return deadline.error();
+  return Wait{std::move(queue.value()), now, deadline.value()};
+}
+
 ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
                                               const v1::CreateQueueRequest* req,
                                               v1::CreateQueueResponse* resp) {
@@ -126,18 +138,15 @@ ServerUnaryReactor* QueueService::CloseQueue(CallbackServerContext* ctx,
 
 ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutRequest* req,
                                       v1::PutResponse* resp) {
-  const core::TimePoint now = core::Clock::now();
-  auto queue = broker_->FindQueue(req->queue());
-  if (!queue.ok()) return Fail(ctx, queue.error());
-  auto deadline =
-      WaitDeadline(*ctx, req->has_timeout(), req->timeout(), broker_->limits().max_wait, now);
-  if (!deadline.ok()) return Fail(ctx, deadline.error());
+  auto wait = PrepareWait(*ctx, *req);
+  if (!wait.ok()) return Fail(ctx, wait.error());
+  auto& [queue, now, deadline] = wait.value();
 
-  auto* call = new WaitingCall(ctx, std::move(queue.value()));
+  auto* call = new WaitingCall(ctx, std::move(queue));
   // After Put() returns, the callback may already have finished the call:
   // `call` must not be touched here again.
-  call->queue().Put(req->payload(), FromProto(req->headers()), now, deadline.value(),
-                    call->wait_id(), [call, resp](core::Result<uint64_t> r) {
+  call->queue().Put(req->payload(), FromProto(req->headers()), now, deadline, call->wait_id(),
+                    [call, resp](core::Result<uint64_t> r) {
                       if (!r.ok()) return call->Fail(r.error());
                       resp->set_message_id(r.value());
                       call->Finish(grpc::Status::OK);
@@ -147,12 +156,9 @@ ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutR
 
 ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetRequest* req,
                                       v1::GetResponse* resp) {
-  const core::TimePoint now = core::Clock::now();
-  auto queue = broker_->FindQueue(req->queue());
-  if (!queue.ok()) return Fail(ctx, queue.error());
-  auto deadline =
-      WaitDeadline(*ctx, req->has_timeout(), req->timeout(), broker_->limits().max_wait, now);
-  if (!deadline.ok()) return Fail(ctx, deadline.error());
+  auto wait = PrepareWait(*ctx, *req);
+  if (!wait.ok()) return Fail(ctx, wait.error());
+  auto& [queue, now, deadline] = wait.value();
   core::Duration visibility{};
   if (req->has_visibility_timeout()) {
     auto v = FromProto(req->visibility_timeout(), "visibility_timeout");
@@ -160,8 +166,8 @@ ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetR
     visibility = v.value();
   }
 
-  auto* call = new WaitingCall(ctx, std::move(queue.value()));
-  call->queue().Get(visibility, now, deadline.value(), call->wait_id(),
+  auto* call = new WaitingCall(ctx, std::move(queue));
+  call->queue().Get(visibility, now, deadline, call->wait_id(),
                     [call, resp](core::Result<core::Delivery> r) {
                       if (!r.ok()) return call->Fail(r.error());
                       core::Delivery& d = r.value();
@@ -180,15 +186,12 @@ ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetR
 
 ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::JoinRequest* req,
                                        v1::JoinResponse* /*resp*/) {
-  const core::TimePoint now = core::Clock::now();
-  auto queue = broker_->FindQueue(req->queue());
-  if (!queue.ok()) return Fail(ctx, queue.error());
-  auto deadline =
-      WaitDeadline(*ctx, req->has_timeout(), req->timeout(), broker_->limits().max_wait, now);
-  if (!deadline.ok()) return Fail(ctx, deadline.error());
+  auto wait = PrepareWait(*ctx, *req);
+  if (!wait.ok()) return Fail(ctx, wait.error());
+  auto& [queue, now, deadline] = wait.value();
 
-  auto* call = new WaitingCall(ctx, std::move(queue.value()));
-  call->queue().Join(now, deadline.value(), call->wait_id(), [call](core::Result<void> r) {
+  auto* call = new WaitingCall(ctx, std::move(queue));
+  call->queue().Join(now, deadline, call->wait_id(), [call](core::Result<void> r) {
     if (!r.ok()) return call->Fail(r.error());
     call->Finish(grpc::Status::OK);
   });

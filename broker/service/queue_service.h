@@ -47,6 +47,15 @@ class QueueService final : public v1::QueueService::CallbackService {
                                  v1::JoinResponse* resp) override;
 
  private:
+  // What every blocking call starts from: its queue and absolute deadline.
+  struct Wait {
+    std::shared_ptr<core::Queue> queue;
+    core::TimePoint now;
+    core::TimePoint deadline;
+  };
+  template <typename Request>
+  core::Result<Wait> PrepareWait(const grpc::CallbackServerContext& ctx, const Request& req) const;
+
   core::Broker* const broker_;
 };
 

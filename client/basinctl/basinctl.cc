@@ -170,6 +170,15 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
   std::printf("%s}\n", out.c_str());
 }
 
+int ExitCode(const basin::Error& e) {
+  if (dynamic_cast<const basin::Empty*>(&e) || dynamic_cast<const basin::Full*>(&e)) {
+    return kExitEmptyOrFull;
+  }
+  if (dynamic_cast<const basin::Closed*>(&e)) return kExitClosed;
+  if (dynamic_cast<const basin::NotFound*>(&e)) return kExitNotFound;
+  return kExitError;
+}
+
 int Run(const Args& a) {
   const std::string& cmd = Need(a, 0, "command");
   const char* env_addr = std::getenv("BASIN_ADDR");
@@ -255,21 +264,14 @@ int main(int argc, char** argv) {
   } catch (const UsageError& e) {
     std::fprintf(stderr, "basinctl: %s\n\n%s", e.what.c_str(), kUsage);
     return kExitUsage;
-  } catch (const basin::Empty& e) {
-    std::fprintf(stderr, "basinctl: %s\n", e.what());
-    return kExitEmptyOrFull;
-  } catch (const basin::Full& e) {
-    std::fprintf(stderr, "basinctl: %s\n", e.what());
-    return kExitEmptyOrFull;
-  } catch (const basin::Closed& e) {
-    std::fprintf(stderr, "basinctl: %s\n", e.what());
-    return kExitClosed;
-  } catch (const basin::NotFound& e) {
-    std::fprintf(stderr, "basinctl: %s\n", e.what());
-    return kExitNotFound;
   } catch (const basin::Error& e) {
-    std::fprintf(stderr, "basinctl: %s (%s)\n", e.what(),
-                 e.reason().empty() ? "no reason" : e.reason().c_str());
-    return kExitError;
+    const int code = ExitCode(e);
+    if (code == kExitError) {
+      std::fprintf(stderr, "basinctl: %s (%s)\n", e.what(),
+                   e.reason().empty() ? "no reason" : e.reason().c_str());
+    } else {
+      std::fprintf(stderr, "basinctl: %s\n", e.what());
+    }
+    return code;
   }
 }
