@@ -68,8 +68,8 @@ TEST(SeedsTest, ThreeProducersTwoConsumersWithJoin) {
             std::lock_guard lock(mu);
             eaten.insert(m.payload());
           }
+          ++done_calls;  // before task_done: join() may return as soon as it lands
           mine.task_done(m);
-          ++done_calls;
         }
       } catch (const Closed&) {
       }
