@@ -522,8 +522,14 @@ TimePoint Queue::ExpireDue(TimePoint now) {
         joiners_.erase(it);
       }
     }
-    while (!lease_expiry_.empty() && lease_expiry_.begin()->first <= now) {
-      EndLease(lease_expiry_.begin()->second, LeaseEnd::kExpired, d);
+    std::vector<uint64_t> expired;
+    for (auto it = lease_expiry_.begin(); it != lease_expiry_.end() && it->first <= now; ++it) {
+      expired.push_back(it->second);
+    }
+    // Each requeue goes to the head, so the last one requeued is delivered first:
+    // walk backwards to keep the expired messages in the order they were leased.
+    for (auto it = expired.rbegin(); it != expired.rend(); ++it) {
+      EndLease(*it, LeaseEnd::kExpired, d);
     }
     ServeWaiters(now, d);
     // The timer that called us is spent; the caller schedules the next one.

@@ -1,4 +1,5 @@
 // Consumers that die or freeze, clients that vanish, and broker shutdown.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -7,6 +8,7 @@
 #include <thread>
 
 #include "basin/client.h"
+#include "basin/v1/queue.grpc.pb.h"
 #include "broker_process.h"
 
 namespace basin {
@@ -133,6 +135,25 @@ TEST(FailureTest, UntimedGetOutlastsTheBrokersWaitCap) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_THROW(q.get(milliseconds(600)), Empty);
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(600));
+}
+
+TEST(FailureTest, AWaitNeverOutlastsTheCallsDeadline) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  auto stub = v1::QueueService::NewStub(
+      grpc::CreateChannel(broker.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(300));
+  v1::GetRequest req;
+  req.set_queue("q");
+  req.mutable_timeout()->set_seconds(60);  // asks for far longer than the call may last
+  v1::GetResponse resp;
+  EXPECT_EQ(stub->Get(&ctx, req, &resp).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The broker dropped the waiter with the call: a later put stays in the queue.
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_getters == 0; }, seconds(5)));
+  q.put("kept");
+  EXPECT_EQ(q.info().stats.size, 1u);
 }
 
 TEST(FailureTest, MemoryLimitFailsPutsWithBrokerMemory) {

@@ -285,6 +285,19 @@ TEST_F(QueueTest, ExpiredLeaseGoesBackToTheHeadWithDeliveryCountPlusOne) {
   EXPECT_EQ(again.delivery_count, 2u);
 }
 
+TEST_F(QueueTest, LeasesExpiringTogetherKeepTheirOrder) {
+  auto q = Make("lease");
+  for (const char* p : {"a", "b", "c", "d"}) Put(*q, p);
+  MustGet(*q);
+  MustGet(*q);
+  MustGet(*q);
+  Advance(*q, seconds(10));  // a, b and c expire in one pass
+  EXPECT_EQ(MustGet(*q).payload, "a");
+  EXPECT_EQ(MustGet(*q).payload, "b");
+  EXPECT_EQ(MustGet(*q).payload, "c");
+  EXPECT_EQ(MustGet(*q).payload, "d");
+}
+
 TEST_F(QueueTest, ExtendLeaseMovesExpiryAndIsCapped) {
   auto q = Make("lease");
   Put(*q, "a");
