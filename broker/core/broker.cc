@@ -28,6 +28,11 @@ Broker::Broker(BrokerLimits limits, DeadlineScheduler* scheduler)
     : limits_(limits),
       scheduler_(scheduler),
       memory_(limits.max_memory),
+      router_(
+          TopicLimits{limits.max_message_bytes, limits.default_subscriber_buffer_messages,
+                      limits.default_subscriber_buffer_bytes, limits.max_subscriber_buffer_messages,
+                      limits.max_subscriber_buffer_bytes},
+          &memory_),
       // Incarnations start from the wall clock so that tags issued by an
       // earlier run of the broker are never taken for this run's.
       next_incarnation_(
@@ -124,6 +129,7 @@ Result<uint64_t> Broker::DeleteQueue(std::string_view name) {
     }
     victim = std::move(it->second);
     queues_.erase(it);
+    router_.RemoveBindingsTo(victim->name());
   }
   return victim->Delete();
 }
@@ -136,6 +142,24 @@ void Broker::Shutdown() {
     for (const auto& [name, q] : queues_) all.push_back(q);
   }
   for (auto& q : all) q->Shutdown();
+  router_.Shutdown();
+}
+
+Result<bool> Broker::BindQueue(const std::string& pattern, const std::string& queue) {
+  if (auto ok = ValidateQueueName(queue); !ok.ok()) return ok.error();
+  // Under mu_, so that DeleteQueue cannot remove the queue's bindings between
+  // the lookup and the bind.
+  std::lock_guard lock(mu_);
+  auto it = queues_.find(queue);
+  if (it == queues_.end()) {
+    return Error{Errc::kQueueNotFound, "queue '" + queue + "' does not exist"};
+  }
+  return router_.Bind(pattern, it->second);
+}
+
+Result<void> Broker::UnbindQueue(const std::string& pattern, const std::string& queue) {
+  if (auto ok = ValidateQueueName(queue); !ok.ok()) return ok.error();
+  return router_.Unbind(pattern, queue);
 }
 
 }  // namespace basin::core

@@ -2,8 +2,8 @@
 // listing, deletion and shutdown. It owns the broker-wide memory budget. No
 // global state: a process may hold several Brokers (tests do).
 //
-// Lock order: Broker::mu_ before any Queue's mutex; Queue methods are never
-// called with mu_ held except Stats(), which takes no other lock.
+// Lock order: Broker::mu_, then TopicRouter's locks, then a Queue's mutex.
+// Queue methods that run callbacks are never called with mu_ held.
 #pragma once
 
 #include <map>
@@ -18,6 +18,7 @@
 #include "broker/core/memory_budget.h"
 #include "broker/core/queue.h"
 #include "broker/core/time.h"
+#include "broker/core/topic_router.h"
 
 namespace basin::core {
 
@@ -28,6 +29,10 @@ struct BrokerLimits {
   Duration max_wait = std::chrono::seconds(60);
   Duration max_lease = std::chrono::hours(12);
   Duration default_visibility_timeout = std::chrono::seconds(30);
+  size_t default_subscriber_buffer_messages = 10'000;
+  uint64_t default_subscriber_buffer_bytes = 16 << 20;
+  size_t max_subscriber_buffer_messages = 1'000'000;
+  uint64_t max_subscriber_buffer_bytes = 256 << 20;
 };
 
 // 1 to 200 characters of [A-Za-z0-9._-].
@@ -53,16 +58,24 @@ class Broker {
   std::vector<std::shared_ptr<Queue>> ListQueues() const;
   // Returns the number of messages dropped.
   Result<uint64_t> DeleteQueue(std::string_view name);
-  // Ends every blocked call with kShutdown and refuses new waits.
+  // Ends every blocked call and subscription with kShutdown and refuses new
+  // waits.
   void Shutdown();
 
+  // Binds a topic or pattern to an existing queue; false if already bound.
+  Result<bool> BindQueue(const std::string& pattern, const std::string& queue);
+  Result<void> UnbindQueue(const std::string& pattern, const std::string& queue);
+
+  TopicRouter& topics() { return router_; }
+  const TopicRouter& topics() const { return router_; }
   const BrokerLimits& limits() const { return limits_; }
   const MemoryBudget& memory() const { return memory_; }
 
  private:
   const BrokerLimits limits_;
   DeadlineScheduler* const scheduler_;
-  MemoryBudget memory_;  // declared before queues_: queues release into it when destroyed
+  MemoryBudget memory_;  // declared first: queues and subscriptions release into it
+  TopicRouter router_;
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Queue>, std::less<>> queues_;

@@ -4,6 +4,7 @@
 // and docs/api.md carries the same table; a test keeps the two in step.
 #pragma once
 
+#include <iterator>
 #include <string>
 #include <utility>
 #include <variant>
@@ -32,8 +33,11 @@ enum class Errc {
   kLeaseExpired,        // the lease ended (expired or released) before this call
   kUnknownDelivery,     // the tag names no delivery of this queue incarnation
   kAlreadyDone,         // task_done twice for one delivery
+  kInvalidTopic,        // topic name or pattern outside the grammar
+  kBindingNotFound,     // UnbindQueue of a binding that does not exist
+  kSlowSubscriber,      // a subscription overflowed under the disconnect policy
   kShutdown,            // the broker is stopping
-  kCancelled,           // the caller went away
+  kCancelled,           // the caller went away (keep last)
 };
 
 // Every Errc, for tables and tests.
@@ -45,8 +49,11 @@ inline constexpr Errc kAllErrcs[] = {
     Errc::kBrokerMemory,       Errc::kTooManyWaiters,  Errc::kQueueEmpty,
     Errc::kJoinTimeout,        Errc::kQueueClosed,     Errc::kQueueDrained,
     Errc::kLeaseExpired,       Errc::kUnknownDelivery, Errc::kAlreadyDone,
+    Errc::kInvalidTopic,       Errc::kBindingNotFound, Errc::kSlowSubscriber,
     Errc::kShutdown,           Errc::kCancelled,
 };
+// kCancelled stays last, so this catches an Errc missing from the list.
+static_assert(std::size(kAllErrcs) == static_cast<size_t>(Errc::kCancelled) + 1);
 
 struct Error {
   Errc code;

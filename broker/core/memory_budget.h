@@ -32,6 +32,8 @@ class MemoryBudget {
   // memory is freed and returns false. Never misses a wake-up: a Release that
   // races with the registration is seen by the retry below it.
   bool ReserveOrWait(uint64_t n, const std::weak_ptr<MemoryListener>& waiter);
+  // Reserves n bytes if they fit; never waits.
+  bool TryReserve(uint64_t n);
   // Reserves unconditionally: requeues and dead letters must never fail.
   void ForceReserve(uint64_t n) { used_.fetch_add(n); }
   void Release(uint64_t n, TimePoint now);
@@ -40,8 +42,6 @@ class MemoryBudget {
   uint64_t limit() const { return limit_; }
 
  private:
-  bool TryReserve(uint64_t n);
-
   const uint64_t limit_;
   std::atomic<uint64_t> used_{0};
   std::atomic<bool> has_waiters_{false};

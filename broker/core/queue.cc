@@ -57,11 +57,12 @@ WaitId Queue::NewWaiter(TimePoint deadline) {
   return id;
 }
 
-Queue::Room Queue::CheckRoom(uint64_t bytes) {
+Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory) {
   if (config_.max_size != 0 && ready_.size() >= config_.max_size) return Room::kFull;
   if (config_.max_bytes != 0 && ready_bytes_ + bytes > config_.max_bytes) return Room::kFull;
-  if (!memory_->ReserveOrWait(bytes, weak_from_this())) return Room::kNoMemory;
-  return Room::kYes;
+  const bool reserved = wait_for_memory ? memory_->ReserveOrWait(bytes, weak_from_this())
+                                        : memory_->TryReserve(bytes);
+  return reserved ? Room::kYes : Room::kNoMemory;
 }
 
 uint64_t Queue::Enqueue(MessagePtr msg) {
@@ -448,6 +449,34 @@ void Queue::Shutdown() {
   RunDeferred(d, Clock::now());
 }
 
+Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, TimePoint now) {
+  const uint64_t bytes = Message::AccountedBytes(payload, headers);
+  Deferred d;
+  Result<uint64_t> result = Error{Errc::kQueueFull, {}};
+  {
+    std::lock_guard lock(mu_);
+    if (deleted_) {
+      result = Error{Errc::kQueueDeleted, Describe() + " was deleted"};
+    } else if (closed_) {
+      result = Error{Errc::kQueueClosed, Describe() + " is closed"};
+    } else if (config_.max_bytes != 0 && bytes > config_.max_bytes) {
+      result = Error{Errc::kMessageTooLarge,
+                     "message of " + std::to_string(bytes) + " bytes exceeds " + Describe() +
+                         "'s max_bytes of " + std::to_string(config_.max_bytes)};
+    } else if (const Room room = putters_.empty() ? CheckRoom(bytes, false) : Room::kFull;
+               room != Room::kYes) {
+      result = NoRoomError(room == Room::kNoMemory);
+    } else {
+      result = Enqueue(Message::Make(0, payload, headers));
+      ServeWaiters(now, d);
+      ArmDeadline(d);
+    }
+    if (!result.ok()) ++total_rejected_;
+  }
+  RunDeferred(d, now);
+  return result;
+}
+
 void Queue::AcceptDeadLetter(MessagePtr msg, TimePoint now) {
   Deferred d;
   {
@@ -478,6 +507,7 @@ QueueStats Queue::Stats() const {
   s.total_done = total_done_;
   s.total_redelivered = total_redelivered_;
   s.total_dead_lettered = total_dead_lettered_;
+  s.total_rejected = total_rejected_;
   s.closed = closed_;
   return s;
 }

@@ -75,6 +75,7 @@ struct QueueStats {
   uint64_t total_done = 0;
   uint64_t total_redelivered = 0;
   uint64_t total_dead_lettered = 0;
+  uint64_t total_rejected = 0;  // routed copies refused (Offer)
   bool closed = false;
 };
 
@@ -98,6 +99,7 @@ inline constexpr std::string_view kReservedHeaderPrefix = "basin-";
 inline constexpr std::string_view kHeaderDeadLetterReason = "basin-dead-letter-reason";
 inline constexpr std::string_view kHeaderOriginalQueue = "basin-original-queue";
 inline constexpr std::string_view kHeaderOriginalId = "basin-original-id";
+inline constexpr std::string_view kHeaderTopic = "basin-topic";
 
 class Queue : public Expirable, public MemoryListener, public std::enable_shared_from_this<Queue> {
  public:
@@ -140,6 +142,11 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   uint64_t Delete();
   // Ends every waiter with kShutdown and refuses new waits.
   void Shutdown();
+
+  // Puts a copy routed from a topic binding: never waits. Fails, and counts a
+  // rejection in total_rejected, when the queue is closed, deleted, full or
+  // the broker is at --max-memory. Trusted: `basin-` headers are allowed.
+  Result<uint64_t> Offer(std::string_view payload, const Headers& headers, TimePoint now);
 
   // Receives a dead letter from another queue: ignores the bound and the
   // closed state, never blocks, and counts the message as unfinished here.
@@ -184,7 +191,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   };
   void RunDeferred(Deferred& d, TimePoint now);
 
-  Room CheckRoom(uint64_t bytes);
+  // With `wait_for_memory`, a put that does not fit the broker's budget
+  // registers this queue to be woken when memory is freed.
+  Room CheckRoom(uint64_t bytes, bool wait_for_memory = true);
   Error NoRoomError(bool memory) const;
   uint64_t Enqueue(MessagePtr msg);
   Delivery Deliver(Duration visibility, TimePoint now);
@@ -237,6 +246,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   uint64_t total_done_ = 0;
   uint64_t total_redelivered_ = 0;
   uint64_t total_dead_lettered_ = 0;
+  uint64_t total_rejected_ = 0;
 };
 
 }  // namespace basin::core
