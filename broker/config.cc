@@ -102,6 +102,8 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   std::string default_visibility = "30s";
   std::string max_lease = "12h";
   size_t max_waiters = c.limits.max_waiters_per_queue;
+  size_t max_sub_messages = c.limits.max_subscriber_buffer_messages;
+  std::string max_sub_bytes = "256MiB";
 
   po::options_description desc(
       "basind: the Basin message broker\n\nOptions (each also read from BASIN_<NAME>, e.g. "
@@ -166,6 +168,17 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
     return fail("max-memory", max_memory);
   }
   c.limits.max_waiters_per_queue = max_waiters;
+  const auto sub_bytes = ParseBytes(max_sub_bytes);
+  if (!sub_bytes || *sub_bytes == 0) return fail("max-subscriber-buffer-bytes", max_sub_bytes);
+  if (max_sub_messages == 0) {
+    return fail("max-subscriber-buffer-messages", std::to_string(max_sub_messages));
+  }
+  c.limits.max_subscriber_buffer_messages = max_sub_messages;
+  c.limits.max_subscriber_buffer_bytes = *sub_bytes;
+  c.limits.default_subscriber_buffer_messages =
+      std::min(c.limits.default_subscriber_buffer_messages, max_sub_messages);
+  c.limits.default_subscriber_buffer_bytes =
+      std::min(c.limits.default_subscriber_buffer_bytes, *sub_bytes);
   struct DurationFlag {
     const char* name;
     const std::string& text;

@@ -45,7 +45,10 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   spdlog::info("received {}, stopping", strsignal(sig));
   broker.Shutdown();
-  server->Shutdown(std::chrono::milliseconds(3000));
+  // Every blocked call and stream has its answer now; the grace is for calls
+  // being processed this instant. gRPC also waits for clients to drop their
+  // connections after GOAWAY, so keep the grace short.
+  server->Shutdown(std::chrono::milliseconds(1000));
   timer.Stop();
   spdlog::info("stopped");
   return 0;

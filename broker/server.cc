@@ -34,6 +34,7 @@ std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&s->queue_service_);
+  builder.RegisterService(&s->topic_service_);
   // gRPC shares ports (SO_REUSEPORT) by default: a second broker would start
   // silently and steal connections. Fail loudly instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

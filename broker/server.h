@@ -11,6 +11,7 @@
 #include "broker/config.h"
 #include "broker/core/broker.h"
 #include "broker/service/queue_service.h"
+#include "broker/service/topic_service.h"
 
 namespace basin {
 
@@ -26,9 +27,10 @@ class Server {
   void Shutdown(std::chrono::milliseconds grace);
 
  private:
-  explicit Server(core::Broker* broker) : queue_service_(broker) {}
+  explicit Server(core::Broker* broker) : queue_service_(broker), topic_service_(broker) {}
 
   service::QueueService queue_service_;
+  service::TopicService topic_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
 };

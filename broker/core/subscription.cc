@@ -67,7 +67,9 @@ Subscription::Offered Subscription::Offer(PublishedPtr message, const std::strin
                                               " bytes overflowed (policy disconnect)"};
       credit += buffered_bytes_;
       buffered_bytes_ = 0;
+      for (Buffered& b : buffer_) out.dropped.push_back(std::move(b.message));
       buffer_.clear();
+      out.dropped.push_back(std::move(message));
     }
     if (idle_ && (out.accepted || gap_ > 0 || end_)) {
       idle_ = false;

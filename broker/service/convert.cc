@@ -59,7 +59,9 @@ core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& h
   return core::Headers(headers.begin(), headers.end());
 }
 
-void ToProto(const core::Queue& queue, v1::QueueInfo* out) {
+void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
+             v1::QueueInfo* out) {
+  out->mutable_bindings()->Assign(bindings.begin(), bindings.end());
   const core::QueueConfig& c = queue.config();
   out->set_name(c.name);
   out->set_max_size(c.max_size);
@@ -84,6 +86,7 @@ void ToProto(const core::Queue& queue, v1::QueueInfo* out) {
   p->set_total_done(s.total_done);
   p->set_total_redelivered(s.total_redelivered);
   p->set_total_dead_lettered(s.total_dead_lettered);
+  p->set_total_rejected(s.total_rejected);
   p->set_closed(s.closed);
 }
 

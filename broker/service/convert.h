@@ -27,6 +27,8 @@ core::Result<core::TimePoint> WaitDeadline(const grpc::ServerContextBase& ctx, b
 
 core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& headers);
 
-void ToProto(const core::Queue& queue, v1::QueueInfo* out);
+// The queue's settings, statistics and `bindings` (topics bound to it).
+void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
+             v1::QueueInfo* out);
 
 }  // namespace basin::service

@@ -49,9 +49,12 @@ WireError ToWire(Errc errc) {
       return {StatusCode::FAILED_PRECONDITION, "UNKNOWN_DELIVERY"};
     case Errc::kAlreadyDone:
       return {StatusCode::FAILED_PRECONDITION, "ALREADY_DONE"};
-    case Errc::kInvalidTopic: return {StatusCode::INVALID_ARGUMENT, "INVALID_TOPIC"};
-    case Errc::kBindingNotFound: return {StatusCode::NOT_FOUND, "BINDING_NOT_FOUND"};
-    case Errc::kSlowSubscriber: return {StatusCode::RESOURCE_EXHAUSTED, "SLOW_SUBSCRIBER"};
+    case Errc::kInvalidTopic:
+      return {StatusCode::INVALID_ARGUMENT, "INVALID_TOPIC"};
+    case Errc::kBindingNotFound:
+      return {StatusCode::NOT_FOUND, "BINDING_NOT_FOUND"};
+    case Errc::kSlowSubscriber:
+      return {StatusCode::RESOURCE_EXHAUSTED, "SLOW_SUBSCRIBER"};
     case Errc::kShutdown:
       return {StatusCode::UNAVAILABLE, "SHUTTING_DOWN"};
     case Errc::kCancelled:

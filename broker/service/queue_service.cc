@@ -73,6 +73,10 @@ core::Result<QueueService::Wait> QueueService::PrepareWait(const CallbackServerC
   return Wait{std::move(queue.value()), now, deadline.value()};
 }
 
+void QueueService::Describe(const core::Queue& queue, v1::QueueInfo* out) const {
+  ToProto(queue, broker_->topics().BindingsOf(queue.name()), out);
+}
+
 ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
                                               const v1::CreateQueueRequest* req,
                                               v1::CreateQueueResponse* resp) {
@@ -94,7 +98,7 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
     spdlog::info("created queue '{}' (max_size {}, dead_letter_queue '{}')", req->name(),
                  req->max_size(), o.dead_letter_queue());
   }
-  ToProto(*created.value().queue, resp->mutable_queue());
+  Describe(*created.value().queue, resp->mutable_queue());
   resp->set_created(created.value().created);
   return Finish(ctx, grpc::Status::OK);
 }
@@ -104,14 +108,14 @@ ServerUnaryReactor* QueueService::GetQueue(CallbackServerContext* ctx,
                                            v1::GetQueueResponse* resp) {
   auto queue = broker_->FindQueue(req->name());
   if (!queue.ok()) return Fail(ctx, queue.error());
-  ToProto(*queue.value(), resp->mutable_queue());
+  Describe(*queue.value(), resp->mutable_queue());
   return Finish(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::ListQueues(CallbackServerContext* ctx,
                                              const v1::ListQueuesRequest* /*req*/,
                                              v1::ListQueuesResponse* resp) {
-  for (const auto& q : broker_->ListQueues()) ToProto(*q, resp->add_queues());
+  for (const auto& q : broker_->ListQueues()) Describe(*q, resp->add_queues());
   return Finish(ctx, grpc::Status::OK);
 }
 

@@ -47,6 +47,8 @@ class QueueService final : public v1::QueueService::CallbackService {
                                  v1::JoinResponse* resp) override;
 
  private:
+  void Describe(const core::Queue& queue, v1::QueueInfo* out) const;
+
   // What every blocking call starts from: its queue and absolute deadline.
   struct Wait {
     std::shared_ptr<core::Queue> queue;

@@ -31,21 +31,24 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   info.options.dead_letter_queue = p.options().dead_letter_queue();
   info.options.max_bytes = p.options().max_bytes();
   const v1::QueueStats& s = p.stats();
-  info.stats = QueueStats{s.size(),
-                          s.bytes(),
-                          s.full(),
-                          s.empty(),
-                          s.unfinished(),
-                          s.in_flight(),
-                          s.waiting_getters(),
-                          s.waiting_putters(),
-                          s.waiting_joiners(),
-                          s.total_put(),
-                          s.total_delivered(),
-                          s.total_done(),
-                          s.total_redelivered(),
-                          s.total_dead_lettered(),
-                          s.closed()};
+  QueueStats& st = info.stats;
+  st.size = s.size();
+  st.bytes = s.bytes();
+  st.full = s.full();
+  st.empty = s.empty();
+  st.unfinished = s.unfinished();
+  st.in_flight = s.in_flight();
+  st.waiting_getters = s.waiting_getters();
+  st.waiting_putters = s.waiting_putters();
+  st.waiting_joiners = s.waiting_joiners();
+  st.total_put = s.total_put();
+  st.total_delivered = s.total_delivered();
+  st.total_done = s.total_done();
+  st.total_redelivered = s.total_redelivered();
+  st.total_dead_lettered = s.total_dead_lettered();
+  st.total_rejected = s.total_rejected();
+  st.closed = s.closed();
+  info.bindings.assign(p.bindings().begin(), p.bindings().end());
   return info;
 }
 

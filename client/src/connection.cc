@@ -28,6 +28,7 @@ Connection::Connection(const std::string& address, const ClientOptions& options)
   args.SetMaxSendMessageSize(-1);
   channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   stub_ = v1::QueueService::NewStub(channel_);
+  topic_stub_ = v1::TopicService::NewStub(channel_);
 }
 
 void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait) {
@@ -61,6 +62,9 @@ void Throw(const grpc::Status& status, const grpc::ClientContext& ctx) {
       {"RESERVED_HEADER", &Raise<InvalidArgument>},
       {"TOO_MANY_WAITERS", &Raise<TooManyWaiters>},
       {"SHUTTING_DOWN", &Raise<Unavailable>},
+      {"INVALID_TOPIC", &Raise<InvalidArgument>},
+      {"BINDING_NOT_FOUND", &Raise<NotFound>},
+      {"SLOW_SUBSCRIBER", &Raise<SlowSubscriber>},
   };
   if (auto it = kByReason.find(reason); it != kByReason.end()) it->second(status, reason);
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) Raise<Unavailable>(status, reason);

@@ -9,6 +9,7 @@
 
 #include "basin/client.h"
 #include "basin/v1/queue.grpc.pb.h"
+#include "basin/v1/topic.grpc.pb.h"
 
 namespace basin::detail {
 
@@ -17,6 +18,7 @@ class Connection {
   Connection(const std::string& address, const ClientOptions& options);
 
   v1::QueueService::Stub& stub() { return *stub_; }
+  v1::TopicService::Stub& topic_stub() { return *topic_stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const ClientOptions& options() const { return options_; }
 
@@ -24,6 +26,7 @@ class Connection {
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::QueueService::Stub> stub_;
+  std::unique_ptr<v1::TopicService::Stub> topic_stub_;
 };
 
 // Gives a call time for the broker to answer after a wait of `wait`.
@@ -33,15 +36,22 @@ void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait);
 [[noreturn]] void Throw(const grpc::Status& status, const grpc::ClientContext& ctx);
 
 // Runs one unary call and throws on failure.
-template <typename Req, typename Resp, typename Method>
-Resp Call(Connection& conn, Method method, const Req& req,
-          std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+template <typename Req, typename Resp, typename Stub>
+Resp CallOn(Stub& stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+            const Req& req, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
   grpc::ClientContext ctx;
   SetCallDeadline(&ctx, wait);
   Resp resp;
-  const grpc::Status status = (conn.stub().*method)(&ctx, req, &resp);
+  const grpc::Status status = (stub.*method)(&ctx, req, &resp);
   if (!status.ok()) Throw(status, ctx);
   return resp;
+}
+
+template <typename Req, typename Resp>
+Resp Call(Connection& conn,
+          grpc::Status (v1::QueueService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+          const Req& req, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+  return CallOn(conn.stub(), method, req, wait);
 }
 
 }  // namespace basin::detail

@@ -2,6 +2,9 @@
 //   worker ADDR QUEUE hold    get one message, print its payload, then wait
 //                             on stdin forever without acknowledging it
 //   worker ADDR QUEUE block   block in get() on the queue; print what arrives
+//   worker ADDR TOPIC subscribe
+//                             subscribe to the topic, print "ready" once live,
+//                             then print each payload
 #include <iostream>
 #include <string>
 
@@ -9,12 +12,18 @@
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::cerr << "usage: worker ADDR QUEUE hold|block\n";
+    std::cerr << "usage: worker ADDR QUEUE hold|block, or worker ADDR TOPIC subscribe\n";
     return 2;
   }
   basin::Client client(argv[1]);
-  auto q = client.queue(argv[2]);
   const std::string mode = argv[3];
+  if (mode == "subscribe") {
+    auto sub = client.subscribe({argv[2]});
+    std::cout << "ready" << std::endl;
+    for (const auto& m : sub) std::cout << m.payload << std::endl;
+    return 0;
+  }
+  auto q = client.queue(argv[2]);
   basin::Message m = q.get();
   std::cout << m.payload() << std::endl;
   if (mode == "hold") {

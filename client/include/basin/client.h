@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "basin/errors.h"
+#include "basin/topics.h"
 
 namespace basin {
 
@@ -58,6 +59,7 @@ struct QueueStats {
   uint64_t total_done = 0;
   uint64_t total_redelivered = 0;
   uint64_t total_dead_lettered = 0;
+  uint64_t total_rejected = 0;  // copies from topic bindings refused (full, closed)
   bool closed = false;
 };
 
@@ -65,6 +67,7 @@ struct QueueInfo {
   std::string name{};
   QueueOptions options{};  // max_size included
   QueueStats stats{};
+  std::vector<std::string> bindings{};  // topics and patterns bound to the queue
 };
 
 // One delivered message and the lease that holds it.
@@ -163,6 +166,18 @@ class Client {
   QueueInfo queue_info(const std::string& name) const;
   // Returns the number of messages dropped.
   uint64_t delete_queue(const std::string& name) const;
+  // Pub/sub (see basin/topics.h).
+  PublishResult publish(const std::string& topic, std::string_view payload,
+                        const Headers& headers = {}) const;
+  // Returns once the broker has confirmed the subscription: anything published
+  // after this returns reaches it.
+  Subscription subscribe(std::vector<std::string> topics,
+                         const SubscribeOptions& options = {}) const;
+  // Returns false when the binding existed already.
+  bool bind_queue(const std::string& topic_pattern, const std::string& queue) const;
+  void unbind_queue(const std::string& topic_pattern, const std::string& queue) const;
+  TopicsInfo list_topics() const;
+
   // True when the broker answers its health check as SERVING.
   bool healthy(Timeout timeout = std::chrono::seconds(5)) const;
 

@@ -75,6 +75,10 @@ class MessageTooLarge : public InvalidArgument {
 class TooManyWaiters : public Error {
   using Error::Error;
 };
+// A subscription fell a whole buffer behind under the disconnect policy.
+class SlowSubscriber : public Error {
+  using Error::Error;
+};
 // The broker is shutting down or cannot be reached.
 class Unavailable : public Error {
   using Error::Error;

@@ -1,0 +1,218 @@
+#include "broker/service/topic_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <mutex>
+
+#include "broker/service/convert.h"
+#include "broker/service/error_mapping.h"
+
+namespace basin::service {
+namespace {
+
+using grpc::CallbackServerContext;
+using grpc::ServerUnaryReactor;
+
+ServerUnaryReactor* Finish(CallbackServerContext* ctx, const grpc::Status& status) {
+  ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(status);
+  return r;
+}
+
+ServerUnaryReactor* Fail(CallbackServerContext* ctx, const core::Error& error) {
+  return Finish(ctx, ToStatus(ctx, error));
+}
+
+class SubscribeCall;
+
+// The subscription's wake-up reaches the call through this link: a publisher
+// may wake the call at the very moment it ends. No lock is held while the
+// woken call writes or finishes (gRPC may run reactions on that thread), so
+// whichever of OnDone and the last wake-up comes second deletes the call.
+class CallLink {
+ public:
+  explicit CallLink(SubscribeCall* call) : call_(call) {}
+  void Wake();
+  // From OnDone; returns true if the caller may delete the call now.
+  bool Detach() {
+    std::lock_guard lock(mu_);
+    done_ = true;
+    return waking_ == 0;
+  }
+
+ private:
+  std::mutex mu_;
+  SubscribeCall* call_;
+  int waking_ = 0;
+  bool done_ = false;
+};
+
+// One Subscribe stream. Exactly one party writes at a time: the call itself
+// while a write is in flight, or whoever the subscription wakes once it had
+// gone idle. That writer also finishes the call when the subscription ends.
+class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
+ public:
+  SubscribeCall(CallbackServerContext* ctx, core::TopicRouter* router)
+      : ctx_(ctx), router_(router), link_(std::make_shared<CallLink>(this)) {}
+
+  void Start(const v1::SubscribeRequest& req) {
+    core::SubscriptionOptions o;
+    o.topics.assign(req.topics().begin(), req.topics().end());
+    o.patterns.assign(req.patterns().begin(), req.patterns().end());
+    o.max_messages = req.buffer_messages();
+    o.max_bytes = req.buffer_bytes();
+    o.policy = req.overflow_policy() == v1::OVERFLOW_POLICY_DISCONNECT
+                   ? core::OverflowPolicy::kDisconnect
+                   : core::OverflowPolicy::kDropOldest;
+    auto sub = router_->Subscribe(std::move(o), [link = link_] { link->Wake(); });
+    if (!sub.ok()) {
+      Finish(ToStatus(ctx_, sub.error()));
+      return;
+    }
+    sub_ = std::move(sub.value());
+    // The first event confirms that the subscription is live.
+    auto* confirmed = resp_.mutable_subscribed();
+    confirmed->mutable_topics()->Assign(sub_->options().topics.begin(),
+                                        sub_->options().topics.end());
+    confirmed->mutable_patterns()->Assign(sub_->options().patterns.begin(),
+                                          sub_->options().patterns.end());
+    StartWrite(&resp_);
+  }
+
+  // Writes the next event, or returns with the subscription idle.
+  void WriteNext() {
+    std::optional<core::SubscriptionEvent> ev = sub_->Next();
+    if (!ev) return;
+    resp_.Clear();
+    switch (ev->kind) {
+      case core::SubscriptionEvent::Kind::kMessage: {
+        v1::TopicMessage* m = resp_.mutable_message();
+        m->set_topic(ev->message->topic);
+        if (ev->pattern != nullptr) m->set_pattern(*ev->pattern);
+        m->set_payload(ev->message->payload);
+        m->mutable_headers()->insert(ev->message->headers.begin(), ev->message->headers.end());
+        StartWrite(&resp_);
+        return;
+      }
+      case core::SubscriptionEvent::Kind::kGap:
+        resp_.mutable_gap()->set_dropped(ev->dropped);
+        StartWrite(&resp_);
+        return;
+      case core::SubscriptionEvent::Kind::kEnd:
+        router_->Unsubscribe(sub_, ev->end);
+        if (ev->end.code == core::Errc::kSlowSubscriber) {
+          spdlog::warn("subscription {} disconnected: {}", sub_->id(), ev->end.message);
+        }
+        Finish(ev->end.code == core::Errc::kCancelled ? grpc::Status::CANCELLED
+                                                      : ToStatus(ctx_, ev->end));
+        return;
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      // The stream broke (client gone): end the subscription and finish.
+      router_->Unsubscribe(sub_, core::Error{core::Errc::kCancelled, "stream broken"});
+      sub_->Next();  // consume the end event: nobody else will write
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnCancel() override {
+    // Ending the subscription wakes the writer (now, if idle; else when its
+    // write completes), which finishes the call.
+    if (sub_) router_->Unsubscribe(sub_, core::Error{core::Errc::kCancelled, "cancelled"});
+  }
+
+  void OnDone() override {
+    if (sub_) router_->Unsubscribe(sub_, core::Error{core::Errc::kCancelled, "done"});
+    if (link_->Detach()) delete this;
+  }
+
+ private:
+  CallbackServerContext* const ctx_;
+  core::TopicRouter* const router_;
+  const std::shared_ptr<CallLink> link_;
+  std::shared_ptr<core::Subscription> sub_;
+  v1::SubscribeResponse resp_;
+};
+
+void CallLink::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    if (done_) return;
+    ++waking_;
+  }
+  call_->WriteNext();
+  bool last = false;
+  {
+    std::lock_guard lock(mu_);
+    last = --waking_ == 0 && done_;
+  }
+  if (last) delete call_;
+}
+
+}  // namespace
+
+ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::PublishRequest* req,
+                                          v1::PublishResponse* resp) {
+  auto out = broker_->topics().Publish(req->topic(), req->payload(), FromProto(req->headers()),
+                                       core::Clock::now());
+  if (!out.ok()) return Fail(ctx, out.error());
+  resp->set_receivers(out.value().receivers);
+  resp->set_queues(out.value().queues);
+  resp->mutable_undelivered_queues()->Assign(out.value().undelivered_queues.begin(),
+                                             out.value().undelivered_queues.end());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
+    CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
+  auto* call = new SubscribeCall(ctx, &broker_->topics());
+  call->Start(*req);
+  return call;
+}
+
+ServerUnaryReactor* TopicService::BindQueue(CallbackServerContext* ctx,
+                                            const v1::BindQueueRequest* req,
+                                            v1::BindQueueResponse* resp) {
+  auto created = broker_->BindQueue(req->topic_pattern(), req->queue());
+  if (!created.ok()) return Fail(ctx, created.error());
+  if (created.value()) spdlog::info("bound queue '{}' to '{}'", req->queue(), req->topic_pattern());
+  resp->set_created(created.value());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* TopicService::UnbindQueue(CallbackServerContext* ctx,
+                                              const v1::UnbindQueueRequest* req,
+                                              v1::UnbindQueueResponse* /*resp*/) {
+  auto done = broker_->UnbindQueue(req->topic_pattern(), req->queue());
+  if (!done.ok()) return Fail(ctx, done.error());
+  spdlog::info("unbound queue '{}' from '{}'", req->queue(), req->topic_pattern());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+ServerUnaryReactor* TopicService::ListTopics(CallbackServerContext* ctx,
+                                             const v1::ListTopicsRequest* /*req*/,
+                                             v1::ListTopicsResponse* resp) {
+  for (const core::TopicStats& t : broker_->topics().ListTopics()) {
+    v1::TopicStats* p = resp->add_topics();
+    p->set_name(t.name);
+    p->set_subscribers(t.subscribers);
+    p->set_published(t.published);
+    p->set_delivered(t.delivered);
+    p->set_dropped(t.dropped);
+    p->set_routed(t.routed);
+  }
+  for (const core::BindingInfo& b : broker_->topics().ListBindings()) {
+    v1::Binding* p = resp->add_bindings();
+    p->set_topic_pattern(b.pattern);
+    p->set_queue(b.queue);
+  }
+  return Finish(ctx, grpc::Status::OK);
+}
+
+}  // namespace basin::service

@@ -1,0 +1,37 @@
+// basin.v1.TopicService over the gRPC callback API. Publish is a unary call
+// into the core's TopicRouter; Subscribe is a write reactor that pulls from
+// its core Subscription whenever it is not already writing (see
+// subscription.h for the wake-up protocol).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "basin/v1/topic.grpc.pb.h"
+#include "broker/core/broker.h"
+
+namespace basin::service {
+
+class TopicService final : public v1::TopicService::CallbackService {
+ public:
+  // `broker` must outlive the service.
+  explicit TopicService(core::Broker* broker) : broker_(broker) {}
+
+  grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx, const v1::PublishRequest* req,
+                                    v1::PublishResponse* resp) override;
+  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
+      grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) override;
+  grpc::ServerUnaryReactor* BindQueue(grpc::CallbackServerContext* ctx,
+                                      const v1::BindQueueRequest* req,
+                                      v1::BindQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* UnbindQueue(grpc::CallbackServerContext* ctx,
+                                        const v1::UnbindQueueRequest* req,
+                                        v1::UnbindQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTopics(grpc::CallbackServerContext* ctx,
+                                       const v1::ListTopicsRequest* req,
+                                       v1::ListTopicsResponse* resp) override;
+
+ private:
+  core::Broker* const broker_;
+};
+
+}  // namespace basin::service
