@@ -34,6 +34,12 @@ Commands:
   join QUEUE [--timeout D]            wait until every message is done
   close QUEUE                         end of stream
   rm QUEUE                            delete a queue
+  publish TOPIC [MSG]                 publish MSG, or one message per stdin line
+  subscribe TOPIC... [--pattern P]... print "topic<TAB>payload" per message until
+                                      interrupted (--pattern may repeat)
+  bind TOPIC_OR_PATTERN QUEUE         every publish to the topic also goes to QUEUE
+  unbind TOPIC_OR_PATTERN QUEUE
+  topics                              topics, their counters, and bindings
   health                              check the broker answers
 
 Durations: 500ms, 5s, 2m, 1h. --addr defaults to $BASIN_ADDR or 127.0.0.1:7878.
@@ -44,10 +50,12 @@ struct UsageError {
   std::string what;
 };
 
-// Positional arguments and --flags (as --name value or --name=value).
+// Positional arguments and --flags (as --name value or --name=value; a
+// repeated flag keeps every value in `repeated`).
 struct Args {
   std::vector<std::string> positional;
   std::map<std::string, std::string> flags;
+  std::map<std::string, std::vector<std::string>> repeated;
 
   std::string Flag(const std::string& name, const std::string& fallback = "") const {
     auto it = flags.find(name);
@@ -66,7 +74,8 @@ Args Parse(int argc, char** argv) {
                                                           {"timeout", true},
                                                           {"json", false},
                                                           {"no-ack", false},
-                                                          {"help", false}};
+                                                          {"help", false},
+                                                          {"pattern", true}};
   Args args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -87,6 +96,7 @@ Args Parse(int argc, char** argv) {
       value = argv[i];
     }
     args.flags[name] = value;
+    args.repeated[name].push_back(value);
   }
   return args;
 }
@@ -239,6 +249,54 @@ int Run(const Args& a) {
   } else if (cmd == "rm") {
     std::printf("dropped %llu messages\n",
                 static_cast<unsigned long long>(client.delete_queue(Need(a, 1, "QUEUE"))));
+  } else if (cmd == "publish") {
+    const std::string& topic = Need(a, 1, "TOPIC");
+    auto publish = [&](const std::string& msg) {
+      const basin::PublishResult r = client.publish(topic, msg);
+      for (const auto& q : r.undelivered_queues) {
+        std::fprintf(stderr, "basinctl: bound queue '%s' refused the message\n", q.c_str());
+      }
+    };
+    if (a.positional.size() > 2) {
+      publish(a.positional[2]);
+    } else {
+      // As the seed's interactive publisher: one message per line.
+      for (std::string line; std::getline(std::cin, line);) publish(line);
+    }
+  } else if (cmd == "subscribe") {
+    std::vector<std::string> topics(a.positional.begin() + 1, a.positional.end());
+    basin::SubscribeOptions o;
+    if (auto it = a.repeated.find("pattern"); it != a.repeated.end()) o.patterns = it->second;
+    if (topics.empty() && o.patterns.empty()) throw UsageError{"missing TOPIC or --pattern"};
+    auto sub = client.subscribe(topics, o);
+    for (const basin::TopicMessage& m : sub) {
+      if (m.dropped_before > 0) {
+        std::fprintf(stderr, "basinctl: %llu messages dropped (too slow)\n",
+                     static_cast<unsigned long long>(m.dropped_before));
+      }
+      std::printf("%s\t%.*s\n", m.topic.c_str(), static_cast<int>(m.payload.size()),
+                  m.payload.data());
+      std::fflush(stdout);
+    }
+  } else if (cmd == "bind") {
+    client.bind_queue(Need(a, 1, "TOPIC_OR_PATTERN"), Need(a, 2, "QUEUE"));
+  } else if (cmd == "unbind") {
+    client.unbind_queue(Need(a, 1, "TOPIC_OR_PATTERN"), Need(a, 2, "QUEUE"));
+  } else if (cmd == "topics") {
+    const basin::TopicsInfo info = client.list_topics();
+    std::printf("%-32s %11s %10s %10s %10s %10s\n", "TOPIC", "SUBSCRIBERS", "PUBLISHED",
+                "DELIVERED", "DROPPED", "ROUTED");
+    for (const auto& t : info.topics) {
+      std::printf("%-32s %11llu %10llu %10llu %10llu %10llu\n", t.name.c_str(),
+                  static_cast<unsigned long long>(t.subscribers),
+                  static_cast<unsigned long long>(t.published),
+                  static_cast<unsigned long long>(t.delivered),
+                  static_cast<unsigned long long>(t.dropped),
+                  static_cast<unsigned long long>(t.routed));
+    }
+    for (const auto& b : info.bindings) {
+      std::printf("binding %s -> %s\n", b.topic_pattern.c_str(), b.queue.c_str());
+    }
   } else if (cmd == "health") {
     if (!client.healthy()) {
       std::fprintf(stderr, "basinctl: broker is not serving\n");

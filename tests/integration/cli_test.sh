@@ -27,4 +27,33 @@ expect_exit 2 c frobnicate
 expect_exit 2 c get
 expect_exit 0 c rm jobs
 expect_exit 0 c health
+
+# Pub/sub: a subscriber prints "topic<TAB>payload"; a bound queue keeps copies.
+sub_out=$(mktemp)
+"$basinctl" --addr "$ADDR" subscribe spub cctv1 --pattern 'news.#' >"$sub_out" &
+sub_pid=$!
+for _ in $(seq 1 400); do
+  c topics | grep -q '^spub  *1 ' && break
+  sleep 0.05
+done
+c topics | grep -q '^spub  *1 ' || fail "subscriber never showed up"
+expect_exit 0 c create audit
+expect_exit 0 c bind 'news.#' audit
+printf 'hello
+over
+' | c publish spub
+expect_exit 0 c publish news.eu headline
+expect_exit 0 c publish ignored.topic nobody
+for _ in $(seq 1 400); do [ "$(wc -l <"$sub_out")" -ge 3 ] && break; sleep 0.05; done
+kill -TERM "$sub_pid"; wait "$sub_pid" 2>/dev/null || true
+[ "$(printf 'spub	hello
+spub	over
+news.eu	headline')" = "$(cat "$sub_out")" ] ||
+  fail "subscriber output: $(cat "$sub_out")"
+rm -f "$sub_out"
+[ "$(c get audit)" = headline ] || fail "bound queue"
+c topics | grep -q '^binding news.# -> audit$' || fail "binding listed"
+expect_exit 0 c unbind 'news.#' audit
+expect_exit 5 c unbind 'news.#' audit
+expect_exit 1 c publish 'bad topic' x
 echo "cli_test: 1 passed, 0 failed"
