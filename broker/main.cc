@@ -11,6 +11,7 @@
 #include "broker/config.h"
 #include "broker/core/broker.h"
 #include "broker/deadline_timer.h"
+#include "broker/dispatcher.h"
 #include "broker/logging.h"
 #include "broker/server.h"
 
@@ -29,8 +30,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   basin::DeadlineTimer timer;
+  basin::Dispatcher dispatcher(1);
   basin::core::Broker broker(config->limits, &timer);
-  auto server = basin::Server::Start(*config, &broker);
+  auto server = basin::Server::Start(*config, &broker, &dispatcher);
   if (server == nullptr) return 1;
 
   spdlog::info(
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   // being processed this instant. gRPC also waits for clients to drop their
   // connections after GOAWAY, so keep the grace short.
   server->Shutdown(std::chrono::milliseconds(1000));
+  dispatcher.Stop();
   timer.Stop();
   spdlog::info("stopped");
   return 0;

@@ -23,13 +23,14 @@ std::string WithPort(const std::string& listen, int port) {
 
 }  // namespace
 
-std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker) {
+std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker,
+                                      Dispatcher* dispatcher) {
   // Linked in so that reflection can describe grpc.health.v1.Health.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  std::unique_ptr<Server> s(new Server(broker));
+  std::unique_ptr<Server> s(new Server(broker, dispatcher));
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);

@@ -10,6 +10,7 @@
 
 #include "broker/config.h"
 #include "broker/core/broker.h"
+#include "broker/dispatcher.h"
 #include "broker/service/queue_service.h"
 #include "broker/service/topic_service.h"
 
@@ -18,7 +19,9 @@ namespace basin {
 class Server {
  public:
   // Returns null (and logs why) if the address cannot be bound.
-  static std::unique_ptr<Server> Start(const Config& config, core::Broker* broker);
+  // `dispatcher` runs subscription wake-ups; it must outlive the server.
+  static std::unique_ptr<Server> Start(const Config& config, core::Broker* broker,
+                                       Dispatcher* dispatcher);
   ~Server();
 
   // host:port with the port actually bound.
@@ -27,7 +30,10 @@ class Server {
   void Shutdown(std::chrono::milliseconds grace);
 
  private:
-  explicit Server(core::Broker* broker) : queue_service_(broker), topic_service_(broker) {}
+  Server(core::Broker* broker, Dispatcher* dispatcher)
+      : queue_service_(broker), topic_service_(broker, [dispatcher](std::function<void()> work) {
+          dispatcher->Post(std::move(work));
+        }) {}
 
   service::QueueService queue_service_;
   service::TopicService topic_service_;

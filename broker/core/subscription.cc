@@ -15,10 +15,16 @@ bool Subscription::FitsLocked(uint64_t bytes) const {
 }
 
 void Subscription::DropOldestLocked(std::vector<PublishedPtr>* dropped) {
-  Buffered oldest = std::move(buffer_.front());
+  Delivered oldest = std::move(buffer_.front());
   buffer_.pop_front();
   buffered_bytes_ -= oldest.message->bytes;
-  ++gap_;
+  // The gap moves to whatever now follows the last message handed out.
+  const uint64_t gap = oldest.dropped_before + 1;
+  if (buffer_.empty()) {
+    pending_gap_ += gap;
+  } else {
+    buffer_.front().dropped_before += gap;
+  }
   dropped->push_back(std::move(oldest.message));
 }
 
@@ -35,7 +41,9 @@ Subscription::Offered Subscription::Offer(PublishedPtr message, const std::strin
       credit += buffer_.front().message->bytes;
       DropOldestLocked(&out.dropped);
     };
-    if (drop_oldest) {
+    // A message larger than the whole buffer can never fit: it alone is lost.
+    const bool hopeless = bytes > options_.max_bytes;
+    if (drop_oldest && !hopeless) {
       while (!buffer_.empty() && !FitsLocked(bytes)) drop();
     }
     // The broker's --max-memory is a bound like the buffer's own: under
@@ -54,11 +62,12 @@ Subscription::Offered Subscription::Offer(PublishedPtr message, const std::strin
       if (fits) drop();
     }
     if (fits) {
-      buffer_.push_back({std::move(message), pattern});
+      buffer_.push_back({std::move(message), pattern, pending_gap_});
+      pending_gap_ = 0;
       buffered_bytes_ += bytes;
       out.accepted = true;
     } else if (drop_oldest) {
-      ++gap_;  // the new message itself is lost
+      ++pending_gap_;  // the new message itself is lost
       out.dropped.push_back(std::move(message));
     } else {
       end_ = Error{Errc::kSlowSubscriber, "subscriber too slow: its buffer of " +
@@ -67,11 +76,11 @@ Subscription::Offered Subscription::Offer(PublishedPtr message, const std::strin
                                               " bytes overflowed (policy disconnect)"};
       credit += buffered_bytes_;
       buffered_bytes_ = 0;
-      for (Buffered& b : buffer_) out.dropped.push_back(std::move(b.message));
+      for (Delivered& b : buffer_) out.dropped.push_back(std::move(b.message));
       buffer_.clear();
       out.dropped.push_back(std::move(message));
     }
-    if (idle_ && (out.accepted || gap_ > 0 || end_)) {
+    if (idle_ && (out.accepted || end_)) {
       idle_ = false;
       wake = true;
     }
@@ -81,36 +90,31 @@ Subscription::Offered Subscription::Offer(PublishedPtr message, const std::strin
   return out;
 }
 
-std::optional<SubscriptionEvent> Subscription::Next() {
-  std::optional<SubscriptionEvent> ev;
+std::optional<Pulled> Subscription::Next(size_t max_messages, uint64_t max_bytes) {
+  std::optional<Pulled> out;
   uint64_t freed = 0;
   {
     std::lock_guard lock(mu_);
     if (end_) {
       finished_ = true;
-      ev.emplace();
-      ev->kind = SubscriptionEvent::Kind::kEnd;
-      ev->end = *end_;
-    } else if (gap_ > 0) {
-      ev.emplace();
-      ev->kind = SubscriptionEvent::Kind::kGap;
-      ev->dropped = gap_;
-      gap_ = 0;
+      out.emplace();
+      out->end = *end_;
     } else if (buffer_.empty()) {
       idle_ = true;
     } else {
-      Buffered next = std::move(buffer_.front());
-      buffer_.pop_front();
-      // The stream now holds the message; its buffer space is free.
-      freed = next.message->bytes;
+      out.emplace();
+      while (!buffer_.empty() && out->messages.size() < max_messages &&
+             (out->messages.empty() || freed + buffer_.front().message->bytes <= max_bytes)) {
+        freed += buffer_.front().message->bytes;
+        out->messages.push_back(std::move(buffer_.front()));
+        buffer_.pop_front();
+      }
+      // The stream now holds these messages; their buffer space is free.
       buffered_bytes_ -= freed;
-      ev.emplace();
-      ev->message = std::move(next.message);
-      ev->pattern = next.pattern;
     }
   }
   if (freed > 0) memory_->Release(freed, Clock::now());
-  return ev;
+  return out;
 }
 
 void Subscription::End(Error why) {

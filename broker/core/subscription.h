@@ -2,12 +2,13 @@
 //
 // Publishers Offer() messages and never wait: when the buffer is full (by
 // message count, bytes, or the broker's --max-memory) the subscription's
-// overflow policy decides — drop the oldest buffered messages and report a gap,
-// or end the stream. The stream side pulls with Next(). When Next() finds
-// nothing it marks the subscription idle, and the next Offer() or End() calls
-// `wake` (outside the lock) exactly once, so the stream knows to pull again.
-// A new subscription starts busy: the stream writes its confirmation first and
-// then pulls.
+// overflow policy decides — drop the oldest buffered messages (the next message
+// handed out carries the count, `dropped_before`), or end the stream. The stream
+// side pulls batches with Next(). When Next() finds nothing it marks the
+// subscription idle, and the next accepted Offer() or End() calls `wake`
+// (outside the lock) exactly once, so the stream knows to pull again. A new
+// subscription starts busy: the stream writes its confirmation first and then
+// pulls.
 #pragma once
 
 #include <cstdint>
@@ -44,13 +45,17 @@ struct SubscriptionOptions {
   OverflowPolicy policy = OverflowPolicy::kDropOldest;
 };
 
-struct SubscriptionEvent {
-  enum class Kind : uint8_t { kMessage, kGap, kEnd };
-  Kind kind = Kind::kMessage;
-  PublishedPtr message;                  // kMessage
-  const std::string* pattern = nullptr;  // kMessage: the pattern that matched, or null
-  uint64_t dropped = 0;                  // kGap
-  Error end{Errc::kCancelled, {}};       // kEnd: why the stream ends
+// One message as a subscriber receives it.
+struct Delivered {
+  PublishedPtr message;
+  const std::string* pattern = nullptr;  // the pattern that matched, or null
+  uint64_t dropped_before = 0;           // the gap notice: lost just before this one
+};
+
+// What one Next() hands the stream: a batch of messages, or the end.
+struct Pulled {
+  std::vector<Delivered> messages;
+  std::optional<Error> end;  // set: the stream ends now, with this reason
 };
 
 class Subscription {
@@ -72,19 +77,16 @@ class Subscription {
   // `pattern` must point into options().patterns, or be null for a topic match.
   Offered Offer(PublishedPtr message, const std::string* pattern);
 
-  // The next event, or nullopt (now idle) when there is none yet. After a kEnd
-  // event the subscription is finished and Next() must not be called again.
-  std::optional<SubscriptionEvent> Next();
+  // Up to `max_messages` buffered messages (and about `max_bytes`, but at least
+  // one), or the end; nullopt (now idle) when there is nothing yet. After an
+  // end the subscription is finished and Next() must not be called again.
+  std::optional<Pulled> Next(size_t max_messages, uint64_t max_bytes);
 
   // Ends the stream: buffered messages are discarded and the next Next()
   // returns kEnd with `why`. Later Offers are ignored. Idempotent.
   void End(Error why);
 
  private:
-  struct Buffered {
-    PublishedPtr message;
-    const std::string* pattern;
-  };
   void DropOldestLocked(std::vector<PublishedPtr>* dropped);
   bool FitsLocked(uint64_t bytes) const;
 
@@ -94,9 +96,9 @@ class Subscription {
   const std::function<void()> wake_;
 
   std::mutex mu_;
-  std::deque<Buffered> buffer_;
+  std::deque<Delivered> buffer_;
   uint64_t buffered_bytes_ = 0;
-  uint64_t gap_ = 0;  // dropped since the last event handed out
+  uint64_t pending_gap_ = 0;  // dropped with nothing buffered after them yet
   std::optional<Error> end_;
   bool idle_ = false;
   bool finished_ = false;

@@ -24,6 +24,10 @@ ServerUnaryReactor* Fail(CallbackServerContext* ctx, const core::Error& error) {
   return Finish(ctx, ToStatus(ctx, error));
 }
 
+// One response carries at most this much of a subscriber's buffer.
+constexpr size_t kBatchMessages = 256;
+constexpr uint64_t kBatchBytes = 1 << 20;
+
 class SubscribeCall;
 
 // The subscription's wake-up reaches the call through this link: a publisher
@@ -53,8 +57,11 @@ class CallLink {
 // gone idle. That writer also finishes the call when the subscription ends.
 class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
  public:
-  SubscribeCall(CallbackServerContext* ctx, core::TopicRouter* router)
-      : ctx_(ctx), router_(router), link_(std::make_shared<CallLink>(this)) {}
+  SubscribeCall(CallbackServerContext* ctx, core::TopicRouter* router, TopicService::Post post)
+      : ctx_(ctx),
+        router_(router),
+        post_(std::move(post)),
+        link_(std::make_shared<CallLink>(this)) {}
 
   void Start(const v1::SubscribeRequest& req) {
     core::SubscriptionOptions o;
@@ -65,7 +72,8 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
     o.policy = req.overflow_policy() == v1::OVERFLOW_POLICY_DISCONNECT
                    ? core::OverflowPolicy::kDisconnect
                    : core::OverflowPolicy::kDropOldest;
-    auto sub = router_->Subscribe(std::move(o), [link = link_] { link->Wake(); });
+    auto sub = router_->Subscribe(std::move(o),
+                                  [link = link_, post = post_] { post([link] { link->Wake(); }); });
     if (!sub.ok()) {
       Finish(ToStatus(ctx_, sub.error()));
       return;
@@ -80,41 +88,37 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
     StartWrite(&resp_);
   }
 
-  // Writes the next event, or returns with the subscription idle.
+  // Writes the next batch, finishes the call if the subscription ended, or
+  // returns with the subscription idle.
   void WriteNext() {
-    std::optional<core::SubscriptionEvent> ev = sub_->Next();
-    if (!ev) return;
-    resp_.Clear();
-    switch (ev->kind) {
-      case core::SubscriptionEvent::Kind::kMessage: {
-        v1::TopicMessage* m = resp_.mutable_message();
-        m->set_topic(ev->message->topic);
-        if (ev->pattern != nullptr) m->set_pattern(*ev->pattern);
-        m->set_payload(ev->message->payload);
-        m->mutable_headers()->insert(ev->message->headers.begin(), ev->message->headers.end());
-        StartWrite(&resp_);
-        return;
+    std::optional<core::Pulled> pulled = sub_->Next(kBatchMessages, kBatchBytes);
+    if (!pulled) return;
+    if (pulled->end) {
+      const core::Error& end = *pulled->end;
+      router_->Unsubscribe(sub_, end);
+      if (end.code == core::Errc::kSlowSubscriber) {
+        spdlog::warn("subscription {} disconnected: {}", sub_->id(), end.message);
       }
-      case core::SubscriptionEvent::Kind::kGap:
-        resp_.mutable_gap()->set_dropped(ev->dropped);
-        StartWrite(&resp_);
-        return;
-      case core::SubscriptionEvent::Kind::kEnd:
-        router_->Unsubscribe(sub_, ev->end);
-        if (ev->end.code == core::Errc::kSlowSubscriber) {
-          spdlog::warn("subscription {} disconnected: {}", sub_->id(), ev->end.message);
-        }
-        Finish(ev->end.code == core::Errc::kCancelled ? grpc::Status::CANCELLED
-                                                      : ToStatus(ctx_, ev->end));
-        return;
+      Finish(end.code == core::Errc::kCancelled ? grpc::Status::CANCELLED : ToStatus(ctx_, end));
+      return;
     }
+    resp_.Clear();
+    for (const core::Delivered& d : pulled->messages) {
+      v1::TopicMessage* m = resp_.add_messages();
+      m->set_topic(d.message->topic);
+      if (d.pattern != nullptr) m->set_pattern(*d.pattern);
+      m->set_payload(d.message->payload);
+      m->mutable_headers()->insert(d.message->headers.begin(), d.message->headers.end());
+      m->set_dropped_before(d.dropped_before);
+    }
+    StartWrite(&resp_);
   }
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
       // The stream broke (client gone): end the subscription and finish.
       router_->Unsubscribe(sub_, core::Error{core::Errc::kCancelled, "stream broken"});
-      sub_->Next();  // consume the end event: nobody else will write
+      sub_->Next(1, 0);  // consume the end: nobody else will write
       Finish(grpc::Status::CANCELLED);
       return;
     }
@@ -135,6 +139,7 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
  private:
   CallbackServerContext* const ctx_;
   core::TopicRouter* const router_;
+  const TopicService::Post post_;
   const std::shared_ptr<CallLink> link_;
   std::shared_ptr<core::Subscription> sub_;
   v1::SubscribeResponse resp_;
@@ -171,7 +176,7 @@ ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::
 
 grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
     CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
-  auto* call = new SubscribeCall(ctx, &broker_->topics());
+  auto* call = new SubscribeCall(ctx, &broker_->topics(), post_);
   call->Start(*req);
   return call;
 }

@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+
 #include "basin/v1/topic.grpc.pb.h"
 #include "broker/core/broker.h"
 
@@ -13,8 +15,12 @@ namespace basin::service {
 
 class TopicService final : public v1::TopicService::CallbackService {
  public:
-  // `broker` must outlive the service.
-  explicit TopicService(core::Broker* broker) : broker_(broker) {}
+  // Runs work on another thread (see broker/dispatcher.h).
+  using Post = std::function<void(std::function<void()>)>;
+
+  // `broker` must outlive the service. Subscription wake-ups are handed to
+  // `post`, so that a publisher never writes to its subscribers' streams.
+  TopicService(core::Broker* broker, Post post) : broker_(broker), post_(std::move(post)) {}
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx, const v1::PublishRequest* req,
                                     v1::PublishResponse* resp) override;
@@ -32,6 +38,7 @@ class TopicService final : public v1::TopicService::CallbackService {
 
  private:
   core::Broker* const broker_;
+  const Post post_;
 };
 
 }  // namespace basin::service

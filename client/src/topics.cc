@@ -13,8 +13,7 @@ class SubscriptionStream {
  public:
   SubscriptionStream(Connection& conn, const v1::SubscribeRequest& req) {
     reader_ = conn.topic_stub().Subscribe(&ctx_, req);
-    v1::SubscribeResponse first;
-    if (!reader_->Read(&first) || !first.has_subscribed()) {
+    if (!reader_->Read(&batch_) || !batch_.has_subscribed()) {
       const grpc::Status status = reader_->Finish();
       if (status.ok()) {
         throw Error(static_cast<int>(grpc::StatusCode::INTERNAL), "",
@@ -27,35 +26,32 @@ class SubscriptionStream {
   ~SubscriptionStream() {
     if (!finished_) {
       ctx_.TryCancel();
-      while (reader_->Read(&scratch_)) {
+      while (reader_->Read(&batch_)) {
       }
       reader_->Finish();
     }
   }
 
   std::optional<TopicMessage> Next() {
-    if (finished_) return std::nullopt;
-    uint64_t gap = 0;
-    while (reader_->Read(&scratch_)) {
-      if (scratch_.has_gap()) {
-        gap += scratch_.gap().dropped();
-        dropped_ += scratch_.gap().dropped();
-        continue;
+    while (next_ >= batch_.messages_size()) {
+      if (finished_) return std::nullopt;
+      if (!reader_->Read(&batch_)) {
+        finished_ = true;
+        const grpc::Status status = reader_->Finish();
+        if (status.ok() || cancelled_.load()) return std::nullopt;
+        Throw(status, ctx_);
       }
-      if (!scratch_.has_message()) continue;
-      v1::TopicMessage* m = scratch_.mutable_message();
-      TopicMessage out;
-      out.topic = std::move(*m->mutable_topic());
-      out.pattern = std::move(*m->mutable_pattern());
-      out.payload = std::move(*m->mutable_payload());
-      out.headers.insert(m->headers().begin(), m->headers().end());
-      out.dropped_before = gap;
-      return out;
+      next_ = 0;
     }
-    finished_ = true;
-    const grpc::Status status = reader_->Finish();
-    if (status.ok() || cancelled_.load()) return std::nullopt;
-    Throw(status, ctx_);
+    v1::TopicMessage* m = batch_.mutable_messages(next_++);
+    TopicMessage out;
+    out.topic = std::move(*m->mutable_topic());
+    out.pattern = std::move(*m->mutable_pattern());
+    out.payload = std::move(*m->mutable_payload());
+    out.headers.insert(m->headers().begin(), m->headers().end());
+    out.dropped_before = m->dropped_before();
+    dropped_ += out.dropped_before;
+    return out;
   }
 
   void Cancel() {
@@ -67,7 +63,8 @@ class SubscriptionStream {
  private:
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<v1::SubscribeResponse>> reader_;
-  v1::SubscribeResponse scratch_;
+  v1::SubscribeResponse batch_;  // the response being handed out
+  int next_ = 0;                  // its next message
   std::atomic<bool> cancelled_{false};
   bool finished_ = false;
   uint64_t dropped_ = 0;

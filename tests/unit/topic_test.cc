@@ -81,6 +81,21 @@ PublishedPtr Msg(const std::string& topic, const std::string& payload) {
   return m;
 }
 
+// Pulls one batch and returns its payloads, or "<idle>" / "<end:REASON>".
+std::vector<std::string> Pull(Subscription& sub, size_t max = 100) {
+  auto pulled = sub.Next(max, 1 << 20);
+  if (!pulled) return {"<idle>"};
+  if (pulled->end) return {"<end>"};
+  std::vector<std::string> out;
+  for (const auto& d : pulled->messages) {
+    out.push_back((d.dropped_before ? "+" + std::to_string(d.dropped_before) + " " : "") +
+                  d.message->payload);
+  }
+  return out;
+}
+
+using Strings = std::vector<std::string>;
+
 TEST(SubscriptionTest, WakesOnceWhenIdleAndKeepsOrder) {
   MemoryBudget memory(0);
   int wakes = 0;
@@ -90,29 +105,37 @@ TEST(SubscriptionTest, WakesOnceWhenIdleAndKeepsOrder) {
   // Busy at first (the stream writes its confirmation): no wake.
   sub.Offer(Msg("t", "a"), nullptr);
   EXPECT_EQ(wakes, 0);
-  EXPECT_EQ(sub.Next()->message->payload, "a");
-  EXPECT_FALSE(sub.Next().has_value());  // now idle
+  EXPECT_EQ(Pull(sub), Strings{"a"});
+  EXPECT_EQ(Pull(sub), Strings{"<idle>"});
   sub.Offer(Msg("t", "b"), nullptr);
   sub.Offer(Msg("t", "c"), nullptr);
   EXPECT_EQ(wakes, 1);
-  EXPECT_EQ(sub.Next()->message->payload, "b");
-  EXPECT_EQ(sub.Next()->message->payload, "c");
-  EXPECT_FALSE(sub.Next().has_value());
+  EXPECT_EQ(Pull(sub), (Strings{"b", "c"}));  // one batch
+  EXPECT_EQ(Pull(sub), Strings{"<idle>"});
   EXPECT_EQ(memory.used(), 0u);
 }
 
-TEST(SubscriptionTest, DropOldestReportsAGap) {
+TEST(SubscriptionTest, BatchesAreBounded) {
+  MemoryBudget memory(0);
+  Subscription sub(1, SubscriptionOptions{{"t"}, {}, 100, 1000, OverflowPolicy::kDropOldest},
+                   &memory, [] {});
+  for (const char* p : {"1", "2", "3", "4", "5"}) sub.Offer(Msg("t", p), nullptr);
+  EXPECT_EQ(Pull(sub, 2), (Strings{"1", "2"}));
+  auto big = sub.Next(100, 3);  // 2 bytes a message: one fits, then the bound
+  EXPECT_EQ(big->messages.size(), 1u);
+  EXPECT_EQ(Pull(sub), (Strings{"4", "5"}));
+}
+
+TEST(SubscriptionTest, DropOldestPutsTheGapWhereTheMessagesWere) {
   MemoryBudget memory(0);
   SubscriptionOptions o;
   o.topics = {"t"};
   o.max_messages = 2;
   Subscription sub(1, o, &memory, [] {});
   for (const char* p : {"1", "2", "3", "4", "5"}) sub.Offer(Msg("t", p), nullptr);
-  auto gap = sub.Next();
-  ASSERT_EQ(gap->kind, SubscriptionEvent::Kind::kGap);
-  EXPECT_EQ(gap->dropped, 3u);
-  EXPECT_EQ(sub.Next()->message->payload, "4");
-  EXPECT_EQ(sub.Next()->message->payload, "5");
+  EXPECT_EQ(Pull(sub), (Strings{"+3 4", "5"}));
+  sub.Offer(Msg("t", "6"), nullptr);
+  EXPECT_EQ(Pull(sub), Strings{"6"});
 }
 
 TEST(SubscriptionTest, ByteBoundAndBrokerMemoryAreOverflowsToo) {
@@ -122,8 +145,7 @@ TEST(SubscriptionTest, ByteBoundAndBrokerMemoryAreOverflowsToo) {
   o.max_bytes = 10;  // "t" + 4-byte payload = 5 bytes a message
   Subscription sub(1, o, &memory, [] {});
   for (const char* p : {"aaaa", "bbbb", "cccc"}) sub.Offer(Msg("t", p), nullptr);
-  EXPECT_EQ(sub.Next()->dropped, 1u);
-  EXPECT_EQ(sub.Next()->message->payload, "bbbb");
+  EXPECT_EQ(Pull(sub), (Strings{"+1 bbbb", "cccc"}));
 
   MemoryBudget tight(6);
   Subscription small(2, SubscriptionOptions{{"t"}, {}, 100, 1000, OverflowPolicy::kDropOldest},
@@ -134,6 +156,13 @@ TEST(SubscriptionTest, ByteBoundAndBrokerMemoryAreOverflowsToo) {
   EXPECT_TRUE(offered.accepted);
   EXPECT_EQ(offered.dropped.size(), 1u);
   EXPECT_EQ(tight.used(), 5u);
+  // A message larger than the whole buffer is lost; the next one says so.
+  EXPECT_FALSE(small.Offer(Msg("t", std::string(2000, 'x')), nullptr).accepted);
+  EXPECT_EQ(Pull(small), (Strings{"+1 bbbb"}));
+  small.Offer(Msg("t", "c"), nullptr);
+  small.Offer(Msg("t", std::string(2000, 'x')), nullptr);
+  small.Offer(Msg("t", "d"), nullptr);
+  EXPECT_EQ(Pull(small), (Strings{"+1 c", "+1 d"}));
 }
 
 TEST(SubscriptionTest, DisconnectPolicyEndsTheStream) {
@@ -144,10 +173,12 @@ TEST(SubscriptionTest, DisconnectPolicyEndsTheStream) {
   o.policy = OverflowPolicy::kDisconnect;
   Subscription sub(1, o, &memory, [] {});
   EXPECT_TRUE(sub.Offer(Msg("t", "1"), nullptr).accepted);
-  EXPECT_FALSE(sub.Offer(Msg("t", "2"), nullptr).accepted);
-  auto end = sub.Next();
-  ASSERT_EQ(end->kind, SubscriptionEvent::Kind::kEnd);
-  EXPECT_EQ(end->end.code, Errc::kSlowSubscriber);
+  auto offered = sub.Offer(Msg("t", "2"), nullptr);
+  EXPECT_FALSE(offered.accepted);
+  EXPECT_EQ(offered.dropped.size(), 2u);  // the buffer and the new message
+  auto end = sub.Next(10, 100);
+  ASSERT_TRUE(end->end.has_value());
+  EXPECT_EQ(end->end->code, Errc::kSlowSubscriber);
   EXPECT_EQ(memory.used(), 0u);
   EXPECT_FALSE(sub.Offer(Msg("t", "3"), nullptr).accepted);
 }
@@ -155,12 +186,12 @@ TEST(SubscriptionTest, DisconnectPolicyEndsTheStream) {
 TEST(SubscriptionTest, EndWakesAnIdleStream) {
   MemoryBudget memory(0);
   int wakes = 0;
-  Subscription sub(1, SubscriptionOptions{{"t"}, {}, 10, 100, OverflowPolicy::kDropOldest}, &memory,
-                   [&] { ++wakes; });
-  EXPECT_FALSE(sub.Next().has_value());
+  Subscription sub(1, SubscriptionOptions{{"t"}, {}, 10, 100, OverflowPolicy::kDropOldest},
+                   &memory, [&] { ++wakes; });
+  EXPECT_EQ(Pull(sub), Strings{"<idle>"});
   sub.End(Error{Errc::kShutdown, "bye"});
   EXPECT_EQ(wakes, 1);
-  EXPECT_EQ(sub.Next()->end.code, Errc::kShutdown);
+  EXPECT_EQ(sub.Next(10, 100)->end->code, Errc::kShutdown);
   sub.End(Error{Errc::kCancelled, "again"});  // idempotent
   EXPECT_EQ(wakes, 1);
 }
@@ -175,7 +206,7 @@ class TopicRouterTest : public ::testing::Test {
     o.patterns = std::move(patterns);
     auto r = broker_.topics().Subscribe(o, [] {});
     EXPECT_TRUE(r.ok()) << r.error().message;
-    r.value()->Next();  // the stream's first pull: idle from here on
+    r.value()->Next(1, 1);  // the stream's first pull: idle from here on
     return r.value();
   }
   PublishOutcome Publish(const std::string& topic, const std::string& payload) {
@@ -195,16 +226,19 @@ TEST_F(TopicRouterTest, PublishReachesMatchingSubscriptionsOnce) {
   EXPECT_EQ(Publish("news.eu", "n").receivers, 2u);   // pattern, and `both` once
   EXPECT_EQ(Publish("nobody.listens", "x").receivers, 1u);
 
-  auto e = exact->Next();
-  EXPECT_EQ(e->message->payload, "hello");
-  EXPECT_EQ(e->pattern, nullptr);
-  auto p = pattern->Next();
-  EXPECT_EQ(p->message->topic, "news.eu");
-  EXPECT_EQ(*p->pattern, "news.*");
-  both->Next();  // "hello" via `#`
-  auto b = both->Next();
-  EXPECT_EQ(b->message->payload, "n");
-  EXPECT_EQ(b->pattern, nullptr);  // the exact topic wins
+  auto e = exact->Next(10, 1000)->messages;
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].message->payload, "hello");
+  EXPECT_EQ(e[0].pattern, nullptr);
+  auto p = pattern->Next(10, 1000)->messages;
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].message->topic, "news.eu");
+  EXPECT_EQ(*p[0].pattern, "news.*");
+  auto b = both->Next(10, 1000)->messages;
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(*b[0].pattern, "#");
+  EXPECT_EQ(b[1].message->payload, "n");
+  EXPECT_EQ(b[1].pattern, nullptr);  // the exact topic wins
 }
 
 TEST_F(TopicRouterTest, UnsubscribeStopsDeliveryAndCounts) {
@@ -214,7 +248,7 @@ TEST_F(TopicRouterTest, UnsubscribeStopsDeliveryAndCounts) {
   ASSERT_EQ(topics.size(), 1u);
   EXPECT_EQ(topics[0].subscribers, 2u);
   broker_.topics().Unsubscribe(a, Error{Errc::kCancelled, "gone"});
-  EXPECT_EQ(a->Next()->kind, SubscriptionEvent::Kind::kEnd);
+  EXPECT_TRUE(a->Next(10, 100)->end.has_value());
   EXPECT_EQ(Publish("t", "x").receivers, 1u);
   topics = broker_.topics().ListTopics();
   EXPECT_EQ(topics[0].subscribers, 1u);
@@ -278,7 +312,7 @@ TEST_F(TopicRouterTest, BadInputIsRefused) {
 TEST_F(TopicRouterTest, ShutdownEndsSubscriptions) {
   auto s = Sub({"t"});
   broker_.Shutdown();
-  EXPECT_EQ(s->Next()->end.code, Errc::kShutdown);
+  EXPECT_EQ(s->Next(10, 100)->end->code, Errc::kShutdown);
   SubscriptionOptions o;
   o.topics = {"t"};
   EXPECT_EQ(broker_.topics().Subscribe(o, [] {}).error().code, Errc::kShutdown);
