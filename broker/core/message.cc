@@ -54,6 +54,23 @@ MessagePtr Message::Make(uint64_t id, std::string_view payload, const Headers& h
   return m;
 }
 
+Result<uint64_t> Message::Validate(std::string_view payload, const Headers& headers,
+                                   uint64_t max_bytes) {
+  for (const auto& [key, value] : headers) {
+    if (key.compare(0, kReservedHeaderPrefix.size(), kReservedHeaderPrefix) == 0) {
+      return Error{Errc::kReservedHeader, "header '" + key + "' uses the reserved prefix '" +
+                                              std::string(kReservedHeaderPrefix) + "'"};
+    }
+  }
+  const uint64_t bytes = AccountedBytes(payload, headers);
+  if (bytes > max_bytes) {
+    return Error{Errc::kMessageTooLarge, "message of " + std::to_string(bytes) +
+                                             " bytes exceeds the broker limit of " +
+                                             std::to_string(max_bytes) + " bytes"};
+  }
+  return bytes;
+}
+
 std::string_view Message::payload() const {
   return std::string_view(data() + headers_len_, payload_len_);
 }

@@ -9,9 +9,14 @@
 #include <string>
 #include <string_view>
 
+#include "broker/core/errc.h"
+
 namespace basin::core {
 
 using Headers = std::map<std::string, std::string>;
+
+// Header names starting with this are the broker's; clients may not set them.
+inline constexpr std::string_view kReservedHeaderPrefix = "basin-";
 
 class Message;
 
@@ -28,6 +33,11 @@ class Message {
   // Bytes a message of this payload and headers is accounted as (the limits
   // --max-message-bytes and max_bytes apply to this figure).
   static uint64_t AccountedBytes(std::string_view payload, const Headers& headers);
+
+  // What every message from a client must satisfy: no `basin-` header, at most
+  // `max_bytes` accounted bytes. Returns the accounted bytes.
+  static Result<uint64_t> Validate(std::string_view payload, const Headers& headers,
+                                   uint64_t max_bytes);
 
   uint64_t id() const { return id_; }
   void set_id(uint64_t id) { id_ = id; }

@@ -140,20 +140,9 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
 void Queue::Put(std::string_view payload, const Headers& headers, TimePoint now, TimePoint deadline,
                 WaitId* wait_id, PutCallback cb) {
   *wait_id = 0;
-  for (const auto& [key, value] : headers) {
-    if (key.compare(0, kReservedHeaderPrefix.size(), kReservedHeaderPrefix) == 0) {
-      cb(Error{Errc::kReservedHeader, "header '" + key + "' uses the reserved prefix '" +
-                                          std::string(kReservedHeaderPrefix) + "'"});
-      return;
-    }
-  }
-  const uint64_t bytes = Message::AccountedBytes(payload, headers);
-  if (bytes > limits_.max_message_bytes) {
-    cb(Error{Errc::kMessageTooLarge, "message of " + std::to_string(bytes) +
-                                         " bytes exceeds the broker limit of " +
-                                         std::to_string(limits_.max_message_bytes) + " bytes"});
-    return;
-  }
+  auto valid = Message::Validate(payload, headers, limits_.max_message_bytes);
+  if (!valid.ok()) return cb(valid.error());
+  const uint64_t bytes = valid.value();
   if (config_.max_bytes != 0 && bytes > config_.max_bytes) {
     cb(Error{Errc::kMessageTooLarge, "message of " + std::to_string(bytes) + " bytes exceeds " +
                                          Describe() + "'s max_bytes of " +

@@ -95,7 +95,6 @@ using GetCallback = std::function<void(Result<Delivery>)>;
 using JoinCallback = std::function<void(Result<void>)>;
 
 // Header names the broker sets on dead letters; `basin-` is reserved for it.
-inline constexpr std::string_view kReservedHeaderPrefix = "basin-";
 inline constexpr std::string_view kHeaderDeadLetterReason = "basin-dead-letter-reason";
 inline constexpr std::string_view kHeaderOriginalQueue = "basin-original-queue";
 inline constexpr std::string_view kHeaderOriginalId = "basin-original-id";

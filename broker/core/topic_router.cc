@@ -34,18 +34,9 @@ TopicRouter::Counters& TopicRouter::CountersLocked(const std::string& topic) {
 Result<PublishOutcome> TopicRouter::Publish(std::string_view topic, std::string_view payload,
                                             const Headers& headers, TimePoint now) {
   if (auto ok = ValidateTopicName(topic); !ok.ok()) return ok.error();
-  for (const auto& [key, value] : headers) {
-    if (key.compare(0, kReservedHeaderPrefix.size(), kReservedHeaderPrefix) == 0) {
-      return Error{Errc::kReservedHeader, "header '" + key + "' uses the reserved prefix '" +
-                                              std::string(kReservedHeaderPrefix) + "'"};
-    }
-  }
-  const uint64_t bytes = Message::AccountedBytes(payload, headers);
-  if (bytes > limits_.max_message_bytes) {
-    return Error{Errc::kMessageTooLarge, "message of " + std::to_string(bytes) +
-                                             " bytes exceeds the broker limit of " +
-                                             std::to_string(limits_.max_message_bytes) + " bytes"};
-  }
+  auto valid = Message::Validate(payload, headers, limits_.max_message_bytes);
+  if (!valid.ok()) return valid.error();
+  const uint64_t bytes = valid.value();
 
   // Collect the receivers under the lock, deliver after it: Offer never
   // blocks, but queues run their own callbacks.

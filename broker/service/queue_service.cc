@@ -7,22 +7,13 @@
 
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
+#include "broker/service/reply.h"
 
 namespace basin::service {
 namespace {
 
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
-
-ServerUnaryReactor* Finish(CallbackServerContext* ctx, const grpc::Status& status) {
-  ServerUnaryReactor* r = ctx->DefaultReactor();
-  r->Finish(status);
-  return r;
-}
-
-ServerUnaryReactor* Fail(CallbackServerContext* ctx, const core::Error& error) {
-  return Finish(ctx, ToStatus(ctx, error));
-}
 
 // One blocked call (Put, Get or Join). It lives until gRPC calls OnDone; the
 // core's callback finishes it exactly once. If the client goes away first,
@@ -86,64 +77,64 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
   const v1::QueueOptions& o = req->options();
   if (o.has_visibility_timeout()) {
     auto v = FromProto(o.visibility_timeout(), "visibility_timeout");
-    if (!v.ok()) return Fail(ctx, v.error());
+    if (!v.ok()) return ReplyError(ctx, v.error());
     config.visibility_timeout = v.value();
   }
   config.max_deliveries = o.max_deliveries();
   config.dead_letter_queue = o.dead_letter_queue();
   config.max_bytes = o.max_bytes();
   auto created = broker_->CreateQueue(std::move(config));
-  if (!created.ok()) return Fail(ctx, created.error());
+  if (!created.ok()) return ReplyError(ctx, created.error());
   if (created.value().created) {
     spdlog::info("created queue '{}' (max_size {}, dead_letter_queue '{}')", req->name(),
                  req->max_size(), o.dead_letter_queue());
   }
   Describe(*created.value().queue, resp->mutable_queue());
   resp->set_created(created.value().created);
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::GetQueue(CallbackServerContext* ctx,
                                            const v1::GetQueueRequest* req,
                                            v1::GetQueueResponse* resp) {
   auto queue = broker_->FindQueue(req->name());
-  if (!queue.ok()) return Fail(ctx, queue.error());
+  if (!queue.ok()) return ReplyError(ctx, queue.error());
   Describe(*queue.value(), resp->mutable_queue());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::ListQueues(CallbackServerContext* ctx,
                                              const v1::ListQueuesRequest* /*req*/,
                                              v1::ListQueuesResponse* resp) {
   for (const auto& q : broker_->ListQueues()) Describe(*q, resp->add_queues());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::DeleteQueue(CallbackServerContext* ctx,
                                               const v1::DeleteQueueRequest* req,
                                               v1::DeleteQueueResponse* resp) {
   auto dropped = broker_->DeleteQueue(req->name());
-  if (!dropped.ok()) return Fail(ctx, dropped.error());
+  if (!dropped.ok()) return ReplyError(ctx, dropped.error());
   spdlog::info("deleted queue '{}' ({} messages dropped)", req->name(), dropped.value());
   resp->set_dropped_messages(dropped.value());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::CloseQueue(CallbackServerContext* ctx,
                                              const v1::CloseQueueRequest* req,
                                              v1::CloseQueueResponse* resp) {
   auto queue = broker_->FindQueue(req->queue());
-  if (!queue.ok()) return Fail(ctx, queue.error());
+  if (!queue.ok()) return ReplyError(ctx, queue.error());
   const bool already = queue.value()->Close(core::Clock::now());
   if (!already) spdlog::info("closed queue '{}'", req->queue());
   resp->set_already_closed(already);
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutRequest* req,
                                       v1::PutResponse* resp) {
   auto wait = PrepareWait(*ctx, *req);
-  if (!wait.ok()) return Fail(ctx, wait.error());
+  if (!wait.ok()) return ReplyError(ctx, wait.error());
   auto& [queue, now, deadline] = wait.value();
 
   auto* call = new WaitingCall(ctx, std::move(queue));
@@ -161,12 +152,12 @@ ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutR
 ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetRequest* req,
                                       v1::GetResponse* resp) {
   auto wait = PrepareWait(*ctx, *req);
-  if (!wait.ok()) return Fail(ctx, wait.error());
+  if (!wait.ok()) return ReplyError(ctx, wait.error());
   auto& [queue, now, deadline] = wait.value();
   core::Duration visibility{};
   if (req->has_visibility_timeout()) {
     auto v = FromProto(req->visibility_timeout(), "visibility_timeout");
-    if (!v.ok()) return Fail(ctx, v.error());
+    if (!v.ok()) return ReplyError(ctx, v.error());
     visibility = v.value();
   }
 
@@ -191,7 +182,7 @@ ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetR
 ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::JoinRequest* req,
                                        v1::JoinResponse* /*resp*/) {
   auto wait = PrepareWait(*ctx, *req);
-  if (!wait.ok()) return Fail(ctx, wait.error());
+  if (!wait.ok()) return ReplyError(ctx, wait.error());
   auto& [queue, now, deadline] = wait.value();
 
   auto* call = new WaitingCall(ctx, std::move(queue));
@@ -206,34 +197,34 @@ ServerUnaryReactor* QueueService::TaskDone(CallbackServerContext* ctx,
                                            const v1::TaskDoneRequest* req,
                                            v1::TaskDoneResponse* /*resp*/) {
   auto queue = broker_->FindQueue(req->queue());
-  if (!queue.ok()) return Fail(ctx, queue.error());
+  if (!queue.ok()) return ReplyError(ctx, queue.error());
   auto done = queue.value()->TaskDone(req->delivery_tag(), core::Clock::now());
-  if (!done.ok()) return Fail(ctx, done.error());
-  return Finish(ctx, grpc::Status::OK);
+  if (!done.ok()) return ReplyError(ctx, done.error());
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::ExtendLease(CallbackServerContext* ctx,
                                               const v1::ExtendLeaseRequest* req,
                                               v1::ExtendLeaseResponse* resp) {
   auto queue = broker_->FindQueue(req->queue());
-  if (!queue.ok()) return Fail(ctx, queue.error());
+  if (!queue.ok()) return ReplyError(ctx, queue.error());
   auto duration = FromProto(req->duration(), "duration");
-  if (!duration.ok()) return Fail(ctx, duration.error());
+  if (!duration.ok()) return ReplyError(ctx, duration.error());
   auto granted =
       queue.value()->ExtendLease(req->delivery_tag(), duration.value(), core::Clock::now());
-  if (!granted.ok()) return Fail(ctx, granted.error());
+  if (!granted.ok()) return ReplyError(ctx, granted.error());
   ToProto(granted.value(), resp->mutable_lease_duration());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::Release(CallbackServerContext* ctx, const v1::ReleaseRequest* req,
                                           v1::ReleaseResponse* resp) {
   auto queue = broker_->FindQueue(req->queue());
-  if (!queue.ok()) return Fail(ctx, queue.error());
+  if (!queue.ok()) return ReplyError(ctx, queue.error());
   auto released = queue.value()->Release(req->delivery_tag(), core::Clock::now());
-  if (!released.ok()) return Fail(ctx, released.error());
+  if (!released.ok()) return ReplyError(ctx, released.error());
   resp->set_dead_lettered(released.value());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 }  // namespace basin::service

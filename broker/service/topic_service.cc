@@ -7,22 +7,13 @@
 
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
+#include "broker/service/reply.h"
 
 namespace basin::service {
 namespace {
 
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
-
-ServerUnaryReactor* Finish(CallbackServerContext* ctx, const grpc::Status& status) {
-  ServerUnaryReactor* r = ctx->DefaultReactor();
-  r->Finish(status);
-  return r;
-}
-
-ServerUnaryReactor* Fail(CallbackServerContext* ctx, const core::Error& error) {
-  return Finish(ctx, ToStatus(ctx, error));
-}
 
 // One response carries at most this much of a subscriber's buffer.
 constexpr size_t kBatchMessages = 256;
@@ -166,12 +157,12 @@ ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::
                                           v1::PublishResponse* resp) {
   auto out = broker_->topics().Publish(req->topic(), req->payload(), FromProto(req->headers()),
                                        core::Clock::now());
-  if (!out.ok()) return Fail(ctx, out.error());
+  if (!out.ok()) return ReplyError(ctx, out.error());
   resp->set_receivers(out.value().receivers);
   resp->set_queues(out.value().queues);
   resp->mutable_undelivered_queues()->Assign(out.value().undelivered_queues.begin(),
                                              out.value().undelivered_queues.end());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
@@ -185,19 +176,19 @@ ServerUnaryReactor* TopicService::BindQueue(CallbackServerContext* ctx,
                                             const v1::BindQueueRequest* req,
                                             v1::BindQueueResponse* resp) {
   auto created = broker_->BindQueue(req->topic_pattern(), req->queue());
-  if (!created.ok()) return Fail(ctx, created.error());
+  if (!created.ok()) return ReplyError(ctx, created.error());
   if (created.value()) spdlog::info("bound queue '{}' to '{}'", req->queue(), req->topic_pattern());
   resp->set_created(created.value());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* TopicService::UnbindQueue(CallbackServerContext* ctx,
                                               const v1::UnbindQueueRequest* req,
                                               v1::UnbindQueueResponse* /*resp*/) {
   auto done = broker_->UnbindQueue(req->topic_pattern(), req->queue());
-  if (!done.ok()) return Fail(ctx, done.error());
+  if (!done.ok()) return ReplyError(ctx, done.error());
   spdlog::info("unbound queue '{}' from '{}'", req->queue(), req->topic_pattern());
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* TopicService::ListTopics(CallbackServerContext* ctx,
@@ -217,7 +208,7 @@ ServerUnaryReactor* TopicService::ListTopics(CallbackServerContext* ctx,
     p->set_topic_pattern(b.pattern);
     p->set_queue(b.queue);
   }
-  return Finish(ctx, grpc::Status::OK);
+  return Reply(ctx, grpc::Status::OK);
 }
 
 }  // namespace basin::service
