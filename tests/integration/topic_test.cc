@@ -162,8 +162,11 @@ void SlowSubscriberScenario(SubscribeOptions::Overflow policy) {
   EXPECT_EQ(received, (std::vector<int>{kMessages, kMessages}));
   const TopicStats stats = client.list_topics().topics.at(0);
   EXPECT_GT(stats.dropped, 0u);
-  EXPECT_LE(peak_rss.load(), idle_rss + 2 * kBufferBytes)
-      << "idle " << idle_rss << " peak " << peak_rss.load();
+  // Under AddressSanitizer freed memory sits in quarantine: RSS says nothing.
+  if (!BASIN_SANITIZED) {
+    EXPECT_LE(peak_rss.load(), idle_rss + 2 * kBufferBytes)
+        << "idle " << idle_rss << " peak " << peak_rss.load();
+  }
   if (policy == SubscribeOptions::Overflow::kDropOldest) {
     auto first = slow.next();
     ASSERT_TRUE(first.has_value());
