@@ -57,8 +57,9 @@ WaitId Queue::NewWaiter(TimePoint deadline) {
   return id;
 }
 
-Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory) {
-  if (config_.max_size != 0 && ready_.size() >= config_.max_size) return Room::kFull;
+Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count) {
+  if (count == 0) return Room::kYes;
+  if (config_.max_size != 0 && ready_.size() + count > config_.max_size) return Room::kFull;
   if (config_.max_bytes != 0 && ready_bytes_ + bytes > config_.max_bytes) return Room::kFull;
   const bool reserved = wait_for_memory ? memory_->ReserveOrWait(bytes, weak_from_this())
                                         : memory_->TryReserve(bytes);
@@ -98,23 +99,22 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
     progressed = false;
     while (!putters_.empty()) {
       auto it = putters_.begin();
-      const Room room = CheckRoom(it->second.msg->bytes());
+      const Room room = TryAdmit(it->second, now);
       if (room != Room::kYes) {
         it->second.blocked_on_memory = room == Room::kNoMemory;
         break;
       }
-      const uint64_t id = Enqueue(std::move(it->second.msg));
-      d.callbacks.push_back([cb = std::move(it->second.cb), id] { cb(id); });
+      d.callbacks.push_back([cb = std::move(it->second.cb),
+                             r = std::move(it->second.results)]() mutable { cb(std::move(r)); });
       wait_deadlines_.erase({it->second.deadline, it->first});
       putters_.erase(it);
       progressed = true;
     }
     while (!getters_.empty() && !ready_.empty()) {
       auto it = getters_.begin();
-      Delivery delivery = Deliver(it->second.visibility, now);
-      d.callbacks.push_back([cb = std::move(it->second.cb), dv = std::move(delivery)]() mutable {
-        cb(std::move(dv));
-      });
+      std::vector<Delivery> batch = DeliverBatch(it->second, now);
+      d.callbacks.push_back(
+          [cb = std::move(it->second.cb), b = std::move(batch)]() mutable { cb(std::move(b)); });
       wait_deadlines_.erase({it->second.deadline, it->first});
       getters_.erase(it);
       progressed = true;
@@ -139,31 +139,124 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
 
 void Queue::Put(std::string_view payload, const Headers& headers, TimePoint now, TimePoint deadline,
                 WaitId* wait_id, PutCallback cb) {
-  *wait_id = 0;
-  auto valid = Message::Validate(payload, headers, limits_.max_message_bytes);
-  if (!valid.ok()) return cb(valid.error());
-  const uint64_t bytes = valid.value();
-  if (config_.max_bytes != 0 && bytes > config_.max_bytes) {
-    cb(Error{Errc::kMessageTooLarge, "message of " + std::to_string(bytes) + " bytes exceeds " +
-                                         Describe() + "'s max_bytes of " +
-                                         std::to_string(config_.max_bytes)});
-    return;
+  std::vector<MessageSpec> one{{payload, &headers, {}}};
+  PutBatch(one, now, deadline, wait_id, [cb = std::move(cb)](Result<std::vector<PutResult>> r) {
+    if (!r.ok()) return cb(r.error());
+    PutResult& only = r.value().front();
+    if (only.error) return cb(*only.error);
+    cb(only.message_id);
+  });
+}
+
+std::optional<uint64_t> Queue::FindDedup(const std::string& dedup_id, TimePoint now) {
+  auto it = dedup_.find(dedup_id);
+  if (it == dedup_.end() || now - it->second.second > limits_.dedup_window) return std::nullopt;
+  return it->second.first;
+}
+
+void Queue::RecordDedup(const std::string& dedup_id, uint64_t id, TimePoint now) {
+  // Forget ids older than the window, and the oldest beyond the cap.
+  while (!dedup_order_.empty() && (now - dedup_order_.front().first > limits_.dedup_window ||
+                                   dedup_order_.size() >= limits_.max_dedup_ids)) {
+    auto it = dedup_.find(dedup_order_.front().second);
+    if (it != dedup_.end() && it->second.second == dedup_order_.front().first) dedup_.erase(it);
+    dedup_order_.pop_front();
   }
-  MessagePtr msg = Message::Make(0, payload, headers);
+  dedup_[dedup_id] = {id, now};
+  dedup_order_.emplace_back(now, dedup_id);
+}
+
+Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
+  // Duplicates first: a dedup id seen before, or earlier in this batch, is
+  // answered with the original id and takes no room.
+  std::unordered_map<std::string_view, size_t> first_in_batch;
+  std::vector<std::pair<size_t, size_t>> copies;  // (msg index, index of its first)
+  size_t count = 0;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < p.msgs.size(); ++i) {
+    if (p.msgs[i] == nullptr) continue;
+    const std::string& dedup = p.dedup_ids[i];
+    if (!dedup.empty()) {
+      if (auto original = FindDedup(dedup, now)) {
+        p.results[p.slots[i]].message_id = *original;
+        p.results[p.slots[i]].duplicate = true;
+        p.msgs[i].reset();
+        continue;
+      }
+      auto [it, fresh] = first_in_batch.emplace(dedup, i);
+      if (!fresh) {
+        copies.emplace_back(i, it->second);
+        continue;
+      }
+    }
+    ++count;
+    bytes += p.msgs[i]->bytes();
+  }
+  const Room room = CheckRoom(bytes, true, count);
+  if (room != Room::kYes) return room;
+  for (const auto& [copy, first] : copies) p.msgs[copy].reset();
+  for (size_t i = 0; i < p.msgs.size(); ++i) {
+    if (p.msgs[i] == nullptr) continue;
+    const uint64_t id = Enqueue(std::move(p.msgs[i]));
+    p.results[p.slots[i]].message_id = id;
+    if (!p.dedup_ids[i].empty()) RecordDedup(p.dedup_ids[i], id, now);
+  }
+  for (const auto& [copy, first] : copies) {
+    p.results[p.slots[copy]].message_id = p.results[p.slots[first]].message_id;
+    p.results[p.slots[copy]].duplicate = true;
+  }
+  return Room::kYes;
+}
+
+void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimePoint deadline,
+                     WaitId* wait_id, PutBatchCallback cb) {
+  *wait_id = 0;
+  static const Headers kNoHeaders;
+  Putter p;
+  p.deadline = deadline;
+  p.results.resize(batch.size());
+  uint64_t total = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Headers& headers = batch[i].headers != nullptr ? *batch[i].headers : kNoHeaders;
+    auto valid = Message::Validate(batch[i].payload, headers, limits_.max_message_bytes);
+    if (valid.ok() && config_.max_bytes != 0 && valid.value() > config_.max_bytes) {
+      valid = Error{Errc::kMessageTooLarge,
+                    "message of " + std::to_string(valid.value()) + " bytes exceeds " + Describe() +
+                        "'s max_bytes of " + std::to_string(config_.max_bytes)};
+    }
+    if (!valid.ok()) {
+      p.results[i].error = valid.error();
+      continue;
+    }
+    total += valid.value();
+    p.msgs.push_back(Message::Make(0, batch[i].payload, headers));
+    p.dedup_ids.push_back(batch[i].dedup_id);
+    p.slots.push_back(i);
+  }
+  if ((config_.max_size != 0 && p.msgs.size() > config_.max_size) ||
+      (config_.max_bytes != 0 && total > config_.max_bytes)) {
+    return cb(Error{Errc::kInvalidArgument,
+                    "a batch of " + std::to_string(p.msgs.size()) + " messages / " +
+                        std::to_string(total) + " bytes can never fit " + Describe() +
+                        " (max_size " + std::to_string(config_.max_size) + ", max_bytes " +
+                        std::to_string(config_.max_bytes) + ")"});
+  }
+  p.cb = std::move(cb);
 
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    auto answer = [&d, &cb](Result<uint64_t> r) {
-      d.callbacks.push_back([cb = std::move(cb), r = std::move(r)] { cb(r); });
+    auto answer = [&d, &p](Result<std::vector<PutResult>> r) {
+      d.callbacks.push_back(
+          [cb = std::move(p.cb), r = std::move(r)]() mutable { cb(std::move(r)); });
     };
+    Room room = Room::kFull;
     if (deleted_) {
       answer(Error{Errc::kQueueDeleted, Describe() + " was deleted"});
     } else if (closed_) {
       answer(Error{Errc::kQueueClosed, Describe() + " is closed"});
-    } else if (const Room room = putters_.empty() ? CheckRoom(bytes) : Room::kFull;
-               room == Room::kYes) {
-      answer(Enqueue(std::move(msg)));
+    } else if (room = putters_.empty() ? TryAdmit(p, now) : Room::kFull; room == Room::kYes) {
+      answer(std::move(p.results));
       ServeWaiters(now, d);
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
       answer(can.error());
@@ -172,8 +265,8 @@ void Queue::Put(std::string_view payload, const Headers& headers, TimePoint now,
     } else {
       const WaitId id = NewWaiter(deadline);
       *wait_id = id;
-      putters_.emplace(id,
-                       Putter{deadline, std::move(msg), std::move(cb), room == Room::kNoMemory});
+      p.blocked_on_memory = room == Room::kNoMemory;
+      putters_.emplace(id, std::move(p));
     }
     ArmDeadline(d);
   }
@@ -193,30 +286,49 @@ Error Queue::NoRoomError(bool memory) const {
 
 void Queue::Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* wait_id,
                 GetCallback cb) {
+  GetBatch(1, 0, visibility, now, deadline, wait_id,
+           [cb = std::move(cb)](Result<std::vector<Delivery>> r) {
+             if (!r.ok()) return cb(r.error());
+             cb(std::move(r.value().front()));
+           });
+}
+
+std::vector<Delivery> Queue::DeliverBatch(const Getter& g, TimePoint now) {
+  std::vector<Delivery> out;
+  uint64_t bytes = 0;
+  while (!ready_.empty() && out.size() < g.max_messages &&
+         (out.empty() || bytes + ready_.front()->bytes() <= g.max_bytes)) {
+    bytes += ready_.front()->bytes();
+    out.push_back(Deliver(g.visibility, now));
+  }
+  return out;
+}
+
+void Queue::GetBatch(size_t max_messages, uint64_t max_bytes, Duration visibility, TimePoint now,
+                     TimePoint deadline, WaitId* wait_id, GetBatchCallback cb) {
   *wait_id = 0;
-  visibility = EffectiveVisibility(visibility);
+  Getter g{deadline, EffectiveVisibility(visibility), std::max<size_t>(max_messages, 1), max_bytes,
+           std::move(cb)};
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    if (!deleted_ && !ready_.empty() && getters_.empty()) {
-      Delivery delivery = Deliver(visibility, now);
+    auto answer = [&d, &g](Result<std::vector<Delivery>> r) {
       d.callbacks.push_back(
-          [cb = std::move(cb), dv = std::move(delivery)]() mutable { cb(std::move(dv)); });
-      ServeWaiters(now, d);  // the freed slot may admit a blocked putter
+          [cb = std::move(g.cb), r = std::move(r)]() mutable { cb(std::move(r)); });
+    };
+    if (!deleted_ && !ready_.empty() && getters_.empty()) {
+      answer(DeliverBatch(g, now));
+      ServeWaiters(now, d);  // the freed slots may admit blocked putters
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
-      d.callbacks.push_back([cb = std::move(cb), e = can.error()] { cb(e); });
+      answer(can.error());
     } else if (closed_ && ready_.empty() && leases_.empty()) {
-      d.callbacks.push_back([cb = std::move(cb), this] {
-        cb(Error{Errc::kQueueDrained, Describe() + " is closed and drained"});
-      });
+      answer(Error{Errc::kQueueDrained, Describe() + " is closed and drained"});
     } else if (deadline <= now) {
-      d.callbacks.push_back([cb = std::move(cb), this] {
-        cb(Error{Errc::kQueueEmpty, Describe() + " is empty"});
-      });
+      answer(Error{Errc::kQueueEmpty, Describe() + " is empty"});
     } else {
       const WaitId id = NewWaiter(deadline);
       *wait_id = id;
-      getters_.emplace(id, Getter{deadline, visibility, std::move(cb)});
+      getters_.emplace(id, std::move(g));
     }
     ArmDeadline(d);
   }

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -58,6 +59,10 @@ struct QueueLimits {
   uint64_t max_message_bytes = 1 << 20;
   size_t max_waiters = 100'000;
   Duration max_lease = std::chrono::hours(12);
+  // How long a put's dedup_id is remembered, and how many are kept at most
+  // (the oldest are forgotten first).
+  Duration dedup_window = std::chrono::minutes(2);
+  size_t max_dedup_ids = 1'000'000;
 };
 
 struct QueueStats {
@@ -89,9 +94,25 @@ struct Delivery {
   Duration lease{};
 };
 
+// One message of a batch put.
+struct MessageSpec {
+  std::string_view payload;
+  const Headers* headers = nullptr;  // null: none
+  std::string dedup_id;              // empty: none
+};
+
+// What became of one message of a batch put.
+struct PutResult {
+  uint64_t message_id = 0;
+  bool duplicate = false;      // its dedup_id was seen: message_id is the original's
+  std::optional<Error> error;  // it failed validation and was not enqueued
+};
+
 using WaitId = uint64_t;
 using PutCallback = std::function<void(Result<uint64_t>)>;  // the message id
+using PutBatchCallback = std::function<void(Result<std::vector<PutResult>>)>;
 using GetCallback = std::function<void(Result<Delivery>)>;
+using GetBatchCallback = std::function<void(Result<std::vector<Delivery>>)>;
 using JoinCallback = std::function<void(Result<void>)>;
 
 // Header names the broker sets on dead letters; `basin-` is reserved for it.
@@ -118,9 +139,20 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // broker is at --max-memory). Putters are admitted first come, first served.
   void Put(std::string_view payload, const Headers& headers, TimePoint now, TimePoint deadline,
            WaitId* wait_id, PutCallback cb);
+  // Puts a batch all or nothing: it waits until every message fits. Messages
+  // that fail validation get their own error and are left out; a message whose
+  // dedup_id was put within the dedup window is answered with the original id
+  // and not enqueued again. A batch that can never fit (more valid messages
+  // than max_size, or more bytes than max_bytes) fails with kInvalidArgument.
+  void PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimePoint deadline,
+                WaitId* wait_id, PutBatchCallback cb);
   // Leases the oldest ready message for `visibility` (0 = the queue's default),
   // waiting until `deadline` while none is ready. Getters are served in order.
   void Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* wait_id, GetCallback cb);
+  // Same, but answers with up to `max_messages` ready messages (and no more
+  // than `max_bytes`, though always at least one) as soon as one is ready.
+  void GetBatch(size_t max_messages, uint64_t max_bytes, Duration visibility, TimePoint now,
+                TimePoint deadline, WaitId* wait_id, GetBatchCallback cb);
   // Completes once unfinished == 0, or fails at `deadline`.
   void Join(TimePoint now, TimePoint deadline, WaitId* wait_id, JoinCallback cb);
   // Ends a blocked call with kCancelled; a no-op if it already ended.
@@ -165,12 +197,19 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   struct Getter {
     TimePoint deadline;
     Duration visibility;
-    GetCallback cb;
+    size_t max_messages;
+    uint64_t max_bytes;
+    GetBatchCallback cb;
   };
+  // A batch waiting for room. msgs[i] goes to results[slots[i]]; a null
+  // msgs[i] was found to be a duplicate.
   struct Putter {
     TimePoint deadline;
-    MessagePtr msg;
-    PutCallback cb;
+    std::vector<MessagePtr> msgs;
+    std::vector<std::string> dedup_ids;
+    std::vector<size_t> slots;
+    std::vector<PutResult> results;
+    PutBatchCallback cb;
     bool blocked_on_memory = false;
   };
   struct Joiner {
@@ -192,10 +231,15 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
 
   // With `wait_for_memory`, a put that does not fit the broker's budget
   // registers this queue to be woken when memory is freed.
-  Room CheckRoom(uint64_t bytes, bool wait_for_memory = true);
+  Room CheckRoom(uint64_t bytes, bool wait_for_memory = true, size_t count = 1);
+  // Enqueues the putter's batch if it fits now; else says why not.
+  Room TryAdmit(Putter& p, TimePoint now);
+  std::optional<uint64_t> FindDedup(const std::string& dedup_id, TimePoint now);
+  void RecordDedup(const std::string& dedup_id, uint64_t id, TimePoint now);
   Error NoRoomError(bool memory) const;
   uint64_t Enqueue(MessagePtr msg);
   Delivery Deliver(Duration visibility, TimePoint now);
+  std::vector<Delivery> DeliverBatch(const Getter& g, TimePoint now);
   void ServeWaiters(TimePoint now, Deferred& d);
   Result<uint64_t> FindLease(std::string_view tag) const;
   void EndLease(uint64_t lease, LeaseEnd how, Deferred& d);
@@ -230,6 +274,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   std::map<WaitId, Getter> getters_;
   std::map<WaitId, Putter> putters_;
   std::map<WaitId, Joiner> joiners_;
+  // Dedup ids of recent puts: id -> (message id, when), and arrival order.
+  std::unordered_map<std::string, std::pair<uint64_t, TimePoint>> dedup_;
+  std::deque<std::pair<TimePoint, std::string>> dedup_order_;
   std::set<std::pair<TimePoint, WaitId>> wait_deadlines_;
 
   WaitId next_wait_id_ = 1;

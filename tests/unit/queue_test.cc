@@ -505,6 +505,98 @@ TEST_F(QueueTest, HeadersRoundTrip) {
   EXPECT_EQ(d.headers.at(""), "empty-key");
 }
 
+// A batch put: all or nothing, per-message validation, dedup.
+Result<std::vector<PutResult>> PutBatchNow(
+    Queue& q, const std::vector<MessageSpec>& batch, TimePoint now, Duration wait = {},
+    std::optional<Result<std::vector<PutResult>>>* out = nullptr) {
+  std::optional<Result<std::vector<PutResult>>> local;
+  auto* sink = out != nullptr ? out : &local;
+  WaitId id = 0;
+  q.PutBatch(batch, now, now + wait, &id,
+             [sink](Result<std::vector<PutResult>> r) { *sink = std::move(r); });
+  if (!sink->has_value()) return Error{Errc::kCancelled, "still waiting"};
+  return **sink;
+}
+
+TEST_F(QueueTest, BatchPutIsAllOrNothing) {
+  auto q = Make("batch", 4);
+  Put(*q, "x");
+  Put(*q, "y");
+  std::vector<MessageSpec> three{{"a", nullptr, {}}, {"b", nullptr, {}}, {"c", nullptr, {}}};
+  auto full = PutBatchNow(*q, three, now_);
+  EXPECT_EQ(full.error().code, Errc::kQueueFull);
+  EXPECT_EQ(q->Stats().size, 2u);  // none of the three went in
+  std::optional<Result<std::vector<PutResult>>> waiting;
+  PutBatchNow(*q, three, now_, seconds(10), &waiting);
+  EXPECT_FALSE(waiting.has_value());
+  MustGet(*q);  // 1 ready: room for three
+  ASSERT_TRUE(waiting.has_value());
+  ASSERT_TRUE(waiting->ok());
+  EXPECT_EQ(waiting->value()[0].message_id, 3u);
+  EXPECT_EQ(waiting->value()[2].message_id, 5u);
+  EXPECT_EQ(q->Stats().size, 4u);
+  // Five can never fit a queue of four.
+  std::vector<MessageSpec> five(5, MessageSpec{"m", nullptr, {}});
+  EXPECT_EQ(PutBatchNow(*q, five, now_).error().code, Errc::kInvalidArgument);
+}
+
+TEST_F(QueueTest, BatchPutReportsInvalidMessagesOneByOne) {
+  auto q = Make("batch");
+  const Headers reserved{{"basin-x", "1"}};
+  std::vector<MessageSpec> batch{{"ok", nullptr, {}},
+                                 {"bad", &reserved, {}},
+                                 {std::string(2000, 'x'), nullptr, {}},
+                                 {"ok2", nullptr, {}}};
+  auto r = PutBatchNow(*q, batch, now_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value()[0].message_id, 1u);
+  EXPECT_EQ(r.value()[1].error->code, Errc::kReservedHeader);
+  EXPECT_EQ(r.value()[2].error->code, Errc::kMessageTooLarge);
+  EXPECT_EQ(r.value()[3].message_id, 2u);
+  EXPECT_EQ(q->Stats().size, 2u);
+}
+
+TEST_F(QueueTest, DedupIdsAnswerWithTheOriginalIdWithinTheWindow) {
+  auto q = Make("dedup");
+  std::vector<MessageSpec> batch{{"a", nullptr, "k1"}, {"b", nullptr, "k2"}, {"a2", nullptr, "k1"}};
+  auto first = PutBatchNow(*q, batch, now_);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first.value()[0].message_id, 1u);
+  EXPECT_EQ(first.value()[1].message_id, 2u);
+  EXPECT_EQ(first.value()[2].message_id, 1u);  // same id twice in one batch
+  EXPECT_TRUE(first.value()[2].duplicate);
+  EXPECT_EQ(q->Stats().size, 2u);
+  // A retry of the whole batch enqueues nothing.
+  auto retry = PutBatchNow(*q, batch, now_ + seconds(60));
+  EXPECT_TRUE(retry.value()[0].duplicate);
+  EXPECT_EQ(retry.value()[1].message_id, 2u);
+  EXPECT_EQ(q->Stats().total_put, 2u);
+  // After the window the id is forgotten.
+  auto later = PutBatchNow(*q, {{"a", nullptr, "k1"}}, now_ + std::chrono::minutes(3));
+  EXPECT_FALSE(later.value()[0].duplicate);
+  EXPECT_EQ(later.value()[0].message_id, 3u);
+}
+
+TEST_F(QueueTest, BatchGetReturnsWhatIsReadyUpToTheLimits) {
+  auto q = Make("batch");
+  for (const char* p : {"aa", "bb", "cc", "dd"}) Put(*q, p);
+  std::optional<Result<std::vector<Delivery>>> got;
+  WaitId id = 0;
+  q->GetBatch(3, 1 << 20, {}, now_, now_, &id, [&](auto r) { got = std::move(r); });
+  ASSERT_EQ(got->value().size(), 3u);
+  EXPECT_EQ(got->value()[2].payload, "cc");
+  q->GetBatch(10, 1, {}, now_, now_, &id, [&](auto r) { got = std::move(r); });
+  ASSERT_EQ(got->value().size(), 1u);  // over max_bytes, but always one
+  // A blocked batch get answers as soon as one message is ready.
+  got.reset();
+  q->GetBatch(10, 1 << 20, {}, now_, now_ + seconds(5), &id, [&](auto r) { got = std::move(r); });
+  EXPECT_FALSE(got.has_value());
+  Put(*q, "ee");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->value().size(), 1u);
+  ExpectInvariant(*q);
+}
+
 TEST_F(QueueTest, CountersHoldTheInvariantThroughAMixedWorkload) {
   auto q = Make("mixed", 4);
   std::vector<Delivery> held;

@@ -186,8 +186,8 @@ TEST(SubscriptionTest, DisconnectPolicyEndsTheStream) {
 TEST(SubscriptionTest, EndWakesAnIdleStream) {
   MemoryBudget memory(0);
   int wakes = 0;
-  Subscription sub(1, SubscriptionOptions{{"t"}, {}, 10, 100, OverflowPolicy::kDropOldest},
-                   &memory, [&] { ++wakes; });
+  Subscription sub(1, SubscriptionOptions{{"t"}, {}, 10, 100, OverflowPolicy::kDropOldest}, &memory,
+                   [&] { ++wakes; });
   EXPECT_EQ(Pull(sub), Strings{"<idle>"});
   sub.End(Error{Errc::kShutdown, "bye"});
   EXPECT_EQ(wakes, 1);
