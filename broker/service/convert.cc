@@ -59,6 +59,36 @@ core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& h
   return core::Headers(headers.begin(), headers.end());
 }
 
+std::vector<core::MessageSpec> ToSpecs(
+    const google::protobuf::RepeatedPtrField<v1::PutMessage>& msgs,
+    std::vector<core::Headers>* headers) {
+  headers->clear();
+  headers->reserve(msgs.size());
+  std::vector<core::MessageSpec> specs;
+  specs.reserve(msgs.size());
+  for (const v1::PutMessage& m : msgs) {
+    headers->push_back(FromProto(m.headers()));
+    specs.push_back({m.payload(), &headers->back(), m.dedup_id()});
+  }
+  return specs;
+}
+
+void ToProto(const core::PutResult& result, v1::PutResult* out) {
+  out->set_message_id(result.message_id);
+  out->set_duplicate(result.duplicate);
+  if (result.error) {
+    out->set_error_reason(std::string(ToWire(result.error->code).reason));
+    out->set_error_message(result.error->message);
+  }
+}
+
+void ToProto(core::Delivery&& delivery, v1::Message* out) {
+  out->set_message_id(delivery.message_id);
+  out->set_payload(std::move(delivery.payload));
+  out->mutable_headers()->insert(delivery.headers.begin(), delivery.headers.end());
+  out->set_delivery_count(delivery.delivery_count);
+}
+
 void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
              v1::QueueInfo* out) {
   out->mutable_bindings()->Assign(bindings.begin(), bindings.end());

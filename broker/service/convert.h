@@ -10,6 +10,7 @@
 #include "broker/core/errc.h"
 #include "broker/core/queue.h"
 #include "broker/core/time.h"
+#include "broker/service/error_mapping.h"
 
 namespace basin::service {
 
@@ -26,6 +27,15 @@ core::Result<core::TimePoint> WaitDeadline(const grpc::ServerContextBase& ctx, b
                                            core::Duration max_wait, core::TimePoint now);
 
 core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& headers);
+
+// Core specs for a batch of proto messages. The specs point into `msgs` and
+// into `*headers`, which must outlive them.
+std::vector<core::MessageSpec> ToSpecs(
+    const google::protobuf::RepeatedPtrField<v1::PutMessage>& msgs,
+    std::vector<core::Headers>* headers);
+void ToProto(const core::PutResult& result, v1::PutResult* out);
+// Moves the delivery's payload into `out`.
+void ToProto(core::Delivery&& delivery, v1::Message* out);
 
 // The queue's settings, statistics and `bindings` (topics bound to it).
 void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,

@@ -7,6 +7,7 @@
 
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
+#include "broker/service/produce_call.h"
 #include "broker/service/reply.h"
 
 namespace basin::service {
@@ -31,14 +32,16 @@ class WaitingCall final : public ServerUnaryReactor {
 
   // Remembers a hand-out so that OnDone can take it back if the answer never
   // reached the client.
-  void set_delivery_tag(std::string tag) { delivery_tag_ = std::move(tag); }
+  void add_delivery_tag(std::string tag) { delivery_tags_.push_back(std::move(tag)); }
 
   void OnCancel() override { queue_->Cancel(wait_id_); }
 
   void OnDone() override {
-    if (!delivery_tag_.empty() && ctx_->IsCancelled()) {
-      // The client vanished before the message reached it: back to the head.
-      (void)queue_->Release(delivery_tag_, core::Clock::now());
+    if (!delivery_tags_.empty() && ctx_->IsCancelled()) {
+      // The client vanished before the messages reached it: back to the head.
+      for (const std::string& tag : delivery_tags_) {
+        (void)queue_->Release(tag, core::Clock::now());
+      }
     }
     delete this;
   }
@@ -47,8 +50,13 @@ class WaitingCall final : public ServerUnaryReactor {
   CallbackServerContext* const ctx_;
   const std::shared_ptr<core::Queue> queue_;
   core::WaitId wait_id_ = 0;
-  std::string delivery_tag_;
+  std::vector<std::string> delivery_tags_;
 };
+
+// A batch Get answers with at most this many message bytes unless asked
+// otherwise: 4 MiB less room for framing, within gRPC's default 4 MiB receive
+// limit of most clients.
+constexpr uint64_t kDefaultGetMaxBytes = (4 << 20) - (64 << 10);
 
 }  // namespace
 
@@ -138,14 +146,31 @@ ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutR
   auto& [queue, now, deadline] = wait.value();
 
   auto* call = new WaitingCall(ctx, std::move(queue));
-  // After Put() returns, the callback may already have finished the call:
-  // `call` must not be touched here again.
-  call->queue().Put(req->payload(), FromProto(req->headers()), now, deadline, call->wait_id(),
-                    [call, resp](core::Result<uint64_t> r) {
-                      if (!r.ok()) return call->Fail(r.error());
-                      resp->set_message_id(r.value());
-                      call->Finish(grpc::Status::OK);
-                    });
+  // After PutBatch() returns, the callback may already have finished the
+  // call: `call` must not be touched here again.
+  const bool batch = req->messages_size() > 0;
+  std::vector<core::Headers> headers;
+  std::vector<core::MessageSpec> specs;
+  if (batch) {
+    specs = ToSpecs(req->messages(), &headers);
+  } else {
+    headers.push_back(FromProto(req->headers()));
+    specs.push_back({req->payload(), &headers.back(), req->dedup_id()});
+  }
+  call->queue().PutBatch(specs, now, deadline, call->wait_id(),
+                         [call, resp, batch](core::Result<std::vector<core::PutResult>> r) {
+                           if (!r.ok()) return call->Fail(r.error());
+                           if (batch) {
+                             for (const core::PutResult& one : r.value())
+                               ToProto(one, resp->add_results());
+                           } else {
+                             const core::PutResult& only = r.value().front();
+                             if (only.error) return call->Fail(*only.error);
+                             resp->set_message_id(only.message_id);
+                             resp->set_duplicate(only.duplicate);
+                           }
+                           call->Finish(grpc::Status::OK);
+                         });
   return call;
 }
 
@@ -161,21 +186,28 @@ ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetR
     visibility = v.value();
   }
 
+  const bool batch = req->max_messages() > 1;
+  const uint64_t max_bytes = req->max_bytes() != 0 ? req->max_bytes() : kDefaultGetMaxBytes;
   auto* call = new WaitingCall(ctx, std::move(queue));
-  call->queue().Get(visibility, now, deadline, call->wait_id(),
-                    [call, resp](core::Result<core::Delivery> r) {
-                      if (!r.ok()) return call->Fail(r.error());
-                      core::Delivery& d = r.value();
-                      v1::Message* m = resp->mutable_message();
-                      m->set_message_id(d.message_id);
-                      m->set_payload(std::move(d.payload));
-                      m->mutable_headers()->insert(d.headers.begin(), d.headers.end());
-                      m->set_delivery_count(d.delivery_count);
-                      resp->set_delivery_tag(d.tag);
-                      ToProto(d.lease, resp->mutable_lease_duration());
-                      call->set_delivery_tag(std::move(d.tag));
-                      call->Finish(grpc::Status::OK);
-                    });
+  call->queue().GetBatch(batch ? req->max_messages() : 1, max_bytes, visibility, now, deadline,
+                         call->wait_id(),
+                         [call, resp, batch](core::Result<std::vector<core::Delivery>> r) {
+                           if (!r.ok()) return call->Fail(r.error());
+                           for (core::Delivery& d : r.value()) {
+                             v1::Delivery single;
+                             v1::Delivery* out = batch ? resp->add_deliveries() : &single;
+                             out->set_delivery_tag(d.tag);
+                             ToProto(d.lease, out->mutable_lease_duration());
+                             call->add_delivery_tag(d.tag);
+                             ToProto(std::move(d), out->mutable_message());
+                             if (!batch) {
+                               resp->mutable_message()->Swap(out->mutable_message());
+                               resp->set_delivery_tag(out->delivery_tag());
+                               resp->mutable_lease_duration()->Swap(out->mutable_lease_duration());
+                             }
+                           }
+                           call->Finish(grpc::Status::OK);
+                         });
   return call;
 }
 
@@ -191,6 +223,11 @@ ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::Joi
     call->Finish(grpc::Status::OK);
   });
   return call;
+}
+
+grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* QueueService::Produce(
+    CallbackServerContext* ctx) {
+  return StartProduce(ctx, broker_);
 }
 
 ServerUnaryReactor* QueueService::TaskDone(CallbackServerContext* ctx,

@@ -45,6 +45,8 @@ class QueueService final : public v1::QueueService::CallbackService {
                                     v1::ReleaseResponse* resp) override;
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const v1::JoinRequest* req,
                                  v1::JoinResponse* resp) override;
+  grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* Produce(
+      grpc::CallbackServerContext* ctx) override;
 
  private:
   void Describe(const core::Queue& queue, v1::QueueInfo* out) const;

@@ -108,10 +108,13 @@ uint64_t Queue::put_nowait(std::string_view payload, const Headers& headers) con
   return put_until(payload, headers, Clock::now(), false);
 }
 
-Message Queue::get_until(Clock::time_point deadline, bool forever, milliseconds visibility) const {
+std::vector<Message> Queue::get_until(size_t max_messages, Clock::time_point deadline, bool forever,
+                                      milliseconds visibility) const {
   v1::GetRequest req;
   req.set_queue(name_);
   if (visibility > milliseconds(0)) ToProto(visibility, req.mutable_visibility_timeout());
+  const bool batch = max_messages > 1;
+  if (batch) req.set_max_messages(static_cast<uint32_t>(max_messages));
   for (;;) {
     const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
     ToProto(wait, req.mutable_timeout());
@@ -122,27 +125,85 @@ Message Queue::get_until(Clock::time_point deadline, bool forever, milliseconds 
       if (!forever && Clock::now() >= deadline) throw;
       continue;
     }
-    Message m;
-    m.conn_ = conn_;
-    m.queue_ = name_;
-    v1::Message* pm = resp.mutable_message();
-    m.id_ = pm->message_id();
-    m.payload_ = std::move(*pm->mutable_payload());
-    m.headers_ = Headers(pm->headers().begin(), pm->headers().end());
-    m.delivery_count_ = pm->delivery_count();
-    m.delivery_tag_ = std::move(*resp.mutable_delivery_tag());
-    m.lease_ = FromProto(resp.lease_duration());
-    return m;
+    auto make = [this](v1::Message* pm, std::string* tag, const google::protobuf::Duration& lease) {
+      Message m;
+      m.conn_ = conn_;
+      m.queue_ = name_;
+      m.id_ = pm->message_id();
+      m.payload_ = std::move(*pm->mutable_payload());
+      m.headers_ = Headers(pm->headers().begin(), pm->headers().end());
+      m.delivery_count_ = pm->delivery_count();
+      m.delivery_tag_ = std::move(*tag);
+      m.lease_ = FromProto(lease);
+      return m;
+    };
+    std::vector<Message> out;
+    if (!batch) {
+      out.push_back(
+          make(resp.mutable_message(), resp.mutable_delivery_tag(), resp.lease_duration()));
+      return out;
+    }
+    for (v1::Delivery& d : *resp.mutable_deliveries()) {
+      out.push_back(make(d.mutable_message(), d.mutable_delivery_tag(), d.lease_duration()));
+    }
+    return out;
   }
 }
 
-Message Queue::get() const { return get_until(Clock::time_point::max(), true, milliseconds(0)); }
-Message Queue::get(Timeout timeout) const {
-  return get_until(Clock::now() + timeout, false, milliseconds(0));
+Message Queue::get() const {
+  return std::move(get_until(1, Clock::time_point::max(), true, milliseconds(0)).front());
 }
-Message Queue::get_nowait() const { return get_until(Clock::now(), false, milliseconds(0)); }
+Message Queue::get(Timeout timeout) const {
+  return std::move(get_until(1, Clock::now() + timeout, false, milliseconds(0)).front());
+}
+Message Queue::get_nowait() const {
+  return std::move(get_until(1, Clock::now(), false, milliseconds(0)).front());
+}
 Message Queue::get(Timeout timeout, milliseconds visibility) const {
-  return get_until(Clock::now() + timeout, false, visibility);
+  return std::move(get_until(1, Clock::now() + timeout, false, visibility).front());
+}
+std::vector<Message> Queue::get_batch(size_t max_messages) const {
+  return get_until(max_messages, Clock::time_point::max(), true, milliseconds(0));
+}
+std::vector<Message> Queue::get_batch(size_t max_messages, Timeout timeout) const {
+  return get_until(max_messages, Clock::now() + timeout, false, milliseconds(0));
+}
+
+std::vector<PutOutcome> Queue::put_batch_until(const std::vector<OutgoingMessage>& messages,
+                                               Clock::time_point deadline, bool forever) const {
+  v1::PutRequest req;
+  req.set_queue(name_);
+  for (const OutgoingMessage& m : messages) {
+    v1::PutMessage* pm = req.add_messages();
+    pm->set_payload(m.payload);
+    pm->mutable_headers()->insert(m.headers.begin(), m.headers.end());
+    pm->set_dedup_id(m.dedup_id);
+  }
+  for (;;) {
+    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
+    ToProto(wait, req.mutable_timeout());
+    v1::PutResponse resp;
+    try {
+      resp = Call<v1::PutRequest, v1::PutResponse>(*conn_, &v1::QueueService::Stub::Put, req, wait);
+    } catch (const Full&) {
+      if (!forever && Clock::now() >= deadline) throw;
+      continue;
+    }
+    std::vector<PutOutcome> out;
+    out.reserve(static_cast<size_t>(resp.results_size()));
+    for (const v1::PutResult& r : resp.results()) {
+      out.push_back({r.message_id(), r.duplicate(), r.error_reason(), r.error_message()});
+    }
+    return out;
+  }
+}
+
+std::vector<PutOutcome> Queue::put_batch(const std::vector<OutgoingMessage>& messages) const {
+  return put_batch_until(messages, Clock::time_point::max(), true);
+}
+std::vector<PutOutcome> Queue::put_batch(const std::vector<OutgoingMessage>& messages,
+                                         Timeout timeout) const {
+  return put_batch_until(messages, Clock::now() + timeout, false);
 }
 
 void Queue::task_done(const Message& m) const { task_done(m.delivery_tag()); }

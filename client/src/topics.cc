@@ -64,7 +64,7 @@ class SubscriptionStream {
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<v1::SubscribeResponse>> reader_;
   v1::SubscribeResponse batch_;  // the response being handed out
-  int next_ = 0;                  // its next message
+  int next_ = 0;                 // its next message
   std::atomic<bool> cancelled_{false};
   bool finished_ = false;
   uint64_t dropped_ = 0;

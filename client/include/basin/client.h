@@ -73,6 +73,7 @@ struct QueueInfo {
 // One delivered message and the lease that holds it.
 class Message {
  public:
+  Message() = default;
   uint64_t id() const { return id_; }
   const std::string& payload() const { return payload_; }
   const Headers& headers() const { return headers_; }
@@ -101,9 +102,37 @@ class Message {
   std::chrono::milliseconds lease_{0};
 };
 
+// A message to put in a batch (or send through a Producer).
+struct OutgoingMessage {
+  std::string payload{};
+  Headers headers{};
+  // Idempotency key: a repeat within the broker's window (2 min) is answered
+  // with the original id and not enqueued again.
+  std::string dedup_id{};
+};
+
+// What became of one message of a batch.
+struct PutOutcome {
+  uint64_t message_id = 0;
+  bool duplicate = false;      // its dedup_id was seen: message_id is the original's
+  std::string error_reason{};  // set when it failed validation and was not enqueued
+  std::string error_message{};
+  bool ok() const { return error_reason.empty(); }
+};
+
 class Queue {
  public:
   const std::string& name() const { return name_; }
+
+  // Puts all or nothing, blocking until every message fits (a batch larger
+  // than max_size throws InvalidArgument). Messages that fail validation are
+  // left out and say why in their outcome.
+  std::vector<PutOutcome> put_batch(const std::vector<OutgoingMessage>& messages) const;
+  std::vector<PutOutcome> put_batch(const std::vector<OutgoingMessage>& messages,
+                                    Timeout timeout) const;
+  // Up to `max_messages` ready messages, waiting until at least one is.
+  std::vector<Message> get_batch(size_t max_messages) const;
+  std::vector<Message> get_batch(size_t max_messages, Timeout timeout) const;
 
   // Each put returns the message's id in the queue.
   uint64_t put(std::string_view payload, const Headers& headers = {}) const;
@@ -133,8 +162,12 @@ class Queue {
   friend class Client;
   Queue(std::shared_ptr<detail::Connection> conn, std::string name)
       : conn_(std::move(conn)), name_(std::move(name)) {}
-  Message get_until(std::chrono::steady_clock::time_point deadline, bool forever,
-                    std::chrono::milliseconds visibility) const;
+  std::vector<Message> get_until(size_t max_messages,
+                                 std::chrono::steady_clock::time_point deadline, bool forever,
+                                 std::chrono::milliseconds visibility) const;
+  std::vector<PutOutcome> put_batch_until(const std::vector<OutgoingMessage>& messages,
+                                          std::chrono::steady_clock::time_point deadline,
+                                          bool forever) const;
   uint64_t put_until(std::string_view payload, const Headers& headers,
                      std::chrono::steady_clock::time_point deadline, bool forever) const;
   void join_until(std::chrono::steady_clock::time_point deadline, bool forever) const;

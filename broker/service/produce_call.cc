@@ -1,0 +1,154 @@
+#include "broker/service/produce_call.h"
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <optional>
+
+#include "broker/service/convert.h"
+#include "broker/service/error_mapping.h"
+
+namespace basin::service {
+namespace {
+
+// Reads one batch, puts it (waiting as long as it takes for room), answers,
+// and only then reads the next: a full queue stops the reading, and HTTP/2
+// flow control carries that back to the producer. Answers are queued, since a
+// confirm may be ready while the previous one is still being written.
+class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse> {
+ public:
+  ProduceCall(grpc::CallbackServerContext* ctx, core::Broker* broker) : ctx_(ctx), broker_(broker) {
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the producer closed its side: finish once every confirm is out
+      std::lock_guard lock(mu_);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    if (!queue_) {
+      auto found = broker_->FindQueue(req_.queue());
+      if (!found.ok()) return FailAfterWrites(found.error());
+      queue_ = std::move(found.value());
+    } else if (!req_.queue().empty() && req_.queue() != queue_->name()) {
+      return FailAfterWrites(core::Error{
+          core::Errc::kInvalidArgument, "a Produce stream writes to one queue ('" + queue_->name() +
+                                            "'), not '" + req_.queue() + "'"});
+    }
+    std::vector<core::Headers> headers;
+    const std::vector<core::MessageSpec> specs = ToSpecs(req_.messages(), &headers);
+    const uint64_t batch_id = req_.batch_id();
+    // Whichever of this thread (after PutBatch returns) and the callback comes
+    // second reads the next batch, so that wait_id_ is current before then.
+    put_state_.store(kPutRunning);
+    core::WaitId id = 0;
+    queue_->PutBatch(specs, core::Clock::now(), core::kNever, &id,
+                     [this, batch_id](core::Result<std::vector<core::PutResult>> r) {
+                       OnPut(batch_id, std::move(r));
+                       if (put_state_.exchange(kPutCalledBack) == kPutReturned) ReadNext();
+                     });
+    wait_id_.store(id);
+    // OnCancel sets cancelled_ before it reads wait_id_: one of us sees the other.
+    if (cancelled_.load()) queue_->Cancel(id);
+    if (put_state_.exchange(kPutReturned) == kPutCalledBack) ReadNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      broken_ = true;
+      outbox_.clear();
+    }
+    WriteNextLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnCancel() override {
+    cancelled_.store(true);
+    if (queue_) queue_->Cancel(wait_id_.load());
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  enum : int { kPutRunning, kPutCalledBack, kPutReturned };
+
+  void OnPut(uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
+    if (!r.ok()) return FailAfterWrites(r.error());
+    v1::ProduceResponse resp;
+    resp.set_batch_id(batch_id);
+    for (const core::PutResult& one : r.value()) ToProto(one, resp.add_results());
+    std::lock_guard lock(mu_);
+    outbox_.push_back(std::move(resp));
+    WriteNextLocked();
+  }
+
+  void ReadNext() {
+    std::lock_guard lock(mu_);
+    if (failed_ || cancelled_.load()) {
+      // No more reads: finish once the writes are out.
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    StartRead(&req_);
+  }
+
+  // Ends the stream with `error` once every confirm already queued is written.
+  void FailAfterWrites(const core::Error& error) {
+    std::lock_guard lock(mu_);
+    if (!failed_) {
+      failed_ = true;
+      status_ = ToStatus(ctx_, error);
+    }
+    reads_done_ = true;
+    MaybeFinishLocked();
+  }
+
+  void WriteNextLocked() {
+    if (writing_ || outbox_.empty() || broken_) return;
+    writing_ = true;
+    current_ = std::move(outbox_.front());
+    outbox_.pop_front();
+    StartWrite(&current_);
+  }
+
+  // Finishes when no more reads will come, nothing is being written and no
+  // batch is waiting for room.
+  void MaybeFinishLocked() {
+    if (finished_ || !reads_done_ || writing_ || (!outbox_.empty() && !broken_)) return;
+    if (put_state_.load() == kPutRunning && !failed_ && !broken_) return;
+    finished_ = true;
+    Finish(failed_ ? status_ : (broken_ ? grpc::Status::CANCELLED : grpc::Status::OK));
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  core::Broker* const broker_;
+  std::shared_ptr<core::Queue> queue_;  // set by the first read, then fixed
+  v1::ProduceRequest req_;
+  std::atomic<int> put_state_{kPutReturned};
+  std::atomic<core::WaitId> wait_id_{0};
+  std::atomic<bool> cancelled_{false};
+
+  std::mutex mu_;  // guards everything below
+  std::deque<v1::ProduceResponse> outbox_;
+  v1::ProduceResponse current_;
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool failed_ = false;
+  bool broken_ = false;
+  bool finished_ = false;
+  grpc::Status status_;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* StartProduce(
+    grpc::CallbackServerContext* ctx, core::Broker* broker) {
+  return new ProduceCall(ctx, broker);
+}
+
+}  // namespace basin::service
