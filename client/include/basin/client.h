@@ -215,6 +215,7 @@ class Client {
   bool healthy(Timeout timeout = std::chrono::seconds(5)) const;
 
  private:
+  friend class Producer;
   std::shared_ptr<detail::Connection> conn_;
 };
 
