@@ -112,6 +112,11 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
     }
     while (!getters_.empty() && !ready_.empty()) {
       auto it = getters_.begin();
+      if (it->second.consumer != 0) {
+        ServeConsumer(it->second.consumer, now, d);
+        progressed = true;
+        continue;
+      }
       std::vector<Delivery> batch = DeliverBatch(it->second, now);
       d.callbacks.push_back(
           [cb = std::move(it->second.cb), b = std::move(batch)]() mutable { cb(std::move(b)); });
@@ -122,6 +127,7 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
   }
   if (closed_ && ready_.empty() && leases_.empty()) {
     const Error drained{Errc::kQueueDrained, Describe() + " is closed and drained"};
+    EndConsumers(drained, d);
     for (auto& [id, g] : getters_) {
       wait_deadlines_.erase({g.deadline, id});
       d.callbacks.push_back([cb = std::move(g.cb), drained] { cb(drained); });
@@ -393,7 +399,12 @@ Result<uint64_t> Queue::FindLease(std::string_view tag) const {
                                              "' names no delivery of " + Describe() +
                                              " (wrong queue, or the queue was recreated)"};
   }
-  if (leases_.count(parsed->lease) != 0) return parsed->lease;
+  if (auto it = leases_.find(parsed->lease); it != leases_.end()) {
+    if (it->second.consumer == 0) return parsed->lease;
+    return Error{Errc::kUnknownDelivery, "delivery tag '" + std::string(tag) + "' of " +
+                                             Describe() +
+                                             " belongs to a Consume stream; ack it there"};
+  }
   const auto it = ended_.find(parsed->lease);
   if (it != ended_.end() && it->second == LeaseEnd::kDone) {
     return Error{Errc::kAlreadyDone,
@@ -419,7 +430,18 @@ void Queue::EndLease(uint64_t lease, LeaseEnd how, Deferred& d) {
   auto it = leases_.find(lease);
   MessagePtr msg = std::move(it->second.msg);
   lease_expiry_.erase({it->second.expiry, lease});
+  const uint64_t consumer = it->second.consumer;
+  const uint64_t tag = it->second.tag;
   leases_.erase(it);
+  // A streaming consumer's lease: it holds one fewer, and may take a turn.
+  if (auto c = consumers_.find(consumer); consumer != 0 && c != consumers_.end()) {
+    c->second.held.erase(tag);
+    if (how == LeaseEnd::kDone) ++c->second.acked;
+    if (how == LeaseEnd::kExpired && c->second.outbox->PushExpired(tag)) {
+      d.wakes.push_back(c->second.outbox);
+    }
+    if (c->second.turn == 0) TakeTurn(consumer, c->second);
+  }
   if (how == LeaseEnd::kDone) {
     RecordEnded(lease, how);
     ++total_done_;
@@ -527,6 +549,7 @@ uint64_t Queue::Delete() {
   {
     std::lock_guard lock(mu_);
     deleted_ = true;
+    EndConsumers(Error{Errc::kQueueDeleted, Describe() + " was deleted"}, d);
     FailAllWaiters(Errc::kQueueDeleted, Describe() + " was deleted", d);
     dropped = ready_.size() + leases_.size();
     d.bytes_freed += ready_bytes_;
@@ -545,9 +568,151 @@ void Queue::Shutdown() {
   {
     std::lock_guard lock(mu_);
     shutting_down_ = true;
+    EndConsumers(Error{Errc::kShutdown, "broker is shutting down"}, d);
     FailAllWaiters(Errc::kShutdown, "broker is shutting down", d);
   }
   RunDeferred(d, Clock::now());
+}
+
+void Queue::TakeTurn(uint64_t consumer, ConsumerState& c) {
+  if (c.turn != 0 || c.held.size() >= c.prefetch) return;
+  c.turn = next_wait_id_++;
+  getters_.emplace(c.turn, Getter{kNever, {}, 1, 0, nullptr, consumer});
+  ++consumer_turns_;
+}
+
+void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
+  ConsumerState& c = consumers_.at(consumer);
+  getters_.erase(c.turn);
+  c.turn = 0;
+  --consumer_turns_;
+  // One message a turn: consumers and blocked Gets share the queue fairly.
+  const Duration lease_for = c.ack_timeout > Duration::zero() ? c.ack_timeout : Duration::max();
+  Delivery delivery = Deliver(lease_for, now);
+  const uint64_t lease = next_lease_ - 1;
+  const uint64_t tag = ++c.next_tag;
+  Lease& l = leases_.at(lease);
+  l.consumer = consumer;
+  l.tag = tag;
+  c.held.emplace(tag, lease);
+  ++c.delivered;
+  if (c.outbox->Push({tag, std::move(delivery)})) d.wakes.push_back(c.outbox);
+  TakeTurn(consumer, c);
+}
+
+void Queue::EndConsumers(const Error& why, Deferred& d) {
+  std::map<uint64_t, ConsumerState> all;
+  all.swap(consumers_);
+  for (auto& [id, c] : all) {
+    if (c.turn != 0) getters_.erase(c.turn);
+    for (const auto& [tag, lease] : c.held) EndLease(lease, LeaseEnd::kReleased, d);
+    if (c.outbox->End(why)) d.wakes.push_back(c.outbox);
+  }
+  consumer_turns_ = 0;
+}
+
+Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_timeout,
+                                              std::function<void()> wake, TimePoint now) {
+  Deferred d;
+  Attached out;
+  {
+    std::lock_guard lock(mu_);
+    if (deleted_) return Error{Errc::kQueueDeleted, Describe() + " was deleted"};
+    if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
+    if (closed_ && ready_.empty() && leases_.empty()) {
+      return Error{Errc::kQueueDrained, Describe() + " is closed and drained"};
+    }
+    out.id = next_consumer_++;
+    out.outbox = std::make_shared<ConsumerOutbox>(std::move(wake));
+    ConsumerState& c = consumers_[out.id];
+    c.prefetch = prefetch;
+    c.ack_timeout = ack_timeout;
+    c.outbox = out.outbox;
+    TakeTurn(out.id, c);
+    ServeWaiters(now, d);
+    ArmDeadline(d);
+  }
+  RunDeferred(d, now);
+  return out;
+}
+
+std::vector<uint64_t> Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags,
+                                               uint64_t up_to, bool done, Deferred& d) {
+  std::vector<uint64_t> unknown;
+  auto c = consumers_.find(consumer);
+  if (c == consumers_.end()) return tags;
+  std::vector<uint64_t> leases;
+  for (uint64_t tag : tags) {
+    auto it = c->second.held.find(tag);
+    if (it == c->second.held.end()) {
+      unknown.push_back(tag);
+    } else {
+      leases.push_back(it->second);
+    }
+  }
+  for (auto it = c->second.held.begin(); it != c->second.held.end() && it->first <= up_to; ++it) {
+    leases.push_back(it->second);
+  }
+  std::sort(leases.begin(), leases.end());
+  leases.erase(std::unique(leases.begin(), leases.end()), leases.end());
+  // Released messages go to the head: the last released is delivered first,
+  // so walk backwards to keep them in the order they were leased.
+  for (auto it = leases.rbegin(); it != leases.rend(); ++it) {
+    if (leases_.count(*it) != 0) EndLease(*it, done ? LeaseEnd::kDone : LeaseEnd::kReleased, d);
+  }
+  return unknown;
+}
+
+void Queue::ConsumerAck(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                        TimePoint now) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    std::vector<uint64_t> unknown = EndConsumerLeases(consumer, tags, up_to, true, d);
+    if (auto c = consumers_.find(consumer); c != consumers_.end()) {
+      if (c->second.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(c->second.outbox);
+    }
+    ServeWaiters(now, d);
+    ArmDeadline(d);
+  }
+  RunDeferred(d, now);
+}
+
+void Queue::ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    std::vector<uint64_t> unknown = EndConsumerLeases(consumer, tags, 0, false, d);
+    if (auto c = consumers_.find(consumer); c != consumers_.end()) {
+      if (c->second.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(c->second.outbox);
+    }
+    ServeWaiters(now, d);
+    ArmDeadline(d);
+  }
+  RunDeferred(d, now);
+}
+
+void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    auto it = consumers_.find(consumer);
+    if (it == consumers_.end()) return;
+    ConsumerState c = std::move(it->second);
+    consumers_.erase(it);
+    if (c.turn != 0) {
+      getters_.erase(c.turn);
+      --consumer_turns_;
+    }
+    // Everything it held goes back to the head, in the order it was leased.
+    for (auto l = c.held.rbegin(); l != c.held.rend(); ++l) {
+      EndLease(l->second, LeaseEnd::kReleased, d);
+    }
+    if (c.outbox->End(std::move(why))) d.wakes.push_back(c.outbox);
+    ServeWaiters(now, d);
+    ArmDeadline(d);
+  }
+  RunDeferred(d, now);
 }
 
 Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, TimePoint now) {
@@ -600,7 +765,10 @@ QueueStats Queue::Stats() const {
   s.empty = ready_.empty();
   s.in_flight = leases_.size();
   s.unfinished = Unfinished();
-  s.waiting_getters = getters_.size();
+  s.waiting_getters = getters_.size() - consumer_turns_;
+  for (const auto& [id, c] : consumers_) {
+    s.consumers.push_back({id, c.prefetch, c.held.size(), c.delivered, c.acked});
+  }
   s.waiting_putters = putters_.size();
   s.waiting_joiners = joiners_.size();
   s.total_put = total_put_;
@@ -683,6 +851,7 @@ void Queue::OnMemoryFreed(TimePoint now) {
 
 void Queue::RunDeferred(Deferred& d, TimePoint now) {
   for (auto& cb : d.callbacks) cb();
+  for (auto& outbox : d.wakes) outbox->Wake();
   for (auto& msg : d.dead_letters) {
     Headers headers = msg->headers();
     headers[std::string(kHeaderDeadLetterReason)] = std::string(kDeadLetterReasonLimit);

@@ -34,10 +34,12 @@
 #include <utility>
 #include <vector>
 
+#include "broker/core/consumer_outbox.h"
 #include "broker/core/deadline_scheduler.h"
 #include "broker/core/errc.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/message.h"
+#include "broker/core/queue_types.h"
 #include "broker/core/time.h"
 
 namespace basin::core {
@@ -65,6 +67,15 @@ struct QueueLimits {
   size_t max_dedup_ids = 1'000'000;
 };
 
+// One streaming consumer, as stats show it.
+struct ConsumerStats {
+  uint64_t id = 0;
+  uint32_t prefetch = 0;
+  uint64_t in_flight = 0;  // delivered and not yet acked or released
+  uint64_t delivered = 0;
+  uint64_t acked = 0;
+};
+
 struct QueueStats {
   uint64_t size = 0;
   uint64_t bytes = 0;
@@ -82,30 +93,7 @@ struct QueueStats {
   uint64_t total_dead_lettered = 0;
   uint64_t total_rejected = 0;  // routed copies refused (Offer)
   bool closed = false;
-};
-
-// What a Get hands out: a copy of the message and the lease that now holds it.
-struct Delivery {
-  uint64_t message_id = 0;
-  std::string payload;
-  Headers headers;
-  uint32_t delivery_count = 0;
-  std::string tag;
-  Duration lease{};
-};
-
-// One message of a batch put.
-struct MessageSpec {
-  std::string_view payload;
-  const Headers* headers = nullptr;  // null: none
-  std::string dedup_id;              // empty: none
-};
-
-// What became of one message of a batch put.
-struct PutResult {
-  uint64_t message_id = 0;
-  bool duplicate = false;      // its dedup_id was seen: message_id is the original's
-  std::optional<Error> error;  // it failed validation and was not enqueued
+  std::vector<ConsumerStats> consumers;
 };
 
 using WaitId = uint64_t;
@@ -174,6 +162,30 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Ends every waiter with kShutdown and refuses new waits.
   void Shutdown();
 
+  // Streaming consumers (the Consume RPC). A consumer takes turns with blocked
+  // Gets in one first-come rotation and is handed messages while it holds
+  // fewer than `prefetch`. Its deliveries are leased to the stream: no timer,
+  // unless `ack_timeout` is positive, whose expiry requeues the message and
+  // reports the tag as expired. Tags are a per-stream sequence from 1.
+  // Deliveries and notices go to the returned outbox; `wake` is called (never
+  // under a lock) when an idle outbox gets something.
+  struct Attached {
+    uint64_t id = 0;
+    std::shared_ptr<ConsumerOutbox> outbox;
+  };
+  Result<Attached> AttachConsumer(uint32_t prefetch, Duration ack_timeout,
+                                  std::function<void()> wake, TimePoint now);
+  // Task_done for each listed tag and every tag <= up_to (0: none). Tags the
+  // consumer does not hold are reported on its outbox.
+  void ConsumerAck(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                   TimePoint now);
+  // Gives the listed deliveries back to the head of the queue.
+  void ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now);
+  // Ends the consumer: everything it holds goes back to the head of the
+  // queue at once (delivery count + 1 at the next hand-out), and its outbox
+  // ends with `why`. Idempotent.
+  void DetachConsumer(uint64_t consumer, Error why, TimePoint now);
+
   // Puts a copy routed from a topic binding: never waits. Fails, and counts a
   // rejection in total_rejected, when the queue is closed, deleted, full or
   // the broker is at --max-memory. Trusted: `basin-` headers are allowed.
@@ -193,6 +205,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   struct Lease {
     MessagePtr msg;
     TimePoint expiry;
+    uint64_t consumer = 0;  // the streaming consumer holding it, or 0
+    uint64_t tag = 0;       // its tag on that stream
   };
   struct Getter {
     TimePoint deadline;
@@ -200,6 +214,17 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     size_t max_messages;
     uint64_t max_bytes;
     GetBatchCallback cb;
+    uint64_t consumer = 0;  // set: a streaming consumer's turn in the rotation
+  };
+  struct ConsumerState {
+    uint32_t prefetch = 0;
+    Duration ack_timeout{};
+    std::shared_ptr<ConsumerOutbox> outbox;
+    std::map<uint64_t, uint64_t> held;  // stream tag -> lease id
+    uint64_t next_tag = 0;
+    uint64_t delivered = 0;
+    uint64_t acked = 0;
+    WaitId turn = 0;  // its entry in getters_, or 0
   };
   // A batch waiting for room. msgs[i] goes to results[slots[i]]; a null
   // msgs[i] was found to be a duplicate.
@@ -226,6 +251,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     std::vector<MessagePtr> dead_letters;
     uint64_t bytes_freed = 0;
     TimePoint schedule = kNever;
+    std::vector<std::shared_ptr<ConsumerOutbox>> wakes;
   };
   void RunDeferred(Deferred& d, TimePoint now);
 
@@ -240,6 +266,12 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   uint64_t Enqueue(MessagePtr msg);
   Delivery Deliver(Duration visibility, TimePoint now);
   std::vector<Delivery> DeliverBatch(const Getter& g, TimePoint now);
+  void ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d);
+  void TakeTurn(uint64_t consumer, ConsumerState& c);
+  void EndConsumers(const Error& why, Deferred& d);
+  // Ends the consumer's listed leases (kDone or kReleased); returns unknown tags.
+  std::vector<uint64_t> EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags,
+                                          uint64_t up_to, bool done, Deferred& d);
   void ServeWaiters(TimePoint now, Deferred& d);
   Result<uint64_t> FindLease(std::string_view tag) const;
   void EndLease(uint64_t lease, LeaseEnd how, Deferred& d);
@@ -274,6 +306,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   std::map<WaitId, Getter> getters_;
   std::map<WaitId, Putter> putters_;
   std::map<WaitId, Joiner> joiners_;
+  std::map<uint64_t, ConsumerState> consumers_;
+  uint64_t next_consumer_ = 1;
+  size_t consumer_turns_ = 0;  // entries of getters_ that are consumers
   // Dedup ids of recent puts: id -> (message id, when), and arrival order.
   std::unordered_map<std::string, std::pair<uint64_t, TimePoint>> dedup_;
   std::deque<std::pair<TimePoint, std::string>> dedup_order_;

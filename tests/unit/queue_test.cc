@@ -597,6 +597,110 @@ TEST_F(QueueTest, BatchGetReturnsWhatIsReadyUpToTheLimits) {
   ExpectInvariant(*q);
 }
 
+// Streaming consumers: prefetch, acks by tag and range, release on detach.
+std::vector<uint64_t> Tags(ConsumerOutbox& outbox) {
+  std::vector<uint64_t> tags;
+  auto pulled = outbox.Next(100);
+  if (pulled) {
+    for (const auto& d : pulled->deliveries) tags.push_back(d.tag);
+  }
+  return tags;
+}
+
+TEST_F(QueueTest, ConsumerGetsAtMostPrefetchAndMoreAsItAcks) {
+  auto q = Make("stream");
+  for (int i = 0; i < 5; ++i) Put(*q, "m" + std::to_string(i));
+  int wakes = 0;
+  auto c = q->AttachConsumer(
+      2, {}, [&] { ++wakes; }, now_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(wakes, 1);
+  EXPECT_EQ(Tags(*c.value().outbox), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(q->Stats().in_flight, 2u);
+  Advance(*q, std::chrono::hours(2));  // no visibility timer on a stream's leases
+  EXPECT_EQ(q->Stats().in_flight, 2u);
+  q->ConsumerAck(c.value().id, {}, 2, now_);  // ack everything up to 2
+  EXPECT_EQ(Tags(*c.value().outbox), (std::vector<uint64_t>{3, 4}));
+  q->ConsumerAck(c.value().id, {4, 99}, 0, now_);
+  auto pulled = c.value().outbox->Next(100);
+  ASSERT_TRUE(pulled.has_value());
+  EXPECT_EQ(pulled->deliveries.at(0).tag, 5u);
+  EXPECT_EQ(pulled->unknown_tags, std::vector<uint64_t>{99});
+  const QueueStats s = q->Stats();
+  EXPECT_EQ(s.total_done, 3u);
+  ASSERT_EQ(s.consumers.size(), 1u);
+  EXPECT_EQ(s.consumers[0].in_flight, 2u);
+  EXPECT_EQ(s.consumers[0].acked, 3u);
+  ExpectInvariant(*q);
+}
+
+TEST_F(QueueTest, DetachReturnsEverythingHeldToTheHead) {
+  auto q = Make("stream");
+  for (const char* p : {"a", "b", "c"}) Put(*q, p);
+  auto c = q->AttachConsumer(
+      2, {}, [] {}, now_);
+  Tags(*c.value().outbox);
+  q->DetachConsumer(c.value().id, Error{Errc::kCancelled, "gone"}, now_);
+  EXPECT_TRUE(c.value().outbox->Next(10)->end.has_value());
+  EXPECT_EQ(q->Stats().in_flight, 0u);
+  Delivery a = MustGet(*q);
+  EXPECT_EQ(a.payload, "a");
+  EXPECT_EQ(a.delivery_count, 2u);
+  EXPECT_EQ(MustGet(*q).payload, "b");
+  EXPECT_EQ(MustGet(*q).payload, "c");
+}
+
+TEST_F(QueueTest, ConsumersAndBlockedGetsShareOneRotation) {
+  auto q = Make("rotation");
+  auto c = q->AttachConsumer(
+      10, {}, [] {}, now_);
+  auto& g = Get(*q, seconds(10));
+  Put(*q, "1");  // the consumer was first in line
+  Put(*q, "2");  // then the blocked get
+  Put(*q, "3");  // then the consumer again
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g.result->value().payload, "2");
+  auto pulled = c.value().outbox->Next(10);
+  ASSERT_EQ(pulled->deliveries.size(), 2u);
+  EXPECT_EQ(pulled->deliveries[0].delivery.payload, "1");
+  EXPECT_EQ(pulled->deliveries[1].delivery.payload, "3");
+  EXPECT_EQ(q->Stats().waiting_getters, 0u);
+}
+
+TEST_F(QueueTest, AckTimeoutRequeuesAndReportsTheTag) {
+  auto q = Make("stream");
+  Put(*q, "slow");
+  auto c = q->AttachConsumer(
+      1, seconds(5), [] {}, now_);
+  EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
+  Advance(*q, seconds(5));
+  auto pulled = c.value().outbox->Next(10);
+  ASSERT_TRUE(pulled.has_value());
+  EXPECT_EQ(pulled->expired, std::vector<uint64_t>{1});
+  // The credit came back, so the same consumer gets the message again.
+  ASSERT_EQ(pulled->deliveries.size(), 1u);
+  EXPECT_EQ(pulled->deliveries[0].tag, 2u);
+  EXPECT_EQ(pulled->deliveries[0].delivery.delivery_count, 2u);
+}
+
+TEST_F(QueueTest, ClosingAndDrainingEndsConsumers) {
+  auto q = Make("stream");
+  Put(*q, "last");
+  auto c = q->AttachConsumer(
+      5, {}, [] {}, now_);
+  q->Close(now_);
+  EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
+  q->ConsumerAck(c.value().id, {1}, 0, now_);
+  auto end = c.value().outbox->Next(10);
+  ASSERT_TRUE(end->end.has_value());
+  EXPECT_EQ(end->end->code, Errc::kQueueDrained);
+  EXPECT_EQ(q->AttachConsumer(
+                 5, {}, [] {}, now_)
+                .error()
+                .code,
+            Errc::kQueueDrained);
+}
+
 TEST_F(QueueTest, CountersHoldTheInvariantThroughAMixedWorkload) {
   auto q = Make("mixed", 4);
   std::vector<Delivery> held;

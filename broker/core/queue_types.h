@@ -1,0 +1,39 @@
+// Values that cross a queue's boundary: what a put takes and a get hands out.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "broker/core/errc.h"
+#include "broker/core/message.h"
+#include "broker/core/time.h"
+
+namespace basin::core {
+
+// What a Get hands out: a copy of the message and the lease that now holds it.
+struct Delivery {
+  uint64_t message_id = 0;
+  std::string payload;
+  Headers headers;
+  uint32_t delivery_count = 0;
+  std::string tag;
+  Duration lease{};
+};
+
+// One message of a batch put.
+struct MessageSpec {
+  std::string_view payload;
+  const Headers* headers = nullptr;  // null: none
+  std::string dedup_id;              // empty: none
+};
+
+// What became of one message of a batch put.
+struct PutResult {
+  uint64_t message_id = 0;
+  bool duplicate = false;      // its dedup_id was seen: message_id is the original's
+  std::optional<Error> error;  // it failed validation and was not enqueued
+};
+
+}  // namespace basin::core
