@@ -126,7 +126,8 @@ struct Counters {
 void Progress(const Options& o, Counters& c, std::atomic<bool>& done) {
   long last_sent = 0, last_received = 0;
   while (!done) {
-    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 100 && !done; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     const long s = c.sent, r = c.received;
     if (!o.json) {
       std::fprintf(stderr, "  sent %ld/s, received %ld/s (total %ld / %ld)\n", s - last_sent,

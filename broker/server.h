@@ -31,7 +31,10 @@ class Server {
 
  private:
   Server(core::Broker* broker, Dispatcher* dispatcher)
-      : queue_service_(broker), topic_service_(broker, [dispatcher](std::function<void()> work) {
+      : queue_service_(
+            broker,
+            [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
+        topic_service_(broker, [dispatcher](std::function<void()> work) {
           dispatcher->Post(std::move(work));
         }) {}
 

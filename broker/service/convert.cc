@@ -117,6 +117,14 @@ void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
   p->set_total_redelivered(s.total_redelivered);
   p->set_total_dead_lettered(s.total_dead_lettered);
   p->set_total_rejected(s.total_rejected);
+  for (const core::ConsumerStats& c : s.consumers) {
+    v1::ConsumerStats* pc = out->add_consumers();
+    pc->set_id(c.id);
+    pc->set_prefetch(c.prefetch);
+    pc->set_in_flight(c.in_flight);
+    pc->set_delivered(c.delivered);
+    pc->set_acked(c.acked);
+  }
   p->set_closed(s.closed);
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <utility>
 
+#include "broker/service/consume_call.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
 #include "broker/service/produce_call.h"
@@ -228,6 +229,11 @@ ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::Joi
 grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* QueueService::Produce(
     CallbackServerContext* ctx) {
   return StartProduce(ctx, broker_);
+}
+
+grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* QueueService::Consume(
+    CallbackServerContext* ctx) {
+  return StartConsume(ctx, broker_, post_);
 }
 
 ServerUnaryReactor* QueueService::TaskDone(CallbackServerContext* ctx,

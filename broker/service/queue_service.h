@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+
 #include "basin/v1/queue.grpc.pb.h"
 #include "broker/core/broker.h"
 
@@ -13,8 +15,11 @@ namespace basin::service {
 
 class QueueService final : public v1::QueueService::CallbackService {
  public:
-  // `broker` must outlive the service.
-  explicit QueueService(core::Broker* broker) : broker_(broker) {}
+  // Runs work on another thread (see broker/dispatcher.h).
+  using Post = std::function<void(std::function<void()>)>;
+
+  // `broker` must outlive the service. Consume-stream wake-ups go to `post`.
+  QueueService(core::Broker* broker, Post post) : broker_(broker), post_(std::move(post)) {}
 
   grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
                                         const v1::CreateQueueRequest* req,
@@ -47,6 +52,8 @@ class QueueService final : public v1::QueueService::CallbackService {
                                  v1::JoinResponse* resp) override;
   grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* Produce(
       grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* Consume(
+      grpc::CallbackServerContext* ctx) override;
 
  private:
   void Describe(const core::Queue& queue, v1::QueueInfo* out) const;
@@ -61,6 +68,7 @@ class QueueService final : public v1::QueueService::CallbackService {
   core::Result<Wait> PrepareWait(const grpc::CallbackServerContext& ctx, const Request& req) const;
 
   core::Broker* const broker_;
+  const Post post_;
 };
 
 }  // namespace basin::service

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "broker/service/call_link.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
 #include "broker/service/reply.h"
@@ -19,30 +20,6 @@ using grpc::ServerUnaryReactor;
 constexpr size_t kBatchMessages = 256;
 constexpr uint64_t kBatchBytes = 1 << 20;
 
-class SubscribeCall;
-
-// The subscription's wake-up reaches the call through this link: a publisher
-// may wake the call at the very moment it ends. No lock is held while the
-// woken call writes or finishes (gRPC may run reactions on that thread), so
-// whichever of OnDone and the last wake-up comes second deletes the call.
-class CallLink {
- public:
-  explicit CallLink(SubscribeCall* call) : call_(call) {}
-  void Wake();
-  // From OnDone; returns true if the caller may delete the call now.
-  bool Detach() {
-    std::lock_guard lock(mu_);
-    done_ = true;
-    return waking_ == 0;
-  }
-
- private:
-  std::mutex mu_;
-  SubscribeCall* call_;
-  int waking_ = 0;
-  bool done_ = false;
-};
-
 // One Subscribe stream. Exactly one party writes at a time: the call itself
 // while a write is in flight, or whoever the subscription wakes once it had
 // gone idle. That writer also finishes the call when the subscription ends.
@@ -52,7 +29,7 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
       : ctx_(ctx),
         router_(router),
         post_(std::move(post)),
-        link_(std::make_shared<CallLink>(this)) {}
+        link_(std::make_shared<CallLink<SubscribeCall>>(this)) {}
 
   void Start(const v1::SubscribeRequest& req) {
     core::SubscriptionOptions o;
@@ -131,25 +108,10 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
   CallbackServerContext* const ctx_;
   core::TopicRouter* const router_;
   const TopicService::Post post_;
-  const std::shared_ptr<CallLink> link_;
+  const std::shared_ptr<CallLink<SubscribeCall>> link_;
   std::shared_ptr<core::Subscription> sub_;
   v1::SubscribeResponse resp_;
 };
-
-void CallLink::Wake() {
-  {
-    std::lock_guard lock(mu_);
-    if (done_) return;
-    ++waking_;
-  }
-  call_->WriteNext();
-  bool last = false;
-  {
-    std::lock_guard lock(mu_);
-    last = --waking_ == 0 && done_;
-  }
-  if (last) delete call_;
-}
 
 }  // namespace
 

@@ -48,6 +48,9 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   st.total_dead_lettered = s.total_dead_lettered();
   st.total_rejected = s.total_rejected();
   st.closed = s.closed();
+  for (const v1::ConsumerStats& c : p.consumers()) {
+    st.consumers.push_back({c.id(), c.prefetch(), c.in_flight(), c.delivered(), c.acked()});
+  }
   info.bindings.assign(p.bindings().begin(), p.bindings().end());
   return info;
 }

@@ -34,7 +34,8 @@ using Timeout = std::chrono::milliseconds;
 
 namespace detail {
 class Connection;
-}
+class ConsumerImpl;
+}  // namespace detail
 
 struct QueueOptions {
   uint64_t max_size = 0;                            // 0 = unbounded
@@ -42,6 +43,16 @@ struct QueueOptions {
   uint32_t max_deliveries = 0;                      // 0 = unlimited
   std::string dead_letter_queue{};                  // must exist already
   uint64_t max_bytes = 0;                           // 0 = unbounded
+};
+
+// One live Consume stream on a queue: "my consumer gets nothing" shows as
+// in_flight == prefetch.
+struct ConsumerInfo {
+  uint64_t id = 0;
+  uint32_t prefetch = 0;
+  uint64_t in_flight = 0;
+  uint64_t delivered = 0;
+  uint64_t acked = 0;
 };
 
 struct QueueStats {
@@ -61,6 +72,7 @@ struct QueueStats {
   uint64_t total_dead_lettered = 0;
   uint64_t total_rejected = 0;  // copies from topic bindings refused (full, closed)
   bool closed = false;
+  std::vector<ConsumerInfo> consumers{};
 };
 
 struct QueueInfo {
@@ -92,6 +104,7 @@ class Message {
 
  private:
   friend class Queue;
+  friend class detail::ConsumerImpl;
   std::shared_ptr<detail::Connection> conn_;
   std::string queue_;
   uint64_t id_ = 0;
@@ -216,6 +229,7 @@ class Client {
 
  private:
   friend class Producer;
+  friend class Consumer;
   std::shared_ptr<detail::Connection> conn_;
 };
 

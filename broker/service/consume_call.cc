@@ -1,0 +1,171 @@
+#include "broker/service/consume_call.h"
+
+#include <memory>
+#include <mutex>
+
+#include "broker/service/call_link.h"
+#include "broker/service/convert.h"
+#include "broker/service/error_mapping.h"
+
+namespace basin::service {
+namespace {
+
+constexpr uint32_t kDefaultPrefetch = 100;
+constexpr uint32_t kMaxPrefetch = 10'000;
+// One response carries at most this many deliveries.
+constexpr size_t kBatchDeliveries = 256;
+
+using Post = std::function<void(std::function<void()>)>;
+
+// Reads run independently of writes: the first request attaches a consumer
+// to the queue, later ones carry acks and releases. Writes follow the
+// subscription protocol: one writer at a time, either OnWriteDone or the
+// wake-up of an idle outbox, and that writer is the one that finishes.
+class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse> {
+ public:
+  ConsumeCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Post post)
+      : ctx_(ctx),
+        broker_(broker),
+        post_(std::move(post)),
+        link_(std::make_shared<CallLink<ConsumeCall>>(this)) {
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The client will send no more acks: end the stream; what it holds
+      // goes back to the queue.
+      std::lock_guard lock(start_mu_);
+      if (!started_) return FinishBeforeStart(grpc::Status::CANCELLED);
+      client_done_ = true;
+      queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "client closed the stream"},
+                             core::Clock::now());
+      return;
+    }
+    if (!queue_) return Start();
+    const core::TimePoint now = core::Clock::now();
+    if (req_.acks_size() > 0 || req_.ack_up_to() != 0) {
+      queue_->ConsumerAck(id_, {req_.acks().begin(), req_.acks().end()}, req_.ack_up_to(), now);
+    }
+    if (req_.releases_size() > 0) {
+      queue_->ConsumerRelease(id_, {req_.releases().begin(), req_.releases().end()}, now);
+    }
+    StartRead(&req_);
+  }
+
+  // Writes the next batch, finishes if the consumer ended, or returns idle.
+  void WriteNext() {
+    {
+      std::lock_guard lock(start_mu_);
+      if (!started_) {  // attached but not yet recorded: Start() writes
+        wake_pending_ = true;
+        return;
+      }
+    }
+    std::optional<core::ConsumerPull> pulled = outbox_->Next(kBatchDeliveries);
+    if (!pulled) return;
+    if (pulled->end) {
+      queue_->DetachConsumer(id_, *pulled->end, core::Clock::now());
+      const core::Error& end = *pulled->end;
+      if (end.code != core::Errc::kCancelled) return Finish(ToStatus(ctx_, end));
+      return Finish(client_done_ ? grpc::Status::OK : grpc::Status::CANCELLED);
+    }
+    resp_.Clear();
+    for (core::StreamDelivery& d : pulled->deliveries) {
+      v1::StreamDelivery* out = resp_.add_deliveries();
+      out->set_delivery_tag(d.tag);
+      ToProto(std::move(d.delivery), out->mutable_message());
+    }
+    resp_.mutable_expired()->Assign(pulled->expired.begin(), pulled->expired.end());
+    resp_.mutable_unknown_tags()->Assign(pulled->unknown_tags.begin(), pulled->unknown_tags.end());
+    StartWrite(&resp_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      // The stream broke: take the consumer's messages back and finish.
+      queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "stream broken"},
+                             core::Clock::now());
+      outbox_->Next(1);  // the end: nobody else writes
+      return Finish(grpc::Status::CANCELLED);
+    }
+    WriteNext();
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(start_mu_);
+    if (started_) {
+      queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "cancelled"},
+                             core::Clock::now());
+    }
+  }
+
+  void OnDone() override {
+    if (queue_ && started_) {
+      queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "done"}, core::Clock::now());
+    }
+    if (link_->Detach()) delete this;
+  }
+
+ private:
+  void Start() {
+    auto queue = broker_->FindQueue(req_.queue());
+    if (!queue.ok()) return FinishBeforeStart(ToStatus(ctx_, queue.error()));
+    const uint32_t prefetch = req_.prefetch() == 0 ? kDefaultPrefetch : req_.prefetch();
+    if (prefetch > kMaxPrefetch) {
+      return FinishBeforeStart(ToStatus(
+          ctx_, core::Error{core::Errc::kInvalidArgument, "prefetch " + std::to_string(prefetch) +
+                                                              " exceeds the limit of " +
+                                                              std::to_string(kMaxPrefetch)}));
+    }
+    core::Duration ack_timeout{};
+    if (req_.has_ack_timeout()) {
+      auto t = FromProto(req_.ack_timeout(), "ack_timeout");
+      if (!t.ok()) return FinishBeforeStart(ToStatus(ctx_, t.error()));
+      ack_timeout = t.value();
+    }
+    queue_ = std::move(queue.value());
+    auto attached = queue_->AttachConsumer(
+        prefetch, ack_timeout, [link = link_, post = post_] { post([link] { link->Wake(); }); },
+        core::Clock::now());
+    if (!attached.ok()) return FinishBeforeStart(ToStatus(ctx_, attached.error()));
+    bool wake = false;
+    {
+      std::lock_guard lock(start_mu_);
+      id_ = attached.value().id;
+      outbox_ = attached.value().outbox;
+      started_ = true;
+      wake = wake_pending_;
+    }
+    StartRead(&req_);
+    if (wake) WriteNext();
+  }
+
+  // Before a consumer is attached no writer exists: finishing here is safe.
+  void FinishBeforeStart(const grpc::Status& status) { Finish(status); }
+
+  grpc::CallbackServerContext* const ctx_;
+  core::Broker* const broker_;
+  const Post post_;
+  const std::shared_ptr<CallLink<ConsumeCall>> link_;
+  v1::ConsumeRequest req_;
+  v1::ConsumeResponse resp_;
+  std::shared_ptr<core::Queue> queue_;
+
+  std::mutex start_mu_;  // guards the four below until started_
+  uint64_t id_ = 0;
+  std::shared_ptr<core::ConsumerOutbox> outbox_;
+  bool started_ = false;
+  bool wake_pending_ = false;
+  bool client_done_ = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* StartConsume(
+    grpc::CallbackServerContext* ctx, core::Broker* broker,
+    std::function<void(std::function<void()>)> post) {
+  return new ConsumeCall(ctx, broker, std::move(post));
+}
+
+}  // namespace basin::service

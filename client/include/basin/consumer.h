@@ -1,0 +1,63 @@
+// basin::Consumer: fast consumption over one Consume stream.
+//
+//   basin::Consumer consumer(client, "orders", {.prefetch = 500});
+//   while (auto m = consumer.next()) {   // throws Closed once closed and drained
+//     process(m->payload());
+//     consumer.ack(*m);                  // task_done, sent in batches
+//   }
+//
+// The broker never has more than `prefetch` unacknowledged messages out to
+// this consumer. The stream holds their leases: nothing is redelivered while
+// the consumer is connected, unless ack_timeout is set. When the consumer is
+// destroyed, cancelled or disconnected, every message it holds and did not ack
+// goes back to the head of the queue at once. Acks are sent when ack_batch of
+// them wait, and before next() blocks for more messages. Messages from a
+// Consumer are acked and released through it, not through Queue::task_done.
+// One thread at a time may use a Consumer; cancel() may come from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "basin/client.h"
+
+namespace basin {
+
+namespace detail {
+class ConsumerImpl;
+}
+
+struct ConsumerOptions {
+  uint32_t prefetch = 100;                   // 1 to 10,000
+  std::chrono::milliseconds ack_timeout{0};  // 0: the stream holds the leases
+  size_t ack_batch = 64;
+};
+
+class Consumer {
+ public:
+  Consumer(const Client& client, std::string queue, ConsumerOptions options = {});
+  // Sends pending acks and closes the stream.
+  ~Consumer();
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+
+  // Blocks for the next message; nullopt after cancel(). Throws Closed once
+  // the queue is closed and drained, NotFound if it is deleted.
+  std::optional<Message> next();
+  void ack(const Message& m);
+  // Gives the message back to the head of the queue at once.
+  void release(const Message& m);
+  // Sends pending acks now.
+  void flush();
+  void cancel();
+  // Deliveries whose ack_timeout passed (they went back to the queue).
+  uint64_t expired() const;
+
+ private:
+  std::unique_ptr<detail::ConsumerImpl> impl_;
+};
+
+}  // namespace basin

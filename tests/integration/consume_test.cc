@@ -1,0 +1,197 @@
+// The Consume stream against the real broker: prefetch, redelivery when a
+// stream ends, fairness, mixing with unary clients, exactly-once at scale.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "basin/client.h"
+#include "basin/consumer.h"
+#include "basin/producer.h"
+#include "broker_process.h"
+
+namespace basin {
+namespace {
+
+using std::chrono::seconds;
+using testing::BrokerProcess;
+using testing::Process;
+using testing::WaitFor;
+
+TEST(ConsumeTest, PrefetchIsNeverExceeded) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  for (int i = 0; i < 100; ++i) q.put(std::to_string(i));
+  Consumer consumer(client, "q", {.prefetch = 10});
+  std::vector<Message> held;
+  for (int i = 0; i < 10; ++i) held.push_back(*consumer.next());
+  // The broker's own counters: ten out, none more, however long we hold them.
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.consumers.size() == 1; }));
+  QueueStats s = q.info().stats;
+  EXPECT_EQ(s.consumers[0].in_flight, 10u);
+  EXPECT_EQ(s.consumers[0].delivered, 10u);
+  EXPECT_EQ(s.consumers[0].prefetch, 10u);
+  EXPECT_EQ(s.size, 90u);
+  for (const Message& m : held) consumer.ack(m);
+  consumer.flush();
+  std::vector<std::string> next;
+  for (int i = 0; i < 10; ++i) next.push_back(consumer.next()->payload());
+  EXPECT_EQ(next.front(), "10");
+  EXPECT_EQ(next.back(), "19");
+  s = q.info().stats;
+  EXPECT_EQ(s.consumers[0].delivered, 20u);
+  EXPECT_EQ(s.consumers[0].acked, 10u);
+  EXPECT_EQ(s.total_done, 10u);
+}
+
+void ExpectHeldMessagesRedeliveredAfter(int signal) {
+  BrokerProcess broker({"--keepalive-time", "1s", "--keepalive-timeout", "1s"});
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  for (int i = 0; i < 50; ++i) q.put(std::to_string(i));
+  Process worker(testing::WorkerPath(), {broker.address(), "q", "consume"});
+  ASSERT_EQ(worker.ReadLine(seconds(20)).value_or(""), "held");
+  // Five acked freed five credits: the stream holds 20 again (15 + 5 new).
+  ASSERT_TRUE(WaitFor([&] {
+    const QueueStats s = q.info().stats;
+    return s.total_done == 5 && s.in_flight == 20;
+  }));
+  worker.Signal(signal);
+  // SIGKILL closes the connection; SIGSTOP is found by unanswered keepalives.
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.in_flight == 0; }, seconds(30)));
+  const QueueStats s = q.info().stats;
+  EXPECT_TRUE(s.consumers.empty());
+  EXPECT_EQ(s.size, 45u);
+  EXPECT_EQ(s.total_redelivered, 20u);
+  // Exactly the 20 it held come first, in order, with a second delivery count.
+  for (int i = 5; i < 25; ++i) {
+    Message m = q.get_nowait();
+    EXPECT_EQ(m.payload(), std::to_string(i));
+    EXPECT_EQ(m.delivery_count(), 2u);
+  }
+  EXPECT_EQ(q.get_nowait().delivery_count(), 1u);
+  worker.Signal(SIGKILL);
+}
+
+TEST(ConsumeTest, KilledStreamRedeliversExactlyTheUnackedSet) {
+  ExpectHeldMessagesRedeliveredAfter(SIGKILL);
+}
+
+TEST(ConsumeTest, FrozenConsumerIsFoundByKeepaliveAndItsPrefetchRedelivered) {
+  ExpectHeldMessagesRedeliveredAfter(SIGSTOP);
+}
+
+TEST(ConsumeTest, FourConsumersShareTheQueue) {
+  constexpr int kMessages = 4'000;
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  std::vector<OutgoingMessage> batch(kMessages, OutgoingMessage{"m", {}, {}});
+  q.put_batch(batch);
+  q.close();
+  std::vector<int> counts(4, 0);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < 4; ++c) {
+    threads.emplace_back([&, c] {
+      Consumer consumer(Client(broker.address()), "q", {.prefetch = 10});
+      try {
+        while (auto m = consumer.next()) {
+          ++counts[c];
+          consumer.ack(*m);
+        }
+      } catch (const Closed&) {
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  int total = 0;
+  for (int c = 0; c < 4; ++c) {
+    total += counts[c];
+    EXPECT_GE(counts[c], kMessages / 10) << "consumer " << c << " starved";
+  }
+  EXPECT_EQ(total, kMessages);
+}
+
+TEST(ConsumeTest, StreamAndUnaryClientsMixOnOneQueue) {
+  constexpr int kMessages = 2'000;
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  std::vector<std::atomic<int>> seen(kMessages);
+  std::thread streamer([&] {
+    Consumer consumer(Client(broker.address()), "q", {.prefetch = 50});
+    try {
+      while (auto m = consumer.next()) {
+        ++seen[std::stoi(m->payload())];
+        consumer.ack(*m);
+      }
+    } catch (const Closed&) {
+    }
+  });
+  std::thread unary([&] {
+    auto mine = Client(broker.address()).queue("q");
+    try {
+      for (;;) {
+        Message m = mine.get();
+        ++seen[std::stoi(m.payload())];
+        mine.task_done(m);
+      }
+    } catch (const Closed&) {
+    }
+  });
+  Producer producer(client, "q");
+  for (int i = 0; i < kMessages; ++i) producer.send(std::to_string(i));
+  producer.flush();
+  q.join();
+  q.close();
+  streamer.join();
+  unary.join();
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(seen[i].load(), 1) << i;
+}
+
+TEST(ConsumeTest, EightStreamProducersEightStreamConsumersExactlyOnce) {
+  constexpr int kProducers = 8, kConsumers = 8, kPerProducer = 25'000;
+  constexpr int kTotal = kProducers * kPerProducer;
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("load", {.max_size = 10'000});
+  std::vector<std::atomic<uint8_t>> seen(kTotal);
+  std::atomic<int> duplicates{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kConsumers; ++c) {
+    threads.emplace_back([&] {
+      Consumer consumer(Client(broker.address()), "load", {.prefetch = 500, .ack_batch = 100});
+      try {
+        while (auto m = consumer.next()) {
+          if (seen[std::stoi(m->payload())].fetch_add(1) != 0) ++duplicates;
+          consumer.ack(*m);
+        }
+      } catch (const Closed&) {
+      }
+    });
+  }
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      Producer producer(Client(broker.address()), "load");
+      for (int i = 0; i < kPerProducer; ++i) producer.send(std::to_string(p * kPerProducer + i));
+      producer.flush();
+    });
+  }
+  for (auto& t : producers) t.join();
+  q.join();
+  q.close();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(duplicates.load(), 0);
+  int missing = 0;
+  for (auto& s : seen) missing += s.load() == 0;
+  EXPECT_EQ(missing, 0);
+  EXPECT_EQ(q.info().stats.total_done, static_cast<uint64_t>(kTotal));
+}
+
+}  // namespace
+}  // namespace basin
