@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "basin/client.h"
+#include "basin/consumer.h"
+#include "basin/producer.h"
 
 namespace {
 
@@ -31,13 +33,21 @@ struct Options {
   int consumers = 1;
   int size = 100;
   long messages = 100'000;
+  int batch = 500;
+  int prefetch = 500;
+  long rate = 0;          // messages/s over all producers; 0 = as fast as possible
+  long linger_us = 1000;  // Producer linger
+  bool keep = false;      // stream mode without consumers: leave the queue full
   bool json = false;
 };
 
 [[noreturn]] void Usage(const char* why) {
   std::fprintf(stderr,
                "basin-bench: %s\n"
-               "usage: basin-bench [--addr HOST:PORT] [--mode unary|pubsub]\n"
+               "usage: basin-bench [--addr HOST:PORT] [--mode stream|unary|pubsub]\n"
+               "                   [--batch K] [--prefetch K] [--linger-us U] [--rate R]\n"
+               "                   [--keep] (stream mode; --consumers 0 --keep leaves the "
+               "queue full)\n"
                "                   [--producers P | --publishers P] [--consumers C | "
                "--subscribers C]\n"
                "                   [--size BYTES] [--messages N] [--json]\n",
@@ -65,14 +75,27 @@ Options Parse(int argc, char** argv) {
       o.size = std::stoi(value());
     } else if (a == "--messages") {
       o.messages = std::stol(value());
+    } else if (a == "--rate") {
+      o.rate = std::stol(value());
+    } else if (a == "--linger-us") {
+      o.linger_us = std::stol(value());
+    } else if (a == "--keep") {
+      o.keep = true;
+    } else if (a == "--batch") {
+      o.batch = std::stoi(value());
+    } else if (a == "--prefetch") {
+      o.prefetch = std::stoi(value());
     } else if (a == "--json") {
       o.json = true;
     } else {
       Usage(("unknown argument " + a).c_str());
     }
   }
-  if (o.mode != "unary" && o.mode != "pubsub") Usage("--mode is unary or pubsub");
-  if (o.producers < 1 || o.consumers < 1 || o.messages < 1) Usage("counts must be positive");
+  if (o.mode != "unary" && o.mode != "pubsub" && o.mode != "stream") {
+    Usage("--mode is stream, unary or pubsub");
+  }
+  if (o.producers < 1 || o.consumers < 0 || o.messages < 1) Usage("counts must be positive");
+  if (o.consumers == 0 && o.mode != "stream") Usage("only stream mode runs without consumers");
   if (o.size < 8) Usage("--size is at least 8 (the timestamp)");
   return o;
 }
@@ -176,6 +199,63 @@ void RunUnary(const Options& o, Counters& c, Latencies& lat) {
   setup.delete_queue(name);
 }
 
+// Producers send through Producer (batched Produce streams); consumers read
+// through Consumer (Consume streams with prefetch) and ack every message.
+void RunStream(const Options& o, Counters& c, Latencies& lat) {
+  basin::Client setup(o.addr);
+  const std::string name = "bench." + std::to_string(NowNs());
+  // Without consumers the queue must hold everything.
+  auto q = setup.queue(name, {.max_size = o.consumers == 0 ? 0u : 100'000u});
+  const long expected = o.messages;
+  std::vector<std::thread> threads;
+  for (int p = 0; p < o.producers; ++p) {
+    threads.emplace_back([&, p] {
+      basin::Producer producer(basin::Client(o.addr), name,
+                               {.max_batch_messages = static_cast<size_t>(o.batch),
+                                .linger = std::chrono::microseconds(o.linger_us)});
+      const long n = expected / o.producers + (p < expected % o.producers ? 1 : 0);
+      const auto start = Clock::now();
+      const double per_producer_rate = static_cast<double>(o.rate) / o.producers;
+      for (long i = 0; i < n; ++i) {
+        if (o.rate > 0) {  // paced: message i leaves at start + i / rate
+          std::this_thread::sleep_until(
+              start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / per_producer_rate)));
+        }
+        producer.send(Payload(o.size));
+        ++c.sent;
+      }
+      producer.flush();
+    });
+  }
+  for (int i = 0; i < o.consumers; ++i) {
+    threads.emplace_back([&] {
+      basin::Consumer consumer(basin::Client(o.addr), name,
+                               {.prefetch = static_cast<uint32_t>(o.prefetch),
+                                .ack_batch = static_cast<size_t>(o.prefetch / 2 + 1)});
+      std::vector<int64_t> local;
+      try {
+        while (auto m = consumer.next()) {
+          local.push_back(NowNs() - SentAt(m->payload()));
+          ++c.received;
+          consumer.ack(*m);
+          if (++c.acked == expected) {
+            consumer.flush();
+            q.close();
+          }
+        }
+      } catch (const basin::Closed&) {
+      }
+      lat.Add(local);
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (o.keep) {
+    std::fprintf(stderr, "basin-bench: left %ld messages in queue %s\n", expected, name.c_str());
+  } else {
+    setup.delete_queue(name);
+  }
+}
+
 void RunPubSub(const Options& o, Counters& c, Latencies& lat) {
   const std::string topic = "bench." + std::to_string(NowNs());
   std::vector<basin::Subscription> subs;
@@ -225,6 +305,8 @@ int main(int argc, char** argv) {
   try {
     if (o.mode == "unary") {
       RunUnary(o, c, lat);
+    } else if (o.mode == "stream") {
+      RunStream(o, c, lat);
     } else {
       RunPubSub(o, c, lat);
     }

@@ -45,7 +45,7 @@ MessagePtr Message::Make(uint64_t id, std::string_view payload, const Headers& h
   const uint64_t headers_len = EncodedHeadersLen(headers);
   void* raw = ::operator new(sizeof(Message) + headers_len + payload.size());
   MessagePtr m(new (raw) Message());
-  m->id_ = id;
+  m->set_id(id);
   m->headers_len_ = static_cast<uint32_t>(headers_len);
   m->payload_len_ = static_cast<uint32_t>(payload.size());
   char* out = m->data();
