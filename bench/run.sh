@@ -2,8 +2,10 @@
 # Runs basin-bench workloads against a private basind (port 0, loopback) and
 # prints a Markdown table of medians of 3 runs.
 #   bench/run.sh [BUILD_DIR]     (default build/)
-# Workloads: pub/sub 1 publisher -> 1 and 10 subscribers, and unary queue
-# put+get+task_done 1P/1C and 4P/4C; 100-byte messages.
+# Workloads (100-byte messages): streaming produce/consume with acks 1P/1C and
+# 4P/4C; latency at a fixed 5,000 msg/s through a waiting consumer; broker
+# memory per queued message; pub/sub 1 publisher -> 1 and 10 subscribers; unary
+# queue put+get+task_done 1P/1C and 4P/4C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -31,7 +33,24 @@ run() {  # LABEL ARGS...
 
 echo "| workload | sent msg/s | received msg/s | p50 µs | p99 µs |"
 echo "| --- | --- | --- | --- | --- |"
+run "stream 1P/1C, acks on (Produce batches of 500, Consume prefetch 500)" --mode stream --producers 1 --consumers 1 --size 100 --messages 1000000
+run "stream 4P/4C, acks on" --mode stream --producers 4 --consumers 4 --size 100 --messages 1000000
+run "stream 1P/1C at a fixed 5,000 msg/s (latency)" --mode stream --producers 1 --consumers 1 --size 100 --messages 25000 --rate 5000 --linger-us 0 --prefetch 100
 run "pub/sub 1 publisher → 1 subscriber" --mode pubsub --publishers 1 --subscribers 1 --size 100 --messages 50000
 run "pub/sub 1 publisher → 10 subscribers" --mode pubsub --publishers 1 --subscribers 10 --size 100 --messages 20000
 run "queue unary 1P/1C (put, get, task_done)" --mode unary --producers 1 --consumers 1 --size 100 --messages 20000
 run "queue unary 4P/4C (put, get, task_done)" --mode unary --producers 4 --consumers 4 --size 100 --messages 40000
+
+# Broker memory per queued message: 1,000,000 messages of 100 bytes, no
+# consumer; RSS delta of a fresh basind divided by the count.
+stop_broker
+start_broker "$build/broker/basind"
+rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$BROKER_PID/status"; }
+before=$(rss)
+"$build/bench/basin-bench" --addr "$ADDR" --mode stream --producers 1 --consumers 0 --keep \
+  --size 100 --messages 1000000 >/dev/null 2>&1
+after=$(rss)
+per=$(( (after - before) / 1000000 ))
+echo
+echo "memory: 1,000,000 queued 100-byte messages: RSS +$(( (after - before) / 1048576 )) MiB," \
+  "$per bytes per message, $(( per - 100 )) bytes of overhead"
