@@ -63,7 +63,42 @@ milliseconds NextWait(Clock::time_point deadline, bool forever, milliseconds cap
   return std::clamp(left, milliseconds(0), cap);
 }
 
+// Runs a blocking call until it succeeds or the caller's time is up: the
+// broker caps one call's wait, and a call that ended at the cap (throwing
+// `TimedOut`) is issued again. `timeout` is the request's timeout field.
+template <typename TimedOut, typename Req, typename Resp>
+Resp CallUntil(detail::Connection& conn,
+               grpc::Status (v1::QueueService::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                              Resp*),
+               Req& req, google::protobuf::Duration* timeout, Clock::time_point deadline,
+               bool forever) {
+  for (;;) {
+    const milliseconds wait = NextWait(deadline, forever, conn.options().max_call_wait);
+    ToProto(wait, timeout);
+    try {
+      return Call(conn, method, req, wait);
+    } catch (const TimedOut&) {
+      if (!forever && Clock::now() >= deadline) throw;
+    }
+  }
+}
+
 }  // namespace
+
+Message detail::MakeMessage(std::shared_ptr<Connection> conn, std::string queue, uint64_t id,
+                            std::string payload, Headers headers, uint32_t delivery_count,
+                            std::string tag, milliseconds lease) {
+  Message m;
+  m.conn_ = std::move(conn);
+  m.queue_ = std::move(queue);
+  m.id_ = id;
+  m.payload_ = std::move(payload);
+  m.headers_ = std::move(headers);
+  m.delivery_count_ = delivery_count;
+  m.delivery_tag_ = std::move(tag);
+  m.lease_ = lease;
+  return m;
+}
 
 milliseconds Message::extend(milliseconds d) const {
   v1::ExtendLeaseRequest req;
@@ -88,17 +123,9 @@ uint64_t Queue::put_until(std::string_view payload, const Headers& headers,
   req.set_queue(name_);
   req.set_payload(payload.data(), payload.size());
   req.mutable_headers()->insert(headers.begin(), headers.end());
-  for (;;) {
-    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
-    ToProto(wait, req.mutable_timeout());
-    try {
-      return Call<v1::PutRequest, v1::PutResponse>(*conn_, &v1::QueueService::Stub::Put, req, wait)
-          .message_id();
-    } catch (const Full&) {
-      // The broker caps one call's wait; go on while the caller's time lasts.
-      if (!forever && Clock::now() >= deadline) throw;
-    }
-  }
+  return CallUntil<Full>(*conn_, &v1::QueueService::Stub::Put, req, req.mutable_timeout(), deadline,
+                         forever)
+      .message_id();
 }
 
 uint64_t Queue::put(std::string_view payload, const Headers& headers) const {
@@ -118,39 +145,22 @@ std::vector<Message> Queue::get_until(size_t max_messages, Clock::time_point dea
   if (visibility > milliseconds(0)) ToProto(visibility, req.mutable_visibility_timeout());
   const bool batch = max_messages > 1;
   if (batch) req.set_max_messages(static_cast<uint32_t>(max_messages));
-  for (;;) {
-    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
-    ToProto(wait, req.mutable_timeout());
-    v1::GetResponse resp;
-    try {
-      resp = Call<v1::GetRequest, v1::GetResponse>(*conn_, &v1::QueueService::Stub::Get, req, wait);
-    } catch (const Empty&) {
-      if (!forever && Clock::now() >= deadline) throw;
-      continue;
-    }
-    auto make = [this](v1::Message* pm, std::string* tag, const google::protobuf::Duration& lease) {
-      Message m;
-      m.conn_ = conn_;
-      m.queue_ = name_;
-      m.id_ = pm->message_id();
-      m.payload_ = std::move(*pm->mutable_payload());
-      m.headers_ = Headers(pm->headers().begin(), pm->headers().end());
-      m.delivery_count_ = pm->delivery_count();
-      m.delivery_tag_ = std::move(*tag);
-      m.lease_ = FromProto(lease);
-      return m;
-    };
-    std::vector<Message> out;
-    if (!batch) {
-      out.push_back(
-          make(resp.mutable_message(), resp.mutable_delivery_tag(), resp.lease_duration()));
-      return out;
-    }
-    for (v1::Delivery& d : *resp.mutable_deliveries()) {
-      out.push_back(make(d.mutable_message(), d.mutable_delivery_tag(), d.lease_duration()));
-    }
+  v1::GetResponse resp = CallUntil<Empty>(*conn_, &v1::QueueService::Stub::Get, req,
+                                          req.mutable_timeout(), deadline, forever);
+  auto make = [this](v1::Message* pm, std::string* tag, const google::protobuf::Duration& lease) {
+    return detail::MakeMessage(conn_, name_, pm->message_id(), std::move(*pm->mutable_payload()),
+                               Headers(pm->headers().begin(), pm->headers().end()),
+                               pm->delivery_count(), std::move(*tag), FromProto(lease));
+  };
+  std::vector<Message> out;
+  if (!batch) {
+    out.push_back(make(resp.mutable_message(), resp.mutable_delivery_tag(), resp.lease_duration()));
     return out;
   }
+  for (v1::Delivery& d : *resp.mutable_deliveries()) {
+    out.push_back(make(d.mutable_message(), d.mutable_delivery_tag(), d.lease_duration()));
+  }
+  return out;
 }
 
 Message Queue::get() const {
@@ -182,23 +192,14 @@ std::vector<PutOutcome> Queue::put_batch_until(const std::vector<OutgoingMessage
     pm->mutable_headers()->insert(m.headers.begin(), m.headers.end());
     pm->set_dedup_id(m.dedup_id);
   }
-  for (;;) {
-    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
-    ToProto(wait, req.mutable_timeout());
-    v1::PutResponse resp;
-    try {
-      resp = Call<v1::PutRequest, v1::PutResponse>(*conn_, &v1::QueueService::Stub::Put, req, wait);
-    } catch (const Full&) {
-      if (!forever && Clock::now() >= deadline) throw;
-      continue;
-    }
-    std::vector<PutOutcome> out;
-    out.reserve(static_cast<size_t>(resp.results_size()));
-    for (const v1::PutResult& r : resp.results()) {
-      out.push_back({r.message_id(), r.duplicate(), r.error_reason(), r.error_message()});
-    }
-    return out;
+  const v1::PutResponse resp = CallUntil<Full>(*conn_, &v1::QueueService::Stub::Put, req,
+                                               req.mutable_timeout(), deadline, forever);
+  std::vector<PutOutcome> out;
+  out.reserve(static_cast<size_t>(resp.results_size()));
+  for (const v1::PutResult& r : resp.results()) {
+    out.push_back({r.message_id(), r.duplicate(), r.error_reason(), r.error_message()});
   }
+  return out;
 }
 
 std::vector<PutOutcome> Queue::put_batch(const std::vector<OutgoingMessage>& messages) const {
@@ -221,16 +222,8 @@ void Queue::task_done(const std::string& delivery_tag) const {
 void Queue::join_until(Clock::time_point deadline, bool forever) const {
   v1::JoinRequest req;
   req.set_queue(name_);
-  for (;;) {
-    const milliseconds wait = NextWait(deadline, forever, conn_->options().max_call_wait);
-    ToProto(wait, req.mutable_timeout());
-    try {
-      Call<v1::JoinRequest, v1::JoinResponse>(*conn_, &v1::QueueService::Stub::Join, req, wait);
-      return;
-    } catch (const JoinTimeout&) {
-      if (!forever && Clock::now() >= deadline) throw;
-    }
-  }
+  CallUntil<JoinTimeout>(*conn_, &v1::QueueService::Stub::Join, req, req.mutable_timeout(),
+                         deadline, forever);
 }
 
 void Queue::join() const { join_until(Clock::time_point::max(), true); }

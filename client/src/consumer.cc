@@ -53,15 +53,10 @@ class ConsumerImpl {
       expired_ += static_cast<uint64_t>(resp.expired_size());
       for (v1::StreamDelivery& d : *resp.mutable_deliveries()) {
         v1::Message* pm = d.mutable_message();
-        Message m;
-        m.conn_ = conn_;
-        m.queue_ = queue_;
-        m.id_ = pm->message_id();
-        m.payload_ = std::move(*pm->mutable_payload());
-        m.headers_ = Headers(pm->headers().begin(), pm->headers().end());
-        m.delivery_count_ = pm->delivery_count();
-        m.delivery_tag_ = std::to_string(d.delivery_tag());
-        ready_.push_back(std::move(m));
+        ready_.push_back(
+            MakeMessage(conn_, queue_, pm->message_id(), std::move(*pm->mutable_payload()),
+                        Headers(pm->headers().begin(), pm->headers().end()), pm->delivery_count(),
+                        std::to_string(d.delivery_tag()), std::chrono::milliseconds(0)));
       }
     }
     Message m = std::move(ready_.front());

@@ -32,9 +32,14 @@ namespace basin {
 using Headers = std::map<std::string, std::string>;
 using Timeout = std::chrono::milliseconds;
 
+class Message;
+
 namespace detail {
 class Connection;
-class ConsumerImpl;
+// Builds a Message; the SDK's own code is the only caller.
+Message MakeMessage(std::shared_ptr<Connection> conn, std::string queue, uint64_t id,
+                    std::string payload, std::map<std::string, std::string> headers,
+                    uint32_t delivery_count, std::string tag, std::chrono::milliseconds lease);
 }  // namespace detail
 
 struct QueueOptions {
@@ -103,8 +108,9 @@ class Message {
   void release() const;
 
  private:
-  friend class Queue;
-  friend class detail::ConsumerImpl;
+  friend Message detail::MakeMessage(std::shared_ptr<detail::Connection>, std::string, uint64_t,
+                                     std::string, std::map<std::string, std::string>, uint32_t,
+                                     std::string, std::chrono::milliseconds);
   std::shared_ptr<detail::Connection> conn_;
   std::string queue_;
   uint64_t id_ = 0;
