@@ -1,0 +1,105 @@
+// Load client for RabbitMQ (AMQP 0-9-1 with Debian's librabbitmq): transient
+// messages to a classic queue through the default exchange; consumers with
+// prefetch 500 and manual acks (one multiple-ack per 100 deliveries, or per
+// delivery with --rate).
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
+#include <atomic>
+#include <thread>
+
+#include "peer_common.h"
+
+namespace {
+
+amqp_connection_state_t Connect(const peer::Options& o) {
+  amqp_connection_state_t conn = amqp_new_connection();
+  amqp_socket_t* socket = amqp_tcp_socket_new(conn);
+  if (amqp_socket_open(socket, o.host.c_str(), o.port) != AMQP_STATUS_OK) {
+    std::fprintf(stderr, "amqp: cannot connect\n");
+    std::exit(1);
+  }
+  amqp_login(conn, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest");
+  amqp_channel_open(conn, 1);
+  amqp_get_rpc_reply(conn);
+  return conn;
+}
+
+void Close(amqp_connection_state_t conn) {
+  amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
+  amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(conn);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const peer::Options o = peer::Parse(argc, argv);
+  const std::string queue = "bench." + std::to_string(peer::NowNs());
+  {
+    amqp_connection_state_t conn = Connect(o);
+    amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue.c_str()), 0, 0, 0, 0, amqp_empty_table);
+    amqp_get_rpc_reply(conn);
+    Close(conn);
+  }
+  std::atomic<long> received{0};
+  peer::Latencies lat;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < o.consumers; ++i) {
+    threads.emplace_back([&] {
+      amqp_connection_state_t conn = Connect(o);
+      amqp_basic_qos(conn, 1, 0, 500, 0);
+      amqp_basic_consume(conn, 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0,
+                         amqp_empty_table);
+      amqp_get_rpc_reply(conn);
+      std::vector<int64_t> local;
+      long unacked = 0;
+      const long ack_every = o.rate > 0 ? 1 : 100;
+      timeval timeout{1, 0};
+      while (received.load() < o.messages) {
+        amqp_envelope_t env;
+        amqp_maybe_release_buffers(conn);
+        const amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &timeout, 0);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) continue;
+        local.push_back(peer::NowNs() -
+                        peer::SentAt(static_cast<const char*>(env.message.body.bytes)));
+        ++received;
+        if (++unacked >= ack_every || received.load() >= o.messages) {
+          amqp_basic_ack(conn, 1, env.delivery_tag, 1);
+          unacked = 0;
+        }
+        amqp_destroy_envelope(&env);
+      }
+      lat.Add(local);
+      Close(conn);
+    });
+  }
+  for (int p = 0; p < o.producers; ++p) {
+    threads.emplace_back([&, p] {
+      amqp_connection_state_t conn = Connect(o);
+      const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
+      amqp_basic_properties_t props;
+      props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
+      props.delivery_mode = 1;  // transient
+      for (long i = 0; i < n; ++i) {
+        peer::Pace(start, i, static_cast<double>(o.rate) / o.producers);
+        const std::string payload = peer::Payload(o.size);
+        amqp_bytes_t body{payload.size(), const_cast<char*>(payload.data())};
+        amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue.c_str()), 0, 0,
+                           &props, body);
+      }
+      Close(conn);
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (o.consumers > 0) {  // without consumers the queue stays, for memory figures
+    amqp_connection_state_t conn = Connect(o);
+    amqp_queue_delete(conn, 1, amqp_cstring_bytes(queue.c_str()), 0, 0);
+    Close(conn);
+  }
+  peer::Report("rabbitmq", o, secs, received.load(), lat);
+  return 0;
+}

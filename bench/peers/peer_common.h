@@ -1,0 +1,107 @@
+// Shared by the peer load clients: flags, timestamps in payloads, percentiles
+// and the one-line JSON result compare.sh reads.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace peer {
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  int producers = 1;
+  int consumers = 1;
+  int size = 100;
+  long messages = 100'000;
+  long rate = 0;  // messages/s; 0 = as fast as possible
+};
+
+inline Options Parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i], v = argv[i + 1];
+    if (a == "--host")
+      o.host = v;
+    else if (a == "--port")
+      o.port = std::stoi(v);
+    else if (a == "--producers")
+      o.producers = std::stoi(v);
+    else if (a == "--consumers")
+      o.consumers = std::stoi(v);
+    else if (a == "--size")
+      o.size = std::stoi(v);
+    else if (a == "--messages")
+      o.messages = std::stol(v);
+    else if (a == "--rate")
+      o.rate = std::stol(v);
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+inline int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+inline std::string Payload(int size) {
+  std::string p(static_cast<size_t>(size), 'x');
+  const int64_t now = NowNs();
+  std::memcpy(p.data(), &now, sizeof now);
+  return p;
+}
+
+inline int64_t SentAt(const char* data) {
+  int64_t t = 0;
+  std::memcpy(&t, data, sizeof t);
+  return t;
+}
+
+class Latencies {
+ public:
+  void Add(const std::vector<int64_t>& local) {
+    std::lock_guard lock(mu_);
+    all_.insert(all_.end(), local.begin(), local.end());
+  }
+  double P(double q) {
+    std::lock_guard lock(mu_);
+    if (all_.empty()) return 0;
+    const auto k = static_cast<size_t>(q * static_cast<double>(all_.size() - 1));
+    std::nth_element(all_.begin(), all_.begin() + static_cast<long>(k), all_.end());
+    return static_cast<double>(all_[k]) / 1000.0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<int64_t> all_;
+};
+
+// Paces message i of a producer that sends `rate` messages/s.
+inline void Pace(std::chrono::steady_clock::time_point start, long i, double rate) {
+  if (rate <= 0) return;
+  std::this_thread::sleep_until(start +
+                                std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / rate)));
+}
+
+inline void Report(const char* peer, const Options& o, double secs, long received, Latencies& lat) {
+  std::printf(
+      "{\"peer\":\"%s\",\"producers\":%d,\"consumers\":%d,\"messages\":%ld,\"seconds\":%.3f,"
+      "\"received_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
+      peer, o.producers, o.consumers, o.messages, secs, static_cast<double>(received) / secs,
+      lat.P(0.5), lat.P(0.99));
+}
+
+}  // namespace peer

@@ -1,0 +1,65 @@
+// Load client for Redis lists, the way our users use them: producers LPUSH
+// pipelined by 100; consumers RPOP with a count of 100 (throughput), or BRPOP
+// one at a time (with --rate, for latency). No acknowledgements: Redis has none.
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <thread>
+
+#include "peer_common.h"
+
+int main(int argc, char** argv) {
+  const peer::Options o = peer::Parse(argc, argv);
+  const std::string key = "bench:" + std::to_string(peer::NowNs());
+  std::atomic<long> received{0};
+  peer::Latencies lat;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int p = 0; p < o.producers; ++p) {
+    threads.emplace_back([&, p] {
+      redisContext* c = redisConnect(o.host.c_str(), o.port);
+      const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
+      const long pipeline = o.rate > 0 ? 1 : 100;
+      for (long i = 0; i < n;) {
+        long batch = 0;
+        for (; batch < pipeline && i < n; ++batch, ++i) {
+          peer::Pace(start, i, static_cast<double>(o.rate) / o.producers);
+          const std::string payload = peer::Payload(o.size);
+          redisAppendCommand(c, "LPUSH %s %b", key.c_str(), payload.data(), payload.size());
+        }
+        for (long k = 0; k < batch; ++k) {
+          void* reply = nullptr;
+          redisGetReply(c, &reply);
+          freeReplyObject(reply);
+        }
+      }
+      redisFree(c);
+    });
+  }
+  for (int i = 0; i < o.consumers; ++i) {
+    threads.emplace_back([&] {
+      redisContext* c = redisConnect(o.host.c_str(), o.port);
+      std::vector<int64_t> local;
+      while (received.load() < o.messages) {
+        auto* r =
+            static_cast<redisReply*>(o.rate > 0 ? redisCommand(c, "BRPOP %s 1", key.c_str())
+                                                : redisCommand(c, "RPOP %s 100", key.c_str()));
+        if (r != nullptr && r->type == REDIS_REPLY_ARRAY) {
+          const bool brpop = o.rate > 0;
+          for (size_t k = brpop ? 1 : 0; k < r->elements; ++k) {
+            local.push_back(peer::NowNs() - peer::SentAt(r->element[k]->str));
+            ++received;
+          }
+        }
+        freeReplyObject(r);
+      }
+      lat.Add(local);
+      redisFree(c);
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  peer::Report("redis", o, secs, received.load(), lat);
+  return 0;
+}
