@@ -21,6 +21,7 @@
 #include "basin/client.h"
 #include "basin/consumer.h"
 #include "basin/producer.h"
+#include "bench_common.h"
 
 namespace {
 
@@ -100,44 +101,11 @@ Options Parse(int argc, char** argv) {
   return o;
 }
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
+using bench::Latencies;
+using bench::NowNs;
+using bench::Payload;
 
-std::string Payload(int size) {
-  std::string p(static_cast<size_t>(size), 'x');
-  const int64_t now = NowNs();
-  std::memcpy(p.data(), &now, sizeof now);
-  return p;
-}
-
-int64_t SentAt(const std::string& payload) {
-  int64_t t = 0;
-  std::memcpy(&t, payload.data(), sizeof t);
-  return t;
-}
-
-// Latency samples from every receiving thread.
-class Latencies {
- public:
-  void Add(std::vector<int64_t>& local) {
-    std::lock_guard lock(mu_);
-    all_.insert(all_.end(), local.begin(), local.end());
-  }
-  // Percentile in microseconds.
-  double P(double q) {
-    std::lock_guard lock(mu_);
-    if (all_.empty()) return 0;
-    const auto k = static_cast<size_t>(q * static_cast<double>(all_.size() - 1));
-    std::nth_element(all_.begin(), all_.begin() + static_cast<long>(k), all_.end());
-    return static_cast<double>(all_[k]) / 1000.0;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<int64_t> all_;
-};
+int64_t SentAt(const std::string& payload) { return bench::SentAt(payload.data()); }
 
 struct Counters {
   std::atomic<long> sent{0};
@@ -217,10 +185,7 @@ void RunStream(const Options& o, Counters& c, Latencies& lat) {
       const auto start = Clock::now();
       const double per_producer_rate = static_cast<double>(o.rate) / o.producers;
       for (long i = 0; i < n; ++i) {
-        if (o.rate > 0) {  // paced: message i leaves at start + i / rate
-          std::this_thread::sleep_until(
-              start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / per_producer_rate)));
-        }
+        if (o.rate > 0) bench::Pace(start, i, per_producer_rate);
         producer.send(Payload(o.size));
         ++c.sent;
       }

@@ -8,11 +8,11 @@
 #include <atomic>
 #include <thread>
 
-#include "peer_common.h"
+#include "bench_common.h"
 
 namespace {
 
-amqp_connection_state_t Connect(const peer::Options& o) {
+amqp_connection_state_t Connect(const bench::Options& o) {
   amqp_connection_state_t conn = amqp_new_connection();
   amqp_socket_t* socket = amqp_tcp_socket_new(conn);
   if (amqp_socket_open(socket, o.host.c_str(), o.port) != AMQP_STATUS_OK) {
@@ -34,8 +34,8 @@ void Close(amqp_connection_state_t conn) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const peer::Options o = peer::Parse(argc, argv);
-  const std::string queue = "bench." + std::to_string(peer::NowNs());
+  const bench::Options o = bench::Parse(argc, argv);
+  const std::string queue = "bench." + std::to_string(bench::NowNs());
   {
     amqp_connection_state_t conn = Connect(o);
     amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue.c_str()), 0, 0, 0, 0, amqp_empty_table);
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     Close(conn);
   }
   std::atomic<long> received{0};
-  peer::Latencies lat;
+  bench::Latencies lat;
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   for (int i = 0; i < o.consumers; ++i) {
@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
         amqp_maybe_release_buffers(conn);
         const amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &timeout, 0);
         if (r.reply_type != AMQP_RESPONSE_NORMAL) continue;
-        local.push_back(peer::NowNs() -
-                        peer::SentAt(static_cast<const char*>(env.message.body.bytes)));
+        local.push_back(bench::NowNs() -
+                        bench::SentAt(static_cast<const char*>(env.message.body.bytes)));
         ++received;
         if (++unacked >= ack_every || received.load() >= o.messages) {
           amqp_basic_ack(conn, 1, env.delivery_tag, 1);
@@ -83,8 +83,8 @@ int main(int argc, char** argv) {
       props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
       props.delivery_mode = 1;  // transient
       for (long i = 0; i < n; ++i) {
-        peer::Pace(start, i, static_cast<double>(o.rate) / o.producers);
-        const std::string payload = peer::Payload(o.size);
+        bench::Pace(start, i, static_cast<double>(o.rate) / o.producers);
+        const std::string payload = bench::Payload(o.size);
         amqp_bytes_t body{payload.size(), const_cast<char*>(payload.data())};
         amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue.c_str()), 0, 0,
                            &props, body);
@@ -100,6 +100,6 @@ int main(int argc, char** argv) {
     amqp_queue_delete(conn, 1, amqp_cstring_bytes(queue.c_str()), 0, 0);
     Close(conn);
   }
-  peer::Report("rabbitmq", o, secs, received.load(), lat);
+  bench::Report("rabbitmq", o, secs, received.load(), lat);
   return 0;
 }

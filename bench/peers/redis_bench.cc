@@ -6,13 +6,13 @@
 #include <atomic>
 #include <thread>
 
-#include "peer_common.h"
+#include "bench_common.h"
 
 int main(int argc, char** argv) {
-  const peer::Options o = peer::Parse(argc, argv);
-  const std::string key = "bench:" + std::to_string(peer::NowNs());
+  const bench::Options o = bench::Parse(argc, argv);
+  const std::string key = "bench:" + std::to_string(bench::NowNs());
   std::atomic<long> received{0};
-  peer::Latencies lat;
+  bench::Latencies lat;
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   for (int p = 0; p < o.producers; ++p) {
@@ -23,8 +23,8 @@ int main(int argc, char** argv) {
       for (long i = 0; i < n;) {
         long batch = 0;
         for (; batch < pipeline && i < n; ++batch, ++i) {
-          peer::Pace(start, i, static_cast<double>(o.rate) / o.producers);
-          const std::string payload = peer::Payload(o.size);
+          bench::Pace(start, i, static_cast<double>(o.rate) / o.producers);
+          const std::string payload = bench::Payload(o.size);
           redisAppendCommand(c, "LPUSH %s %b", key.c_str(), payload.data(), payload.size());
         }
         for (long k = 0; k < batch; ++k) {
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
         if (r != nullptr && r->type == REDIS_REPLY_ARRAY) {
           const bool brpop = o.rate > 0;
           for (size_t k = brpop ? 1 : 0; k < r->elements; ++k) {
-            local.push_back(peer::NowNs() - peer::SentAt(r->element[k]->str));
+            local.push_back(bench::NowNs() - bench::SentAt(r->element[k]->str));
             ++received;
           }
         }
@@ -60,6 +60,6 @@ int main(int argc, char** argv) {
   for (auto& t : threads) t.join();
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  peer::Report("redis", o, secs, received.load(), lat);
+  bench::Report("redis", o, secs, received.load(), lat);
   return 0;
 }

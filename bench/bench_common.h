@@ -1,5 +1,6 @@
-// Shared by the peer load clients: flags, timestamps in payloads, percentiles
-// and the one-line JSON result compare.sh reads.
+// Shared by basin-bench and the peer load clients: timestamps in payloads,
+// latency percentiles, pacing; and, for the peers, their flags and the
+// one-line JSON result compare.sh reads.
 #pragma once
 
 #include <algorithm>
@@ -13,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-namespace peer {
+namespace bench {
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -104,4 +105,4 @@ inline void Report(const char* peer, const Options& o, double secs, long receive
       lat.P(0.5), lat.P(0.99));
 }
 
-}  // namespace peer
+}  // namespace bench
