@@ -225,10 +225,8 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
   for (size_t i = 0; i < batch.size(); ++i) {
     const Headers& headers = batch[i].headers != nullptr ? *batch[i].headers : kNoHeaders;
     auto valid = Message::Validate(batch[i].payload, headers, limits_.max_message_bytes);
-    if (valid.ok() && config_.max_bytes != 0 && valid.value() > config_.max_bytes) {
-      valid = Error{Errc::kMessageTooLarge,
-                    "message of " + std::to_string(valid.value()) + " bytes exceeds " + Describe() +
-                        "'s max_bytes of " + std::to_string(config_.max_bytes)};
+    if (valid.ok()) {
+      if (auto too_large = TooLargeForQueue(valid.value())) valid = *too_large;
     }
     if (!valid.ok()) {
       p.results[i].error = valid.error();
@@ -277,6 +275,13 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
     ArmDeadline(d);
   }
   RunDeferred(d, now);
+}
+
+std::optional<Error> Queue::TooLargeForQueue(uint64_t bytes) const {
+  if (config_.max_bytes == 0 || bytes <= config_.max_bytes) return std::nullopt;
+  return Error{Errc::kMessageTooLarge, "message of " + std::to_string(bytes) + " bytes exceeds " +
+                                           Describe() + "'s max_bytes of " +
+                                           std::to_string(config_.max_bytes)};
 }
 
 Error Queue::NoRoomError(bool memory) const {
@@ -600,15 +605,22 @@ void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
   TakeTurn(consumer, c);
 }
 
+void Queue::ReleaseConsumer(ConsumerState& c, Error why, Deferred& d) {
+  if (c.turn != 0) {
+    getters_.erase(c.turn);
+    --consumer_turns_;
+  }
+  // Everything it held goes back to the head, in the order it was leased.
+  for (auto l = c.held.rbegin(); l != c.held.rend(); ++l) {
+    EndLease(l->second, LeaseEnd::kReleased, d);
+  }
+  if (c.outbox->End(std::move(why))) d.wakes.push_back(c.outbox);
+}
+
 void Queue::EndConsumers(const Error& why, Deferred& d) {
   std::map<uint64_t, ConsumerState> all;
   all.swap(consumers_);
-  for (auto& [id, c] : all) {
-    if (c.turn != 0) getters_.erase(c.turn);
-    for (const auto& [tag, lease] : c.held) EndLease(lease, LeaseEnd::kReleased, d);
-    if (c.outbox->End(why)) d.wakes.push_back(c.outbox);
-  }
-  consumer_turns_ = 0;
+  for (auto& [id, c] : all) ReleaseConsumer(c, why, d);
 }
 
 Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_timeout,
@@ -636,60 +648,47 @@ Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_ti
   return out;
 }
 
-std::vector<uint64_t> Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags,
-                                               uint64_t up_to, bool done, Deferred& d) {
-  std::vector<uint64_t> unknown;
-  auto c = consumers_.find(consumer);
-  if (c == consumers_.end()) return tags;
-  std::vector<uint64_t> leases;
-  for (uint64_t tag : tags) {
-    auto it = c->second.held.find(tag);
-    if (it == c->second.held.end()) {
-      unknown.push_back(tag);
-    } else {
+void Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                              bool done, TimePoint now) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    auto c = consumers_.find(consumer);
+    if (c == consumers_.end()) return;
+    std::vector<uint64_t> unknown;
+    std::vector<uint64_t> leases;
+    for (uint64_t tag : tags) {
+      auto it = c->second.held.find(tag);
+      if (it == c->second.held.end()) {
+        unknown.push_back(tag);
+      } else {
+        leases.push_back(it->second);
+      }
+    }
+    for (auto it = c->second.held.begin(); it != c->second.held.end() && it->first <= up_to; ++it) {
       leases.push_back(it->second);
     }
+    std::sort(leases.begin(), leases.end());
+    leases.erase(std::unique(leases.begin(), leases.end()), leases.end());
+    // Released messages go to the head: the last released is delivered first,
+    // so walk backwards to keep them in the order they were leased.
+    for (auto it = leases.rbegin(); it != leases.rend(); ++it) {
+      EndLease(*it, done ? LeaseEnd::kDone : LeaseEnd::kReleased, d);
+    }
+    if (c->second.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(c->second.outbox);
+    ServeWaiters(now, d);
+    ArmDeadline(d);
   }
-  for (auto it = c->second.held.begin(); it != c->second.held.end() && it->first <= up_to; ++it) {
-    leases.push_back(it->second);
-  }
-  std::sort(leases.begin(), leases.end());
-  leases.erase(std::unique(leases.begin(), leases.end()), leases.end());
-  // Released messages go to the head: the last released is delivered first,
-  // so walk backwards to keep them in the order they were leased.
-  for (auto it = leases.rbegin(); it != leases.rend(); ++it) {
-    if (leases_.count(*it) != 0) EndLease(*it, done ? LeaseEnd::kDone : LeaseEnd::kReleased, d);
-  }
-  return unknown;
+  RunDeferred(d, now);
 }
 
 void Queue::ConsumerAck(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
                         TimePoint now) {
-  Deferred d;
-  {
-    std::lock_guard lock(mu_);
-    std::vector<uint64_t> unknown = EndConsumerLeases(consumer, tags, up_to, true, d);
-    if (auto c = consumers_.find(consumer); c != consumers_.end()) {
-      if (c->second.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(c->second.outbox);
-    }
-    ServeWaiters(now, d);
-    ArmDeadline(d);
-  }
-  RunDeferred(d, now);
+  EndConsumerLeases(consumer, tags, up_to, true, now);
 }
 
 void Queue::ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now) {
-  Deferred d;
-  {
-    std::lock_guard lock(mu_);
-    std::vector<uint64_t> unknown = EndConsumerLeases(consumer, tags, 0, false, d);
-    if (auto c = consumers_.find(consumer); c != consumers_.end()) {
-      if (c->second.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(c->second.outbox);
-    }
-    ServeWaiters(now, d);
-    ArmDeadline(d);
-  }
-  RunDeferred(d, now);
+  EndConsumerLeases(consumer, tags, 0, false, now);
 }
 
 void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
@@ -700,15 +699,7 @@ void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
     if (it == consumers_.end()) return;
     ConsumerState c = std::move(it->second);
     consumers_.erase(it);
-    if (c.turn != 0) {
-      getters_.erase(c.turn);
-      --consumer_turns_;
-    }
-    // Everything it held goes back to the head, in the order it was leased.
-    for (auto l = c.held.rbegin(); l != c.held.rend(); ++l) {
-      EndLease(l->second, LeaseEnd::kReleased, d);
-    }
-    if (c.outbox->End(std::move(why))) d.wakes.push_back(c.outbox);
+    ReleaseConsumer(c, std::move(why), d);
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -725,10 +716,8 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
       result = Error{Errc::kQueueDeleted, Describe() + " was deleted"};
     } else if (closed_) {
       result = Error{Errc::kQueueClosed, Describe() + " is closed"};
-    } else if (config_.max_bytes != 0 && bytes > config_.max_bytes) {
-      result = Error{Errc::kMessageTooLarge,
-                     "message of " + std::to_string(bytes) + " bytes exceeds " + Describe() +
-                         "'s max_bytes of " + std::to_string(config_.max_bytes)};
+    } else if (auto too_large = TooLargeForQueue(bytes)) {
+      result = *too_large;
     } else if (const Room room = putters_.empty() ? CheckRoom(bytes, false) : Room::kFull;
                room != Room::kYes) {
       result = NoRoomError(room == Room::kNoMemory);

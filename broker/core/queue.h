@@ -263,15 +263,21 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   std::optional<uint64_t> FindDedup(const std::string& dedup_id, TimePoint now);
   void RecordDedup(const std::string& dedup_id, uint64_t id, TimePoint now);
   Error NoRoomError(bool memory) const;
+  // kMessageTooLarge when a message of `bytes` can never fit max_bytes.
+  std::optional<Error> TooLargeForQueue(uint64_t bytes) const;
   uint64_t Enqueue(MessagePtr msg);
   Delivery Deliver(Duration visibility, TimePoint now);
   std::vector<Delivery> DeliverBatch(const Getter& g, TimePoint now);
   void ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d);
   void TakeTurn(uint64_t consumer, ConsumerState& c);
   void EndConsumers(const Error& why, Deferred& d);
-  // Ends the consumer's listed leases (kDone or kReleased); returns unknown tags.
-  std::vector<uint64_t> EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags,
-                                          uint64_t up_to, bool done, Deferred& d);
+  // Ends the consumer's listed leases and every one with a tag <= up_to
+  // (kDone or kReleased); tags it does not hold are reported on its outbox.
+  void EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                         bool done, TimePoint now);
+  // Takes a consumer (already out of consumers_) out of the rotation, returns
+  // what it holds to the head in lease order, and ends its outbox.
+  void ReleaseConsumer(ConsumerState& c, Error why, Deferred& d);
   void ServeWaiters(TimePoint now, Deferred& d);
   Result<uint64_t> FindLease(std::string_view tag) const;
   void EndLease(uint64_t lease, LeaseEnd how, Deferred& d);
