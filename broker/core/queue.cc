@@ -28,6 +28,7 @@ Queue::~Queue() {
   // Messages still held are released from the broker's budget.
   uint64_t bytes = ready_bytes_;
   for (const auto& [id, lease] : leases_) bytes += lease.msg->bytes();
+  for (const auto& [id, consumer] : consumers_) bytes += consumer.held.bytes();
   if (memory_ != nullptr && bytes > 0) memory_->Release(bytes, Clock::now());
 }
 
@@ -75,11 +76,17 @@ uint64_t Queue::Enqueue(MessagePtr msg) {
   return id;
 }
 
-Delivery Queue::Deliver(Duration visibility, TimePoint now) {
+MessagePtr Queue::TakeReady() {
   MessagePtr msg = std::move(ready_.front());
   ready_.pop_front();
   ready_bytes_ -= msg->bytes();
   msg->add_delivery();
+  ++total_delivered_;
+  return msg;
+}
+
+Delivery Queue::Deliver(Duration visibility, TimePoint now) {
+  MessagePtr msg = TakeReady();
   const uint64_t lease = next_lease_++;
   const TimePoint expiry = AddSaturating(now, visibility);
   Delivery out{msg->id(),
@@ -90,7 +97,6 @@ Delivery Queue::Deliver(Duration visibility, TimePoint now) {
                visibility};
   leases_.emplace(lease, Lease{std::move(msg), expiry});
   lease_expiry_.emplace(expiry, lease);
-  ++total_delivered_;
   return out;
 }
 
@@ -125,7 +131,7 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
       progressed = true;
     }
   }
-  if (closed_ && ready_.empty() && leases_.empty()) {
+  if (closed_ && Unfinished() == 0) {
     const Error drained{Errc::kQueueDrained, Describe() + " is closed and drained"};
     EndConsumers(drained, d);
     for (auto& [id, g] : getters_) {
@@ -332,7 +338,7 @@ void Queue::GetBatch(size_t max_messages, uint64_t max_bytes, Duration visibilit
       ServeWaiters(now, d);  // the freed slots may admit blocked putters
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
       answer(can.error());
-    } else if (closed_ && ready_.empty() && leases_.empty()) {
+    } else if (closed_ && Unfinished() == 0) {
       answer(Error{Errc::kQueueDrained, Describe() + " is closed and drained"});
     } else if (deadline <= now) {
       answer(Error{Errc::kQueueEmpty, Describe() + " is empty"});
@@ -404,12 +410,7 @@ Result<uint64_t> Queue::FindLease(std::string_view tag) const {
                                              "' names no delivery of " + Describe() +
                                              " (wrong queue, or the queue was recreated)"};
   }
-  if (auto it = leases_.find(parsed->lease); it != leases_.end()) {
-    if (it->second.consumer == 0) return parsed->lease;
-    return Error{Errc::kUnknownDelivery, "delivery tag '" + std::string(tag) + "' of " +
-                                             Describe() +
-                                             " belongs to a Consume stream; ack it there"};
-  }
+  if (leases_.contains(parsed->lease)) return parsed->lease;
   const auto it = ended_.find(parsed->lease);
   if (it != ended_.end() && it->second == LeaseEnd::kDone) {
     return Error{Errc::kAlreadyDone,
@@ -429,38 +430,41 @@ void Queue::RecordEnded(uint64_t lease, LeaseEnd how) {
   }
 }
 
-void Queue::FinishMessage(MessagePtr msg, Deferred& d) { d.bytes_freed += msg->bytes(); }
-
 void Queue::EndLease(uint64_t lease, LeaseEnd how, Deferred& d) {
   auto it = leases_.find(lease);
   MessagePtr msg = std::move(it->second.msg);
   lease_expiry_.erase({it->second.expiry, lease});
-  const uint64_t consumer = it->second.consumer;
-  const uint64_t tag = it->second.tag;
   leases_.erase(it);
-  // A streaming consumer's lease: it holds one fewer, and may take a turn.
-  if (auto c = consumers_.find(consumer); consumer != 0 && c != consumers_.end()) {
-    c->second.held.erase(tag);
-    if (how == LeaseEnd::kDone) ++c->second.acked;
-    if (how == LeaseEnd::kExpired && c->second.outbox->PushExpired(tag)) {
-      d.wakes.push_back(c->second.outbox);
-    }
-    if (c->second.turn == 0) TakeTurn(consumer, c->second);
+  Settle(std::move(msg), lease, how, d);
+}
+
+void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, LeaseEnd how,
+                    Deferred& d) {
+  stream_held_ -= taken.size();
+  if (how == LeaseEnd::kDone) c.acked += taken.size();
+  // Requeues go to the head: the last one requeued is delivered first, so walk
+  // backwards to keep them in the order they were delivered.
+  for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
+    if (how == LeaseEnd::kExpired && c.outbox->PushExpired(it->tag)) d.wakes.push_back(c.outbox);
+    Settle(std::move(it->msg), 0, how, d);
   }
+}
+
+void Queue::Settle(MessagePtr msg, uint64_t lease, LeaseEnd how, Deferred& d) {
   if (how == LeaseEnd::kDone) {
-    RecordEnded(lease, how);
+    if (lease != 0) RecordEnded(lease, how);
     ++total_done_;
-    FinishMessage(std::move(msg), d);
+    d.bytes_freed += msg->bytes();
     return;
   }
   if (config_.max_deliveries != 0 && msg->delivery_count() >= config_.max_deliveries) {
-    RecordEnded(lease, LeaseEnd::kDeadLettered);
+    if (lease != 0) RecordEnded(lease, LeaseEnd::kDeadLettered);
     ++total_dead_lettered_;
     d.bytes_freed += msg->bytes();
     if (dead_letter_ != nullptr) d.dead_letters.push_back(std::move(msg));
     return;
   }
-  RecordEnded(lease, how);
+  if (lease != 0) RecordEnded(lease, how);
   ++total_redelivered_;
   ready_bytes_ += msg->bytes();
   ready_.push_front(std::move(msg));  // requeues ignore max_size: the message was accepted
@@ -556,7 +560,7 @@ uint64_t Queue::Delete() {
     deleted_ = true;
     EndConsumers(Error{Errc::kQueueDeleted, Describe() + " was deleted"}, d);
     FailAllWaiters(Errc::kQueueDeleted, Describe() + " was deleted", d);
-    dropped = ready_.size() + leases_.size();
+    dropped = ready_.size() + leases_.size();  // consumers' holdings are back in ready_
     d.bytes_freed += ready_bytes_;
     for (const auto& [id, lease] : leases_) d.bytes_freed += lease.msg->bytes();
     ready_.clear();
@@ -582,24 +586,29 @@ void Queue::Shutdown() {
 void Queue::TakeTurn(uint64_t consumer, ConsumerState& c) {
   if (c.turn != 0 || c.held.size() >= c.prefetch) return;
   c.turn = next_wait_id_++;
-  getters_.emplace(c.turn, Getter{kNever, {}, 1, 0, nullptr, consumer});
+  if (c.spare_turn.empty()) {
+    getters_.emplace(c.turn, Getter{kNever, {}, 1, 0, nullptr, consumer});
+  } else {
+    c.spare_turn.key() = c.turn;
+    getters_.insert(std::move(c.spare_turn));
+  }
   ++consumer_turns_;
 }
 
 void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
   ConsumerState& c = consumers_.at(consumer);
-  getters_.erase(c.turn);
+  c.spare_turn = getters_.extract(c.turn);
   c.turn = 0;
   --consumer_turns_;
   // One message a turn: consumers and blocked Gets share the queue fairly.
-  const Duration lease_for = c.ack_timeout > Duration::zero() ? c.ack_timeout : Duration::max();
-  Delivery delivery = Deliver(lease_for, now);
-  const uint64_t lease = next_lease_ - 1;
-  const uint64_t tag = ++c.next_tag;
-  Lease& l = leases_.at(lease);
-  l.consumer = consumer;
-  l.tag = tag;
-  c.held.emplace(tag, lease);
+  MessagePtr msg = TakeReady();
+  Delivery delivery{
+      msg->id(),    std::string(msg->payload()), msg->headers(), msg->delivery_count(), {},
+      c.ack_timeout};
+  const TimePoint expiry =
+      c.ack_timeout > Duration::zero() ? AddSaturating(now, c.ack_timeout) : kNever;
+  const uint64_t tag = c.held.Add(std::move(msg), expiry);
+  ++stream_held_;
   ++c.delivered;
   if (c.outbox->Push({tag, std::move(delivery)})) d.wakes.push_back(c.outbox);
   TakeTurn(consumer, c);
@@ -610,10 +619,7 @@ void Queue::ReleaseConsumer(ConsumerState& c, Error why, Deferred& d) {
     getters_.erase(c.turn);
     --consumer_turns_;
   }
-  // Everything it held goes back to the head, in the order it was leased.
-  for (auto l = c.held.rbegin(); l != c.held.rend(); ++l) {
-    EndLease(l->second, LeaseEnd::kReleased, d);
-  }
+  EndHeld(c, c.held.TakeUpTo(UINT64_MAX), LeaseEnd::kReleased, d);
   if (c.outbox->End(std::move(why))) d.wakes.push_back(c.outbox);
 }
 
@@ -631,7 +637,7 @@ Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_ti
     std::lock_guard lock(mu_);
     if (deleted_) return Error{Errc::kQueueDeleted, Describe() + " was deleted"};
     if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
-    if (closed_ && ready_.empty() && leases_.empty()) {
+    if (closed_ && Unfinished() == 0) {
       return Error{Errc::kQueueDrained, Describe() + " is closed and drained"};
     }
     out.id = next_consumer_++;
@@ -655,27 +661,22 @@ void Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& ta
     std::lock_guard lock(mu_);
     auto c = consumers_.find(consumer);
     if (c == consumers_.end()) return;
+    ConsumerState& state = c->second;
+    std::vector<HeldDeliveries::Taken> taken;
     std::vector<uint64_t> unknown;
-    std::vector<uint64_t> leases;
     for (uint64_t tag : tags) {
-      auto it = c->second.held.find(tag);
-      if (it == c->second.held.end()) {
-        unknown.push_back(tag);
+      if (MessagePtr msg = state.held.Take(tag)) {
+        taken.push_back({tag, std::move(msg)});
       } else {
-        leases.push_back(it->second);
+        unknown.push_back(tag);
       }
     }
-    for (auto it = c->second.held.begin(); it != c->second.held.end() && it->first <= up_to; ++it) {
-      leases.push_back(it->second);
-    }
-    std::sort(leases.begin(), leases.end());
-    leases.erase(std::unique(leases.begin(), leases.end()), leases.end());
-    // Released messages go to the head: the last released is delivered first,
-    // so walk backwards to keep them in the order they were leased.
-    for (auto it = leases.rbegin(); it != leases.rend(); ++it) {
-      EndLease(*it, done ? LeaseEnd::kDone : LeaseEnd::kReleased, d);
-    }
-    if (c->second.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(c->second.outbox);
+    for (auto& t : state.held.TakeUpTo(up_to)) taken.push_back(std::move(t));
+    std::sort(taken.begin(), taken.end(),
+              [](const auto& a, const auto& b) { return a.tag < b.tag; });
+    EndHeld(state, std::move(taken), done ? LeaseEnd::kDone : LeaseEnd::kReleased, d);
+    if (state.turn == 0) TakeTurn(consumer, state);
+    if (state.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(state.outbox);
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -752,7 +753,7 @@ QueueStats Queue::Stats() const {
   s.bytes = ready_bytes_;
   s.full = config_.max_size != 0 && ready_.size() >= config_.max_size;
   s.empty = ready_.empty();
-  s.in_flight = leases_.size();
+  s.in_flight = InFlight();
   s.unfinished = Unfinished();
   s.waiting_getters = getters_.size() - consumer_turns_;
   for (const auto& [id, c] : consumers_) {
@@ -774,6 +775,7 @@ TimePoint Queue::NextDeadline() const {
   TimePoint next = kNever;
   if (!wait_deadlines_.empty()) next = wait_deadlines_.begin()->first;
   if (!lease_expiry_.empty()) next = std::min(next, lease_expiry_.begin()->first);
+  for (const auto& [id, c] : consumers_) next = std::min(next, c.held.next_expiry());
   return next;
 }
 
@@ -818,6 +820,12 @@ TimePoint Queue::ExpireDue(TimePoint now) {
     // walk backwards to keep the expired messages in the order they were leased.
     for (auto it = expired.rbegin(); it != expired.rend(); ++it) {
       EndLease(*it, LeaseEnd::kExpired, d);
+    }
+    for (auto& [id, c] : consumers_) {
+      auto taken = c.held.TakeExpired(now);
+      if (taken.empty()) continue;
+      EndHeld(c, std::move(taken), LeaseEnd::kExpired, d);
+      if (c.turn == 0) TakeTurn(id, c);
     }
     ServeWaiters(now, d);
     // The timer that called us is spent; the caller schedules the next one.

@@ -37,6 +37,7 @@
 #include "broker/core/consumer_outbox.h"
 #include "broker/core/deadline_scheduler.h"
 #include "broker/core/errc.h"
+#include "broker/core/held_deliveries.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/message.h"
 #include "broker/core/queue_types.h"
@@ -202,11 +203,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
 
  private:
   enum class LeaseEnd : uint8_t { kDone, kExpired, kReleased, kDeadLettered };
+  // A unary Get's delivery. A stream's deliveries are held by its consumer.
   struct Lease {
     MessagePtr msg;
     TimePoint expiry;
-    uint64_t consumer = 0;  // the streaming consumer holding it, or 0
-    uint64_t tag = 0;       // its tag on that stream
   };
   struct Getter {
     TimePoint deadline;
@@ -216,15 +216,18 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     GetBatchCallback cb;
     uint64_t consumer = 0;  // set: a streaming consumer's turn in the rotation
   };
+  using Getters = std::map<WaitId, Getter>;
   struct ConsumerState {
     uint32_t prefetch = 0;
     Duration ack_timeout{};
     std::shared_ptr<ConsumerOutbox> outbox;
-    std::map<uint64_t, uint64_t> held;  // stream tag -> lease id
-    uint64_t next_tag = 0;
+    HeldDeliveries held;
     uint64_t delivered = 0;
     uint64_t acked = 0;
     WaitId turn = 0;  // its entry in getters_, or 0
+    // Its last turn's node, kept so that taking a turn per message, as the
+    // rotation asks, allocates nothing.
+    Getters::node_type spare_turn;
   };
   // A batch waiting for room. msgs[i] goes to results[slots[i]]; a null
   // msgs[i] was found to be a duplicate.
@@ -266,6 +269,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // kMessageTooLarge when a message of `bytes` can never fit max_bytes.
   std::optional<Error> TooLargeForQueue(uint64_t bytes) const;
   uint64_t Enqueue(MessagePtr msg);
+  // Takes the oldest ready message out for delivery.
+  MessagePtr TakeReady();
   Delivery Deliver(Duration visibility, TimePoint now);
   std::vector<Delivery> DeliverBatch(const Getter& g, TimePoint now);
   void ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d);
@@ -281,14 +286,20 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void ServeWaiters(TimePoint now, Deferred& d);
   Result<uint64_t> FindLease(std::string_view tag) const;
   void EndLease(uint64_t lease, LeaseEnd how, Deferred& d);
+  // Ends deliveries taken from a consumer's holdings (in tag order).
+  void EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, LeaseEnd how,
+               Deferred& d);
+  // What happens to a message whose delivery ended: done, dead-lettered, or
+  // back to the head of the queue. `lease` is the unary lease, or 0.
+  void Settle(MessagePtr msg, uint64_t lease, LeaseEnd how, Deferred& d);
   void RecordEnded(uint64_t lease, LeaseEnd how);
-  void FinishMessage(MessagePtr msg, Deferred& d);
   void FailAllWaiters(Errc code, const std::string& message, Deferred& d);
   WaitId NewWaiter(TimePoint deadline);
   Result<void> CheckCanWait(TimePoint now, TimePoint deadline) const;
   void ArmDeadline(Deferred& d);
   TimePoint NextDeadline() const;
-  uint64_t Unfinished() const { return ready_.size() + leases_.size(); }
+  uint64_t InFlight() const { return leases_.size() + stream_held_; }
+  uint64_t Unfinished() const { return ready_.size() + InFlight(); }
   Duration EffectiveVisibility(Duration requested) const;
   std::string Describe() const;
 
@@ -304,12 +315,13 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   uint64_t ready_bytes_ = 0;
   std::unordered_map<uint64_t, Lease> leases_;
   std::set<std::pair<TimePoint, uint64_t>> lease_expiry_;
+  uint64_t stream_held_ = 0;  // deliveries held by streaming consumers
   // Recently ended leases, so a late TaskDone can say why it is refused.
   std::unordered_map<uint64_t, LeaseEnd> ended_;
   std::deque<uint64_t> ended_order_;
 
   // Waiter ids rise, so each map's order is arrival order (FIFO service).
-  std::map<WaitId, Getter> getters_;
+  Getters getters_;
   std::map<WaitId, Putter> putters_;
   std::map<WaitId, Joiner> joiners_;
   std::map<uint64_t, ConsumerState> consumers_;

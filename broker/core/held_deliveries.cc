@@ -1,0 +1,67 @@
+#include "broker/core/held_deliveries.h"
+
+#include <algorithm>
+
+namespace basin::core {
+namespace {
+
+// Holes are squeezed out once there are more than this plus the live count.
+constexpr size_t kHolesAllowed = 64;
+
+}  // namespace
+
+uint64_t HeldDeliveries::Add(MessagePtr msg, TimePoint expiry) {
+  const uint64_t tag = next_tag_++;
+  entries_.push_back({tag, expiry, std::move(msg)});
+  ++live_;
+  return tag;
+}
+
+MessagePtr HeldDeliveries::Take(uint64_t tag) {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), tag,
+                             [](const Entry& e, uint64_t t) { return e.tag < t; });
+  if (it == entries_.end() || it->tag != tag || it->msg == nullptr) return nullptr;
+  MessagePtr msg = std::move(it->msg);
+  --live_;
+  Tidy();
+  return msg;
+}
+
+std::vector<HeldDeliveries::Taken> HeldDeliveries::TakeUpTo(uint64_t up_to) {
+  std::vector<Taken> out;
+  for (auto it = entries_.begin(); it != entries_.end() && it->tag <= up_to; ++it) {
+    if (it->msg != nullptr) out.push_back({it->tag, std::move(it->msg)});
+  }
+  live_ -= out.size();
+  Tidy();
+  return out;
+}
+
+std::vector<HeldDeliveries::Taken> HeldDeliveries::TakeExpired(TimePoint now) {
+  std::vector<Taken> out;
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (it->msg == nullptr) continue;
+    if (it->expiry > now) break;
+    out.push_back({it->tag, std::move(it->msg)});
+  }
+  live_ -= out.size();
+  Tidy();
+  return out;
+}
+
+uint64_t HeldDeliveries::bytes() const {
+  uint64_t total = 0;
+  for (const Entry& e : entries_) {
+    if (e.msg != nullptr) total += e.msg->bytes();
+  }
+  return total;
+}
+
+void HeldDeliveries::Tidy() {
+  while (!entries_.empty() && entries_.front().msg == nullptr) entries_.pop_front();
+  if (entries_.size() > 2 * live_ + kHolesAllowed) {
+    std::erase_if(entries_, [](const Entry& e) { return e.msg == nullptr; });
+  }
+}
+
+}  // namespace basin::core
