@@ -1,17 +1,20 @@
 // basin-bench: load generator for a running basind, through the public SDK.
 //
-//   basin-bench --mode unary  --producers P --consumers C --size B --messages N
+//   basin-bench --mode stream --producers P --consumers C --size B --messages N|--duration S
+//   basin-bench --mode unary  --producers P --consumers C --size B --messages N|--duration S
 //   basin-bench --mode pubsub --publishers 1 --subscribers S --size B --messages N
 //
 // Every payload starts with its send time (steady clock, nanoseconds), so the
 // receiver measures end-to-end latency; both ends run on this machine. A
-// progress line is printed every second and a summary at the end (--json for
-// one JSON object instead).
+// progress line (sent, confirmed, received, acked per second and latency
+// percentiles of that second) goes to stderr every second, and a summary to
+// stdout at the end (--json: one JSON object).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -34,6 +37,7 @@ struct Options {
   int consumers = 1;
   int size = 100;
   long messages = 100'000;
+  double duration = 0;  // seconds; set: run for this long instead of --messages
   int batch = 500;
   int prefetch = 500;
   long rate = 0;          // messages/s over all producers; 0 = as fast as possible
@@ -51,7 +55,8 @@ struct Options {
                "queue full)\n"
                "                   [--producers P | --publishers P] [--consumers C | "
                "--subscribers C]\n"
-               "                   [--size BYTES] [--messages N] [--json]\n",
+               "                   [--size BYTES] [--messages N | --duration SECONDS] "
+               "[--json]\n",
                why);
   std::exit(2);
 }
@@ -76,6 +81,8 @@ Options Parse(int argc, char** argv) {
       o.size = std::stoi(value());
     } else if (a == "--messages") {
       o.messages = std::stol(value());
+    } else if (a == "--duration") {
+      o.duration = std::stod(value());
     } else if (a == "--rate") {
       o.rate = std::stol(value());
     } else if (a == "--linger-us") {
@@ -98,6 +105,10 @@ Options Parse(int argc, char** argv) {
   if (o.producers < 1 || o.consumers < 0 || o.messages < 1) Usage("counts must be positive");
   if (o.consumers == 0 && o.mode != "stream") Usage("only stream mode runs without consumers");
   if (o.size < 8) Usage("--size is at least 8 (the timestamp)");
+  if (o.duration < 0) Usage("--duration must be positive");
+  if (o.duration > 0 && o.mode == "pubsub") Usage("pubsub mode runs --messages, not --duration");
+  if (o.duration > 0 && o.consumers == 0) Usage("--duration needs consumers");
+  if (o.duration > 0) o.messages = std::numeric_limits<long>::max();
   return o;
 }
 
@@ -109,91 +120,117 @@ int64_t SentAt(const std::string& payload) { return bench::SentAt(payload.data()
 
 struct Counters {
   std::atomic<long> sent{0};
+  std::atomic<long> confirmed{0};  // puts the broker confirmed
   std::atomic<long> received{0};
   std::atomic<long> acked{0};
   std::atomic<long> dropped{0};
+  std::atomic<bool> stop{false};  // --duration passed: producers stop
 };
 
-void Progress(const Options& o, Counters& c, std::atomic<bool>& done) {
-  long last_sent = 0, last_received = 0;
-  while (!done) {
-    for (int i = 0; i < 100 && !done; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    const long s = c.sent, r = c.received;
-    if (!o.json) {
-      std::fprintf(stderr, "  sent %ld/s, received %ld/s (total %ld / %ld)\n", s - last_sent,
-                   r - last_received, s, r);
+// Producer p's share of n.
+long Share(long n, int producers, int p) { return n / producers + (p < n % producers ? 1 : 0); }
+
+void Progress(const Options& o, Counters& c, Latencies& lat, std::atomic<bool>& done) {
+  const auto start = Clock::now();
+  long last[4] = {0, 0, 0, 0};
+  for (int second = 1; !done; ++second) {
+    while (!done && Clock::now() < start + std::chrono::seconds(second)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    last_sent = s;
-    last_received = r;
+    if (done) break;
+    if (o.duration > 0 && second >= o.duration) c.stop = true;
+    const long now[4] = {c.sent, c.confirmed, c.received, c.acked};
+    const bench::Percentiles p = lat.SinceLast();
+    std::fprintf(stderr,
+                 "%3ds  sent %ld/s  confirmed %ld/s  received %ld/s  acked %ld/s  "
+                 "p50 %.0f us  p99 %.0f us\n",
+                 second, now[0] - last[0], now[1] - last[1], now[2] - last[2], now[3] - last[3],
+                 p.p50, p.p99);
+    std::copy(now, now + 4, last);
   }
+}
+
+// Latency samples reach the shared set in chunks of this many.
+constexpr size_t kLatencyChunk = 1000;
+
+// Producers stopped: waits until everything put was task_done, then closes
+// the queue so that consumers see the end of the stream.
+void FinishQueue(const basin::Queue& q, bool keep) {
+  if (keep) return;
+  q.join();
+  q.close();
 }
 
 void RunUnary(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
   auto q = setup.queue(name, {.max_size = 10'000});
-  const long expected = o.messages;
-  std::vector<std::thread> threads;
+  std::vector<std::thread> producers, consumers;
   for (int p = 0; p < o.producers; ++p) {
-    threads.emplace_back([&, p] {
+    producers.emplace_back([&, p] {
       auto mine = basin::Client(o.addr).queue(name);
-      const long n = expected / o.producers + (p < expected % o.producers ? 1 : 0);
-      for (long i = 0; i < n; ++i) {
+      const long n = Share(o.messages, o.producers, p);
+      for (long i = 0; i < n && !c.stop; ++i) {
         mine.put(Payload(o.size));
         ++c.sent;
+        ++c.confirmed;
       }
     });
   }
   for (int i = 0; i < o.consumers; ++i) {
-    threads.emplace_back([&] {
+    consumers.emplace_back([&] {
       auto mine = basin::Client(o.addr).queue(name);
       std::vector<int64_t> local;
       try {
         for (;;) {
           basin::Message m = mine.get();
           local.push_back(NowNs() - SentAt(m.payload()));
+          lat.AddEvery(local, kLatencyChunk);
           ++c.received;
           mine.task_done(m);
           ++c.acked;
-          if (c.acked == expected) mine.close();
         }
       } catch (const basin::Closed&) {
       }
       lat.Add(local);
     });
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : producers) t.join();
+  FinishQueue(q, false);
+  for (auto& t : consumers) t.join();
   setup.delete_queue(name);
 }
 
-// Producers send through Producer (batched Produce streams); consumers read
-// through Consumer (Consume streams with prefetch) and ack every message.
+// Producers send through Producer (batched Produce streams, confirms by
+// callback); consumers read through Consumer (Consume streams with prefetch)
+// and ack every message.
 void RunStream(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
   // Without consumers the queue must hold everything.
   auto q = setup.queue(name, {.max_size = o.consumers == 0 ? 0u : 100'000u});
-  const long expected = o.messages;
-  std::vector<std::thread> threads;
+  std::vector<std::thread> producers, consumers;
+  std::atomic<long> failed{0};
   for (int p = 0; p < o.producers; ++p) {
-    threads.emplace_back([&, p] {
+    producers.emplace_back([&, p] {
       basin::Producer producer(basin::Client(o.addr), name,
                                {.max_batch_messages = static_cast<size_t>(o.batch),
                                 .linger = std::chrono::microseconds(o.linger_us)});
-      const long n = expected / o.producers + (p < expected % o.producers ? 1 : 0);
+      const long n = Share(o.messages, o.producers, p);
       const auto start = Clock::now();
       const double per_producer_rate = static_cast<double>(o.rate) / o.producers;
-      for (long i = 0; i < n; ++i) {
+      for (long i = 0; i < n && !c.stop; ++i) {
         if (o.rate > 0) bench::Pace(start, i, per_producer_rate);
-        producer.send(Payload(o.size));
+        producer.send(Payload(o.size), [&](uint64_t, std::exception_ptr error) {
+          ++(error ? failed : c.confirmed);
+        });
         ++c.sent;
       }
       producer.flush();
     });
   }
   for (int i = 0; i < o.consumers; ++i) {
-    threads.emplace_back([&] {
+    consumers.emplace_back([&] {
       basin::Consumer consumer(basin::Client(o.addr), name,
                                {.prefetch = static_cast<uint32_t>(o.prefetch),
                                 .ack_batch = static_cast<size_t>(o.prefetch / 2 + 1)});
@@ -201,21 +238,23 @@ void RunStream(const Options& o, Counters& c, Latencies& lat) {
       try {
         while (auto m = consumer.next()) {
           local.push_back(NowNs() - SentAt(m->payload()));
+          lat.AddEvery(local, kLatencyChunk);
           ++c.received;
           consumer.ack(*m);
-          if (++c.acked == expected) {
-            consumer.flush();
-            q.close();
-          }
+          ++c.acked;
         }
       } catch (const basin::Closed&) {
       }
       lat.Add(local);
     });
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : producers) t.join();
+  if (failed > 0) std::fprintf(stderr, "basin-bench: %ld puts failed\n", failed.load());
+  FinishQueue(q, o.keep);
+  for (auto& t : consumers) t.join();
   if (o.keep) {
-    std::fprintf(stderr, "basin-bench: left %ld messages in queue %s\n", expected, name.c_str());
+    std::fprintf(stderr, "basin-bench: left %ld messages in queue %s\n", c.sent.load(),
+                 name.c_str());
   } else {
     setup.delete_queue(name);
   }
@@ -265,7 +304,7 @@ int main(int argc, char** argv) {
   Counters c;
   Latencies lat;
   std::atomic<bool> done{false};
-  std::thread progress([&] { Progress(o, c, done); });
+  std::thread progress([&] { Progress(o, c, lat, done); });
   const auto start = Clock::now();
   try {
     if (o.mode == "unary") {
@@ -284,22 +323,27 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   done = true;
   progress.join();
-  const double sent_rate = static_cast<double>(c.sent) / secs;
-  const double recv_rate = static_cast<double>(c.received) / secs;
+  const auto rate = [secs](const std::atomic<long>& n) { return static_cast<double>(n) / secs; };
+  const bench::Percentiles p = lat.All();
   if (o.json) {
     std::printf(
         "{\"mode\":\"%s\",\"producers\":%d,\"consumers\":%d,\"size\":%d,\"messages\":%ld,"
-        "\"seconds\":%.3f,\"sent_per_sec\":%.0f,\"received_per_sec\":%.0f,\"acked\":%ld,"
-        "\"dropped\":%ld,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f}\n",
-        o.mode.c_str(), o.producers, o.consumers, o.size, o.messages, secs, sent_rate, recv_rate,
-        c.acked.load(), c.dropped.load(), lat.P(0.5), lat.P(0.9), lat.P(0.99), lat.P(0.999));
+        "\"seconds\":%.3f,\"sent_per_sec\":%.0f,\"confirmed_per_sec\":%.0f,"
+        "\"received_per_sec\":%.0f,\"acked_per_sec\":%.0f,\"acked\":%ld,\"dropped\":%ld,"
+        "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f}\n",
+        o.mode.c_str(), o.producers, o.consumers, o.size, c.sent.load(), secs, rate(c.sent),
+        rate(c.confirmed), rate(c.received), rate(c.acked), c.acked.load(), c.dropped.load(), p.p50,
+        p.p90, p.p99, p.p999);
   } else {
     std::printf("%s: %d x %d, %d-byte messages, %ld messages in %.2f s\n", o.mode.c_str(),
-                o.producers, o.consumers, o.size, o.messages, secs);
-    std::printf("  sent %.0f msg/s, received %.0f msg/s, acked %ld, dropped %ld\n", sent_rate,
-                recv_rate, c.acked.load(), c.dropped.load());
-    std::printf("  latency p50 %.0f us, p90 %.0f us, p99 %.0f us, p99.9 %.0f us\n", lat.P(0.5),
-                lat.P(0.9), lat.P(0.99), lat.P(0.999));
+                o.producers, o.consumers, o.size, c.sent.load(), secs);
+    std::printf(
+        "  sent %.0f msg/s, confirmed %.0f msg/s, received %.0f msg/s, acked %.0f msg/s "
+        "(%ld acked, %ld dropped)\n",
+        rate(c.sent), rate(c.confirmed), rate(c.received), rate(c.acked), c.acked.load(),
+        c.dropped.load());
+    std::printf("  latency p50 %.0f us, p90 %.0f us, p99 %.0f us, p99.9 %.0f us\n", p.p50, p.p90,
+                p.p99, p.p999);
   }
   return 0;
 }

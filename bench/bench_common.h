@@ -71,23 +71,57 @@ inline int64_t SentAt(const char* data) {
   return t;
 }
 
+struct Percentiles {
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0;  // microseconds
+};
+
+// Percentile q of `v` in microseconds (reorders v).
+inline double Percentile(std::vector<int64_t>& v, double q) {
+  if (v.empty()) return 0;
+  const auto k = static_cast<size_t>(q * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return static_cast<double>(v[k]) / 1000.0;
+}
+
+// End-to-end latencies in nanoseconds. Receivers add theirs in chunks, so a
+// progress line can show the percentiles of the last second.
 class Latencies {
  public:
   void Add(const std::vector<int64_t>& local) {
     std::lock_guard lock(mu_);
     all_.insert(all_.end(), local.begin(), local.end());
   }
+  // Adds and clears `local` once it holds `chunk` samples (or always, with 0).
+  void AddEvery(std::vector<int64_t>& local, size_t chunk) {
+    if (local.size() < chunk) return;
+    Add(local);
+    local.clear();
+  }
   double P(double q) {
     std::lock_guard lock(mu_);
-    if (all_.empty()) return 0;
-    const auto k = static_cast<size_t>(q * static_cast<double>(all_.size() - 1));
-    std::nth_element(all_.begin(), all_.begin() + static_cast<long>(k), all_.end());
-    return static_cast<double>(all_[k]) / 1000.0;
+    return Percentile(all_, q);
+  }
+  Percentiles All() { return {P(0.5), P(0.9), P(0.99), P(0.999)}; }
+  // The samples added since the last call.
+  Percentiles SinceLast() {
+    std::vector<int64_t> recent;
+    {
+      std::lock_guard lock(mu_);
+      recent.assign(all_.begin() + static_cast<long>(std::min(mark_, all_.size())), all_.end());
+      mark_ = all_.size();
+    }
+    Percentiles p;
+    p.p50 = Percentile(recent, 0.5);
+    p.p90 = Percentile(recent, 0.9);
+    p.p99 = Percentile(recent, 0.99);
+    p.p999 = Percentile(recent, 0.999);
+    return p;
   }
 
  private:
   std::mutex mu_;
   std::vector<int64_t> all_;
+  size_t mark_ = 0;
 };
 
 // Paces message i of a producer that sends `rate` messages/s.

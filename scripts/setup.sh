@@ -11,7 +11,7 @@ sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=(g++ cmake ninja-build pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libboost-dev libboost-program-options-dev libspdlog-dev libbenchmark-dev
-  libgtest-dev libgmock-dev)
+  libgtest-dev libgmock-dev libjemalloc-dev)
 if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
   packages+=(clang-format)
   command -v npm >/dev/null || packages+=(nodejs npm)

@@ -183,10 +183,20 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
   // answered with the original id and takes no room.
   std::unordered_map<std::string_view, size_t> first_in_batch;
   std::vector<std::pair<size_t, size_t>> copies;  // (msg index, index of its first)
+  ProducerSequences::Producer* origin =
+      p.producer.empty() ? nullptr : &sequences_.Get(p.producer, now);
   size_t count = 0;
   uint64_t bytes = 0;
   for (size_t i = 0; i < p.msgs.size(); ++i) {
     if (p.msgs[i] == nullptr) continue;
+    if (origin != nullptr) {
+      if (auto original = origin->Find(p.first_sequence + p.slots[i])) {
+        p.results[p.slots[i]].message_id = *original;
+        p.results[p.slots[i]].duplicate = true;
+        p.msgs[i].reset();
+        continue;
+      }
+    }
     const std::string& dedup = p.dedup_ids[i];
     if (!dedup.empty()) {
       if (auto original = FindDedup(dedup, now)) {
@@ -212,6 +222,7 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
     const uint64_t id = Enqueue(std::move(p.msgs[i]));
     p.results[p.slots[i]].message_id = id;
     if (!p.dedup_ids[i].empty()) RecordDedup(p.dedup_ids[i], id, now);
+    if (origin != nullptr) origin->Record(p.first_sequence + p.slots[i], id);
   }
   for (const auto& [copy, first] : copies) {
     p.results[p.slots[copy]].message_id = p.results[p.slots[first]].message_id;
@@ -221,11 +232,13 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
 }
 
 void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimePoint deadline,
-                     WaitId* wait_id, PutBatchCallback cb) {
+                     WaitId* wait_id, PutBatchCallback cb, BatchOrigin origin) {
   *wait_id = 0;
   static const Headers kNoHeaders;
   Putter p;
   p.deadline = deadline;
+  p.producer = origin.producer;
+  p.first_sequence = origin.first_sequence;
   p.results.resize(batch.size());
   uint64_t total = 0;
   for (size_t i = 0; i < batch.size(); ++i) {

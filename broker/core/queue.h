@@ -40,6 +40,7 @@
 #include "broker/core/held_deliveries.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/message.h"
+#include "broker/core/producer_sequences.h"
 #include "broker/core/queue_types.h"
 #include "broker/core/time.h"
 
@@ -133,8 +134,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // dedup_id was put within the dedup window is answered with the original id
   // and not enqueued again. A batch that can never fit (more valid messages
   // than max_size, or more bytes than max_bytes) fails with kInvalidArgument.
+  // With an origin, a message whose sequence that producer already put is a
+  // duplicate too (answered with the original id).
   void PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimePoint deadline,
-                WaitId* wait_id, PutBatchCallback cb);
+                WaitId* wait_id, PutBatchCallback cb, BatchOrigin origin = {});
   // Leases the oldest ready message for `visibility` (0 = the queue's default),
   // waiting until `deadline` while none is ready. Getters are served in order.
   void Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* wait_id, GetCallback cb);
@@ -238,6 +241,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     std::vector<size_t> slots;
     std::vector<PutResult> results;
     PutBatchCallback cb;
+    std::string producer;  // idempotent produce: see BatchOrigin
+    uint64_t first_sequence = 0;
     bool blocked_on_memory = false;
   };
   struct Joiner {
@@ -330,6 +335,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Dedup ids of recent puts: id -> (message id, when), and arrival order.
   std::unordered_map<std::string, std::pair<uint64_t, TimePoint>> dedup_;
   std::deque<std::pair<TimePoint, std::string>> dedup_order_;
+  ProducerSequences sequences_{limits_.dedup_window};
   std::set<std::pair<TimePoint, WaitId>> wait_deadlines_;
 
   WaitId next_wait_id_ = 1;

@@ -29,6 +29,13 @@ struct MessageSpec {
   std::string dedup_id;              // empty: none
 };
 
+// Who sent a batch, for idempotent produce (see ProducerSequences): message i
+// of the batch has sequence first_sequence + i. An empty producer: none.
+struct BatchOrigin {
+  std::string_view producer;
+  uint64_t first_sequence = 0;
+};
+
 // What became of one message of a batch put.
 struct PutResult {
   uint64_t message_id = 0;

@@ -11,6 +11,8 @@
 namespace basin::service {
 namespace {
 
+constexpr size_t kMaxProducerId = 128;
+
 // Reads one batch, puts it (waiting as long as it takes for room), answers,
 // and only then reads the next: a full queue stops the reading, and HTTP/2
 // flow control carries that back to the producer. Answers are queued, since a
@@ -31,11 +33,25 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     if (!queue_) {
       auto found = broker_->FindQueue(req_.queue());
       if (!found.ok()) return FailAfterWrites(found.error());
+      if (req_.producer_id().size() > kMaxProducerId) {
+        return FailAfterWrites(
+            core::Error{core::Errc::kInvalidArgument,
+                        "producer_id is longer than " + std::to_string(kMaxProducerId) + " bytes"});
+      }
       queue_ = std::move(found.value());
+      producer_ = req_.producer_id();
     } else if (!req_.queue().empty() && req_.queue() != queue_->name()) {
       return FailAfterWrites(core::Error{
           core::Errc::kInvalidArgument, "a Produce stream writes to one queue ('" + queue_->name() +
                                             "'), not '" + req_.queue() + "'"});
+    } else if (!req_.producer_id().empty() && req_.producer_id() != producer_) {
+      return FailAfterWrites(core::Error{core::Errc::kInvalidArgument,
+                                         "producer_id is set in the first request of a Produce "
+                                         "stream and cannot change"});
+    }
+    if (!producer_.empty() && req_.first_sequence() == 0) {
+      return FailAfterWrites(core::Error{core::Errc::kInvalidArgument,
+                                         "first_sequence (from 1) is required with producer_id"});
     }
     std::vector<core::Headers> headers;
     const std::vector<core::MessageSpec> specs = ToSpecs(req_.messages(), &headers);
@@ -44,11 +60,13 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     // second reads the next batch, so that wait_id_ is current before then.
     put_state_.store(kPutRunning);
     core::WaitId id = 0;
-    queue_->PutBatch(specs, core::Clock::now(), core::kNever, &id,
-                     [this, batch_id](core::Result<std::vector<core::PutResult>> r) {
-                       OnPut(batch_id, std::move(r));
-                       if (put_state_.exchange(kPutCalledBack) == kPutReturned) ReadNext();
-                     });
+    queue_->PutBatch(
+        specs, core::Clock::now(), core::kNever, &id,
+        [this, batch_id](core::Result<std::vector<core::PutResult>> r) {
+          OnPut(batch_id, std::move(r));
+          if (put_state_.exchange(kPutCalledBack) == kPutReturned) ReadNext();
+        },
+        core::BatchOrigin{producer_, req_.first_sequence()});
     wait_id_.store(id);
     // OnCancel sets cancelled_ before it reads wait_id_: one of us sees the other.
     if (cancelled_.load()) queue_->Cancel(id);
@@ -78,11 +96,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
 
   void OnPut(uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
     if (!r.ok()) return FailAfterWrites(r.error());
-    v1::ProduceResponse resp;
-    resp.set_batch_id(batch_id);
-    for (const core::PutResult& one : r.value()) ToProto(one, resp.add_results());
     std::lock_guard lock(mu_);
-    outbox_.push_back(std::move(resp));
+    outbox_.emplace_back(batch_id, std::move(r.value()));
     WriteNextLocked();
   }
 
@@ -111,7 +126,11 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   void WriteNextLocked() {
     if (writing_ || outbox_.empty() || broken_) return;
     writing_ = true;
-    current_ = std::move(outbox_.front());
+    // Built in place: a cleared response keeps its results for reuse, so a
+    // confirm allocates nothing per message.
+    current_.Clear();
+    current_.set_batch_id(outbox_.front().first);
+    for (const core::PutResult& one : outbox_.front().second) ToProto(one, current_.add_results());
     outbox_.pop_front();
     StartWrite(&current_);
   }
@@ -128,13 +147,14 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   grpc::CallbackServerContext* const ctx_;
   core::Broker* const broker_;
   std::shared_ptr<core::Queue> queue_;  // set by the first read, then fixed
+  std::string producer_;                // likewise
   v1::ProduceRequest req_;
   std::atomic<int> put_state_{kPutReturned};
   std::atomic<core::WaitId> wait_id_{0};
   std::atomic<bool> cancelled_{false};
 
-  std::mutex mu_;  // guards everything below
-  std::deque<v1::ProduceResponse> outbox_;
+  std::mutex mu_;                                                         // guards everything below
+  std::deque<std::pair<uint64_t, std::vector<core::PutResult>>> outbox_;  // batch id, results
   v1::ProduceResponse current_;
   bool writing_ = false;
   bool reads_done_ = false;
