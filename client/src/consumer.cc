@@ -4,6 +4,8 @@
 #include <atomic>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "connection.h"
@@ -15,23 +17,16 @@ class ConsumerImpl {
  public:
   ConsumerImpl(std::shared_ptr<Connection> conn, std::string queue, ConsumerOptions options)
       : conn_(std::move(conn)), queue_(std::move(queue)), options_(options) {
-    stream_ = conn_->stub().Consume(&ctx_);
-    v1::ConsumeRequest start;
-    start.set_queue(queue_);
-    start.set_prefetch(options.prefetch);
-    if (options.ack_timeout.count() > 0) {
-      start.mutable_ack_timeout()->set_seconds(options.ack_timeout.count() / 1000);
-      start.mutable_ack_timeout()->set_nanos(
-          static_cast<int32_t>(options.ack_timeout.count() % 1000) * 1'000'000);
-    }
-    stream_->Write(start);
+    std::lock_guard lock(mu_);
+    OpenLocked();
   }
 
   ~ConsumerImpl() {
     if (!finished_) {
       Flush();
+      std::lock_guard lock(mu_);
       stream_->WritesDone();
-      ctx_.TryCancel();
+      ctx_->TryCancel();
       v1::ConsumeResponse drain;
       while (stream_->Read(&drain)) {
       }
@@ -40,23 +35,41 @@ class ConsumerImpl {
   }
 
   std::optional<Message> Next() {
+    std::chrono::steady_clock::time_point broken_since{};
+    auto backoff = std::chrono::milliseconds(20);
     while (ready_.empty()) {
       if (finished_) return std::nullopt;
       Flush();  // acks free credit: send them before waiting for more
       v1::ConsumeResponse resp;
       if (!stream_->Read(&resp)) {
-        finished_ = true;
         const grpc::Status status = stream_->Finish();
-        if (status.ok() || cancelled_.load()) return std::nullopt;
-        Throw(status, ctx_);
+        if (status.ok() || cancelled_.load()) {
+          finished_ = true;
+          return std::nullopt;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (broken_since == std::chrono::steady_clock::time_point{}) broken_since = now;
+        if (status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+            options_.reconnect_for.count() == 0 || now - broken_since >= options_.reconnect_for) {
+          finished_ = true;
+          Throw(status, *ctx_);
+        }
+        std::this_thread::sleep_for(backoff);  // the broker is away: do not spin
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+        std::lock_guard lock(mu_);
+        OpenLocked();
+        ++reconnects_;
+        continue;
       }
+      broken_since = {};
       expired_ += static_cast<uint64_t>(resp.expired_size());
+      const std::string generation = "@" + std::to_string(generation_);
       for (v1::StreamDelivery& d : *resp.mutable_deliveries()) {
         v1::Message* pm = d.mutable_message();
-        ready_.push_back(
-            MakeMessage(conn_, queue_, pm->message_id(), std::move(*pm->mutable_payload()),
-                        Headers(pm->headers().begin(), pm->headers().end()), pm->delivery_count(),
-                        std::to_string(d.delivery_tag()), std::chrono::milliseconds(0)));
+        ready_.push_back(MakeMessage(
+            conn_, queue_, pm->message_id(), std::move(*pm->mutable_payload()),
+            Headers(pm->headers().begin(), pm->headers().end()), pm->delivery_count(),
+            std::to_string(d.delivery_tag()) + generation, std::chrono::milliseconds(0)));
       }
     }
     Message m = std::move(ready_.front());
@@ -66,15 +79,19 @@ class ConsumerImpl {
 
   void Ack(const Message& m) {
     std::lock_guard lock(mu_);
-    pending_acks_.push_back(std::stoull(m.delivery_tag()));
-    if (pending_acks_.size() >= options_.ack_batch) FlushLocked();
+    if (auto tag = TagLocked(m)) {
+      pending_acks_.push_back(*tag);
+      if (pending_acks_.size() >= options_.ack_batch) FlushLocked();
+    }
   }
 
   void Release(const Message& m) {
     std::lock_guard lock(mu_);
-    v1::ConsumeRequest req;
-    req.add_releases(std::stoull(m.delivery_tag()));
-    stream_->Write(req);
+    if (auto tag = TagLocked(m)) {
+      v1::ConsumeRequest req;
+      req.add_releases(*tag);
+      stream_->Write(req);
+    }
   }
 
   void Flush() {
@@ -84,12 +101,43 @@ class ConsumerImpl {
 
   void Cancel() {
     cancelled_ = true;
-    ctx_.TryCancel();
+    std::lock_guard lock(mu_);
+    ctx_->TryCancel();
   }
 
   uint64_t expired() const { return expired_; }
+  uint64_t reconnects() const { return reconnects_; }
 
  private:
+  // A stream and its first request. The previous stream, if any, has ended.
+  void OpenLocked() {
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    stream_ = conn_->stub().Consume(ctx_.get());
+    ++generation_;
+    pending_acks_.clear();  // they named the old stream's tags
+    v1::ConsumeRequest start;
+    start.set_queue(queue_);
+    start.set_prefetch(options_.prefetch);
+    if (options_.ack_timeout.count() > 0) {
+      start.mutable_ack_timeout()->set_seconds(options_.ack_timeout.count() / 1000);
+      start.mutable_ack_timeout()->set_nanos(
+          static_cast<int32_t>(options_.ack_timeout.count() % 1000) * 1'000'000);
+    }
+    stream_->Write(start);
+    if (cancelled_.load()) ctx_->TryCancel();
+  }
+
+  // The message's tag on the current stream; none if it came on an earlier
+  // one (the broker requeued it when that stream ended).
+  std::optional<uint64_t> TagLocked(const Message& m) const {
+    const std::string& tag = m.delivery_tag();
+    const size_t at = tag.find('@');
+    if (at == std::string::npos || std::stoull(tag.substr(at + 1)) != generation_) {
+      return std::nullopt;
+    }
+    return std::stoull(tag.substr(0, at));
+  }
+
   void FlushLocked() {
     if (pending_acks_.empty()) return;
     v1::ConsumeRequest req;
@@ -101,14 +149,16 @@ class ConsumerImpl {
   const std::shared_ptr<Connection> conn_;
   const std::string queue_;
   const ConsumerOptions options_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::ConsumeRequest, v1::ConsumeResponse>> stream_;
   std::deque<Message> ready_;
-  std::mutex mu_;  // guards writes and pending_acks_
+  std::mutex mu_;  // guards the stream's writes, its replacement and the acks
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ConsumeRequest, v1::ConsumeResponse>> stream_;
+  uint64_t generation_ = 0;
   std::vector<uint64_t> pending_acks_;
   std::atomic<bool> cancelled_{false};
   bool finished_ = false;
   uint64_t expired_ = 0;
+  std::atomic<uint64_t> reconnects_{0};
 };
 
 }  // namespace detail
@@ -122,5 +172,6 @@ void Consumer::release(const Message& m) { impl_->Release(m); }
 void Consumer::flush() { impl_->Flush(); }
 void Consumer::cancel() { impl_->Cancel(); }
 uint64_t Consumer::expired() const { return impl_->expired(); }
+uint64_t Consumer::reconnects() const { return impl_->reconnects(); }
 
 }  // namespace basin

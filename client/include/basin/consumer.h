@@ -14,6 +14,13 @@
 // them wait, and before next() blocks for more messages. Messages from a
 // Consumer are acked and released through it, not through Queue::task_done.
 // One thread at a time may use a Consumer; cancel() may come from any thread.
+//
+// Reconnects: when the stream breaks (UNAVAILABLE: the network dropped, the
+// broker restarted) the consumer opens a new one, for up to `reconnect_for`.
+// The broker requeued what the old stream held, so those messages come again
+// (delivery count + 1): messages received before the break and not yet acked
+// are delivered again, and acking them afterwards does nothing. Processing
+// must therefore be idempotent — the at-least-once contract of any broker.
 #pragma once
 
 #include <chrono>
@@ -34,6 +41,8 @@ struct ConsumerOptions {
   uint32_t prefetch = 100;                   // 1 to 10,000
   std::chrono::milliseconds ack_timeout{0};  // 0: the stream holds the leases
   size_t ack_batch = 64;
+  // How long to keep reconnecting after the stream breaks; 0: throw at once.
+  std::chrono::milliseconds reconnect_for{30'000};
 };
 
 class Consumer {
@@ -55,6 +64,8 @@ class Consumer {
   void cancel();
   // Deliveries whose ack_timeout passed (they went back to the queue).
   uint64_t expired() const;
+  // Streams opened after a break.
+  uint64_t reconnects() const;
 
  private:
   std::unique_ptr<detail::ConsumerImpl> impl_;
