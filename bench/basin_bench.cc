@@ -330,10 +330,10 @@ int main(int argc, char** argv) {
         "{\"mode\":\"%s\",\"producers\":%d,\"consumers\":%d,\"size\":%d,\"messages\":%ld,"
         "\"seconds\":%.3f,\"sent_per_sec\":%.0f,\"confirmed_per_sec\":%.0f,"
         "\"received_per_sec\":%.0f,\"acked_per_sec\":%.0f,\"acked\":%ld,\"dropped\":%ld,"
-        "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f}\n",
+        "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"cpu_s\":%.3f}\n",
         o.mode.c_str(), o.producers, o.consumers, o.size, c.sent.load(), secs, rate(c.sent),
         rate(c.confirmed), rate(c.received), rate(c.acked), c.acked.load(), c.dropped.load(), p.p50,
-        p.p90, p.p99, p.p999);
+        p.p90, p.p99, p.p999, bench::CpuSeconds());
   } else {
     std::printf("%s: %d x %d, %d-byte messages, %ld messages in %.2f s\n", o.mode.c_str(),
                 o.producers, o.consumers, o.size, c.sent.load(), secs);

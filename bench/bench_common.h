@@ -3,6 +3,8 @@
 // one-line JSON result compare.sh reads.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -124,6 +126,14 @@ class Latencies {
   size_t mark_ = 0;
 };
 
+// CPU seconds (user + system) this process has used so far.
+inline double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
 // Paces message i of a producer that sends `rate` messages/s.
 inline void Pace(std::chrono::steady_clock::time_point start, long i, double rate) {
   if (rate <= 0) return;
@@ -134,9 +144,10 @@ inline void Pace(std::chrono::steady_clock::time_point start, long i, double rat
 inline void Report(const char* peer, const Options& o, double secs, long received, Latencies& lat) {
   std::printf(
       "{\"peer\":\"%s\",\"producers\":%d,\"consumers\":%d,\"messages\":%ld,\"seconds\":%.3f,"
-      "\"received_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
+      "\"received_per_sec\":%.0f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
+      "\"p999_us\":%.1f}\n",
       peer, o.producers, o.consumers, o.messages, secs, static_cast<double>(received) / secs,
-      lat.P(0.5), lat.P(0.99));
+      lat.P(0.5), lat.P(0.9), lat.P(0.99), lat.P(0.999));
 }
 
 }  // namespace bench

@@ -8,6 +8,8 @@
 #   throughput 1P/1C and 4P/4C, 200,000 messages, acks on (Redis has none)
 #   latency at a fixed 5,000 msg/s through a waiting consumer
 #   memory per queued message: 1,000,000 messages, no consumer, RSS delta
+#   unary put + get + task_done against basin-echo (the same service with
+#   handlers that do nothing): what the broker adds to three gRPC calls
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -22,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 cmake -S . -B "$build" -G Ninja >/dev/null
-cmake --build "$build" --target basind basin-bench peer-redis-bench peer-amqp-bench >/dev/null
+cmake --build "$build" --target basind basin-bench basin-echo peer-redis-bench peer-amqp-bench >/dev/null
 
 source tests/integration/lib.sh
 work=$(mktemp -d /tmp/basin-compare.XXXXXX)
@@ -37,29 +39,52 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
-pids+=($!)
-
-# RabbitMQ, private: its own node name, ports, data and logs under $work.
-mkdir -p "$work/rmq"
-echo "[]." >"$work/rmq/enabled_plugins"
-: >"$work/rmq/rabbitmq.conf"
-chown -R rabbitmq:rabbitmq "$work/rmq" 2>/dev/null || true
-(
-  export HOME="$work/rmq" RABBITMQ_NODENAME=basincompare@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_NODE_PORT=$AMQP_PORT RABBITMQ_DIST_PORT=$((AMQP_PORT + 1)) ERL_EPMD_ADDRESS=127.0.0.1 \
-    RABBITMQ_MNESIA_BASE="$work/rmq/mnesia" RABBITMQ_LOG_BASE="$work/rmq/log" \
-    RABBITMQ_CONFIG_FILE="$work/rmq/rabbitmq" RABBITMQ_ENABLED_PLUGINS_FILE="$work/rmq/enabled_plugins" \
-    RABBITMQ_FEATURE_FLAGS_FILE="$work/rmq/feature_flags" RABBITMQ_PID_FILE="$work/rmq/pid"
-  exec rabbitmq-server >"$work/rmq.log" 2>&1
-) &
-pids+=($!)
-start_broker "$build/broker/basind"
-for _ in $(seq 1 120); do
-  ss -ltn | grep -q ":$AMQP_PORT " && ss -ltn | grep -q ":$REDIS_PORT " && break
-  sleep 0.5
+trap 'exit 130' INT TERM  # through cleanup: a stray server would skew the next run
+for port in $REDIS_PORT $AMQP_PORT; do
+  if ss -ltn | grep -q ":$port "; then
+    echo "compare.sh: port $port is in use (a server left from an earlier run?)" >&2
+    exit 1
+  fi
 done
+
+"$build/bench/basin-echo" serve >"$work/echo.addr" &
+echo_pid=$!
+pids+=($echo_pid)
+
+start_servers() {  # fresh, empty Basin, Redis and RabbitMQ
+  redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
+  redis_pid=$!
+  pids+=($redis_pid)
+  # RabbitMQ, private: its own node name, ports, data and logs under $work.
+  rm -rf "$work/rmq"
+  mkdir -p "$work/rmq"
+  echo "[]." >"$work/rmq/enabled_plugins"
+  : >"$work/rmq/rabbitmq.conf"
+  chown -R rabbitmq:rabbitmq "$work/rmq" 2>/dev/null || true
+  (
+    export HOME="$work/rmq" RABBITMQ_NODENAME=basincompare@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+      RABBITMQ_NODE_PORT=$AMQP_PORT RABBITMQ_DIST_PORT=$((AMQP_PORT + 1)) ERL_EPMD_ADDRESS=127.0.0.1 \
+      RABBITMQ_MNESIA_BASE="$work/rmq/mnesia" RABBITMQ_LOG_BASE="$work/rmq/log" \
+      RABBITMQ_CONFIG_FILE="$work/rmq/rabbitmq" RABBITMQ_ENABLED_PLUGINS_FILE="$work/rmq/enabled_plugins" \
+      RABBITMQ_FEATURE_FLAGS_FILE="$work/rmq/feature_flags" RABBITMQ_PID_FILE="$work/rmq/pid"
+    exec rabbitmq-server >"$work/rmq.log" 2>&1
+  ) &
+  pids+=($!)
+  start_broker "$build/broker/basind"
+  trap cleanup EXIT  # start_broker set its own
+  for _ in $(seq 1 120); do
+    ss -ltn | grep -q ":$AMQP_PORT " && ss -ltn | grep -q ":$REDIS_PORT " && break
+    sleep 0.5
+  done
+  amqp_pid=$(pgrep -n -u rabbitmq beam.smp)  # the Erlang VM holds the messages, not the script
+}
+stop_servers() {
+  stop_broker
+  kill "$redis_pid" 2>/dev/null || true
+  pkill -u rabbitmq beam.smp 2>/dev/null || true
+  while ss -ltn | grep -q ":$AMQP_PORT \|:$REDIS_PORT "; do sleep 0.5; done
+}
+start_servers
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
@@ -71,27 +96,67 @@ run3() {  # FIELD CMD...: median of FIELD over 3 runs
 basin() { "$build/bench/basin-bench" --addr "$ADDR" --json --mode stream "$@"; }
 redis() { "$build/bench/peer-redis-bench" --port $REDIS_PORT "$@"; }
 amqp() { "$build/bench/peer-amqp-bench" --port $AMQP_PORT "$@"; }
-rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
+rss() { awk '/^VmRSS:/ {printf "%d\n", $2 * 1024}' "/proc/$1/status"; }
+settled_rss() {  # PID: RSS once it stops moving (RabbitMQ's queue process absorbs its mailbox late)
+  local now last=0
+  now=$(rss "$1")
+  while [ $((now - last)) -gt $((now / 100)) ] || [ $((last - now)) -gt $((now / 100)) ]; do
+    last=$now
+    sleep 1
+    now=$(rss "$1")
+  done
+  echo "$now"
+}
 per_message() {  # PID CMD...: RSS delta / 1,000,000 after putting 1,000,000 messages
   local pid=$1 before after
   shift
-  before=$(rss "$pid")
+  before=$(settled_rss "$pid")
   "$@" >/dev/null 2>&1
-  after=$(rss "$pid")
+  after=$(settled_rss "$pid")
   echo $(((after - before) / 1000000))
 }
+echo_addr=$(awk '{print $3}' "$work/echo.addr")
 
 rows=()
 # Memory first, while every server is fresh.
-# RabbitMQ's and Redis's figures are not measured yet: finding the Erlang
-# VM's pid and reading Redis's RSS reliably is still to do.
-rows+=("| bytes per queued message (RSS delta / 1,000,000) | $(per_message "$BROKER_PID" basin --producers 1 --consumers 0 --keep --messages 1000000) | not measured | not measured |")
+rows+=("| bytes per queued message (RSS delta / 1,000,000) | $(per_message "$BROKER_PID" basin --producers 1 --consumers 0 --keep --messages 1000000) | $(per_message "$amqp_pid" amqp --producers 1 --consumers 0 --messages 1000000) | $(per_message "$redis_pid" redis --producers 1 --consumers 0 --messages 1000000) |")
+# Then fresh servers again: a million queued messages would cost the runs
+# below CPU (RabbitMQ keeps working on its backlog) and memory.
+stop_servers
+start_servers
 for shape in "1 1" "4 4"; do
   set -- $shape
   rows+=("| throughput ${1}P/${2}C, msg/s | $(run3 received_per_sec basin --producers "$1" --consumers "$2" --messages 200000) | $(run3 received_per_sec amqp --producers "$1" --consumers "$2" --messages 200000) | $(run3 received_per_sec redis --producers "$1" --consumers "$2" --messages 200000) |")
 done
-for f in p50_us p99_us; do
-  rows+=("| latency at 5,000 msg/s, ${f%_us} µs | $(run3 $f basin --messages 25000 --rate 5000 --linger-us 0 --prefetch 100) | $(run3 $f amqp --messages 25000 --rate 5000) | $(run3 $f redis --messages 25000 --rate 5000) |")
+for f in p50_us p90_us p99_us p999_us; do
+  label=${f%_us}
+  label=${label/p999/p99.9}
+  rows+=("| latency at 5,000 msg/s, $label µs | $(run3 $f basin --messages 25000 --rate 5000 --linger-us 0 --prefetch 100) | $(run3 $f amqp --messages 25000 --rate 5000) | $(run3 $f redis --messages 25000 --rate 5000) |")
+done
+
+# Unary: Basin against its own ceiling, the same calls answered by basin-echo.
+# The cost is CPU time, server and client together, per message: the rates
+# differ in shape (Basin's producers wait for room, echo's never do), the
+# work per call does not.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cost_per_message() {  # SERVER_PID MESSAGES CMD...: CPU µs per message
+  local pid=$1 n=$2 before after client
+  shift 2
+  before=$(cpu_ticks "$pid")
+  client=$("$@" 2>/dev/null | field cpu_s)
+  after=$(cpu_ticks "$pid")
+  awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v c="$client" -v n="$n" \
+    'BEGIN {printf "%.1f\n", (t / hz + c) * 1e6 / n}'
+}
+for shape in "1 1" "4 4"; do
+  set -- $shape
+  unary=(--addr "$ADDR" --json --mode unary --producers "$1" --consumers "$2" --messages 20000)
+  echo_load=(load --addr "$echo_addr" --json --producers "$1" --consumers "$2" --messages 20000)
+  rate=$(run3 received_per_sec "$build/bench/basin-bench" "${unary[@]}")
+  ceiling=$(run3 received_per_sec "$build/bench/basin-echo" "${echo_load[@]}")
+  cost=$(for _ in 1 2 3; do cost_per_message "$BROKER_PID" 20000 "$build/bench/basin-bench" "${unary[@]}"; done | median)
+  floor=$(for _ in 1 2 3; do cost_per_message "$echo_pid" 20000 "$build/bench/basin-echo" "${echo_load[@]}"; done | median)
+  rows+=("| unary put + get + task_done ${1}P/${2}C: msg/s; CPU µs per message | $rate; $cost µs (empty calls: $ceiling; $floor µs — Basin costs $(awk -v a="$cost" -v b="$floor" 'BEGIN {printf "%.2f", a / b}')×) | – | – |")
 done
 
 table=$(
@@ -100,7 +165,11 @@ table=$(
   echo "Redis $(dpkg-query -W -f='${Version}' redis-server). Medians of 3 runs; 100-byte messages."
   echo "Basin: Produce/Consume streams (batches of 500, prefetch 500, acks on). RabbitMQ:"
   echo "transient messages, prefetch 500, manual acks (multiple, every 100). Redis: LPUSH"
-  echo "pipelined by 100, RPOP with count 100, no acks; BRPOP for latency."
+  echo "pipelined by 100, RPOP with count 100, no acks; BRPOP for latency. Latency: a"
+  echo "waiting consumer, messages paced at 5,000/s, put-to-receipt. Unary: one message"
+  echo "per call (P threads put, C threads get + task_done); \"empty calls\" is basin-echo,"
+  echo "the same three calls answered by handlers that do nothing. CPU µs per message is"
+  echo "server + client CPU time / messages; the factor is Basin's over the empty calls'."
   echo
   echo "| workload | Basin | RabbitMQ | Redis |"
   echo "| --- | --- | --- | --- |"

@@ -45,7 +45,7 @@ run "queue unary 4P/4C (put, get, task_done)" --mode unary --producers 4 --consu
 # consumer; RSS delta of a fresh basind divided by the count.
 stop_broker
 start_broker "$build/broker/basind"
-rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$BROKER_PID/status"; }
+rss() { awk '/^VmRSS:/ {printf "%d\n", $2 * 1024}' "/proc/$BROKER_PID/status"; }
 before=$(rss)
 "$build/bench/basin-bench" --addr "$ADDR" --mode stream --producers 1 --consumers 0 --keep \
   --size 100 --messages 1000000 >/dev/null 2>&1

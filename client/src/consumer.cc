@@ -169,6 +169,25 @@ Consumer::~Consumer() = default;
 std::optional<Message> Consumer::next() { return impl_->Next(); }
 void Consumer::ack(const Message& m) { impl_->Ack(m); }
 void Consumer::release(const Message& m) { impl_->Release(m); }
+
+void Consumer::run(const std::function<void(const Message&)>& handler) {
+  for (;;) {
+    std::optional<Message> m;
+    try {
+      m = impl_->Next();
+    } catch (const Closed&) {
+      return;  // the queue closed and every message was handed out
+    }
+    if (!m) return;  // cancelled
+    try {
+      handler(*m);
+    } catch (...) {
+      impl_->Release(*m);
+      throw;
+    }
+    impl_->Ack(*m);
+  }
+}
 void Consumer::flush() { impl_->Flush(); }
 void Consumer::cancel() { impl_->Cancel(); }
 uint64_t Consumer::expired() const { return impl_->expired(); }

@@ -153,6 +153,31 @@ TEST(ConsumeTest, StreamAndUnaryClientsMixOnOneQueue) {
   for (int i = 0; i < kMessages; ++i) EXPECT_EQ(seen[i].load(), 1) << i;
 }
 
+TEST(ConsumeTest, CallbackFormAcksWhatItHandlesAndReleasesWhatThrows) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  for (int i = 0; i < 10; ++i) q.put(std::to_string(i));
+  Consumer consumer(client, "q", {.prefetch = 1});
+  std::vector<std::string> handled;
+  EXPECT_THROW(consumer.run([&](const Message& m) {
+    if (m.payload() == "3") throw std::runtime_error("cannot handle 3");
+    handled.push_back(m.payload());
+  }),
+               std::runtime_error);
+  EXPECT_EQ(handled, (std::vector<std::string>{"0", "1", "2"}));
+  // 3 went back to the head of the queue; the rest follow, and run() returns
+  // once the closed queue is drained.
+  q.close();
+  consumer.run([&](const Message& m) { handled.push_back(m.payload()); });
+  EXPECT_EQ(handled.size(), 10u);
+  EXPECT_EQ(handled[3], "3");
+  EXPECT_EQ(handled.back(), "9");
+  const QueueStats s = q.info().stats;
+  EXPECT_EQ(s.total_done, 10u);
+  EXPECT_EQ(s.unfinished, 0u);
+}
+
 TEST(ConsumeTest, EightStreamProducersEightStreamConsumersExactlyOnce) {
   constexpr int kProducers = 8, kConsumers = 8, kPerProducer = 25'000;
   constexpr int kTotal = kProducers * kPerProducer;

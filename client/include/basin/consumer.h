@@ -6,6 +6,10 @@
 //     consumer.ack(*m);                  // task_done, sent in batches
 //   }
 //
+// or, in callback form, acking each message whose handler returns:
+//
+//   consumer.run([](const basin::Message& m) { process(m.payload()); });
+//
 // The broker never has more than `prefetch` unacknowledged messages out to
 // this consumer. The stream holds their leases: nothing is redelivered while
 // the consumer is connected, unless ack_timeout is set. When the consumer is
@@ -25,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +62,11 @@ class Consumer {
   // the queue is closed and drained, NotFound if it is deleted.
   std::optional<Message> next();
   void ack(const Message& m);
+  // Callback form: calls `handler` for each message, acks it when the handler
+  // returns, releases it (back to the head of the queue) when the handler
+  // throws, and rethrows. Returns once the queue is closed and drained, or
+  // after cancel(); throws what next() throws otherwise.
+  void run(const std::function<void(const Message&)>& handler);
   // Gives the message back to the head of the queue at once.
   void release(const Message& m);
   // Sends pending acks now.
