@@ -43,6 +43,7 @@ struct Options {
   long rate = 0;          // messages/s over all producers; 0 = as fast as possible
   long linger_us = 1000;  // Producer linger
   bool keep = false;      // stream mode without consumers: leave the queue full
+  long queue_max = -1;    // the queue's max_size; -1: the mode's default
   bool json = false;
 };
 
@@ -56,7 +57,7 @@ struct Options {
                "                   [--producers P | --publishers P] [--consumers C | "
                "--subscribers C]\n"
                "                   [--size BYTES] [--messages N | --duration SECONDS] "
-               "[--json]\n",
+               "[--queue-max M] [--json]\n",
                why);
   std::exit(2);
 }
@@ -87,6 +88,8 @@ Options Parse(int argc, char** argv) {
       o.rate = std::stol(value());
     } else if (a == "--linger-us") {
       o.linger_us = std::stol(value());
+    } else if (a == "--queue-max") {
+      o.queue_max = std::stol(value());
     } else if (a == "--keep") {
       o.keep = true;
     } else if (a == "--batch") {
@@ -106,6 +109,7 @@ Options Parse(int argc, char** argv) {
   if (o.consumers == 0 && o.mode != "stream") Usage("only stream mode runs without consumers");
   if (o.size < 8) Usage("--size is at least 8 (the timestamp)");
   if (o.duration < 0) Usage("--duration must be positive");
+  if (o.queue_max < -1) Usage("--queue-max is 0 (unbounded) or more");
   if (o.duration > 0 && o.mode == "pubsub") Usage("pubsub mode runs --messages, not --duration");
   if (o.duration > 0 && o.consumers == 0) Usage("--duration needs consumers");
   if (o.duration > 0) o.messages = std::numeric_limits<long>::max();
@@ -143,9 +147,9 @@ void Progress(const Options& o, Counters& c, Latencies& lat, std::atomic<bool>& 
     const bench::Percentiles p = lat.SinceLast();
     std::fprintf(stderr,
                  "%3ds  sent %ld/s  confirmed %ld/s  received %ld/s  acked %ld/s  "
-                 "p50 %.0f us  p99 %.0f us\n",
+                 "p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f us\n",
                  second, now[0] - last[0], now[1] - last[1], now[2] - last[2], now[3] - last[3],
-                 p.p50, p.p99);
+                 p.p50, p.p90, p.p99, p.p999);
     std::copy(now, now + 4, last);
   }
 }
@@ -164,7 +168,8 @@ void FinishQueue(const basin::Queue& q, bool keep) {
 void RunUnary(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
-  auto q = setup.queue(name, {.max_size = 10'000});
+  auto q = setup.queue(
+      name, {.max_size = o.queue_max >= 0 ? static_cast<uint64_t>(o.queue_max) : 10'000u});
   std::vector<std::thread> producers, consumers;
   for (int p = 0; p < o.producers; ++p) {
     producers.emplace_back([&, p] {
@@ -208,7 +213,10 @@ void RunStream(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
   // Without consumers the queue must hold everything.
-  auto q = setup.queue(name, {.max_size = o.consumers == 0 ? 0u : 100'000u});
+  const uint64_t max_size = o.queue_max >= 0   ? static_cast<uint64_t>(o.queue_max)
+                            : o.consumers == 0 ? 0u
+                                               : 100'000u;
+  auto q = setup.queue(name, {.max_size = max_size});
   std::vector<std::thread> producers, consumers;
   std::atomic<long> failed{0};
   for (int p = 0; p < o.producers; ++p) {

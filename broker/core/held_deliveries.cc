@@ -17,10 +17,16 @@ uint64_t HeldDeliveries::Add(MessagePtr msg, TimePoint expiry) {
   return tag;
 }
 
-MessagePtr HeldDeliveries::Take(uint64_t tag) {
+std::deque<HeldDeliveries::Entry>::iterator HeldDeliveries::Find(uint64_t tag) {
   auto it = std::lower_bound(entries_.begin(), entries_.end(), tag,
                              [](const Entry& e, uint64_t t) { return e.tag < t; });
-  if (it == entries_.end() || it->tag != tag || it->msg == nullptr) return nullptr;
+  if (it == entries_.end() || it->tag != tag || it->msg == nullptr) return entries_.end();
+  return it;
+}
+
+MessagePtr HeldDeliveries::Take(uint64_t tag) {
+  auto it = Find(tag);
+  if (it == entries_.end()) return nullptr;
   MessagePtr msg = std::move(it->msg);
   --live_;
   Tidy();
@@ -41,12 +47,33 @@ std::vector<HeldDeliveries::Taken> HeldDeliveries::TakeExpired(TimePoint now) {
   std::vector<Taken> out;
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     if (it->msg == nullptr) continue;
-    if (it->expiry > now) break;
+    if (it->expiry > now) {
+      if (in_order_) break;
+      continue;
+    }
     out.push_back({it->tag, std::move(it->msg)});
   }
   live_ -= out.size();
   Tidy();
   return out;
+}
+
+bool HeldDeliveries::Extend(uint64_t tag, TimePoint expiry) {
+  auto it = Find(tag);
+  if (it == entries_.end()) return false;
+  it->expiry = expiry;
+  if (std::next(it) != entries_.end()) in_order_ = false;
+  return true;
+}
+
+TimePoint HeldDeliveries::next_expiry() const {
+  if (live_ == 0) return kNever;
+  if (in_order_) return entries_.front().expiry;
+  TimePoint earliest = kNever;
+  for (const Entry& e : entries_) {
+    if (e.msg != nullptr) earliest = std::min(earliest, e.expiry);
+  }
+  return earliest;
 }
 
 uint64_t HeldDeliveries::bytes() const {
@@ -59,6 +86,7 @@ uint64_t HeldDeliveries::bytes() const {
 
 void HeldDeliveries::Tidy() {
   while (!entries_.empty() && entries_.front().msg == nullptr) entries_.pop_front();
+  if (live_ == 0) in_order_ = true;
   if (entries_.size() > 2 * live_ + kHolesAllowed) {
     std::erase_if(entries_, [](const Entry& e) { return e.msg == nullptr; });
   }

@@ -8,7 +8,9 @@
 //
 // Every delivery of a stream gets the same ack_timeout, so expiries rise with
 // tags (to within the skew of callers' clocks, which only delays an expiry by
-// that much): the front is always the next to expire.
+// that much): the front is the next to expire. An extension breaks that order;
+// until the set is empty again, expiry lookups scan the entries (at most the
+// stream's prefetch), a cost only consumers that extend pay.
 #pragma once
 
 #include <cstdint>
@@ -36,11 +38,13 @@ class HeldDeliveries {
   std::vector<Taken> TakeUpTo(uint64_t up_to);
   // Held messages whose expiry is <= now, in tag order.
   std::vector<Taken> TakeExpired(TimePoint now);
+  // Moves the expiry of the message held under `tag`; false if none is held.
+  bool Extend(uint64_t tag, TimePoint expiry);
 
   size_t size() const { return live_; }
   bool empty() const { return live_ == 0; }
   // The earliest expiry of a held message; kNever when none is held.
-  TimePoint next_expiry() const { return live_ == 0 ? kNever : entries_.front().expiry; }
+  TimePoint next_expiry() const;
   uint64_t bytes() const;
   // Entries kept, holes included: bounded by about twice size().
   size_t footprint() const { return entries_.size(); }
@@ -52,10 +56,12 @@ class HeldDeliveries {
     MessagePtr msg;  // null: a hole
   };
   void Tidy();
+  std::deque<Entry>::iterator Find(uint64_t tag);
 
   std::deque<Entry> entries_;  // sorted by tag; the front is never a hole
   size_t live_ = 0;
   uint64_t next_tag_ = 1;
+  bool in_order_ = true;  // expiries rise with tags (no extension since empty)
 };
 
 }  // namespace basin::core

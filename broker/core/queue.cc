@@ -705,6 +705,26 @@ void Queue::ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags
   EndConsumerLeases(consumer, tags, 0, false, now);
 }
 
+void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now) {
+  std::shared_ptr<ConsumerOutbox> wake;
+  {
+    std::lock_guard lock(mu_);
+    auto c = consumers_.find(consumer);
+    if (c == consumers_.end()) return;
+    ConsumerState& state = c->second;
+    const TimePoint expiry =
+        state.ack_timeout > Duration::zero() ? now + state.ack_timeout : kNever;
+    std::vector<uint64_t> unknown;
+    for (uint64_t tag : tags) {
+      if (!state.held.Extend(tag, expiry)) unknown.push_back(tag);
+    }
+    // Expiries only move later, so the deadline already armed stays valid:
+    // firing early finds nothing due and re-arms.
+    if (state.outbox->PushUnknown(std::move(unknown))) wake = state.outbox;
+  }
+  if (wake) wake->Wake();
+}
+
 void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
   Deferred d;
   {

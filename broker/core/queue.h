@@ -185,6 +185,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
                    TimePoint now);
   // Gives the listed deliveries back to the head of the queue.
   void ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now);
+  // Restarts the ack_timeout of the tags; unknown ones are reported.
+  void ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now);
   // Ends the consumer: everything it holds goes back to the head of the
   // queue at once (delivery count + 1 at the next hand-out), and its outbox
   // ends with `why`. Idempotent.

@@ -50,6 +50,9 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
     if (req_.releases_size() > 0) {
       queue_->ConsumerRelease(id_, {req_.releases().begin(), req_.releases().end()}, now);
     }
+    if (req_.extends_size() > 0) {
+      queue_->ConsumerExtend(id_, {req_.extends().begin(), req_.extends().end()}, now);
+    }
     StartRead(&req_);
   }
 

@@ -94,6 +94,15 @@ class ConsumerImpl {
     }
   }
 
+  void Extend(const Message& m) {
+    std::lock_guard lock(mu_);
+    if (auto tag = TagLocked(m)) {
+      v1::ConsumeRequest req;
+      req.add_extends(*tag);
+      stream_->Write(req);
+    }
+  }
+
   void Flush() {
     std::lock_guard lock(mu_);
     FlushLocked();
@@ -188,6 +197,7 @@ void Consumer::run(const std::function<void(const Message&)>& handler) {
     impl_->Ack(*m);
   }
 }
+void Consumer::extend(const Message& m) { impl_->Extend(m); }
 void Consumer::flush() { impl_->Flush(); }
 void Consumer::cancel() { impl_->Cancel(); }
 uint64_t Consumer::expired() const { return impl_->expired(); }

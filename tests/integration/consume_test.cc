@@ -153,6 +153,33 @@ TEST(ConsumeTest, StreamAndUnaryClientsMixOnOneQueue) {
   for (int i = 0; i < kMessages; ++i) EXPECT_EQ(seen[i].load(), 1) << i;
 }
 
+TEST(ConsumeTest, AckTimeoutRequeuesAndExtendKeepsAMessage) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  q.put("kept");
+  q.put("dropped");
+  Consumer consumer(client, "q", {.prefetch = 2, .ack_timeout = std::chrono::milliseconds(500)});
+  const Message kept = *consumer.next();
+  const Message dropped = *consumer.next();
+  ASSERT_EQ(kept.payload(), "kept");
+  ASSERT_EQ(dropped.payload(), "dropped");
+  // "kept" is extended on every poll; "dropped" times out, goes back, comes
+  // to this consumer again and times out again.
+  ASSERT_TRUE(WaitFor([&] {
+    consumer.extend(kept);
+    return q.info().stats.total_redelivered >= 2;
+  }));
+  // Still held under its first tag: the ack counts (an expired tag would not).
+  consumer.ack(kept);
+  consumer.flush();
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.total_done == 1; }));
+  const Message again = *consumer.next();
+  EXPECT_EQ(again.payload(), "dropped");
+  EXPECT_GE(again.delivery_count(), 2u);
+  EXPECT_GE(consumer.expired(), 1u) << "expiries are reported on the stream";
+}
+
 TEST(ConsumeTest, CallbackFormAcksWhatItHandlesAndReleasesWhatThrows) {
   BrokerProcess broker;
   Client client(broker.address());

@@ -63,6 +63,24 @@ TEST(HeldDeliveriesTest, ExpiryFollowsTheOldestHeld) {
   EXPECT_EQ(h.next_expiry(), kNever);
 }
 
+TEST(HeldDeliveriesTest, AnExtendedDeliveryExpiresAfterLaterOnes) {
+  HeldDeliveries h;
+  using std::chrono::seconds;
+  h.Add(Msg(1), t0 + seconds(1));
+  h.Add(Msg(2), t0 + seconds(2));
+  h.Add(Msg(3), t0 + seconds(3));
+  EXPECT_TRUE(h.Extend(1, t0 + seconds(10)));
+  EXPECT_FALSE(h.Extend(9, t0 + seconds(10)));  // not held
+  EXPECT_EQ(h.next_expiry(), t0 + seconds(2));
+  EXPECT_EQ(Tags(h.TakeExpired(t0 + seconds(3))), (std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(h.next_expiry(), t0 + seconds(10));
+  EXPECT_EQ(Tags(h.TakeExpired(t0 + seconds(10))), (std::vector<uint64_t>{1}));
+  // Empty again: later deliveries are back in order.
+  h.Add(Msg(4), t0 + seconds(11));
+  h.Add(Msg(5), t0 + seconds(12));
+  EXPECT_EQ(Tags(h.TakeExpired(t0 + seconds(11))), (std::vector<uint64_t>{4}));
+}
+
 TEST(HeldDeliveriesTest, OneOldDeliveryDoesNotPinEveryLaterOne) {
   // The first delivery is never acked while a million later ones are: what
   // stays is the old one, and the ones still held, not a million holes.

@@ -69,6 +69,8 @@ class Consumer {
   void run(const std::function<void(const Message&)>& handler);
   // Gives the message back to the head of the queue at once.
   void release(const Message& m);
+  // Still working on it: its ack_timeout starts again from now.
+  void extend(const Message& m);
   // Sends pending acks now.
   void flush();
   void cancel();
