@@ -66,6 +66,12 @@ bool HeldDeliveries::Extend(uint64_t tag, TimePoint expiry) {
   return true;
 }
 
+void HeldDeliveries::ExtendUpTo(uint64_t up_to, TimePoint expiry) {
+  auto it = entries_.begin();
+  for (; it != entries_.end() && it->tag <= up_to; ++it) it->expiry = expiry;
+  if (it != entries_.begin() && it != entries_.end()) in_order_ = false;
+}
+
 TimePoint HeldDeliveries::next_expiry() const {
   if (live_ == 0) return kNever;
   if (in_order_) return entries_.front().expiry;

@@ -40,6 +40,8 @@ class HeldDeliveries {
   std::vector<Taken> TakeExpired(TimePoint now);
   // Moves the expiry of the message held under `tag`; false if none is held.
   bool Extend(uint64_t tag, TimePoint expiry);
+  // The same for every held message with a tag <= up_to.
+  void ExtendUpTo(uint64_t up_to, TimePoint expiry);
 
   size_t size() const { return live_; }
   bool empty() const { return live_ == 0; }

@@ -701,11 +701,13 @@ void Queue::ConsumerAck(uint64_t consumer, const std::vector<uint64_t>& tags, ui
   EndConsumerLeases(consumer, tags, up_to, true, now);
 }
 
-void Queue::ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now) {
-  EndConsumerLeases(consumer, tags, 0, false, now);
+void Queue::ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                            TimePoint now) {
+  EndConsumerLeases(consumer, tags, up_to, false, now);
 }
 
-void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now) {
+void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                           TimePoint now) {
   std::shared_ptr<ConsumerOutbox> wake;
   {
     std::lock_guard lock(mu_);
@@ -718,6 +720,7 @@ void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags,
     for (uint64_t tag : tags) {
       if (!state.held.Extend(tag, expiry)) unknown.push_back(tag);
     }
+    state.held.ExtendUpTo(up_to, expiry);
     // Expiries only move later, so the deadline already armed stays valid:
     // firing early finds nothing due and re-arms.
     if (state.outbox->PushUnknown(std::move(unknown))) wake = state.outbox;

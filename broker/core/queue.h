@@ -184,9 +184,12 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void ConsumerAck(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
                    TimePoint now);
   // Gives the listed deliveries back to the head of the queue.
-  void ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now);
-  // Restarts the ack_timeout of the tags; unknown ones are reported.
-  void ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now);
+  void ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                       TimePoint now);
+  // Restarts the ack_timeout of the tags and of every held tag <= up_to;
+  // unknown tags are reported.
+  void ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
+                      TimePoint now);
   // Ends the consumer: everything it holds goes back to the head of the
   // queue at once (delivery count + 1 at the next hand-out), and its outbox
   // ends with `why`. Idempotent.

@@ -47,11 +47,13 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
     if (req_.acks_size() > 0 || req_.ack_up_to() != 0) {
       queue_->ConsumerAck(id_, {req_.acks().begin(), req_.acks().end()}, req_.ack_up_to(), now);
     }
-    if (req_.releases_size() > 0) {
-      queue_->ConsumerRelease(id_, {req_.releases().begin(), req_.releases().end()}, now);
+    if (req_.releases_size() > 0 || req_.release_up_to() != 0) {
+      queue_->ConsumerRelease(id_, {req_.releases().begin(), req_.releases().end()},
+                              req_.release_up_to(), now);
     }
-    if (req_.extends_size() > 0) {
-      queue_->ConsumerExtend(id_, {req_.extends().begin(), req_.extends().end()}, now);
+    if (req_.extends_size() > 0 || req_.extend_up_to() != 0) {
+      queue_->ConsumerExtend(id_, {req_.extends().begin(), req_.extends().end()},
+                             req_.extend_up_to(), now);
     }
     StartRead(&req_);
   }

@@ -79,6 +79,13 @@ TEST(HeldDeliveriesTest, AnExtendedDeliveryExpiresAfterLaterOnes) {
   h.Add(Msg(4), t0 + seconds(11));
   h.Add(Msg(5), t0 + seconds(12));
   EXPECT_EQ(Tags(h.TakeExpired(t0 + seconds(11))), (std::vector<uint64_t>{4}));
+  // A range: 5 and 6 move past 7.
+  h.Add(Msg(6), t0 + seconds(13));
+  h.Add(Msg(7), t0 + seconds(14));
+  h.ExtendUpTo(6, t0 + seconds(20));
+  EXPECT_EQ(h.next_expiry(), t0 + seconds(14));
+  EXPECT_EQ(Tags(h.TakeExpired(t0 + seconds(19))), (std::vector<uint64_t>{7}));
+  EXPECT_EQ(Tags(h.TakeExpired(t0 + seconds(20))), (std::vector<uint64_t>{5, 6}));
 }
 
 TEST(HeldDeliveriesTest, OneOldDeliveryDoesNotPinEveryLaterOne) {

@@ -634,6 +634,21 @@ TEST_F(QueueTest, ConsumerGetsAtMostPrefetchAndMoreAsItAcks) {
   ExpectInvariant(*q);
 }
 
+TEST_F(QueueTest, ConsumerReleasesByTagAndRangeInTagOrder) {
+  auto q = Make("stream");
+  for (const char* p : {"a", "b", "c", "d"}) Put(*q, p);
+  auto c = q->AttachConsumer(
+      4, {}, [] {}, now_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(Tags(*c.value().outbox), (std::vector<uint64_t>{1, 2, 3, 4}));
+  q->ConsumerRelease(c.value().id, {4}, 2, now_);  // 1, 2 and 4 go back
+  EXPECT_EQ(Tags(*c.value().outbox), (std::vector<uint64_t>{5, 6, 7}));
+  const QueueStats s = q->Stats();
+  EXPECT_EQ(s.consumers[0].in_flight, 4u);
+  EXPECT_EQ(s.total_redelivered, 3u);
+  ExpectInvariant(*q);
+}
+
 TEST_F(QueueTest, DetachReturnsEverythingHeldToTheHead) {
   auto q = Make("stream");
   for (const char* p : {"a", "b", "c"}) Put(*q, p);
