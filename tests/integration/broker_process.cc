@@ -2,7 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,23 +21,32 @@ std::string WorkerPath() { return BASIN_WORKER_PATH; }
 Process::Process(const std::string& path, const std::vector<std::string>& args) {
   int out[2], in[2];
   if (pipe(out) != 0 || pipe(in) != 0) throw std::runtime_error("pipe failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-  posix_spawn_file_actions_addclose(&actions, out[0]);
-  posix_spawn_file_actions_addclose(&actions, in[1]);
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(path.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  const int rc = posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    // Only async-signal-safe calls until exec. The child dies with the test:
+    // a test that aborts must not leave a broker behind, holding ctest's
+    // output pipe open and the run hanging.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(out[1], STDOUT_FILENO);
+    dup2(in[0], STDIN_FILENO);
+    close(out[0]);
+    close(out[1]);
+    close(in[0]);
+    close(in[1]);
+    execve(path.c_str(), argv.data(), environ);
+    _exit(127);
+  }
   close(out[1]);
   close(in[0]);
   stdout_fd_ = out[0];
   stdin_fd_ = in[1];
-  if (rc != 0) throw std::runtime_error("cannot start " + path);
+  if (pid_ < 0) throw std::runtime_error("cannot start " + path);
 }
 
 Process::~Process() {

@@ -22,7 +22,9 @@ TEST(ProduceTest, ProducerStallsOnAFullQueueAndLosesNothing) {
   BrokerProcess broker;
   Client client(broker.address());
   auto q = client.queue("bounded", {.max_size = 100});
-  Producer producer(client, "bounded", {.max_batch_messages = 50});
+  // A long linger: batches go out full (50), whatever the machine's speed,
+  // so two fill the queue exactly.
+  Producer producer(client, "bounded", {.max_batch_messages = 50, .linger = seconds(10)});
   std::vector<std::future<uint64_t>> ids;
   std::thread sender([&] {
     for (int i = 0; i < kMessages; ++i) ids.push_back(producer.send(std::to_string(i)));
