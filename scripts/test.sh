@@ -2,8 +2,8 @@
 # Quick start, command 2: install what is missing, build, and run every test.
 #  1. build/       unit and integration tests (ctest)
 #  2. build-asan/  the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#  3. build-tsan/  the core's unit tests under ThreadSanitizer (gRPC and abseil
-#                  are not instrumented, so TSan runs on the core alone)
+#  3. build-tsan/  core and storage unit tests under ThreadSanitizer (gRPC and abseil
+#                  are not instrumented, so TSan runs on those layers alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASIN_SETUP_TOOLS=1 bash scripts/setup.sh
@@ -14,9 +14,9 @@ sanitizer_build() {  # DIR SANITIZER [TARGET]
   cmake --build "$1" ${3:+--target "$3"}
 }
 
-echo "test: core unit tests under ThreadSanitizer"
+echo "test: core and storage unit tests under ThreadSanitizer"
 sanitizer_build build-tsan thread unit_tests
-ctest --test-dir build-tsan --output-on-failure -j2 -R '^(QueueTest|BrokerTest|DeliveryTagTest|QueueConcurrencyTest)\.'
+ctest --test-dir build-tsan --output-on-failure -j2 -R '^(QueueTest|BrokerTest|DeliveryTagTest|QueueConcurrencyTest|CommitterTest|SegmentedLogTest)\.'
 
 echo "test: every test under AddressSanitizer and UndefinedBehaviorSanitizer"
 sanitizer_build build-asan address

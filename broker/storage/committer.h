@@ -1,0 +1,91 @@
+// Group commit for many logs on one thread. Callers append records and are
+// called back once those records are durable under the fsync policy; records
+// that arrive while a sync runs, or within the interval, share the next one.
+//
+//   always: sync as soon as records wait (concurrent appends still share it)
+//   batch:  sync at most `interval` after the first record that waits
+//   never:  write, do not sync (the page cache holds it: survives kill -9,
+//           not a power cut)
+//
+// One thread serves every log, so a thousand durable queues cost one thread,
+// and a queue's records reach its file in the order they were appended.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/storage/segmented_log.h"
+
+namespace basin::storage {
+
+enum class FsyncPolicy { kAlways, kBatch, kNever };
+
+// Called once the records are durable (error null), or could not be written.
+using DurableCallback = std::function<void(const IoError* error)>;
+
+class Committer;
+
+// One log served by a Committer. Thread-safe.
+class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
+ public:
+  struct Pending {
+    uint8_t type;
+    std::string body;
+  };
+  // Queues the records (in order) for the committer; `done` (may be empty:
+  // the caller does not wait) runs on the committer's thread.
+  void Append(std::vector<Pending> records, DurableCallback done);
+  // The log itself, for the owner's compaction: only while no appends run.
+  SegmentedLog& log() { return *log_; }
+
+ private:
+  friend class Committer;
+  CommittedLog(Committer* committer, std::unique_ptr<SegmentedLog> log)
+      : committer_(committer), log_(std::move(log)) {}
+
+  Committer* const committer_;
+  std::unique_ptr<SegmentedLog> log_;  // used by the committer's thread only
+  std::mutex mu_;                      // guards what follows
+  std::vector<Pending> pending_;
+  std::vector<DurableCallback> callbacks_;
+  bool queued_ = false;  // in the committer's dirty list
+};
+
+class Committer {
+ public:
+  Committer(FsyncPolicy policy, std::chrono::microseconds interval);
+  // Commits what waits, then stops.
+  ~Committer();
+  Committer(const Committer&) = delete;
+  Committer& operator=(const Committer&) = delete;
+
+  std::shared_ptr<CommittedLog> Adopt(std::unique_ptr<SegmentedLog> log);
+
+  uint64_t syncs() const;  // fdatasync calls so far
+
+ private:
+  friend class CommittedLog;
+  void MarkDirty(std::shared_ptr<CommittedLog> log);
+  void Run();
+  // Writes what the log has waiting and syncs it; true if it synced.
+  bool Commit(CommittedLog& log);
+
+  const FsyncPolicy policy_;
+  const std::chrono::microseconds interval_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<CommittedLog>> dirty_;
+  std::chrono::steady_clock::time_point first_dirty_{};
+  uint64_t syncs_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace basin::storage

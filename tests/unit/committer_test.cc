@@ -1,0 +1,132 @@
+#include "broker/storage/committer.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <filesystem>
+#include <future>
+#include <map>
+#include <thread>
+
+namespace basin::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+class CommitterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/basin-commit-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = std::string(tmpl) + "/q";
+  }
+  void TearDown() override { fs::remove_all(fs::path(dir_).parent_path()); }
+
+  std::unique_ptr<SegmentedLog> Open(std::vector<std::string>* bodies = nullptr) {
+    IoError error;
+    auto log = SegmentedLog::Open(
+        dir_, {},
+        [&](uint64_t, uint8_t, std::string_view body) {
+          if (bodies != nullptr) bodies->emplace_back(body);
+        },
+        nullptr, &error);
+    EXPECT_NE(log, nullptr) << error.message;
+    return log;
+  }
+
+  // Appends one record and waits until the committer says it is durable.
+  static bool AppendAndWait(CommittedLog& log, std::string body) {
+    std::promise<bool> durable;
+    log.Append({{1, std::move(body)}}, [&](const IoError* e) { durable.set_value(e == nullptr); });
+    return durable.get_future().get();
+  }
+
+  std::string dir_;
+};
+
+TEST_F(CommitterTest, ConcurrentAppendsShareSyncsAndKeepEachWritersOrder) {
+  constexpr int kThreads = 8, kEach = 50;
+  uint64_t syncs = 0;
+  {
+    Committer committer(FsyncPolicy::kBatch, milliseconds(5));
+    auto log = committer.Adopt(Open());
+    std::vector<std::thread> writers;
+    for (int t = 0; t < kThreads; ++t) {
+      writers.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          ASSERT_TRUE(AppendAndWait(*log, std::to_string(t) + ":" + std::to_string(i)));
+        }
+      });
+    }
+    for (auto& w : writers) w.join();
+    syncs = committer.syncs();
+  }
+  // Eight writers each waiting for their own record: a sync carries several.
+  EXPECT_LT(syncs, static_cast<uint64_t>(kThreads * kEach));
+  EXPECT_GE(syncs, 1u);
+  std::vector<std::string> bodies;
+  Open(&bodies);
+  ASSERT_EQ(bodies.size(), static_cast<size_t>(kThreads * kEach));
+  std::map<std::string, int> next;
+  for (const std::string& b : bodies) {
+    const std::string writer = b.substr(0, b.find(':'));
+    EXPECT_EQ(b, writer + ":" + std::to_string(next[writer]++));
+  }
+}
+
+TEST_F(CommitterTest, AlwaysSyncsBeforeAnsweringAndNeverDoesNot) {
+  {
+    Committer committer(FsyncPolicy::kAlways, milliseconds(5));
+    auto log = committer.Adopt(Open());
+    ASSERT_TRUE(AppendAndWait(*log, "one"));
+    EXPECT_EQ(committer.syncs(), 1u);
+  }
+  {
+    Committer committer(FsyncPolicy::kNever, milliseconds(5));
+    auto log = committer.Adopt(Open());
+    ASSERT_TRUE(AppendAndWait(*log, "two"));
+    log->Append({{1, "three"}}, nullptr);  // nobody waits: written all the same
+  }
+  std::vector<std::string> bodies;
+  Open(&bodies);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"one", "two", "three"}));
+}
+
+// A full disk (here: the file size limit, which fails writes with EFBIG):
+// the append fails, nothing half-written stays, and appends work again once
+// there is room.
+TEST_F(CommitterTest, AFailedWriteLeavesTheLogIntactAndLaterAppendsWork) {
+  Committer committer(FsyncPolicy::kAlways, milliseconds(5));
+  auto log = committer.Adopt(Open());
+  ASSERT_TRUE(AppendAndWait(*log, "before"));
+  const auto file = dir_ + "/00000000000000000000.log";
+  const auto size = fs::file_size(file);
+  struct sigaction ignore {
+  }, old{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGXFSZ, &ignore, &old);
+  rlimit limit{}, saved{};
+  ::getrlimit(RLIMIT_FSIZE, &saved);
+  limit = saved;
+  limit.rlim_cur = size + 100;
+  ::setrlimit(RLIMIT_FSIZE, &limit);
+  const bool big_ok = AppendAndWait(*log, std::string(1000, 'x'));
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  ::sigaction(SIGXFSZ, &old, nullptr);
+  EXPECT_FALSE(big_ok);
+  EXPECT_EQ(fs::file_size(file), size) << "the partial write was cut off";
+  ASSERT_TRUE(AppendAndWait(*log, "after"));
+  std::vector<std::string> bodies;
+  IoError error;
+  ReplayReport report;
+  SegmentedLog::Open(
+      dir_, {}, [&](uint64_t, uint8_t, std::string_view b) { bodies.emplace_back(b); }, &report,
+      &error);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"before", "after"}));
+  EXPECT_TRUE(report.damage.empty());
+}
+
+}  // namespace
+}  // namespace basin::storage
