@@ -1,0 +1,66 @@
+// The records of a durable queue's log, and the state a replay rebuilds.
+//
+// Every change to a durable queue is one record: its definition, a put, a
+// delivery, a task_done (or any other way a message leaves: dead-lettered,
+// dropped), its close. Message bytes are opaque here — the core's encoding of
+// headers and payload.
+//
+// Replay rules (docs/design.md, "Durability"): a put makes a message live; a
+// task_done ends it; a delivery without a task_done means the message was out
+// when the broker stopped, so it is ready again with one more delivery (at
+// least once; deliveries are written without waiting for a sync, so after a
+// crash a count is a lower bound). Messages come back in id order — put order.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace basin::storage {
+
+enum class QueueRecord : uint8_t {
+  kDefined = 1,    // body: the queue's definition, as the caller encoded it
+  kPut = 2,        // body: id, then the message bytes
+  kDelivered = 3,  // body: ids
+  kDone = 4,       // body: ids
+  kClosed = 5,     // body: empty
+};
+
+std::string EncodePut(uint64_t id, std::string_view message);
+// Ids of kDelivered and kDone records.
+std::string EncodeIds(const std::vector<uint64_t>& ids);
+
+class QueueReplay {
+ public:
+  struct Live {
+    std::string message;
+    uint32_t deliveries = 0;
+    uint64_t position = 0;  // of its put record
+  };
+
+  // Applies one record from the log; false if its body does not parse (the
+  // record is then ignored: its CRC held, so this is a bug, not damage).
+  bool Apply(uint64_t position, uint8_t type, std::string_view body);
+
+  const std::optional<std::string>& definition() const { return definition_; }
+  // Live messages by id: put and not done.
+  const std::map<uint64_t, Live>& live() const { return live_; }
+  bool closed() const { return closed_; }
+  // One past the highest id ever put: ids are never reused, even after a
+  // restart that finds the queue empty.
+  uint64_t next_id() const { return next_id_; }
+  // Segments wholly below this hold nothing live (only the definition,
+  // which the owner rewrites before dropping them).
+  std::optional<uint64_t> oldest_live_position() const;
+
+ private:
+  std::optional<std::string> definition_;
+  std::map<uint64_t, Live> live_;
+  bool closed_ = false;
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace basin::storage

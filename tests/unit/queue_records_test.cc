@@ -1,0 +1,84 @@
+#include "broker/storage/queue_records.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "broker/storage/segmented_log.h"
+
+namespace basin::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+uint8_t Type(QueueRecord r) { return static_cast<uint8_t>(r); }
+
+TEST(QueueRecordsTest, ReplayKeepsWhatIsLiveAndCountsDeliveries) {
+  QueueReplay r;
+  uint64_t position = 0;
+  auto apply = [&](QueueRecord type, const std::string& body) {
+    EXPECT_TRUE(r.Apply(position, Type(type), body));
+    position += 100;
+  };
+  apply(QueueRecord::kDefined, "max_size=10");
+  for (uint64_t id = 1; id <= 5; ++id)
+    apply(QueueRecord::kPut, EncodePut(id, "m" + std::to_string(id)));
+  apply(QueueRecord::kDelivered, EncodeIds({2, 3}));
+  apply(QueueRecord::kDone, EncodeIds({1, 3}));
+  apply(QueueRecord::kDelivered, EncodeIds({2}));
+  apply(QueueRecord::kDone, EncodeIds({99}));  // unknown: its put was dropped long ago
+  apply(QueueRecord::kClosed, "");
+  EXPECT_EQ(r.definition(), "max_size=10");
+  ASSERT_EQ(r.live().size(), 3u);
+  std::vector<uint64_t> ids;
+  for (const auto& [id, m] : r.live()) ids.push_back(id);
+  EXPECT_EQ(ids, (std::vector<uint64_t>{2, 4, 5}));
+  EXPECT_EQ(r.live().at(2).message, "m2");
+  EXPECT_EQ(r.live().at(2).deliveries, 2u);
+  EXPECT_EQ(r.live().at(4).deliveries, 0u);
+  EXPECT_TRUE(r.closed());
+  EXPECT_EQ(r.next_id(), 6u);
+  EXPECT_EQ(r.oldest_live_position(), 200u);  // the put of 2
+}
+
+TEST(QueueRecordsTest, IdsAreNeverReusedAndBadBodiesAreRefused) {
+  QueueReplay r;
+  EXPECT_TRUE(r.Apply(0, Type(QueueRecord::kPut), EncodePut(300, "big id")));
+  EXPECT_TRUE(r.Apply(1, Type(QueueRecord::kDone), EncodeIds({300})));
+  EXPECT_TRUE(r.live().empty());
+  EXPECT_EQ(r.next_id(), 301u);
+  EXPECT_FALSE(r.oldest_live_position().has_value());
+  EXPECT_FALSE(r.Apply(2, Type(QueueRecord::kDone), std::string(1, '\x80')));  // cut varint
+  EXPECT_FALSE(r.Apply(3, 77, ""));                                            // unknown type
+}
+
+TEST(QueueRecordsTest, ALogReplaysIntoTheSameState) {
+  char tmpl[] = "/tmp/basin-records-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = std::string(tmpl) + "/q";
+  IoError error;
+  {
+    auto log = SegmentedLog::Open(
+        dir, {}, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &error);
+    ASSERT_NE(log, nullptr);
+    for (uint64_t id = 1; id <= 1000; ++id) {
+      log->Append(Type(QueueRecord::kPut), EncodePut(id, std::string(100, 'x')), &error);
+    }
+    std::vector<uint64_t> done;
+    for (uint64_t id = 1; id <= 1000; id += 2) done.push_back(id);
+    log->Append(Type(QueueRecord::kDone), EncodeIds(done), &error);
+    ASSERT_TRUE(log->Sync(&error));
+  }
+  QueueReplay r;
+  auto log = SegmentedLog::Open(
+      dir, {}, [&](uint64_t p, uint8_t t, std::string_view b) { EXPECT_TRUE(r.Apply(p, t, b)); },
+      nullptr, &error);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(r.live().size(), 500u);
+  EXPECT_EQ(r.live().begin()->first, 2u);
+  EXPECT_EQ(r.next_id(), 1001u);
+  fs::remove_all(tmpl);
+}
+
+}  // namespace
+}  // namespace basin::storage
