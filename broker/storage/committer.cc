@@ -30,10 +30,7 @@ std::shared_ptr<CommittedLog> Committer::Adopt(std::unique_ptr<SegmentedLog> log
   return std::shared_ptr<CommittedLog>(new CommittedLog(this, std::move(log)));
 }
 
-uint64_t Committer::syncs() const {
-  std::lock_guard lock(mu_);
-  return syncs_;
-}
+uint64_t Committer::syncs() const { return syncs_.load(); }
 
 void Committer::MarkDirty(std::shared_ptr<CommittedLog> log) {
   {
@@ -57,14 +54,12 @@ void Committer::Run() {
     std::vector<std::shared_ptr<CommittedLog>> logs = std::move(dirty_);
     dirty_.clear();
     lock.unlock();
-    uint64_t synced = 0;
-    for (const auto& log : logs) synced += Commit(*log) ? 1 : 0;
+    for (const auto& log : logs) Commit(*log);
     lock.lock();
-    syncs_ += synced;
   }
 }
 
-bool Committer::Commit(CommittedLog& log) {
+void Committer::Commit(CommittedLog& log) {
   std::vector<CommittedLog::Pending> records;
   std::vector<DurableCallback> callbacks;
   {
@@ -85,8 +80,8 @@ bool Committer::Commit(CommittedLog& log) {
   // every callback of this commit hears of it.
   const bool sync = policy_ != FsyncPolicy::kNever;
   if (ok) ok = sync ? log.log_->Sync(&error) : log.log_->Flush(&error);
+  if (ok && sync) ++syncs_;  // before the callbacks: they may ask
   for (const DurableCallback& cb : callbacks) cb(ok ? nullptr : &error);
-  return ok && sync;
 }
 
 }  // namespace basin::storage

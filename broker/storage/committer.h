@@ -11,6 +11,7 @@
 // and a queue's records reach its file in the order they were appended.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -74,16 +75,16 @@ class Committer {
   friend class CommittedLog;
   void MarkDirty(std::shared_ptr<CommittedLog> log);
   void Run();
-  // Writes what the log has waiting and syncs it; true if it synced.
-  bool Commit(CommittedLog& log);
+  // Writes what the log has waiting, syncs it, runs its callbacks.
+  void Commit(CommittedLog& log);
 
   const FsyncPolicy policy_;
   const std::chrono::microseconds interval_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<CommittedLog>> dirty_;
   std::chrono::steady_clock::time_point first_dirty_{};
-  uint64_t syncs_ = 0;
+  std::atomic<uint64_t> syncs_{0};
   bool stopping_ = false;
   std::thread thread_;
 };
