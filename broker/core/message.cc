@@ -71,6 +71,42 @@ Result<uint64_t> Message::Validate(std::string_view payload, const Headers& head
   return bytes;
 }
 
+std::string Message::Encode() const {
+  std::string out(kLenBytes + bytes(), '\0');
+  std::memcpy(out.data(), &headers_len_, kLenBytes);
+  std::memcpy(out.data() + kLenBytes, data(), bytes());
+  return out;
+}
+
+Result<MessagePtr> Message::Decode(uint64_t id, uint32_t delivery_count, std::string_view encoded) {
+  const Error bad{Errc::kInvalidArgument, "not an encoded message"};
+  uint32_t headers_len = 0;
+  if (encoded.size() < kLenBytes) return bad;
+  std::memcpy(&headers_len, encoded.data(), kLenBytes);
+  encoded.remove_prefix(kLenBytes);
+  if (headers_len > encoded.size()) return bad;
+  // Every header string must end inside the headers, or headers() would read
+  // past them.
+  for (size_t at = 0; at < headers_len;) {
+    for (int part = 0; part < 2; ++part) {
+      uint32_t len = 0;
+      if (headers_len - at < kLenBytes) return bad;
+      std::memcpy(&len, encoded.data() + at, kLenBytes);
+      at += kLenBytes;
+      if (headers_len - at < len) return bad;
+      at += len;
+    }
+  }
+  void* raw = ::operator new(sizeof(Message) + encoded.size());
+  MessagePtr m(new (raw) Message());
+  m->set_id(id);
+  m->delivery_count_ = delivery_count;
+  m->headers_len_ = headers_len;
+  m->payload_len_ = static_cast<uint32_t>(encoded.size() - headers_len);
+  std::memcpy(m->data(), encoded.data(), encoded.size());
+  return m;
+}
+
 std::string_view Message::payload() const {
   return std::string_view(data() + headers_len_, payload_len_);
 }

@@ -57,6 +57,8 @@ WireError ToWire(Errc errc) {
       return {StatusCode::RESOURCE_EXHAUSTED, "SLOW_SUBSCRIBER"};
     case Errc::kShutdown:
       return {StatusCode::UNAVAILABLE, "SHUTTING_DOWN"};
+    case Errc::kStorageUnavailable:
+      return {StatusCode::UNAVAILABLE, "STORAGE_UNAVAILABLE"};
     case Errc::kCancelled:
       return {StatusCode::CANCELLED, "CANCELLED"};
   }

@@ -62,6 +62,7 @@ void Throw(const grpc::Status& status, const grpc::ClientContext& ctx) {
       {"RESERVED_HEADER", &Raise<InvalidArgument>},
       {"TOO_MANY_WAITERS", &Raise<TooManyWaiters>},
       {"SHUTTING_DOWN", &Raise<Unavailable>},
+      {"STORAGE_UNAVAILABLE", &Raise<Unavailable>},
       {"INVALID_TOPIC", &Raise<InvalidArgument>},
       {"BINDING_NOT_FOUND", &Raise<NotFound>},
       {"SLOW_SUBSCRIBER", &Raise<SlowSubscriber>},

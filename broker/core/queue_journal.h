@@ -1,0 +1,34 @@
+// Where a durable queue writes down what happens to it. broker/storage
+// implements it over a log (storage::LogJournal); the core knows only this.
+//
+// Calls are made under the queue's lock, so they reach the journal in the
+// order the queue changed; an implementation only queues the record there
+// and does its I/O elsewhere. `committed` runs once the records are durable,
+// or with the error that kept them from being written, never under the lock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "broker/core/errc.h"
+#include "broker/core/message.h"
+
+namespace basin::core {
+
+class QueueJournal {
+ public:
+  using Committed = std::function<void(std::optional<Error>)>;
+  virtual ~QueueJournal() = default;
+
+  // Messages admitted, in id order (ids are set).
+  virtual void Put(const std::vector<const Message*>& messages, Committed committed) = 0;
+  // Hand-outs and task_dones (or dead-letterings, drops) are not waited for:
+  // a lost one costs a redelivery, never a message.
+  virtual void Delivered(const std::vector<uint64_t>& ids) = 0;
+  virtual void Done(const std::vector<uint64_t>& ids) = 0;
+  virtual void Closed(Committed committed) = 0;
+};
+
+}  // namespace basin::core
