@@ -67,6 +67,9 @@ class Committer {
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
 
+  // The committer must outlive every append to the logs it adopted: the
+  // broker owns it and stops its queues first. Records appended after the
+  // committer is destroyed are never written and their callbacks never run.
   std::shared_ptr<CommittedLog> Adopt(std::unique_ptr<SegmentedLog> log);
 
   uint64_t syncs() const;  // fdatasync calls so far
