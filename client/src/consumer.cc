@@ -1,7 +1,9 @@
 // One Consume stream read synchronously by the caller of next().
 #include "basin/consumer.h"
 
+#include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -85,23 +87,8 @@ class ConsumerImpl {
     }
   }
 
-  void Release(const Message& m) {
-    std::lock_guard lock(mu_);
-    if (auto tag = TagLocked(m)) {
-      v1::ConsumeRequest req;
-      req.add_releases(*tag);
-      stream_->Write(req);
-    }
-  }
-
-  void Extend(const Message& m) {
-    std::lock_guard lock(mu_);
-    if (auto tag = TagLocked(m)) {
-      v1::ConsumeRequest req;
-      req.add_extends(*tag);
-      stream_->Write(req);
-    }
-  }
+  void Release(const Message& m) { WriteTag(m, &v1::ConsumeRequest::add_releases); }
+  void Extend(const Message& m) { WriteTag(m, &v1::ConsumeRequest::add_extends); }
 
   void Flush() {
     std::lock_guard lock(mu_);
@@ -138,13 +125,29 @@ class ConsumerImpl {
 
   // The message's tag on the current stream; none if it came on an earlier
   // one (the broker requeued it when that stream ended).
+  // Parsed in place: this runs for every ack.
   std::optional<uint64_t> TagLocked(const Message& m) const {
     const std::string& tag = m.delivery_tag();
-    const size_t at = tag.find('@');
-    if (at == std::string::npos || std::stoull(tag.substr(at + 1)) != generation_) {
+    const char* begin = tag.data();
+    const char* end = begin + tag.size();
+    const char* at = std::find(begin, end, '@');
+    uint64_t number = 0, generation = 0;
+    if (at == end || std::from_chars(begin, at, number).ptr != at ||
+        std::from_chars(at + 1, end, generation).ptr != end || generation != generation_) {
       return std::nullopt;
     }
-    return std::stoull(tag.substr(0, at));
+    return number;
+  }
+
+  // Sends one request naming the message's tag (a release or an extension)
+  // if the message came on the current stream.
+  void WriteTag(const Message& m, void (v1::ConsumeRequest::*add)(uint64_t)) {
+    std::lock_guard lock(mu_);
+    if (auto tag = TagLocked(m)) {
+      v1::ConsumeRequest req;
+      (req.*add)(*tag);
+      stream_->Write(req);
+    }
   }
 
   void FlushLocked() {
