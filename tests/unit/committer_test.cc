@@ -9,6 +9,8 @@
 #include <map>
 #include <thread>
 
+#include "temp_dir.h"
+
 namespace basin::storage {
 namespace {
 
@@ -17,13 +19,6 @@ using std::chrono::milliseconds;
 
 class CommitterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/basin-commit-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = std::string(tmpl) + "/q";
-  }
-  void TearDown() override { fs::remove_all(fs::path(dir_).parent_path()); }
-
   std::unique_ptr<SegmentedLog> Open(std::vector<std::string>* bodies = nullptr) {
     IoError error;
     auto log = SegmentedLog::Open(
@@ -43,7 +38,8 @@ class CommitterTest : public ::testing::Test {
     return durable.get_future().get();
   }
 
-  std::string dir_;
+  testing::TempDir tmp_;
+  const std::string dir_ = tmp_.Sub("q");
 };
 
 TEST_F(CommitterTest, ConcurrentAppendsShareSyncsAndKeepEachWritersOrder) {

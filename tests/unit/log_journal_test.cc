@@ -4,10 +4,10 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <future>
 
 #include "broker/storage/queue_records.h"
+#include "temp_dir.h"
 
 namespace basin::storage {
 namespace {
@@ -33,9 +33,8 @@ TEST(MessageEncodingTest, RoundTripsAndRefusesGarbage) {
 }
 
 TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
-  char tmpl[] = "/tmp/basin-journal-test.XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = std::string(tmpl) + "/q";
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
   IoError io;
   {
     Committer committer(FsyncPolicy::kBatch, std::chrono::milliseconds(1));
@@ -74,7 +73,6 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
   EXPECT_EQ(m.value()->delivery_count(), 1u);
   EXPECT_EQ(m.value()->payload(), "m2");
   EXPECT_EQ(m.value()->headers(), (core::Headers{{"n", "2"}}));
-  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

@@ -2,14 +2,11 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "broker/storage/segmented_log.h"
+#include "temp_dir.h"
 
 namespace basin::storage {
 namespace {
-
-namespace fs = std::filesystem;
 
 uint8_t Type(QueueRecord r) { return static_cast<uint8_t>(r); }
 
@@ -53,9 +50,8 @@ TEST(QueueRecordsTest, IdsAreNeverReusedAndBadBodiesAreRefused) {
 }
 
 TEST(QueueRecordsTest, ALogReplaysIntoTheSameState) {
-  char tmpl[] = "/tmp/basin-records-test.XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = std::string(tmpl) + "/q";
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
   IoError error;
   {
     auto log = SegmentedLog::Open(
@@ -77,7 +73,6 @@ TEST(QueueRecordsTest, ALogReplaysIntoTheSameState) {
   EXPECT_EQ(r.live().size(), 500u);
   EXPECT_EQ(r.live().begin()->first, 2u);
   EXPECT_EQ(r.next_id(), 1001u);
-  fs::remove_all(tmpl);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "broker/storage/crc32c.h"
+#include "temp_dir.h"
 
 namespace basin::storage {
 namespace {
@@ -23,13 +24,6 @@ struct Record {
 
 class SegmentedLogTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/basin-log-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = std::string(tmpl) + "/q";
-  }
-  void TearDown() override { fs::remove_all(fs::path(dir_).parent_path()); }
-
   // Opens the log, collecting what it replays.
   std::unique_ptr<SegmentedLog> Open(LogOptions options = {}) {
     records_.clear();
@@ -53,7 +47,8 @@ class SegmentedLogTest : public ::testing::Test {
 
   std::string FirstSegment() const { return dir_ + "/00000000000000000000.log"; }
 
-  std::string dir_;
+  testing::TempDir tmp_;
+  const std::string dir_ = tmp_.Sub("q");
   std::vector<Record> records_;
   ReplayReport report_;
 };
