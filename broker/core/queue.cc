@@ -708,7 +708,7 @@ void Queue::ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags
 
 void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
                            TimePoint now) {
-  std::shared_ptr<ConsumerOutbox> wake;
+  Deferred d;
   {
     std::lock_guard lock(mu_);
     auto c = consumers_.find(consumer);
@@ -723,9 +723,9 @@ void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags,
     state.held.ExtendUpTo(up_to, expiry);
     // Expiries only move later, so the deadline already armed stays valid:
     // firing early finds nothing due and re-arms.
-    if (state.outbox->PushUnknown(std::move(unknown))) wake = state.outbox;
+    if (state.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(state.outbox);
   }
-  if (wake) wake->Wake();
+  RunDeferred(d, now);
 }
 
 void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
