@@ -161,7 +161,6 @@ std::unique_ptr<SegmentedLog> SegmentedLog::Open(const std::string& dir, const L
     log->segments_.push_back({bases[s], size});
   }
   if (log->segments_.empty()) log->segments_.push_back({0, 0});
-  log->end_ = log->segments_.back().base + log->segments_.back().size;
   log->written_ = log->synced_ = log->segments_.back().size;
   if (!log->OpenTail(error)) return nullptr;
   return log;
@@ -180,7 +179,7 @@ std::optional<uint64_t> SegmentedLog::Append(uint8_t type, std::string_view body
   if (segments_.back().size > 0 && segments_.back().size + bytes > options_.max_segment_bytes) {
     if (!Roll(error)) return std::nullopt;
   }
-  const uint64_t position = end_;
+  const uint64_t position = end();
   const uint32_t length = static_cast<uint32_t>(body.size() + 1);
   const uint32_t crc = Crc32c(body.data(), body.size(), Crc32c(&type, 1));
   Put32(buffer_, kMagic);
@@ -189,7 +188,6 @@ std::optional<uint64_t> SegmentedLog::Append(uint8_t type, std::string_view body
   buffer_.push_back(static_cast<char>(type));
   buffer_.append(body);
   segments_.back().size += bytes;
-  end_ += bytes;
   return position;
 }
 
@@ -234,14 +232,13 @@ void SegmentedLog::CutBack(uint64_t size) {
   written_ = size;
   synced_ = std::min(synced_, size);
   segments_.back().size = size;
-  end_ = segments_.back().base + size;
 }
 
 bool SegmentedLog::Roll(IoError* error) {
   if (!Sync(error)) return false;
   ::close(fd_);
   fd_ = -1;
-  segments_.push_back({end_, 0});
+  segments_.push_back({end(), 0});
   written_ = synced_ = 0;
   return OpenTail(error);
 }

@@ -77,7 +77,7 @@ class SegmentedLog {
   bool DropBefore(uint64_t position, IoError* error);
 
   // The position the next record will get.
-  uint64_t end() const { return end_; }
+  uint64_t end() const { return segments_.back().base + segments_.back().size; }
   // Bytes in segment files, buffered records included.
   uint64_t disk_bytes() const;
   size_t segments() const { return segments_.size(); }
@@ -100,7 +100,6 @@ class SegmentedLog {
   std::string buffer_;             // appended, not yet written
   uint64_t written_ = 0;           // bytes of the tail segment in its file
   uint64_t synced_ = 0;            // of those, made durable
-  uint64_t end_ = 0;
 };
 
 }  // namespace basin::storage
