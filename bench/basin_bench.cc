@@ -131,6 +131,11 @@ struct Counters {
   std::atomic<bool> stop{false};  // --duration passed: producers stop
 };
 
+// The queue's max_size: --queue-max if given, else the mode's default.
+uint64_t QueueMax(const Options& o, uint64_t mode_default) {
+  return o.queue_max >= 0 ? static_cast<uint64_t>(o.queue_max) : mode_default;
+}
+
 // Producer p's share of n.
 long Share(long n, int producers, int p) { return n / producers + (p < n % producers ? 1 : 0); }
 
@@ -168,8 +173,7 @@ void FinishQueue(const basin::Queue& q, bool keep) {
 void RunUnary(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
-  auto q = setup.queue(
-      name, {.max_size = o.queue_max >= 0 ? static_cast<uint64_t>(o.queue_max) : 10'000u});
+  auto q = setup.queue(name, {.max_size = QueueMax(o, 10'000)});
   std::vector<std::thread> producers, consumers;
   for (int p = 0; p < o.producers; ++p) {
     producers.emplace_back([&, p] {
@@ -213,10 +217,7 @@ void RunStream(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
   // Without consumers the queue must hold everything.
-  const uint64_t max_size = o.queue_max >= 0   ? static_cast<uint64_t>(o.queue_max)
-                            : o.consumers == 0 ? 0u
-                                               : 100'000u;
-  auto q = setup.queue(name, {.max_size = max_size});
+  auto q = setup.queue(name, {.max_size = QueueMax(o, o.consumers == 0 ? 0 : 100'000)});
   std::vector<std::thread> producers, consumers;
   std::atomic<long> failed{0};
   for (int p = 0; p < o.producers; ++p) {
