@@ -24,9 +24,10 @@ Result<void> ValidateQueueName(std::string_view name) {
   return {};
 }
 
-Broker::Broker(BrokerLimits limits, DeadlineScheduler* scheduler)
+Broker::Broker(BrokerLimits limits, DeadlineScheduler* scheduler, DurableStore* store)
     : limits_(limits),
       scheduler_(scheduler),
+      store_(store),
       memory_(limits.max_memory),
       router_(
           TopicLimits{limits.max_message_bytes, limits.default_subscriber_buffer_messages,
@@ -68,6 +69,11 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
                    "queue '" + config.name + "' cannot be its own dead-letter queue"};
     }
   }
+  if (config.durable && store_ == nullptr) {
+    return Error{Errc::kInvalidArgument, "queue '" + config.name +
+                                             "' cannot be durable: the broker runs without "
+                                             "--data-dir (in memory only)"};
+  }
 
   std::lock_guard lock(mu_);
   if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
@@ -76,21 +82,83 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
     return Error{Errc::kQueueExists,
                  "queue '" + config.name + "' already exists with different settings"};
   }
-  std::shared_ptr<Queue> dead_letter;
-  if (!config.dead_letter_queue.empty()) {
-    auto it = queues_.find(config.dead_letter_queue);
-    if (it == queues_.end()) {
-      return Error{Errc::kDeadLetterNotFound, "dead-letter queue '" + config.dead_letter_queue +
-                                                  "' for queue '" + config.name +
-                                                  "' does not exist; create it first"};
-    }
-    dead_letter = it->second;
+  if (deleting_.contains(config.name)) {
+    return Error{Errc::kQueueExists,
+                 "queue '" + config.name + "' is being deleted; retry the create"};
   }
+  auto dead_letter = FindDeadLetter(config);
+  if (!dead_letter.ok()) return dead_letter.error();
+  std::shared_ptr<QueueJournal> journal;
+  if (config.durable) {
+    auto created = store_->Create(config);
+    if (!created.ok()) return created.error();
+    journal = std::move(created.value());
+  }
+  auto queue = NewQueue(config, std::move(dead_letter.value()), std::move(journal));
+  return Created{std::move(queue), true};
+}
+
+Result<std::shared_ptr<Queue>> Broker::FindDeadLetter(const QueueConfig& config) const {
+  if (config.dead_letter_queue.empty()) return std::shared_ptr<Queue>();
+  auto it = queues_.find(config.dead_letter_queue);
+  if (it == queues_.end()) {
+    return Error{Errc::kDeadLetterNotFound, "dead-letter queue '" + config.dead_letter_queue +
+                                                "' for queue '" + config.name +
+                                                "' does not exist; create it first"};
+  }
+  // A durable queue's dead letters must survive a restart as it does.
+  if (config.durable && !it->second->config().durable) {
+    return Error{Errc::kInvalidArgument, "durable queue '" + config.name +
+                                             "' needs a durable dead-letter queue; '" +
+                                             config.dead_letter_queue + "' is in memory only"};
+  }
+  return it->second;
+}
+
+std::shared_ptr<Queue> Broker::NewQueue(const QueueConfig& config,
+                                        std::shared_ptr<Queue> dead_letter,
+                                        std::shared_ptr<QueueJournal> journal) {
   QueueLimits ql{limits_.max_message_bytes, limits_.max_waiters_per_queue, limits_.max_lease};
   auto queue = std::make_shared<Queue>(config, next_incarnation_++, ql, &memory_, scheduler_,
-                                       std::move(dead_letter));
+                                       std::move(dead_letter), std::move(journal));
   queues_.emplace(config.name, queue);
-  return Created{std::move(queue), true};
+  return queue;
+}
+
+Result<Broker::Recovery> Broker::Recover(TimePoint now) {
+  Recovery out;
+  if (store_ == nullptr) return out;
+  auto found = store_->Recover();
+  if (!found.ok()) return found.error();
+  std::vector<DurableStore::Recovered> left = std::move(found.value());
+  // A dead-letter queue is created before the queues that use it.
+  std::vector<std::pair<std::shared_ptr<Queue>, DurableStore::Recovered>> restored;
+  for (bool progress = true; progress && !left.empty();) {
+    progress = false;
+    std::lock_guard lock(mu_);
+    for (auto it = left.begin(); it != left.end();) {
+      auto dead_letter = FindDeadLetter(it->config);
+      if (!dead_letter.ok()) {
+        ++it;
+        continue;
+      }
+      auto queue = NewQueue(it->config, std::move(dead_letter.value()), it->journal);
+      restored.emplace_back(std::move(queue), std::move(*it));
+      it = left.erase(it);
+      progress = true;
+    }
+  }
+  for (const DurableStore::Recovered& r : left) {
+    out.warnings.push_back("queue '" + r.config.name + "' not recovered: its dead-letter queue '" +
+                           r.config.dead_letter_queue + "' was not found");
+  }
+  // Restored outside mu_: a restore may dead-letter, which calls into queues.
+  for (auto& [queue, r] : restored) {
+    out.messages += r.messages.size();
+    queue->Restore(std::move(r.messages), r.next_id, r.closed, now);
+  }
+  out.queues = restored.size();
+  return out;
 }
 
 Result<std::shared_ptr<Queue>> Broker::FindQueue(std::string_view name) const {
@@ -130,8 +198,15 @@ Result<uint64_t> Broker::DeleteQueue(std::string_view name) {
     victim = std::move(it->second);
     queues_.erase(it);
     router_.RemoveBindingsTo(victim->name());
+    if (victim->config().durable) deleting_.insert(victim->name());
   }
-  return victim->Delete();
+  const uint64_t dropped = victim->Delete();  // its journal writes nothing after this
+  if (victim->config().durable) {
+    store_->Remove(victim->name());
+    std::lock_guard lock(mu_);
+    deleting_.erase(victim->name());
+  }
+  return dropped;
 }
 
 void Broker::Shutdown() {

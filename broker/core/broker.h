@@ -9,11 +9,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "broker/core/deadline_scheduler.h"
+#include "broker/core/durable_store.h"
 #include "broker/core/errc.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/queue.h"
@@ -41,8 +43,9 @@ Result<void> ValidateQueueName(std::string_view name);
 class Broker {
  public:
   // `scheduler` may be null (unit tests then call ExpireDue themselves); it
-  // must outlive the Broker.
-  Broker(BrokerLimits limits, DeadlineScheduler* scheduler);
+  // must outlive the Broker. `store` (null: no --data-dir, durable queues
+  // are refused) must outlive it too.
+  Broker(BrokerLimits limits, DeadlineScheduler* scheduler, DurableStore* store = nullptr);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
@@ -53,6 +56,15 @@ class Broker {
   };
   // Idempotent for identical settings (after defaults are filled in).
   Result<Created> CreateQueue(QueueConfig config);
+
+  // Rebuilds the durable queues the store holds; called once, at start,
+  // before the broker serves.
+  struct Recovery {
+    size_t queues = 0;
+    uint64_t messages = 0;
+    std::vector<std::string> warnings;
+  };
+  Result<Recovery> Recover(TimePoint now);
   Result<std::shared_ptr<Queue>> FindQueue(std::string_view name) const;
   // Ordered by name.
   std::vector<std::shared_ptr<Queue>> ListQueues() const;
@@ -72,13 +84,21 @@ class Broker {
   const MemoryBudget& memory() const { return memory_; }
 
  private:
+  // With mu_ held.
+  Result<std::shared_ptr<Queue>> FindDeadLetter(const QueueConfig& config) const;
+  std::shared_ptr<Queue> NewQueue(const QueueConfig& config, std::shared_ptr<Queue> dead_letter,
+                                  std::shared_ptr<QueueJournal> journal);
+
   const BrokerLimits limits_;
   DeadlineScheduler* const scheduler_;
+  DurableStore* const store_;
   MemoryBudget memory_;  // declared first: queues and subscriptions release into it
   TopicRouter router_;
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Queue>, std::less<>> queues_;
+  // Durable queues whose files are being removed: the name is not free yet.
+  std::set<std::string, std::less<>> deleting_;
   uint64_t next_incarnation_;
   bool shutting_down_ = false;
 };

@@ -21,6 +21,16 @@ void ProducerSequences::Producer::Record(uint64_t sequence, uint64_t message_id)
   }
 }
 
+void ProducerSequences::Producer::Forget(uint64_t sequence) {
+  if (sequence > highest_) return;
+  highest_ = sequence - 1;
+  if (sequence <= first_) {
+    ids_.clear();
+  } else if (sequence - first_ < ids_.size()) {
+    ids_.resize(sequence - first_);
+  }
+}
+
 ProducerSequences::Producer& ProducerSequences::Get(std::string_view producer, TimePoint now) {
   // Quiet producers are swept at most once a window, which keeps this cheap.
   if (now >= next_sweep_) {

@@ -35,6 +35,9 @@ class ProducerSequences {
     std::optional<uint64_t> Find(uint64_t sequence) const;
     // Records that `sequence` was enqueued as `message_id`.
     void Record(uint64_t sequence, uint64_t message_id);
+    // Forgets `sequence` and every later one: their messages were refused
+    // after all (a durable queue's write failed), so a resend is new work.
+    void Forget(uint64_t sequence);
 
    private:
     friend class ProducerSequences;

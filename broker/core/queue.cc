@@ -16,17 +16,19 @@ constexpr std::string_view kDeadLetterReasonLimit = "delivery_limit";
 }  // namespace
 
 Queue::Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, MemoryBudget* memory,
-             DeadlineScheduler* scheduler, std::shared_ptr<Queue> dead_letter)
+             DeadlineScheduler* scheduler, std::shared_ptr<Queue> dead_letter,
+             std::shared_ptr<QueueJournal> journal)
     : config_(std::move(config)),
       incarnation_(incarnation),
       limits_(limits),
       memory_(memory),
       scheduler_(scheduler),
-      dead_letter_(std::move(dead_letter)) {}
+      dead_letter_(std::move(dead_letter)),
+      journal_(std::move(journal)) {}
 
 Queue::~Queue() {
   // Messages still held are released from the broker's budget.
-  uint64_t bytes = ready_bytes_;
+  uint64_t bytes = ready_bytes_ + pending_bytes_;
   for (const auto& [id, lease] : leases_) bytes += lease.msg->bytes();
   for (const auto& [id, consumer] : consumers_) bytes += consumer.held.bytes();
   if (memory_ != nullptr && bytes > 0) memory_->Release(bytes, Clock::now());
@@ -60,8 +62,12 @@ WaitId Queue::NewWaiter(TimePoint deadline) {
 
 Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count) {
   if (count == 0) return Room::kYes;
-  if (config_.max_size != 0 && ready_.size() + count > config_.max_size) return Room::kFull;
-  if (config_.max_bytes != 0 && ready_bytes_ + bytes > config_.max_bytes) return Room::kFull;
+  if (config_.max_size != 0 && ready_.size() + pending_count_ + count > config_.max_size) {
+    return Room::kFull;
+  }
+  if (config_.max_bytes != 0 && ready_bytes_ + pending_bytes_ + bytes > config_.max_bytes) {
+    return Room::kFull;
+  }
   const bool reserved = wait_for_memory ? memory_->ReserveOrWait(bytes, weak_from_this())
                                         : memory_->TryReserve(bytes);
   return reserved ? Room::kYes : Room::kNoMemory;
@@ -76,17 +82,105 @@ uint64_t Queue::Enqueue(MessagePtr msg) {
   return id;
 }
 
-MessagePtr Queue::TakeReady() {
+uint64_t Queue::EnqueueOrJournal(MessagePtr msg) {
+  if (journal_ == nullptr) return Enqueue(std::move(msg));
+  const uint64_t id = next_message_id_++;
+  msg->set_id(id);
+  PendingBatch batch;
+  batch.bytes = msg->bytes();
+  batch.msgs.push_back(std::move(msg));
+  Journal(std::move(batch));
+  return id;
+}
+
+void Queue::Journal(PendingBatch batch) {
+  batch.seq = next_batch_++;
+  pending_count_ += batch.msgs.size();
+  pending_bytes_ += batch.bytes;
+  std::vector<const Message*> records;
+  records.reserve(batch.msgs.size());
+  for (const MessagePtr& m : batch.msgs) records.push_back(m.get());
+  journal_->Put(records, [weak = weak_from_this(), seq = batch.seq](std::optional<Error> error) {
+    if (auto queue = weak.lock()) queue->OnCommitted(seq, std::move(error));
+  });
+  pending_.push_back(std::move(batch));
+}
+
+void Queue::OnCommitted(uint64_t seq, std::optional<Error> error) {
+  const TimePoint now = Clock::now();
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    auto it = std::find_if(pending_.begin(), pending_.end(),
+                           [seq](const PendingBatch& b) { return b.seq == seq; });
+    if (it == pending_.end()) return;  // the queue was deleted meanwhile
+    it->resolved = true;
+    it->error = std::move(error);
+    // Batches become ready in admission order, whatever order their writes
+    // were confirmed in.
+    while (!pending_.empty() && pending_.front().resolved) {
+      PendingBatch b = std::move(pending_.front());
+      pending_.pop_front();
+      pending_count_ -= b.msgs.size();
+      pending_bytes_ -= b.bytes;
+      if (b.error) {
+        for (const auto& [dedup, id] : b.dedup_ids) {
+          auto found = dedup_.find(dedup);
+          if (found != dedup_.end() && found->second.first == id) dedup_.erase(found);
+        }
+        if (!b.producer.empty()) sequences_.Get(b.producer, now).Forget(b.first_sequence);
+        d.bytes_freed += b.bytes;
+        if (b.cb) d.callbacks.push_back([cb = std::move(b.cb), e = *b.error] { cb(e); });
+        continue;
+      }
+      for (MessagePtr& m : b.msgs) {
+        ready_bytes_ += m->bytes();
+        ready_.push_back(std::move(m));
+        ++total_put_;
+      }
+      if (b.cb) {
+        d.callbacks.push_back(
+            [cb = std::move(b.cb), r = std::move(b.results)]() mutable { cb(std::move(r)); });
+      }
+    }
+    ServeWaiters(now, d);
+    ArmDeadline(d);
+  }
+  RunDeferred(d, now);
+}
+
+void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool closed,
+                    TimePoint now) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    next_message_id_ = std::max(next_message_id_, next_id);
+    closed_ = closed;
+    for (MessagePtr& m : messages) {
+      memory_->ForceReserve(m->bytes());
+      if (OutOfDeliveries(*m)) {
+        DeadLetter(std::move(m), d);
+        continue;
+      }
+      ready_bytes_ += m->bytes();
+      ready_.push_back(std::move(m));
+    }
+  }
+  RunDeferred(d, now);
+}
+
+MessagePtr Queue::TakeReady(Deferred& d) {
   MessagePtr msg = std::move(ready_.front());
   ready_.pop_front();
   ready_bytes_ -= msg->bytes();
   msg->add_delivery();
+  if (journal_ != nullptr) d.delivered.push_back(msg->id());
   ++total_delivered_;
   return msg;
 }
 
-Delivery Queue::Deliver(Duration visibility, TimePoint now) {
-  MessagePtr msg = TakeReady();
+Delivery Queue::Deliver(Duration visibility, TimePoint now, Deferred& d) {
+  MessagePtr msg = TakeReady(d);
   const uint64_t lease = next_lease_++;
   const TimePoint expiry = AddSaturating(now, visibility);
   Delivery out{msg->id(),
@@ -110,8 +204,10 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
         it->second.blocked_on_memory = room == Room::kNoMemory;
         break;
       }
-      d.callbacks.push_back([cb = std::move(it->second.cb),
-                             r = std::move(it->second.results)]() mutable { cb(std::move(r)); });
+      if (it->second.cb) {  // else a durable batch: answered once it is written
+        d.callbacks.push_back([cb = std::move(it->second.cb),
+                               r = std::move(it->second.results)]() mutable { cb(std::move(r)); });
+      }
       wait_deadlines_.erase({it->second.deadline, it->first});
       putters_.erase(it);
       progressed = true;
@@ -123,7 +219,7 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
         progressed = true;
         continue;
       }
-      std::vector<Delivery> batch = DeliverBatch(it->second, now);
+      std::vector<Delivery> batch = DeliverBatch(it->second, now, d);
       d.callbacks.push_back(
           [cb = std::move(it->second.cb), b = std::move(batch)]() mutable { cb(std::move(b)); });
       wait_deadlines_.erase({it->second.deadline, it->first});
@@ -131,7 +227,7 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
       progressed = true;
     }
   }
-  if (closed_ && Unfinished() == 0) {
+  if (Drained()) {
     const Error drained{Errc::kQueueDrained, Describe() + " is closed and drained"};
     EndConsumers(drained, d);
     for (auto& [id, g] : getters_) {
@@ -217,9 +313,19 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
   const Room room = CheckRoom(bytes, true, count);
   if (room != Room::kYes) return room;
   for (const auto& [copy, first] : copies) p.msgs[copy].reset();
+  PendingBatch durable;  // a durable queue's admitted messages
   for (size_t i = 0; i < p.msgs.size(); ++i) {
     if (p.msgs[i] == nullptr) continue;
-    const uint64_t id = Enqueue(std::move(p.msgs[i]));
+    uint64_t id = 0;
+    if (journal_ == nullptr) {
+      id = Enqueue(std::move(p.msgs[i]));
+    } else {
+      id = next_message_id_++;
+      p.msgs[i]->set_id(id);
+      if (durable.msgs.empty()) durable.first_sequence = p.first_sequence + p.slots[i];
+      if (!p.dedup_ids[i].empty()) durable.dedup_ids.emplace_back(p.dedup_ids[i], id);
+      durable.msgs.push_back(std::move(p.msgs[i]));
+    }
     p.results[p.slots[i]].message_id = id;
     if (!p.dedup_ids[i].empty()) RecordDedup(p.dedup_ids[i], id, now);
     if (origin != nullptr) origin->Record(p.first_sequence + p.slots[i], id);
@@ -227,6 +333,13 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
   for (const auto& [copy, first] : copies) {
     p.results[p.slots[copy]].message_id = p.results[p.slots[first]].message_id;
     p.results[p.slots[copy]].duplicate = true;
+  }
+  if (!durable.msgs.empty()) {
+    durable.bytes = bytes;
+    durable.cb = std::move(p.cb);
+    durable.results = std::move(p.results);
+    durable.producer = p.producer;
+    Journal(std::move(durable));
   }
   return Room::kYes;
 }
@@ -279,7 +392,7 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
     } else if (closed_) {
       answer(Error{Errc::kQueueClosed, Describe() + " is closed"});
     } else if (room = putters_.empty() ? TryAdmit(p, now) : Room::kFull; room == Room::kYes) {
-      answer(std::move(p.results));
+      if (p.cb) answer(std::move(p.results));  // else durable: answered once written
       ServeWaiters(now, d);
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
       answer(can.error());
@@ -323,13 +436,13 @@ void Queue::Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* 
            });
 }
 
-std::vector<Delivery> Queue::DeliverBatch(const Getter& g, TimePoint now) {
+std::vector<Delivery> Queue::DeliverBatch(const Getter& g, TimePoint now, Deferred& d) {
   std::vector<Delivery> out;
   uint64_t bytes = 0;
   while (!ready_.empty() && out.size() < g.max_messages &&
          (out.empty() || bytes + ready_.front()->bytes() <= g.max_bytes)) {
     bytes += ready_.front()->bytes();
-    out.push_back(Deliver(g.visibility, now));
+    out.push_back(Deliver(g.visibility, now, d));
   }
   return out;
 }
@@ -347,11 +460,11 @@ void Queue::GetBatch(size_t max_messages, uint64_t max_bytes, Duration visibilit
           [cb = std::move(g.cb), r = std::move(r)]() mutable { cb(std::move(r)); });
     };
     if (!deleted_ && !ready_.empty() && getters_.empty()) {
-      answer(DeliverBatch(g, now));
+      answer(DeliverBatch(g, now, d));
       ServeWaiters(now, d);  // the freed slots may admit blocked putters
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
       answer(can.error());
-    } else if (closed_ && Unfinished() == 0) {
+    } else if (Drained()) {
       answer(Error{Errc::kQueueDrained, Describe() + " is closed and drained"});
     } else if (deadline <= now) {
       answer(Error{Errc::kQueueEmpty, Describe() + " is empty"});
@@ -468,19 +581,29 @@ void Queue::Settle(MessagePtr msg, uint64_t lease, LeaseEnd how, Deferred& d) {
     if (lease != 0) RecordEnded(lease, how);
     ++total_done_;
     d.bytes_freed += msg->bytes();
+    if (journal_ != nullptr) d.done.push_back(msg->id());
     return;
   }
-  if (config_.max_deliveries != 0 && msg->delivery_count() >= config_.max_deliveries) {
+  if (OutOfDeliveries(*msg)) {
     if (lease != 0) RecordEnded(lease, LeaseEnd::kDeadLettered);
-    ++total_dead_lettered_;
-    d.bytes_freed += msg->bytes();
-    if (dead_letter_ != nullptr) d.dead_letters.push_back(std::move(msg));
+    DeadLetter(std::move(msg), d);
     return;
   }
   if (lease != 0) RecordEnded(lease, how);
   ++total_redelivered_;
   ready_bytes_ += msg->bytes();
   ready_.push_front(std::move(msg));  // requeues ignore max_size: the message was accepted
+}
+
+bool Queue::OutOfDeliveries(const Message& msg) const {
+  return config_.max_deliveries != 0 && msg.delivery_count() >= config_.max_deliveries;
+}
+
+void Queue::DeadLetter(MessagePtr msg, Deferred& d) {
+  ++total_dead_lettered_;
+  d.bytes_freed += msg->bytes();
+  if (journal_ != nullptr) d.done.push_back(msg->id());
+  if (dead_letter_ != nullptr) d.dead_letters.push_back(std::move(msg));
 }
 
 Result<void> Queue::TaskDone(std::string_view tag, TimePoint now) {
@@ -541,6 +664,7 @@ bool Queue::Close(TimePoint now) {
     std::lock_guard lock(mu_);
     already = closed_;
     closed_ = true;
+    if (!already && journal_ != nullptr) journal_->Closed(nullptr);
     for (auto& [id, p] : putters_) {
       wait_deadlines_.erase({p.deadline, id});
       d.callbacks.push_back([cb = std::move(p.cb), this] {
@@ -574,13 +698,26 @@ uint64_t Queue::Delete() {
     EndConsumers(Error{Errc::kQueueDeleted, Describe() + " was deleted"}, d);
     FailAllWaiters(Errc::kQueueDeleted, Describe() + " was deleted", d);
     dropped = ready_.size() + leases_.size();  // consumers' holdings are back in ready_
-    d.bytes_freed += ready_bytes_;
+    // Durable puts still being written are refused: the queue is gone.
+    for (PendingBatch& b : pending_) {
+      if (b.cb)
+        d.callbacks.push_back([cb = std::move(b.cb), this] {
+          cb(Error{Errc::kQueueDeleted, Describe() + " was deleted"});
+        });
+    }
+    pending_.clear();
+    d.bytes_freed += ready_bytes_ + pending_bytes_;
+    pending_count_ = 0;
+    pending_bytes_ = 0;
+    d.delivered.clear();
+    d.done.clear();
     for (const auto& [id, lease] : leases_) d.bytes_freed += lease.msg->bytes();
     ready_.clear();
     ready_bytes_ = 0;
     leases_.clear();
     lease_expiry_.clear();
   }
+  if (journal_ != nullptr) journal_->Deleted();
   RunDeferred(d, Clock::now());
   return dropped;
 }
@@ -614,7 +751,7 @@ void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
   c.turn = 0;
   --consumer_turns_;
   // One message a turn: consumers and blocked Gets share the queue fairly.
-  MessagePtr msg = TakeReady();
+  MessagePtr msg = TakeReady(d);
   Delivery delivery{
       msg->id(),    std::string(msg->payload()), msg->headers(), msg->delivery_count(), {},
       c.ack_timeout};
@@ -650,7 +787,7 @@ Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_ti
     std::lock_guard lock(mu_);
     if (deleted_) return Error{Errc::kQueueDeleted, Describe() + " was deleted"};
     if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
-    if (closed_ && Unfinished() == 0) {
+    if (Drained()) {
       return Error{Errc::kQueueDrained, Describe() + " is closed and drained"};
     }
     out.id = next_consumer_++;
@@ -759,7 +896,7 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
                room != Room::kYes) {
       result = NoRoomError(room == Room::kNoMemory);
     } else {
-      result = Enqueue(Message::Make(0, payload, headers));
+      result = EnqueueOrJournal(Message::Make(0, payload, headers));
       ServeWaiters(now, d);
       ArmDeadline(d);
     }
@@ -775,7 +912,7 @@ void Queue::AcceptDeadLetter(MessagePtr msg, TimePoint now) {
     std::lock_guard lock(mu_);
     if (deleted_) return;
     memory_->ForceReserve(msg->bytes());
-    Enqueue(std::move(msg));
+    EnqueueOrJournal(std::move(msg));
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -883,6 +1020,13 @@ void Queue::OnMemoryFreed(TimePoint now) {
 }
 
 void Queue::RunDeferred(Deferred& d, TimePoint now) {
+  // Outside the lock, so another thread's record may come first: a task_done
+  // written before its delivery is harmless on replay (QueueReplay).
+  if (journal_ != nullptr) {
+    // A deleted queue's journal drops these (QueueJournal::Deleted).
+    if (!d.delivered.empty()) journal_->Delivered(d.delivered);
+    if (!d.done.empty()) journal_->Done(d.done);
+  }
   for (auto& cb : d.callbacks) cb();
   for (auto& outbox : d.wakes) outbox->Wake();
   for (auto& msg : d.dead_letters) {

@@ -18,6 +18,13 @@
 //
 // Invariant: unfinished == size + in_flight. A message is counted from the
 // moment it is enqueued until task_done or dead-lettering.
+//
+// Durable queues (a journal is attached): a put is admitted under the lock —
+// room taken, ids assigned, its record handed to the journal — but stays
+// *pending* (counted against max_size and max_bytes, invisible to getters,
+// unanswered) until the journal says the record is durable. Pending batches
+// become ready in admission order; a batch whose write failed gives its room
+// back and is answered with the journal's error.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +48,7 @@
 #include "broker/core/memory_budget.h"
 #include "broker/core/message.h"
 #include "broker/core/producer_sequences.h"
+#include "broker/core/queue_journal.h"
 #include "broker/core/queue_types.h"
 #include "broker/core/time.h"
 
@@ -54,6 +62,9 @@ struct QueueConfig {
   uint32_t max_deliveries = 0;  // 0 = unlimited
   std::string dead_letter_queue;
   uint64_t max_bytes = 0;  // 0 = unbounded
+  // Kept in the broker's data directory (a journal is attached): survives a
+  // restart. See QueueJournal.
+  bool durable = false;
 
   bool operator==(const QueueConfig&) const = default;
 };
@@ -116,14 +127,21 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // `incarnation` must be unique across every queue the broker ever created, so
   // delivery tags cannot outlive the queue they were issued by. `dead_letter`
   // is the resolved config.dead_letter_queue (or null).
+  // `journal` (null for an in-memory queue) records what happens to the queue.
   Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, MemoryBudget* memory,
-        DeadlineScheduler* scheduler, std::shared_ptr<Queue> dead_letter);
+        DeadlineScheduler* scheduler, std::shared_ptr<Queue> dead_letter,
+        std::shared_ptr<QueueJournal> journal = nullptr);
   ~Queue() override;
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
 
   const QueueConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
+
+  // Rebuilds a durable queue from its log, before anyone uses it: `messages`
+  // (ids and delivery counts set) become ready in the order given; new ids
+  // start at `next_id`. A message out of deliveries is dead-lettered.
+  void Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool closed, TimePoint now);
 
   // Appends a message, waiting until `deadline` while the queue is full (or the
   // broker is at --max-memory). Putters are admitted first come, first served.
@@ -265,6 +283,23 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     uint64_t bytes_freed = 0;
     TimePoint schedule = kNever;
     std::vector<std::shared_ptr<ConsumerOutbox>> wakes;
+    // For the journal: ids handed out, and ids that left the queue.
+    std::vector<uint64_t> delivered;
+    std::vector<uint64_t> done;
+  };
+  // A durable put waiting for its records to be durable (see the top).
+  struct PendingBatch {
+    uint64_t seq = 0;
+    std::vector<MessagePtr> msgs;
+    uint64_t bytes = 0;
+    PutBatchCallback cb;  // may be empty (dead letters, routed copies)
+    std::vector<PutResult> results;
+    // Forgotten if the write fails, so a resend is not taken for a repeat.
+    std::vector<std::pair<std::string, uint64_t>> dedup_ids;  // with the message id
+    std::string producer;
+    uint64_t first_sequence = 0;  // of the batch's first admitted message
+    bool resolved = false;
+    std::optional<Error> error;
   };
   void RunDeferred(Deferred& d, TimePoint now);
 
@@ -279,10 +314,18 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // kMessageTooLarge when a message of `bytes` can never fit max_bytes.
   std::optional<Error> TooLargeForQueue(uint64_t bytes) const;
   uint64_t Enqueue(MessagePtr msg);
+  // Enqueue, or for a durable queue a pending batch of one nobody waits for.
+  uint64_t EnqueueOrJournal(MessagePtr msg);
+  bool OutOfDeliveries(const Message& msg) const;
+  void DeadLetter(MessagePtr msg, Deferred& d);
+  // Durable queues: hands admitted messages (ids set) to the journal and
+  // holds them pending until it calls OnCommitted.
+  void Journal(PendingBatch batch);
+  void OnCommitted(uint64_t seq, std::optional<Error> error);
   // Takes the oldest ready message out for delivery.
-  MessagePtr TakeReady();
-  Delivery Deliver(Duration visibility, TimePoint now);
-  std::vector<Delivery> DeliverBatch(const Getter& g, TimePoint now);
+  MessagePtr TakeReady(Deferred& d);
+  Delivery Deliver(Duration visibility, TimePoint now, Deferred& d);
+  std::vector<Delivery> DeliverBatch(const Getter& g, TimePoint now, Deferred& d);
   void ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d);
   void TakeTurn(uint64_t consumer, ConsumerState& c);
   void EndConsumers(const Error& why, Deferred& d);
@@ -310,6 +353,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   TimePoint NextDeadline() const;
   uint64_t InFlight() const { return leases_.size() + stream_held_; }
   uint64_t Unfinished() const { return ready_.size() + InFlight(); }
+  // Closed, and nothing left or on its way: getters are told it is drained.
+  bool Drained() const { return closed_ && Unfinished() == 0 && pending_.empty(); }
   Duration EffectiveVisibility(Duration requested) const;
   std::string Describe() const;
 
@@ -319,6 +364,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   MemoryBudget* const memory_;
   DeadlineScheduler* const scheduler_;
   const std::shared_ptr<Queue> dead_letter_;
+  const std::shared_ptr<QueueJournal> journal_;
 
   mutable std::mutex mu_;
   std::deque<MessagePtr> ready_;
@@ -326,6 +372,11 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   std::unordered_map<uint64_t, Lease> leases_;
   std::set<std::pair<TimePoint, uint64_t>> lease_expiry_;
   uint64_t stream_held_ = 0;  // deliveries held by streaming consumers
+  // Durable puts admitted and not yet durable, in admission order.
+  std::deque<PendingBatch> pending_;
+  uint64_t pending_count_ = 0;
+  uint64_t pending_bytes_ = 0;
+  uint64_t next_batch_ = 1;
   // Recently ended leases, so a late TaskDone can say why it is refused.
   std::unordered_map<uint64_t, LeaseEnd> ended_;
   std::deque<uint64_t> ended_order_;

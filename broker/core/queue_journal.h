@@ -1,10 +1,12 @@
 // Where a durable queue writes down what happens to it. broker/storage
 // implements it over a log (storage::LogJournal); the core knows only this.
 //
-// Calls are made under the queue's lock, so they reach the journal in the
-// order the queue changed; an implementation only queues the record there
-// and does its I/O elsewhere. `committed` runs once the records are durable,
-// or with the error that kept them from being written, never under the lock.
+// Put and Closed are called under the queue's lock, so puts reach the journal
+// in id order; Delivered and Done just after it (their order across threads
+// does not matter: see storage::QueueReplay). An implementation only queues
+// the record and does its I/O elsewhere. `committed` runs once the records
+// are durable, or with the error that kept them from being written — on
+// another thread, never inline (the caller holds its lock).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,10 @@ class QueueJournal {
   virtual void Delivered(const std::vector<uint64_t>& ids) = 0;
   virtual void Done(const std::vector<uint64_t>& ids) = 0;
   virtual void Closed(Committed committed) = 0;
+  // The queue was deleted: write nothing more. Returns once no write of this
+  // journal is in progress. Called without the queue's lock (a write in
+  // progress may be calling back into the queue).
+  virtual void Deleted() = 0;
 };
 
 }  // namespace basin::core

@@ -28,8 +28,9 @@ namespace basin::storage {
 
 enum class FsyncPolicy { kAlways, kBatch, kNever };
 
-// Called once the records are durable (error null), or could not be written.
-using DurableCallback = std::function<void(const IoError* error)>;
+// Called once the records are durable (error null), or could not be written;
+// `position` is the log position of the first of them.
+using DurableCallback = std::function<void(const IoError* error, uint64_t position)>;
 
 class Committer;
 
@@ -43,8 +44,16 @@ class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
   // Queues the records (in order) for the committer; `done` (may be empty:
   // the caller does not wait) runs on the committer's thread.
   void Append(std::vector<Pending> records, DurableCallback done);
-  // The log itself, for the owner's compaction: only while no appends run.
-  SegmentedLog& log() { return *log_; }
+  // Compaction: appends `rewrite` (what the dropped segments held that is
+  // still true, such as the queue's definition), and once that is durable
+  // deletes the segments wholly below `position`.
+  void Compact(std::vector<Pending> rewrite, uint64_t position);
+  // Writes nothing more (the log's queue was deleted): later appends are
+  // dropped and their callbacks never run. Returns once no commit of this
+  // log is in progress, so the owner may then remove its files.
+  void Close();
+  // The log's segment files now (waits out a commit in progress).
+  size_t segments();
 
  private:
   friend class Committer;
@@ -53,9 +62,13 @@ class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
 
   Committer* const committer_;
   std::unique_ptr<SegmentedLog> log_;  // used by the committer's thread only
+  std::mutex commit_mu_;               // held while the committer writes this log
   std::mutex mu_;                      // guards what follows
+  bool closed_ = false;
   std::vector<Pending> pending_;
-  std::vector<DurableCallback> callbacks_;
+  // Each with the index in pending_ of the first record it waits for.
+  std::vector<std::pair<size_t, DurableCallback>> callbacks_;
+  uint64_t drop_before_ = 0;
   bool queued_ = false;  // in the committer's dirty list
 };
 

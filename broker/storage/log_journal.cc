@@ -1,33 +1,75 @@
 #include "broker/storage/log_journal.h"
 
-#include "broker/storage/queue_records.h"
+#include <algorithm>
 
 namespace basin::storage {
 namespace {
+
+// Puts within this much log of a chunk's first put join that chunk: fine
+// enough for 64 MiB segments, coarse enough to cost a map node per megabyte
+// rather than per message.
+constexpr uint64_t kChunkBytes = 1 << 20;
 
 uint8_t Type(QueueRecord r) { return static_cast<uint8_t>(r); }
 
 }  // namespace
 
+LogJournal::LogJournal(std::shared_ptr<CommittedLog> log, std::string definition,
+                       uint64_t compact_every)
+    : log_(std::move(log)), definition_(std::move(definition)), compact_every_(compact_every) {}
+
 DurableCallback LogJournal::Adapt(Committed committed) {
   if (!committed) return nullptr;
-  return [committed = std::move(committed)](const IoError* error) {
+  return [committed = std::move(committed)](const IoError* error, uint64_t) {
     if (error == nullptr) return committed(std::nullopt);
     committed(core::Error{core::Errc::kStorageUnavailable, "storage: " + error->message});
   };
 }
 
-void LogJournal::Defined(std::string definition, Committed committed) {
-  log_->Append({{Type(QueueRecord::kDefined), std::move(definition)}}, Adapt(std::move(committed)));
+void LogJournal::Defined(Committed committed) {
+  log_->Append({{Type(QueueRecord::kDefined), definition_}}, Adapt(std::move(committed)));
+}
+
+void LogJournal::Restored(const QueueReplay& replay, uint64_t log_end) {
+  std::lock_guard lock(mu_);
+  closed_ = replay.closed();
+  last_put_position_ = log_end;
+  next_id_ = replay.next_id();
+  for (const auto& [id, live] : replay.live()) {
+    if (chunks_.empty() || live.position - chunks_.rbegin()->second.position >= kChunkBytes) {
+      chunks_.emplace(id, Chunk{live.position, 0});
+    }
+    ++chunks_.rbegin()->second.live;
+  }
+  dropped_before_ = chunks_.empty() ? 0 : chunks_.begin()->second.position;
+}
+
+void LogJournal::Written(uint64_t first_id, uint64_t count, uint64_t position) {
+  std::lock_guard lock(mu_);
+  last_put_position_ = position;
+  next_id_ = std::max(next_id_, first_id + count);
+  if (chunks_.empty() || position - chunks_.rbegin()->second.position >= kChunkBytes) {
+    chunks_.emplace(first_id, Chunk{position, 0});
+  }
+  chunks_.rbegin()->second.live += count;
 }
 
 void LogJournal::Put(const std::vector<const core::Message*>& messages, Committed committed) {
+  if (messages.empty()) return;
   std::vector<CommittedLog::Pending> records;
   records.reserve(messages.size());
   for (const core::Message* m : messages) {
     records.push_back({Type(QueueRecord::kPut), EncodePut(m->id(), m->Encode())});
   }
-  log_->Append(std::move(records), Adapt(std::move(committed)));
+  // Written before the queue hears of it: the messages cannot be done (and
+  // counted out of their chunk) until the queue makes them ready.
+  log_->Append(std::move(records),
+               [weak = weak_from_this(), first = messages.front()->id(), count = messages.size(),
+                done = Adapt(std::move(committed))](const IoError* error, uint64_t position) {
+                 auto self = weak.lock();
+                 if (self != nullptr && error == nullptr) self->Written(first, count, position);
+                 if (done) done(error, position);
+               });
 }
 
 void LogJournal::Delivered(const std::vector<uint64_t>& ids) {
@@ -36,9 +78,34 @@ void LogJournal::Delivered(const std::vector<uint64_t>& ids) {
 
 void LogJournal::Done(const std::vector<uint64_t>& ids) {
   log_->Append({{Type(QueueRecord::kDone), EncodeIds(ids)}}, nullptr);
+  std::lock_guard lock(mu_);
+  for (uint64_t id : ids) {
+    auto it = chunks_.upper_bound(id);
+    if (it == chunks_.begin()) continue;  // its chunk was already dropped
+    --it;
+    if (it->second.live > 0) --it->second.live;
+  }
+  MaybeCompact();
 }
 
+void LogJournal::MaybeCompact() {
+  while (!chunks_.empty() && chunks_.begin()->second.live == 0) chunks_.erase(chunks_.begin());
+  const uint64_t oldest = chunks_.empty() ? last_put_position_ : chunks_.begin()->second.position;
+  if (oldest < dropped_before_ + compact_every_) return;
+  dropped_before_ = oldest;
+  std::vector<CommittedLog::Pending> rewrite{{Type(QueueRecord::kDefined), definition_}};
+  if (closed_) rewrite.push_back({Type(QueueRecord::kClosed), ""});
+  rewrite.push_back({Type(QueueRecord::kNextId), EncodeNextId(next_id_)});
+  log_->Compact(std::move(rewrite), oldest);
+}
+
+void LogJournal::Deleted() { log_->Close(); }
+
 void LogJournal::Closed(Committed committed) {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
   log_->Append({{Type(QueueRecord::kClosed), ""}}, Adapt(std::move(committed)));
 }
 

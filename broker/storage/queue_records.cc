@@ -2,30 +2,9 @@
 
 #include <algorithm>
 
+#include "broker/storage/varint.h"
+
 namespace basin::storage {
-namespace {
-
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-// Reads a varint off the front of `in`; nullopt if it is cut short.
-std::optional<uint64_t> GetVarint(std::string_view& in) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64 && !in.empty(); shift += 7) {
-    const auto byte = static_cast<uint8_t>(in.front());
-    in.remove_prefix(1);
-    v |= static_cast<uint64_t>(byte & 0x7F) << shift;
-    if ((byte & 0x80) == 0) return v;
-  }
-  return std::nullopt;
-}
-
-}  // namespace
 
 std::string EncodePut(uint64_t id, std::string_view message) {
   std::string out;
@@ -38,6 +17,12 @@ std::string EncodePut(uint64_t id, std::string_view message) {
 std::string EncodeIds(const std::vector<uint64_t>& ids) {
   std::string out;
   for (uint64_t id : ids) PutVarint(out, id);
+  return out;
+}
+
+std::string EncodeNextId(uint64_t next_id) {
+  std::string out;
+  PutVarint(out, next_id);
   return out;
 }
 
@@ -70,6 +55,12 @@ bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) 
     case QueueRecord::kClosed:
       closed_ = true;
       return true;
+    case QueueRecord::kNextId: {
+      const auto next = GetVarint(body);
+      if (!next) return false;
+      next_id_ = std::max(next_id_, *next);
+      return true;
+    }
   }
   return false;
 }

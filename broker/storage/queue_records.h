@@ -27,11 +27,13 @@ enum class QueueRecord : uint8_t {
   kDelivered = 3,  // body: ids
   kDone = 4,       // body: ids
   kClosed = 5,     // body: empty
+  kNextId = 6,     // body: the next message id (written when puts are compacted away)
 };
 
 std::string EncodePut(uint64_t id, std::string_view message);
 // Ids of kDelivered and kDone records.
 std::string EncodeIds(const std::vector<uint64_t>& ids);
+std::string EncodeNextId(uint64_t next_id);
 
 class QueueReplay {
  public:

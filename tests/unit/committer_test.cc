@@ -34,7 +34,8 @@ class CommitterTest : public ::testing::Test {
   // Appends one record and waits until the committer says it is durable.
   static bool AppendAndWait(CommittedLog& log, std::string body) {
     std::promise<bool> durable;
-    log.Append({{1, std::move(body)}}, [&](const IoError* e) { durable.set_value(e == nullptr); });
+    log.Append({{1, std::move(body)}},
+               [&](const IoError* e, uint64_t) { durable.set_value(e == nullptr); });
     return durable.get_future().get();
   }
 

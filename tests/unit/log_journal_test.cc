@@ -41,8 +41,10 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
     auto log = SegmentedLog::Open(
         dir, {}, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
     ASSERT_NE(log, nullptr);
-    LogJournal journal(committer.Adopt(std::move(log)));
-    journal.Defined("definition", nullptr);
+    auto owned = std::make_shared<LogJournal>(committer.Adopt(std::move(log)), "definition",
+                                              LogOptions{}.max_segment_bytes);
+    LogJournal& journal = *owned;
+    journal.Defined(nullptr);
     std::vector<core::MessagePtr> msgs;
     for (uint64_t id = 1; id <= 4; ++id) {
       msgs.push_back(Message::Make(id, "m" + std::to_string(id), {{"n", std::to_string(id)}}));
@@ -73,6 +75,74 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
   EXPECT_EQ(m.value()->delivery_count(), 1u);
   EXPECT_EQ(m.value()->payload(), "m2");
   EXPECT_EQ(m.value()->headers(), (core::Headers{{"n", "2"}}));
+}
+
+// Disk use follows what is live: once the messages of old segments are done,
+// those segments go, and what they held that is still true (the definition,
+// the closed mark) is found again in the replay.
+TEST(LogJournalTest, CompactionDropsSegmentsWhoseMessagesAreDone) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
+  const LogOptions small{64 << 10};
+  const std::string payload(1000, 'x');
+  IoError io;
+  uint64_t next_id = 1;
+  auto put = [&](LogJournal& journal) {
+    auto m = Message::Make(next_id++, payload, {});
+    std::promise<void> written;
+    journal.Put({m.get()}, [&](std::optional<core::Error> e) {
+      EXPECT_FALSE(e.has_value());
+      written.set_value();
+    });
+    written.get_future().wait();
+    return m->id();
+  };
+  size_t segments_after = 0;
+  uint64_t kept = 0;
+  {
+    Committer committer(FsyncPolicy::kNever, std::chrono::milliseconds(1));
+    auto log = SegmentedLog::Open(
+        dir, small, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
+    ASSERT_NE(log, nullptr);
+    auto committed = committer.Adopt(std::move(log));
+    auto journal = std::make_shared<LogJournal>(committed, "definition", small.max_segment_bytes);
+    journal->Defined(nullptr);
+    auto settle = [&] {
+      std::promise<void> flushed;
+      committed->Append({}, [&](const IoError*, uint64_t) { flushed.set_value(); });
+      flushed.get_future().wait();
+    };
+    // 1 MiB through a queue whose consumer keeps up (16 segments' worth), then
+    // a message that stays, then another megabyte.
+    for (int i = 0; i < 1000; ++i) journal->Done({put(*journal)});
+    kept = put(*journal);
+    for (int i = 0; i < 1000; ++i) journal->Done({put(*journal)});
+    journal->Closed(nullptr);
+    settle();
+    // What lies before the kept message is gone; what follows it stays until
+    // it is done (a message that waits pins the log after it: see
+    // docs/design.md, "Durability").
+    EXPECT_LE(committed->segments(), 20u);
+    EXPECT_GE(committed->segments(), 14u);
+    journal->Done({kept});
+    journal->Done({put(*journal)});
+    settle();
+    segments_after = committed->segments();
+    EXPECT_LE(segments_after, 3u);
+  }
+  QueueReplay replay;
+  auto log = SegmentedLog::Open(
+      dir, small,
+      [&](uint64_t p, uint8_t t, std::string_view b) { EXPECT_TRUE(replay.Apply(p, t, b)); },
+      nullptr, &io);
+  ASSERT_NE(log, nullptr);
+  EXPECT_LE(log->segments(), segments_after);
+  EXPECT_EQ(replay.definition(), "definition");
+  EXPECT_TRUE(replay.closed());
+  EXPECT_TRUE(replay.live().empty());
+  // Ids are not reused after a restart even when every put was compacted
+  // away: a stale task_done in the tail must not end a new message.
+  EXPECT_EQ(replay.next_id(), next_id);
 }
 
 }  // namespace

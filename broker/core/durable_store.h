@@ -1,0 +1,39 @@
+// Where the broker keeps its durable queues (--data-dir). broker/storage
+// implements it (storage::QueueStore); the core knows only this interface,
+// so a later replicated store can take its place.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/core/errc.h"
+#include "broker/core/message.h"
+#include "broker/core/queue.h"
+#include "broker/core/queue_journal.h"
+
+namespace basin::core {
+
+class DurableStore {
+ public:
+  // A durable queue as its log left it.
+  struct Recovered {
+    QueueConfig config;
+    std::vector<MessagePtr> messages;  // live, in put order, delivery counts set
+    uint64_t next_id = 1;
+    bool closed = false;
+    std::shared_ptr<QueueJournal> journal;
+  };
+
+  virtual ~DurableStore() = default;
+  // Makes room for a new durable queue and writes its definition durably
+  // before returning (a create is answered only once it would survive).
+  virtual Result<std::shared_ptr<QueueJournal>> Create(const QueueConfig& config) = 0;
+  // Forgets a deleted queue and everything it held.
+  virtual void Remove(const std::string& name) = 0;
+  // Every durable queue found at start, in no particular order.
+  virtual Result<std::vector<Recovered>> Recover() = 0;
+};
+
+}  // namespace basin::core

@@ -1,0 +1,19 @@
+// A durable queue's settings as its log's kDefined record holds them: a
+// version byte, then each field of core::QueueConfig in a fixed order. A
+// broker reads definitions written by older versions of itself, so fields
+// are only ever added at the end.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "broker/core/queue.h"
+
+namespace basin::storage {
+
+std::string EncodeDefinition(const core::QueueConfig& config);
+// nullopt if `encoded` is not a definition this version can read.
+std::optional<core::QueueConfig> DecodeDefinition(std::string_view encoded);
+
+}  // namespace basin::storage

@@ -1,0 +1,57 @@
+// The data directory (--data-dir): one log per durable queue, all committed
+// by one Committer.
+//
+//   DIR/LOCK                      flock()ed while a broker uses DIR
+//   DIR/queues/NAME.queue/        a durable queue's segments (SegmentedLog)
+//   DIR/queues/NAME.queue.deleted-N   a deleted queue on its way out
+//
+// Queue names are [A-Za-z0-9._-], so they are safe as file names as they are.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "broker/core/durable_store.h"
+#include "broker/storage/committer.h"
+#include "broker/storage/segmented_log.h"
+
+namespace basin::storage {
+
+class QueueStore final : public core::DurableStore {
+ public:
+  // Creates DIR if needed and locks it; null with `error` set if it cannot,
+  // or if another broker holds it. `committer` must outlive the store's
+  // queues.
+  static std::unique_ptr<QueueStore> Open(const std::string& dir, LogOptions options,
+                                          Committer* committer, std::string* error);
+  ~QueueStore() override;
+
+  core::Result<std::shared_ptr<core::QueueJournal>> Create(
+      const core::QueueConfig& config) override;
+  void Remove(const std::string& name) override;
+  core::Result<std::vector<Recovered>> Recover() override;
+
+  // What the last Recover found wrong and repaired (torn tails, damaged
+  // stretches, unreadable queues), one line each, for the log.
+  const std::vector<std::string>& recovery_warnings() const { return warnings_; }
+
+ private:
+  QueueStore(std::string dir, LogOptions options, Committer* committer, int lock_fd);
+  std::string QueueDir(const std::string& name) const;
+  // Opens one queue's log and replays it.
+  core::Result<Recovered> RecoverQueue(const std::string& dir_name);
+
+  const std::string dir_;
+  const std::string queues_dir_;
+  const LogOptions options_;
+  Committer* const committer_;
+  const int lock_fd_;
+  std::mutex mu_;  // serialises Create and Remove
+  uint64_t next_tombstone_ = 0;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace basin::storage
