@@ -104,6 +104,8 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   size_t max_waiters = c.limits.max_waiters_per_queue;
   size_t max_sub_messages = c.limits.max_subscriber_buffer_messages;
   std::string max_sub_bytes = "256MiB";
+  std::string fsync_interval = "5ms";
+  std::string segment_bytes = "64MiB";
 
   po::options_description desc(
       "basind: the Basin message broker\n\nOptions (each also read from BASIN_<NAME>, e.g. "
@@ -124,6 +126,19 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       "lease length for queues created without one")(
       "max-lease", po::value(&max_lease)->default_value(max_lease),
       "longest lease a visibility timeout or extension may grant")(
+      "max-subscriber-buffer-messages",
+      po::value(&max_sub_messages)->default_value(max_sub_messages),
+      "largest buffer (messages) a subscription may ask for")(
+      "max-subscriber-buffer-bytes", po::value(&max_sub_bytes)->default_value(max_sub_bytes),
+      "largest buffer (bytes) a subscription may ask for")(
+      "data-dir", po::value(&c.data_dir),
+      "directory for durable queues (default: none; durable queues are refused)")(
+      "fsync", po::value(&c.fsync)->default_value(c.fsync),
+      "when a durable put is synced to disk: always|batch|never")(
+      "fsync-interval", po::value(&fsync_interval)->default_value(fsync_interval),
+      "with --fsync batch, the longest a put waits for the sync it shares")(
+      "segment-bytes", po::value(&segment_bytes)->default_value(segment_bytes),
+      "size of a durable queue's log segment files")(
       "keepalive-time", po::value(&keepalive_time)->default_value(keepalive_time),
       "interval of keepalive pings to clients")(
       "keepalive-timeout", po::value(&keepalive_timeout)->default_value(keepalive_timeout),
@@ -199,6 +214,18 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   c.keepalive_time = std::chrono::duration_cast<std::chrono::milliseconds>(ka_time);
   c.keepalive_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(ka_timeout);
   if (c.log_format != "text" && c.log_format != "json") return fail("log-format", c.log_format);
+  if (c.fsync != "always" && c.fsync != "batch" && c.fsync != "never") {
+    return fail("fsync", c.fsync);
+  }
+  const auto interval = ParseDuration(fsync_interval);
+  if (!interval || *interval > std::chrono::seconds(10))
+    return fail("fsync-interval", fsync_interval);
+  c.fsync_interval = std::chrono::duration_cast<std::chrono::microseconds>(*interval);
+  const auto segment = ParseBytes(segment_bytes);
+  if (!segment || *segment < (64u << 10) || *segment > (uint64_t{4} << 30)) {
+    return fail("segment-bytes", segment_bytes);
+  }
+  c.segment_bytes = *segment;
   return c;
 }
 

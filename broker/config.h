@@ -18,6 +18,11 @@ struct Config {
   std::string log_format = "text";  // text | json
   std::chrono::milliseconds keepalive_time{30'000};
   std::chrono::milliseconds keepalive_timeout{10'000};
+  // Durable queues (docs/api.md, "Durability"). No data_dir: in memory only.
+  std::string data_dir;
+  std::string fsync = "batch";  // always | batch | never
+  std::chrono::microseconds fsync_interval{5'000};
+  uint64_t segment_bytes = 64ull << 20;
 };
 
 // Parses flags and environment. Returns nullopt after printing help or an error

@@ -100,6 +100,7 @@ void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
   o->set_max_deliveries(c.max_deliveries);
   o->set_dead_letter_queue(c.dead_letter_queue);
   o->set_max_bytes(c.max_bytes);
+  o->set_durable(c.durable);
   const core::QueueStats s = queue.Stats();
   auto* p = out->mutable_stats();
   p->set_size(s.size);

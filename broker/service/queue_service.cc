@@ -92,11 +92,13 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
   config.max_deliveries = o.max_deliveries();
   config.dead_letter_queue = o.dead_letter_queue();
   config.max_bytes = o.max_bytes();
+  config.durable = o.durable();
   auto created = broker_->CreateQueue(std::move(config));
   if (!created.ok()) return ReplyError(ctx, created.error());
   if (created.value().created) {
-    spdlog::info("created queue '{}' (max_size {}, dead_letter_queue '{}')", req->name(),
-                 req->max_size(), o.dead_letter_queue());
+    spdlog::info("created {}queue '{}' (max_size {}, dead_letter_queue '{}')",
+                 o.durable() ? "durable " : "", req->name(), req->max_size(),
+                 o.dead_letter_queue());
   }
   Describe(*created.value().queue, resp->mutable_queue());
   resp->set_created(created.value().created);

@@ -24,7 +24,7 @@ constexpr char kUsage[] = R"(usage: basinctl [--addr HOST:PORT] COMMAND [ARGS]
 
 Commands:
   create QUEUE [--max-size N] [--visibility-timeout D] [--max-deliveries N]
-               [--dead-letter-queue Q] [--max-bytes N]
+               [--dead-letter-queue Q] [--max-bytes N] [--durable]
   ls                                  list queues
   stat QUEUE [--json]                 settings and counters
   put QUEUE [MSG] [--timeout D]       put MSG, or one message per stdin line
@@ -73,6 +73,7 @@ Args Parse(int argc, char** argv) {
                                                           {"max-bytes", true},
                                                           {"timeout", true},
                                                           {"json", false},
+                                                          {"durable", false},
                                                           {"no-ack", false},
                                                           {"help", false},
                                                           {"pattern", true}};
@@ -151,6 +152,7 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
       {"visibility_timeout_ms", std::to_string(q.options.visibility_timeout.count())},
       {"max_deliveries", std::to_string(q.options.max_deliveries)},
       {"dead_letter_queue", q.options.dead_letter_queue},
+      {"durable", q.options.durable ? "true" : "false"},
       {"size", std::to_string(s.size)},
       {"bytes", std::to_string(s.bytes)},
       {"full", s.full ? "true" : "false"},
@@ -204,6 +206,7 @@ int Run(const Args& a) {
     o.max_deliveries = static_cast<uint32_t>(ParseCount(a.Flag("max-deliveries", "0")));
     o.dead_letter_queue = a.Flag("dead-letter-queue");
     o.max_bytes = ParseCount(a.Flag("max-bytes", "0"));
+    o.durable = a.Has("durable");
     client.queue(Need(a, 1, "QUEUE"), o);
   } else if (cmd == "ls") {
     std::printf("%-32s %10s %10s %10s %10s %s\n", "NAME", "SIZE", "MAX_SIZE", "IN_FLIGHT",

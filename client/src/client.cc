@@ -30,6 +30,7 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   info.options.max_deliveries = p.options().max_deliveries();
   info.options.dead_letter_queue = p.options().dead_letter_queue();
   info.options.max_bytes = p.options().max_bytes();
+  info.options.durable = p.options().durable();
   const v1::QueueStats& s = p.stats();
   QueueStats& st = info.stats;
   st.size = s.size();
@@ -265,6 +266,7 @@ Queue Client::queue(std::string name, const QueueOptions& options) const {
   o->set_max_deliveries(options.max_deliveries);
   o->set_dead_letter_queue(options.dead_letter_queue);
   o->set_max_bytes(options.max_bytes);
+  o->set_durable(options.durable);
   Call<v1::CreateQueueRequest, v1::CreateQueueResponse>(*conn_,
                                                         &v1::QueueService::Stub::CreateQueue, req);
   return Queue(conn_, std::move(name));

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -94,7 +95,11 @@ std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
 
 BrokerProcess::BrokerProcess(std::vector<std::string> extra_args)
     : process_(BasindPath(), [&] {
-        std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--log-level", "warn"};
+        std::vector<std::string> args = {"--log-level", "warn"};
+        // An ephemeral port, unless the test names one (a restart on the same port).
+        if (std::find(extra_args.begin(), extra_args.end(), "--listen") == extra_args.end()) {
+          args.insert(args.end(), {"--listen", "127.0.0.1:0"});
+        }
         args.insert(args.end(), extra_args.begin(), extra_args.end());
         return args;
       }()) {
@@ -108,6 +113,12 @@ BrokerProcess::BrokerProcess(std::vector<std::string> extra_args)
 
 BrokerProcess::~BrokerProcess() {
   if (!stopped_) Stop();
+}
+
+std::optional<int> BrokerProcess::Kill() {
+  stopped_ = true;
+  process_.Signal(SIGKILL);
+  return process_.Wait(std::chrono::seconds(10));
 }
 
 std::optional<int> BrokerProcess::Stop(std::chrono::milliseconds timeout) {

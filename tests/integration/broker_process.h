@@ -49,6 +49,8 @@ class BrokerProcess {
   int Threads() const;
   // SIGTERM and wait; returns the exit status.
   std::optional<int> Stop(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // SIGKILL, as a crash would, and wait.
+  std::optional<int> Kill();
 
  private:
   Process process_;

@@ -48,6 +48,7 @@ struct QueueOptions {
   uint32_t max_deliveries = 0;                      // 0 = unlimited
   std::string dead_letter_queue{};                  // must exist already
   uint64_t max_bytes = 0;                           // 0 = unbounded
+  bool durable = false;  // survives a broker restart; needs basind --data-dir
 };
 
 // One live Consume stream on a queue: "my consumer gets nothing" shows as
