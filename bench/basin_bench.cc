@@ -43,6 +43,7 @@ struct Options {
   long rate = 0;          // messages/s over all producers; 0 = as fast as possible
   long linger_us = 1000;  // Producer linger
   bool keep = false;      // stream mode without consumers: leave the queue full
+  bool durable = false;   // a durable queue (basind needs --data-dir)
   long queue_max = -1;    // the queue's max_size; -1: the mode's default
   bool json = false;
 };
@@ -57,7 +58,7 @@ struct Options {
                "                   [--producers P | --publishers P] [--consumers C | "
                "--subscribers C]\n"
                "                   [--size BYTES] [--messages N | --duration SECONDS] "
-               "[--queue-max M] [--json]\n",
+               "[--queue-max M] [--durable] [--json]\n",
                why);
   std::exit(2);
 }
@@ -98,6 +99,8 @@ Options Parse(int argc, char** argv) {
       o.prefetch = std::stoi(value());
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--durable") {
+      o.durable = true;
     } else {
       Usage(("unknown argument " + a).c_str());
     }
@@ -173,7 +176,7 @@ void FinishQueue(const basin::Queue& q, bool keep) {
 void RunUnary(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
-  auto q = setup.queue(name, {.max_size = QueueMax(o, 10'000)});
+  auto q = setup.queue(name, {.max_size = QueueMax(o, 10'000), .durable = o.durable});
   std::vector<std::thread> producers, consumers;
   for (int p = 0; p < o.producers; ++p) {
     producers.emplace_back([&, p] {
@@ -217,7 +220,8 @@ void RunStream(const Options& o, Counters& c, Latencies& lat) {
   basin::Client setup(o.addr);
   const std::string name = "bench." + std::to_string(NowNs());
   // Without consumers the queue must hold everything.
-  auto q = setup.queue(name, {.max_size = QueueMax(o, o.consumers == 0 ? 0 : 100'000)});
+  auto q = setup.queue(
+      name, {.max_size = QueueMax(o, o.consumers == 0 ? 0 : 100'000), .durable = o.durable});
   std::vector<std::thread> producers, consumers;
   std::atomic<long> failed{0};
   for (int p = 0; p < o.producers; ++p) {

@@ -204,9 +204,11 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
         it->second.blocked_on_memory = room == Room::kNoMemory;
         break;
       }
-      if (it->second.cb) {  // else a durable batch: answered once it is written
+      if (it->second.cb) {
         d.callbacks.push_back([cb = std::move(it->second.cb),
                                r = std::move(it->second.results)]() mutable { cb(std::move(r)); });
+      } else if (it->second.admitted) {  // a durable batch: answered once it is written
+        d.callbacks.push_back(std::move(it->second.admitted));
       }
       wait_deadlines_.erase({it->second.deadline, it->first});
       putters_.erase(it);
@@ -345,7 +347,8 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
 }
 
 void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimePoint deadline,
-                     WaitId* wait_id, PutBatchCallback cb, BatchOrigin origin) {
+                     WaitId* wait_id, PutBatchCallback cb, BatchOrigin origin,
+                     std::function<void()> admitted) {
   *wait_id = 0;
   static const Headers kNoHeaders;
   Putter p;
@@ -378,6 +381,7 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
                         std::to_string(config_.max_bytes) + ")"});
   }
   p.cb = std::move(cb);
+  p.admitted = std::move(admitted);
 
   Deferred d;
   {
@@ -392,7 +396,11 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
     } else if (closed_) {
       answer(Error{Errc::kQueueClosed, Describe() + " is closed"});
     } else if (room = putters_.empty() ? TryAdmit(p, now) : Room::kFull; room == Room::kYes) {
-      if (p.cb) answer(std::move(p.results));  // else durable: answered once written
+      if (p.cb) {
+        answer(std::move(p.results));
+      } else if (p.admitted) {  // durable: answered once written
+        d.callbacks.push_back(std::move(p.admitted));
+      }
       ServeWaiters(now, d);
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
       answer(can.error());

@@ -153,9 +153,12 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // and not enqueued again. A batch that can never fit (more valid messages
   // than max_size, or more bytes than max_bytes) fails with kInvalidArgument.
   // With an origin, a message whose sequence that producer already put is a
-  // duplicate too (answered with the original id).
+  // duplicate too (answered with the original id). On a durable queue,
+  // `admitted` (optional) runs once the batch has its room, before the
+  // answer that waits for the disk: a stream may read its next batch then.
   void PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimePoint deadline,
-                WaitId* wait_id, PutBatchCallback cb, BatchOrigin origin = {});
+                WaitId* wait_id, PutBatchCallback cb, BatchOrigin origin = {},
+                std::function<void()> admitted = nullptr);
   // Leases the oldest ready message for `visibility` (0 = the queue's default),
   // waiting until `deadline` while none is ready. Getters are served in order.
   void Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* wait_id, GetCallback cb);
@@ -264,7 +267,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     std::vector<size_t> slots;
     std::vector<PutResult> results;
     PutBatchCallback cb;
-    std::string producer;  // idempotent produce: see BatchOrigin
+    std::function<void()> admitted;  // durable queues: see PutBatch
+    std::string producer;            // idempotent produce: see BatchOrigin
     uint64_t first_sequence = 0;
     bool blocked_on_memory = false;
   };

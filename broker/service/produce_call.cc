@@ -13,10 +13,12 @@ namespace {
 
 constexpr size_t kMaxProducerId = 128;
 
-// Reads one batch, puts it (waiting as long as it takes for room), answers,
-// and only then reads the next: a full queue stops the reading, and HTTP/2
-// flow control carries that back to the producer. Answers are queued, since a
-// confirm may be ready while the previous one is still being written.
+// Reads one batch, puts it (waiting as long as it takes for room), and only
+// once it has its room reads the next: a full queue stops the reading, and
+// HTTP/2 flow control carries that back to the producer. A durable queue's
+// batch has its room before it is on disk, so batches waiting for the same
+// sync overlap (the producer's in-flight window bounds them). Answers are
+// queued, since a confirm may be ready while the previous one is being written.
 class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse> {
  public:
   ProduceCall(grpc::CallbackServerContext* ctx, core::Broker* broker) : ctx_(ctx), broker_(broker) {
@@ -56,17 +58,25 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     std::vector<core::Headers> headers;
     const std::vector<core::MessageSpec> specs = ToSpecs(req_.messages(), &headers);
     const uint64_t batch_id = req_.batch_id();
-    // Whichever of this thread (after PutBatch returns) and the callback comes
-    // second reads the next batch, so that wait_id_ is current before then.
+    // Whichever of this thread (after PutBatch returns) and the batch's
+    // admission (its answer, or for a durable queue the `admitted` call before
+    // it) comes second reads the next batch, so that wait_id_ is current then.
     put_state_.store(kPutRunning);
+    unanswered_.fetch_add(1);
+    auto stepped = std::make_shared<std::atomic<bool>>(false);
+    auto admitted = [this, stepped] {
+      if (stepped->exchange(true)) return;
+      if (put_state_.exchange(kPutCalledBack) == kPutReturned) ReadNext();
+    };
     core::WaitId id = 0;
     queue_->PutBatch(
         specs, core::Clock::now(), core::kNever, &id,
-        [this, batch_id](core::Result<std::vector<core::PutResult>> r) {
+        [this, batch_id, admitted](core::Result<std::vector<core::PutResult>> r) {
+          // Admitted first: OnPut may finish the call once nothing is unanswered.
+          admitted();
           OnPut(batch_id, std::move(r));
-          if (put_state_.exchange(kPutCalledBack) == kPutReturned) ReadNext();
         },
-        core::BatchOrigin{producer_, req_.first_sequence()});
+        core::BatchOrigin{producer_, req_.first_sequence()}, admitted);
     wait_id_.store(id);
     // OnCancel sets cancelled_ before it reads wait_id_: one of us sees the other.
     if (cancelled_.load()) queue_->Cancel(id);
@@ -79,6 +89,9 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     if (!ok) {
       broken_ = true;
       outbox_.clear();
+      // Nobody hears the answer of a batch still waiting for room: end it, so
+      // the call can finish.
+      if (queue_) queue_->Cancel(wait_id_.load());
     }
     WriteNextLocked();
     MaybeFinishLocked();
@@ -95,10 +108,12 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   enum : int { kPutRunning, kPutCalledBack, kPutReturned };
 
   void OnPut(uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
-    if (!r.ok()) return FailAfterWrites(r.error());
     std::lock_guard lock(mu_);
+    unanswered_.fetch_sub(1);
+    if (!r.ok()) return FailLocked(r.error());
     outbox_.emplace_back(batch_id, std::move(r.value()));
     WriteNextLocked();
+    MaybeFinishLocked();
   }
 
   void ReadNext() {
@@ -115,6 +130,9 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   // Ends the stream with `error` once every confirm already queued is written.
   void FailAfterWrites(const core::Error& error) {
     std::lock_guard lock(mu_);
+    FailLocked(error);
+  }
+  void FailLocked(const core::Error& error) {
     if (!failed_) {
       failed_ = true;
       status_ = ToStatus(ctx_, error);
@@ -136,10 +154,10 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   }
 
   // Finishes when no more reads will come, nothing is being written and no
-  // batch is waiting for room.
+  // batch waits for room or for the disk.
   void MaybeFinishLocked() {
     if (finished_ || !reads_done_ || writing_ || (!outbox_.empty() && !broken_)) return;
-    if (put_state_.load() == kPutRunning && !failed_ && !broken_) return;
+    if (unanswered_.load() > 0) return;
     finished_ = true;
     Finish(failed_ ? status_ : (broken_ ? grpc::Status::CANCELLED : grpc::Status::OK));
   }
@@ -150,6 +168,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   std::string producer_;                // likewise
   v1::ProduceRequest req_;
   std::atomic<int> put_state_{kPutReturned};
+  std::atomic<int> unanswered_{0};  // batches put and not yet answered
   std::atomic<core::WaitId> wait_id_{0};
   std::atomic<bool> cancelled_{false};
 
