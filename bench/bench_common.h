@@ -26,6 +26,9 @@ struct Options {
   int size = 100;
   long messages = 100'000;
   long rate = 0;  // messages/s; 0 = as fast as possible
+  // Peers' durable mode (--durable 1): RabbitMQ durable queue, persistent
+  // messages, publisher confirms. (Redis's durability is the server's config.)
+  bool durable = false;
 };
 
 inline Options Parse(int argc, char** argv) {
@@ -46,6 +49,8 @@ inline Options Parse(int argc, char** argv) {
       o.messages = std::stol(v);
     else if (a == "--rate")
       o.rate = std::stol(v);
+    else if (a == "--durable")
+      o.durable = v == "1";
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       std::exit(2);

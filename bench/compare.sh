@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Basin, RabbitMQ and Redis side by side on this machine, in one run.
-#   bench/compare.sh [BUILD_DIR]
+#   bench/compare.sh [--durable] [BUILD_DIR]
 # Installs Debian's rabbitmq-server, redis-server and their client libraries
 # if missing, starts private servers under /tmp on loopback, runs each
 # workload 3 times per broker and writes the medians into docs/benchmarks.md
@@ -10,8 +10,17 @@
 #   memory per queued message: 1,000,000 messages, no consumer, RSS delta
 #   unary put + get + task_done against basin-echo (the same service with
 #   handlers that do nothing): what the broker adds to three gRPC calls
+# With --durable, instead: throughput 1P/1C and 4P/4C of durable queues —
+# Basin under each --fsync policy, RabbitMQ with a durable queue, persistent
+# messages and publisher confirms, Redis with appendfsync everysec and always
+# (between the compare-durable markers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+durable=0
+if [ "${1:-}" = --durable ]; then
+  durable=1
+  shift
+fi
 build=${1:-build}
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -51,10 +60,12 @@ done
 echo_pid=$!
 pids+=($echo_pid)
 
-start_servers() {  # fresh, empty Basin, Redis and RabbitMQ
-  redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
+start_redis() {  # REDIS-FLAGS...
+  redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --dir "$work" "$@" >"$work/redis.log" 2>&1 &
   redis_pid=$!
   pids+=($redis_pid)
+}
+start_rabbitmq() {
   # RabbitMQ, private: its own node name, ports, data and logs under $work.
   rm -rf "$work/rmq"
   mkdir -p "$work/rmq"
@@ -70,12 +81,22 @@ start_servers() {  # fresh, empty Basin, Redis and RabbitMQ
     exec rabbitmq-server >"$work/rmq.log" 2>&1
   ) &
   pids+=($!)
+}
+await_ports() {  # PORT...: until each one listens
+  local port
+  for port in "$@"; do
+    for _ in $(seq 1 120); do
+      ss -ltn | grep -q ":$port " && break
+      sleep 0.5
+    done
+  done
+}
+start_servers() {  # fresh, empty Basin, Redis and RabbitMQ
+  start_redis --appendonly no
+  start_rabbitmq
   start_broker "$build/broker/basind"
   trap cleanup EXIT  # start_broker set its own
-  for _ in $(seq 1 120); do
-    ss -ltn | grep -q ":$AMQP_PORT " && ss -ltn | grep -q ":$REDIS_PORT " && break
-    sleep 0.5
-  done
+  await_ports $AMQP_PORT $REDIS_PORT
   amqp_pid=$(pgrep -n -u rabbitmq beam.smp)  # the Erlang VM holds the messages, not the script
 }
 stop_servers() {
@@ -84,8 +105,6 @@ stop_servers() {
   pkill -u rabbitmq beam.smp 2>/dev/null || true
   while ss -ltn | grep -q ":$AMQP_PORT \|:$REDIS_PORT "; do sleep 0.5; done
 }
-start_servers
-
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 run3() {  # FIELD CMD...: median of FIELD over 3 runs
@@ -117,6 +136,80 @@ per_message() {  # PID CMD...: RSS delta / 1,000,000 after putting 1,000,000 mes
 }
 echo_addr=$(awk '{print $3}' "$work/echo.addr")
 
+# write_table MARKER TEXT: replaces the block between MARKER's markers in
+# docs/benchmarks.md (appends it the first time).
+write_table() {
+  python3 - "$1" "$2" <<'PY'
+import sys, re
+path, name, table = "docs/benchmarks.md", sys.argv[1], sys.argv[2]
+text = open(path).read()
+begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+block = begin + "\n" + table + "\n" + end
+if begin in text:
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
+else:
+    text += "\n## Side by side (bench/" + name + ")\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+}
+machine() {
+  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)):"
+  echo "basind $(git rev-parse --short HEAD), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server),"
+  echo "Redis $(dpkg-query -W -f='${Version}' redis-server). Medians of 3 runs; 100-byte messages."
+}
+
+if [ $durable = 1 ]; then
+  declare -A cell
+  shapes=("1 1" "4 4")
+  for policy in always batch never; do
+    rm -rf "$work/basin-data"
+    start_broker "$build/broker/basind" --data-dir "$work/basin-data" --fsync "$policy"
+    trap cleanup EXIT
+    for shape in "${shapes[@]}"; do
+      set -- $shape
+      cell["basin-$policy $shape"]=$(run3 received_per_sec basin --durable --producers "$1" --consumers "$2" --messages 200000)
+    done
+    stop_broker
+  done
+  start_rabbitmq
+  await_ports $AMQP_PORT
+  for shape in "${shapes[@]}"; do
+    set -- $shape
+    cell["rabbitmq $shape"]=$(run3 received_per_sec amqp --durable 1 --producers "$1" --consumers "$2" --messages 200000)
+  done
+  pkill -u rabbitmq beam.smp 2>/dev/null || true
+  for fsync in everysec always; do
+    rm -rf "$work"/appendonly*
+    start_redis --appendonly yes --appendfsync "$fsync"
+    await_ports $REDIS_PORT
+    for shape in "${shapes[@]}"; do
+      set -- $shape
+      cell["redis-$fsync $shape"]=$(run3 received_per_sec redis --producers "$1" --consumers "$2" --messages 200000)
+    done
+    kill "$redis_pid"
+    while ss -ltn | grep -q ":$REDIS_PORT "; do sleep 0.5; done
+  done
+  table=$(
+    machine
+    echo "Durable put throughput, msg/s received (200,000 messages, acks on where the broker has"
+    echo "them). Basin: a durable queue (\`basin-bench --durable\`, Produce/Consume streams), one"
+    echo "column per \`--fsync\` policy. RabbitMQ: durable queue, persistent messages (delivery mode"
+    echo "2), publisher confirms with at most 1,000 unconfirmed, manual acks. Redis: LPUSH pipelined"
+    echo "by 100 and RPOP by 100 with \`appendonly yes\` and the named \`appendfsync\`."
+    echo
+    echo "| workload | Basin always | Basin batch (5 ms) | Basin never | RabbitMQ | Redis everysec | Redis always |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    for shape in "${shapes[@]}"; do
+      set -- $shape
+      echo "| ${1}P/${2}C | ${cell["basin-always $shape"]} | ${cell["basin-batch $shape"]} | ${cell["basin-never $shape"]} | ${cell["rabbitmq $shape"]} | ${cell["redis-everysec $shape"]} | ${cell["redis-always $shape"]} |"
+    done
+  )
+  echo "$table"
+  write_table compare-durable "$table"
+  exit 0
+fi
+
+start_servers
 rows=()
 # Memory first, while every server is fresh.
 rows+=("| bytes per queued message (RSS delta / 1,000,000) | $(per_message "$BROKER_PID" basin --producers 1 --consumers 0 --keep --messages 1000000) | $(per_message "$amqp_pid" amqp --producers 1 --consumers 0 --messages 1000000) | $(per_message "$redis_pid" redis --producers 1 --consumers 0 --messages 1000000) |")
@@ -160,9 +253,7 @@ for shape in "1 1" "4 4"; do
 done
 
 table=$(
-  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)):"
-  echo "basind $(git rev-parse --short HEAD), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server),"
-  echo "Redis $(dpkg-query -W -f='${Version}' redis-server). Medians of 3 runs; 100-byte messages."
+  machine
   echo "Basin: Produce/Consume streams (batches of 500, prefetch 500, acks on). RabbitMQ:"
   echo "transient messages, prefetch 500, manual acks (multiple, every 100). Redis: LPUSH"
   echo "pipelined by 100, RPOP with count 100, no acks; BRPOP for latency. Latency: a"
@@ -176,14 +267,4 @@ table=$(
   printf '%s\n' "${rows[@]}"
 )
 echo "$table"
-python3 - "$table" <<'PY'
-import sys, re
-path = "docs/benchmarks.md"
-text = open(path).read()
-block = "<!-- compare:begin -->\n" + sys.argv[1] + "\n<!-- compare:end -->"
-if "<!-- compare:begin -->" in text:
-    text = re.sub(r"<!-- compare:begin -->.*?<!-- compare:end -->", lambda m: block, text, flags=re.S)
-else:
-    text += "\n## Side by side (bench/compare.sh)\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+write_table compare "$table"

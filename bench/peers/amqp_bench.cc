@@ -1,10 +1,13 @@
 // Load client for RabbitMQ (AMQP 0-9-1 with Debian's librabbitmq): transient
 // messages to a classic queue through the default exchange; consumers with
 // prefetch 500 and manual acks (one multiple-ack per 100 deliveries, or per
-// delivery with --rate).
+// delivery with --rate). With --durable 1: a durable queue, persistent
+// messages and publisher confirms (at most kConfirmWindow unconfirmed, the
+// way a producer that must not lose work publishes).
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -31,6 +34,25 @@ void Close(amqp_connection_state_t conn) {
   amqp_destroy_connection(conn);
 }
 
+constexpr uint64_t kConfirmWindow = 1000;
+
+// Reads frames until at least `until` publishes are confirmed.
+void AwaitConfirms(amqp_connection_state_t conn, uint64_t until, uint64_t* confirmed) {
+  while (*confirmed < until) {
+    amqp_frame_t frame;
+    if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK) {
+      std::fprintf(stderr, "amqp: connection lost while waiting for confirms\n");
+      std::exit(1);
+    }
+    if (frame.frame_type == AMQP_FRAME_METHOD &&
+        frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+      const auto* ack = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
+      *confirmed = std::max(*confirmed, ack->delivery_tag);
+    }
+  }
+  amqp_maybe_release_buffers(conn);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,7 +60,8 @@ int main(int argc, char** argv) {
   const std::string queue = "bench." + std::to_string(bench::NowNs());
   {
     amqp_connection_state_t conn = Connect(o);
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue.c_str()), 0, 0, 0, 0, amqp_empty_table);
+    amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue.c_str()), 0, o.durable ? 1 : 0, 0, 0,
+                       amqp_empty_table);
     amqp_get_rpc_reply(conn);
     Close(conn);
   }
@@ -81,14 +104,24 @@ int main(int argc, char** argv) {
       const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
       amqp_basic_properties_t props;
       props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
-      props.delivery_mode = 1;  // transient
+      props.delivery_mode = o.durable ? 2 : 1;  // persistent : transient
+      uint64_t confirmed = 0;
+      if (o.durable) {
+        amqp_confirm_select(conn, 1);
+        amqp_get_rpc_reply(conn);
+      }
       for (long i = 0; i < n; ++i) {
+        const auto published = static_cast<uint64_t>(i);
+        if (o.durable && published - confirmed >= kConfirmWindow) {
+          AwaitConfirms(conn, published - kConfirmWindow / 2, &confirmed);
+        }
         bench::Pace(start, i, static_cast<double>(o.rate) / o.producers);
         const std::string payload = bench::Payload(o.size);
         amqp_bytes_t body{payload.size(), const_cast<char*>(payload.data())};
         amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue.c_str()), 0, 0,
                            &props, body);
       }
+      if (o.durable) AwaitConfirms(conn, static_cast<uint64_t>(n), &confirmed);
       Close(conn);
     });
   }
