@@ -155,7 +155,13 @@ Result<Broker::Recovery> Broker::Recover(TimePoint now) {
   // Restored outside mu_: a restore may dead-letter, which calls into queues.
   for (auto& [queue, r] : restored) {
     out.messages += r.messages.size();
-    queue->Restore(std::move(r.messages), r.next_id, r.closed, now);
+    queue->Restore(std::move(r.messages), r.next_id, r.closed, r.keys, now);
+    for (const std::string& pattern : r.bindings) {
+      if (auto bound = router_.Bind(pattern, queue); !bound.ok()) {
+        out.warnings.push_back("queue '" + r.config.name + "': binding '" + pattern +
+                               "' not restored: " + bound.error().message);
+      }
+    }
   }
   out.queues = restored.size();
   return out;
@@ -229,12 +235,19 @@ Result<bool> Broker::BindQueue(const std::string& pattern, const std::string& qu
   if (it == queues_.end()) {
     return Error{Errc::kQueueNotFound, "queue '" + queue + "' does not exist"};
   }
-  return router_.Bind(pattern, it->second);
+  auto bound = router_.Bind(pattern, it->second);
+  if (bound.ok() && bound.value()) it->second->RecordBinding(pattern, true);
+  return bound;
 }
 
 Result<void> Broker::UnbindQueue(const std::string& pattern, const std::string& queue) {
   if (auto ok = ValidateQueueName(queue); !ok.ok()) return ok.error();
-  return router_.Unbind(pattern, queue);
+  std::lock_guard lock(mu_);
+  auto unbound = router_.Unbind(pattern, queue);
+  if (auto it = queues_.find(queue); unbound.ok() && it != queues_.end()) {
+    it->second->RecordBinding(pattern, false);
+  }
+  return unbound;
 }
 
 }  // namespace basin::core

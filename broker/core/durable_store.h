@@ -23,6 +23,8 @@ class DurableStore {
     std::vector<MessagePtr> messages;  // live, in put order, delivery counts set
     uint64_t next_id = 1;
     bool closed = false;
+    std::vector<std::string> bindings;  // topic patterns bound to it
+    std::vector<PutKeys> keys;          // of recent puts (see Queue::Restore)
     std::shared_ptr<QueueJournal> journal;
   };
 

@@ -82,11 +82,16 @@ uint64_t Queue::Enqueue(MessagePtr msg) {
   return id;
 }
 
-uint64_t Queue::EnqueueOrJournal(MessagePtr msg) {
+uint64_t Queue::EnqueueOrJournal(MessagePtr msg, QueueJournal::Committed written) {
   if (journal_ == nullptr) return Enqueue(std::move(msg));
   const uint64_t id = next_message_id_++;
   msg->set_id(id);
   PendingBatch batch;
+  if (written) {
+    batch.cb = [written = std::move(written)](Result<std::vector<PutResult>> r) {
+      written(r.ok() ? std::nullopt : std::optional<Error>(r.error()));
+    };
+  }
   batch.bytes = msg->bytes();
   batch.msgs.push_back(std::move(msg));
   Journal(std::move(batch));
@@ -100,9 +105,10 @@ void Queue::Journal(PendingBatch batch) {
   std::vector<const Message*> records;
   records.reserve(batch.msgs.size());
   for (const MessagePtr& m : batch.msgs) records.push_back(m.get());
-  journal_->Put(records, [weak = weak_from_this(), seq = batch.seq](std::optional<Error> error) {
-    if (auto queue = weak.lock()) queue->OnCommitted(seq, std::move(error));
-  });
+  journal_->Put(records, batch.keys,
+                [weak = weak_from_this(), seq = batch.seq](std::optional<Error> error) {
+                  if (auto queue = weak.lock()) queue->OnCommitted(seq, std::move(error));
+                });
   pending_.push_back(std::move(batch));
 }
 
@@ -124,11 +130,13 @@ void Queue::OnCommitted(uint64_t seq, std::optional<Error> error) {
       pending_count_ -= b.msgs.size();
       pending_bytes_ -= b.bytes;
       if (b.error) {
-        for (const auto& [dedup, id] : b.dedup_ids) {
+        for (const auto& [dedup, id] : b.keys.dedup_ids) {
           auto found = dedup_.find(dedup);
           if (found != dedup_.end() && found->second.first == id) dedup_.erase(found);
         }
-        if (!b.producer.empty()) sequences_.Get(b.producer, now).Forget(b.first_sequence);
+        if (!b.keys.sequences.empty()) {
+          sequences_.Get(b.keys.producer, now).Forget(b.keys.sequences.front().first);
+        }
         d.bytes_freed += b.bytes;
         if (b.cb) d.callbacks.push_back([cb = std::move(b.cb), e = *b.error] { cb(e); });
         continue;
@@ -150,12 +158,20 @@ void Queue::OnCommitted(uint64_t seq, std::optional<Error> error) {
 }
 
 void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool closed,
-                    TimePoint now) {
+                    const std::vector<PutKeys>& keys, TimePoint now) {
   Deferred d;
   {
     std::lock_guard lock(mu_);
     next_message_id_ = std::max(next_message_id_, next_id);
     closed_ = closed;
+    // Remembered from now on for the dedup window: the restart does not
+    // shorten it.
+    for (const PutKeys& k : keys) {
+      for (const auto& [dedup, id] : k.dedup_ids) RecordDedup(dedup, id, now);
+      if (k.producer.empty()) continue;
+      ProducerSequences::Producer& producer = sequences_.Get(k.producer, now);
+      for (const auto& [sequence, id] : k.sequences) producer.Record(sequence, id);
+    }
     for (MessagePtr& m : messages) {
       memory_->ForceReserve(m->bytes());
       if (OutOfDeliveries(*m)) {
@@ -167,6 +183,10 @@ void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool clo
     }
   }
   RunDeferred(d, now);
+}
+
+void Queue::RecordBinding(const std::string& pattern, bool bound) {
+  if (journal_ != nullptr) journal_->Binding(pattern, bound);
 }
 
 MessagePtr Queue::TakeReady(Deferred& d) {
@@ -324,8 +344,8 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
     } else {
       id = next_message_id_++;
       p.msgs[i]->set_id(id);
-      if (durable.msgs.empty()) durable.first_sequence = p.first_sequence + p.slots[i];
-      if (!p.dedup_ids[i].empty()) durable.dedup_ids.emplace_back(p.dedup_ids[i], id);
+      if (origin != nullptr) durable.keys.sequences.emplace_back(p.first_sequence + p.slots[i], id);
+      if (!p.dedup_ids[i].empty()) durable.keys.dedup_ids.emplace_back(p.dedup_ids[i], id);
       durable.msgs.push_back(std::move(p.msgs[i]));
     }
     p.results[p.slots[i]].message_id = id;
@@ -340,7 +360,7 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
     durable.bytes = bytes;
     durable.cb = std::move(p.cb);
     durable.results = std::move(p.results);
-    durable.producer = p.producer;
+    if (!durable.keys.sequences.empty()) durable.keys.producer = p.producer;
     Journal(std::move(durable));
   }
   return Room::kYes;
@@ -888,7 +908,8 @@ void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
   RunDeferred(d, now);
 }
 
-Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, TimePoint now) {
+Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, TimePoint now,
+                              QueueJournal::Committed written) {
   const uint64_t bytes = Message::AccountedBytes(payload, headers);
   Deferred d;
   Result<uint64_t> result = Error{Errc::kQueueFull, {}};
@@ -904,7 +925,7 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
                room != Room::kYes) {
       result = NoRoomError(room == Room::kNoMemory);
     } else {
-      result = EnqueueOrJournal(Message::Make(0, payload, headers));
+      result = EnqueueOrJournal(Message::Make(0, payload, headers), std::move(written));
       ServeWaiters(now, d);
       ArmDeadline(d);
     }

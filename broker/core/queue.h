@@ -141,7 +141,13 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Rebuilds a durable queue from its log, before anyone uses it: `messages`
   // (ids and delivery counts set) become ready in the order given; new ids
   // start at `next_id`. A message out of deliveries is dead-lettered.
-  void Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool closed, TimePoint now);
+  // `keys` are the dedup ids and producer sequences of recent puts, so a
+  // resend after the restart is still recognised.
+  void Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool closed,
+               const std::vector<PutKeys>& keys, TimePoint now);
+  // A durable queue writes down a topic binding made or removed (the
+  // TopicRouter holds the binding itself); a no-op for in-memory queues.
+  void RecordBinding(const std::string& pattern, bool bound);
 
   // Appends a message, waiting until `deadline` while the queue is full (or the
   // broker is at --max-memory). Putters are admitted first come, first served.
@@ -219,7 +225,11 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Puts a copy routed from a topic binding: never waits. Fails, and counts a
   // rejection in total_rejected, when the queue is closed, deleted, full or
   // the broker is at --max-memory. Trusted: `basin-` headers are allowed.
-  Result<uint64_t> Offer(std::string_view payload, const Headers& headers, TimePoint now);
+  // On a durable queue an accepted copy is pending until written; `written`
+  // (optional) then runs once, never inline, with the write's error if it
+  // failed. It never runs for an in-memory queue or a refused copy.
+  Result<uint64_t> Offer(std::string_view payload, const Headers& headers, TimePoint now,
+                         QueueJournal::Committed written = nullptr);
 
   // Receives a dead letter from another queue: ignores the bound and the
   // closed state, never blocks, and counts the message as unfinished here.
@@ -299,9 +309,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     PutBatchCallback cb;  // may be empty (dead letters, routed copies)
     std::vector<PutResult> results;
     // Forgotten if the write fails, so a resend is not taken for a repeat.
-    std::vector<std::pair<std::string, uint64_t>> dedup_ids;  // with the message id
-    std::string producer;
-    uint64_t first_sequence = 0;  // of the batch's first admitted message
+    PutKeys keys;
     bool resolved = false;
     std::optional<Error> error;
   };
@@ -318,8 +326,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // kMessageTooLarge when a message of `bytes` can never fit max_bytes.
   std::optional<Error> TooLargeForQueue(uint64_t bytes) const;
   uint64_t Enqueue(MessagePtr msg);
-  // Enqueue, or for a durable queue a pending batch of one nobody waits for.
-  uint64_t EnqueueOrJournal(MessagePtr msg);
+  // Enqueue, or for a durable queue a pending batch of one; `written` as
+  // for Offer.
+  uint64_t EnqueueOrJournal(MessagePtr msg, QueueJournal::Committed written = nullptr);
   bool OutOfDeliveries(const Message& msg) const;
   void DeadLetter(MessagePtr msg, Deferred& d);
   // Durable queues: hands admitted messages (ids set) to the journal and

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "broker/core/errc.h"
@@ -19,13 +21,24 @@
 
 namespace basin::core {
 
+// What lets the queue tell a resend of these puts from new work after a
+// restart: their dedup ids and their producer's sequence numbers.
+struct PutKeys {
+  std::vector<std::pair<std::string, uint64_t>> dedup_ids;  // dedup id, message id
+  std::string producer;                                     // empty: none
+  std::vector<std::pair<uint64_t, uint64_t>> sequences;     // sequence, message id
+};
+
 class QueueJournal {
  public:
   using Committed = std::function<void(std::optional<Error>)>;
   virtual ~QueueJournal() = default;
 
   // Messages admitted, in id order (ids are set).
-  virtual void Put(const std::vector<const Message*>& messages, Committed committed) = 0;
+  virtual void Put(const std::vector<const Message*>& messages, const PutKeys& keys,
+                   Committed committed) = 0;
+  // A topic binding made or removed (not waited for, like a close).
+  virtual void Binding(const std::string& pattern, bool bound) = 0;
   // Hand-outs and task_dones (or dead-letterings, drops) are not waited for:
   // a lost one costs a redelivery, never a message.
   virtual void Delivered(const std::vector<uint64_t>& ids) = 0;

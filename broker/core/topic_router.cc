@@ -31,11 +31,39 @@ TopicRouter::Counters& TopicRouter::CountersLocked(const std::string& topic) {
   return topics_[topic];
 }
 
-Result<PublishOutcome> TopicRouter::Publish(std::string_view topic, std::string_view payload,
-                                            const Headers& headers, TimePoint now) {
-  if (auto ok = ValidateTopicName(topic); !ok.ok()) return ok.error();
+namespace {
+
+// A publish whose copies into durable queues are being written: the outcome
+// is reported when the last one is (the publisher's own share counts as one,
+// so copies written before the publish has offered them all cannot end it).
+struct DurableCopies {
+  std::mutex mu;
+  int waiting = 1;
+  PublishOutcome out;
+  std::vector<std::string> failed;
+  TopicRouter::PublishDone done;
+
+  void Finished(const std::string* failed_queue) {
+    {
+      std::lock_guard lock(mu);
+      if (failed_queue != nullptr) failed.push_back(*failed_queue);
+      if (--waiting > 0) return;
+    }
+    for (std::string& name : failed) {
+      --out.queues;
+      out.undelivered_queues.push_back(std::move(name));
+    }
+    done(std::move(out));
+  }
+};
+
+}  // namespace
+
+void TopicRouter::Publish(std::string_view topic, std::string_view payload, const Headers& headers,
+                          TimePoint now, PublishDone done) {
+  if (auto ok = ValidateTopicName(topic); !ok.ok()) return done(ok.error());
   auto valid = Message::Validate(payload, headers, limits_.max_message_bytes);
-  if (!valid.ok()) return valid.error();
+  if (!valid.ok()) return done(valid.error());
   const uint64_t bytes = valid.value();
 
   // Collect the receivers under the lock, deliver after it: Offer never
@@ -76,18 +104,38 @@ Result<PublishOutcome> TopicRouter::Publish(std::string_view topic, std::string_
       for (auto& d : offered.dropped) dropped.push_back(std::move(d));
     }
   }
+  auto copies = std::make_shared<DurableCopies>();
   if (!queues.empty()) {
     Headers routed = headers;
     routed[std::string(kHeaderTopic)] = std::string(topic);
     for (auto& [name, queue] : queues) {
-      if (queue->Offer(payload, routed, now).ok()) {
+      QueueJournal::Committed written;
+      if (queue->config().durable) {
+        std::lock_guard lock(copies->mu);
+        ++copies->waiting;
+        written = [copies, name = name](std::optional<Error> e) {
+          copies->Finished(e ? &name : nullptr);
+        };
+      }
+      if (queue->Offer(payload, routed, now, std::move(written)).ok()) {
         ++out.queues;
       } else {
         out.undelivered_queues.push_back(name);
+        if (queue->config().durable) copies->Finished(nullptr);  // nothing to wait for
       }
     }
   }
+  CountStats(topic, out, dropped);
+  {
+    std::lock_guard lock(copies->mu);
+    copies->out = std::move(out);
+    copies->done = std::move(done);
+  }
+  copies->Finished(nullptr);
+}
 
+void TopicRouter::CountStats(std::string_view topic, const PublishOutcome& out,
+                             const std::vector<PublishedPtr>& dropped) {
   std::lock_guard lock(stats_mu_);
   Counters& c = CountersLocked(std::string(topic));
   ++c.published;
@@ -100,7 +148,6 @@ Result<PublishOutcome> TopicRouter::Publish(std::string_view topic, std::string_
       ++it->second.dropped;
     }
   }
-  return out;
 }
 
 Result<std::shared_ptr<Subscription>> TopicRouter::Subscribe(SubscriptionOptions options,

@@ -5,7 +5,9 @@
 //   Publish      never blocks. Subscribers get the message through their own
 //                bounded buffers (see subscription.h); bound queues get it
 //                through Queue::Offer, and a queue that refuses (full, closed,
-//                out of memory) is reported back, not waited for.
+//                out of memory) is reported back, not waited for. The outcome
+//                is reported once every copy into a durable queue is written
+//                (a copy whose write fails counts as undelivered).
 //   Subscribe / Unsubscribe
 //                a subscription lives from Subscribe until Unsubscribe or
 //                Shutdown, which both End() it.
@@ -77,8 +79,11 @@ class TopicRouter {
   TopicRouter(const TopicRouter&) = delete;
   TopicRouter& operator=(const TopicRouter&) = delete;
 
-  Result<PublishOutcome> Publish(std::string_view topic, std::string_view payload,
-                                 const Headers& headers, TimePoint now);
+  // `done` runs exactly once: inline when no bound durable queue took a copy,
+  // else on the thread that wrote the last durable copy.
+  using PublishDone = std::function<void(Result<PublishOutcome>)>;
+  void Publish(std::string_view topic, std::string_view payload, const Headers& headers,
+               TimePoint now, PublishDone done);
 
   // Buffer sizes of 0 take the defaults. `wake` is the subscription's wake-up
   // (see Subscription); it must stay callable until Unsubscribe returns.
@@ -113,6 +118,8 @@ class TopicRouter {
 
   // Under stats_mu_: the counters of `topic`, created if new.
   Counters& CountersLocked(const std::string& topic);
+  void CountStats(std::string_view topic, const PublishOutcome& out,
+                  const std::vector<PublishedPtr>& dropped);
   void RemoveLocked(const Subscription& sub);
 
   const TopicLimits limits_;

@@ -117,14 +117,19 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
 
 ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::PublishRequest* req,
                                           v1::PublishResponse* resp) {
-  auto out = broker_->topics().Publish(req->topic(), req->payload(), FromProto(req->headers()),
-                                       core::Clock::now());
-  if (!out.ok()) return ReplyError(ctx, out.error());
-  resp->set_receivers(out.value().receivers);
-  resp->set_queues(out.value().queues);
-  resp->mutable_undelivered_queues()->Assign(out.value().undelivered_queues.begin(),
-                                             out.value().undelivered_queues.end());
-  return Reply(ctx, grpc::Status::OK);
+  // Answered once every copy into a durable queue is written (often inline).
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  broker_->topics().Publish(
+      req->topic(), req->payload(), FromProto(req->headers()), core::Clock::now(),
+      [ctx, reactor, resp](core::Result<core::PublishOutcome> out) {
+        if (!out.ok()) return reactor->Finish(ToStatus(ctx, out.error()));
+        resp->set_receivers(out.value().receivers);
+        resp->set_queues(out.value().queues);
+        resp->mutable_undelivered_queues()->Assign(out.value().undelivered_queues.begin(),
+                                                   out.value().undelivered_queues.end());
+        reactor->Finish(grpc::Status::OK);
+      });
+  return reactor;
 }
 
 grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(

@@ -33,6 +33,7 @@ void LogJournal::Defined(Committed committed) {
 void LogJournal::Restored(const QueueReplay& replay, uint64_t log_end) {
   std::lock_guard lock(mu_);
   closed_ = replay.closed();
+  bindings_ = replay.bindings();
   last_put_position_ = log_end;
   next_id_ = replay.next_id();
   for (const auto& [id, live] : replay.live()) {
@@ -54,12 +55,16 @@ void LogJournal::Written(uint64_t first_id, uint64_t count, uint64_t position) {
   chunks_.rbegin()->second.live += count;
 }
 
-void LogJournal::Put(const std::vector<const core::Message*>& messages, Committed committed) {
+void LogJournal::Put(const std::vector<const core::Message*>& messages, const core::PutKeys& keys,
+                     Committed committed) {
   if (messages.empty()) return;
   std::vector<CommittedLog::Pending> records;
-  records.reserve(messages.size());
+  records.reserve(messages.size() + 1);
   for (const core::Message* m : messages) {
     records.push_back({Type(QueueRecord::kPut), EncodePut(m->id(), m->Encode())});
+  }
+  if (!keys.dedup_ids.empty() || !keys.sequences.empty()) {
+    records.push_back({Type(QueueRecord::kPutKeys), EncodePutKeys(keys)});
   }
   // Written before the queue hears of it: the messages cannot be done (and
   // counted out of their chunk) until the queue makes them ready.
@@ -95,11 +100,25 @@ void LogJournal::MaybeCompact() {
   dropped_before_ = oldest;
   std::vector<CommittedLog::Pending> rewrite{{Type(QueueRecord::kDefined), definition_}};
   if (closed_) rewrite.push_back({Type(QueueRecord::kClosed), ""});
+  for (const std::string& pattern : bindings_)
+    rewrite.push_back({Type(QueueRecord::kBound), pattern});
   rewrite.push_back({Type(QueueRecord::kNextId), EncodeNextId(next_id_)});
   log_->Compact(std::move(rewrite), oldest);
 }
 
 void LogJournal::Deleted() { log_->Close(); }
+
+void LogJournal::Binding(const std::string& pattern, bool bound) {
+  {
+    std::lock_guard lock(mu_);
+    if (bound) {
+      bindings_.insert(pattern);
+    } else {
+      bindings_.erase(pattern);
+    }
+  }
+  log_->Append({{Type(bound ? QueueRecord::kBound : QueueRecord::kUnbound), pattern}}, nullptr);
+}
 
 void LogJournal::Closed(Committed committed) {
   {

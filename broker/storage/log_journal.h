@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "broker/core/queue_journal.h"
@@ -34,7 +35,9 @@ class LogJournal final : public core::QueueJournal,
   // What a replay found live, so compaction knows where it lies.
   void Restored(const QueueReplay& replay, uint64_t log_end);
 
-  void Put(const std::vector<const core::Message*>& messages, Committed committed) override;
+  void Put(const std::vector<const core::Message*>& messages, const core::PutKeys& keys,
+           Committed committed) override;
+  void Binding(const std::string& pattern, bool bound) override;
   void Delivered(const std::vector<uint64_t>& ids) override;
   void Done(const std::vector<uint64_t>& ids) override;
   void Closed(Committed committed) override;
@@ -60,6 +63,7 @@ class LogJournal final : public core::QueueJournal,
   uint64_t next_id_ = 1;  // one past the highest id written
   uint64_t dropped_before_ = 0;
   bool closed_ = false;
+  std::set<std::string> bindings_;  // rewritten at each compaction
 };
 
 }  // namespace basin::storage

@@ -26,6 +26,68 @@ std::string EncodeNextId(uint64_t next_id) {
   return out;
 }
 
+namespace {
+
+void PutBytes(std::string& out, std::string_view s) {
+  PutVarint(out, s.size());
+  out.append(s);
+}
+
+std::optional<std::string> GetBytes(std::string_view& in) {
+  const auto size = GetVarint(in);
+  if (!size || *size > in.size()) return std::nullopt;
+  std::string s(in.substr(0, *size));
+  in.remove_prefix(*size);
+  return s;
+}
+
+}  // namespace
+
+// count, then (dedup id, message id) pairs; producer; count, then (sequence,
+// message id) pairs.
+std::string EncodePutKeys(const core::PutKeys& keys) {
+  std::string out;
+  PutVarint(out, keys.dedup_ids.size());
+  for (const auto& [dedup, id] : keys.dedup_ids) {
+    PutBytes(out, dedup);
+    PutVarint(out, id);
+  }
+  PutBytes(out, keys.producer);
+  PutVarint(out, keys.sequences.size());
+  for (const auto& [sequence, id] : keys.sequences) {
+    PutVarint(out, sequence);
+    PutVarint(out, id);
+  }
+  return out;
+}
+
+namespace {
+
+std::optional<core::PutKeys> DecodePutKeys(std::string_view in) {
+  core::PutKeys keys;
+  const auto dedups = GetVarint(in);
+  if (!dedups || *dedups > in.size()) return std::nullopt;
+  for (uint64_t i = 0; i < *dedups; ++i) {
+    auto dedup = GetBytes(in);
+    const auto id = GetVarint(in);
+    if (!dedup || !id) return std::nullopt;
+    keys.dedup_ids.emplace_back(std::move(*dedup), *id);
+  }
+  auto producer = GetBytes(in);
+  const auto sequences = GetVarint(in);
+  if (!producer || !sequences || *sequences > in.size()) return std::nullopt;
+  keys.producer = std::move(*producer);
+  for (uint64_t i = 0; i < *sequences; ++i) {
+    const auto sequence = GetVarint(in);
+    const auto id = GetVarint(in);
+    if (!sequence || !id) return std::nullopt;
+    keys.sequences.emplace_back(*sequence, *id);
+  }
+  return keys;
+}
+
+}  // namespace
+
 bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) {
   switch (static_cast<QueueRecord>(type)) {
     case QueueRecord::kDefined:
@@ -55,6 +117,18 @@ bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) 
     case QueueRecord::kClosed:
       closed_ = true;
       return true;
+    case QueueRecord::kBound:
+      bindings_.insert(std::string(body));
+      return true;
+    case QueueRecord::kUnbound:
+      bindings_.erase(std::string(body));
+      return true;
+    case QueueRecord::kPutKeys: {
+      auto keys = DecodePutKeys(body);
+      if (!keys) return false;
+      keys_.push_back(std::move(*keys));
+      return true;
+    }
     case QueueRecord::kNextId: {
       const auto next = GetVarint(body);
       if (!next) return false;

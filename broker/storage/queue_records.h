@@ -15,9 +15,12 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "broker/core/queue_journal.h"
 
 namespace basin::storage {
 
@@ -28,12 +31,16 @@ enum class QueueRecord : uint8_t {
   kDone = 4,       // body: ids
   kClosed = 5,     // body: empty
   kNextId = 6,     // body: the next message id (written when puts are compacted away)
+  kBound = 7,      // body: a topic pattern bound to the queue
+  kUnbound = 8,    // body: a pattern unbound
+  kPutKeys = 9,    // body: dedup ids and producer sequences of the puts before it
 };
 
 std::string EncodePut(uint64_t id, std::string_view message);
 // Ids of kDelivered and kDone records.
 std::string EncodeIds(const std::vector<uint64_t>& ids);
 std::string EncodeNextId(uint64_t next_id);
+std::string EncodePutKeys(const core::PutKeys& keys);
 
 class QueueReplay {
  public:
@@ -54,6 +61,9 @@ class QueueReplay {
   // One past the highest id ever put: ids are never reused, even after a
   // restart that finds the queue empty.
   uint64_t next_id() const { return next_id_; }
+  const std::set<std::string>& bindings() const { return bindings_; }
+  // Dedup ids and producer sequences of the puts still in the log, in order.
+  const std::vector<core::PutKeys>& keys() const { return keys_; }
   // Segments wholly below this hold nothing live (only the definition,
   // which the owner rewrites before dropping them).
   std::optional<uint64_t> oldest_live_position() const;
@@ -63,6 +73,8 @@ class QueueReplay {
   std::map<uint64_t, Live> live_;
   bool closed_ = false;
   uint64_t next_id_ = 1;
+  std::set<std::string> bindings_;
+  std::vector<core::PutKeys> keys_;
 };
 
 }  // namespace basin::storage

@@ -152,6 +152,8 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
   out.config = std::move(*config);
   out.next_id = replay.next_id();
   out.closed = replay.closed();
+  out.bindings.assign(replay.bindings().begin(), replay.bindings().end());
+  out.keys = replay.keys();
   out.messages.reserve(replay.live().size());
   for (const auto& [id, live] : replay.live()) {
     auto msg = core::Message::Decode(id, live.deliveries, live.message);

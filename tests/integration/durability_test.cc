@@ -203,7 +203,7 @@ TEST(DurabilityTest, AcknowledgedPutsSurviveFiveKills) {
   consuming.join();
 
   EXPECT_EQ(unknown.load(), 0);
-  int duplicates = 0, unexplained = 0;
+  int duplicates = 0, unexplained = 0, redeliveries = 0;
   for (int i = 0; i < kMessages; ++i) {
     if (confirmed_in[i] >= 0) {
       EXPECT_FALSE(receipts[i].empty()) << "lost " << i;
@@ -213,10 +213,45 @@ TEST(DurabilityTest, AcknowledgedPutsSurviveFiveKills) {
     const bool redelivered = receipts[i].front() < receipts[i].back();
     const bool resent = sent_in[i] < confirmed_in[i];
     if (!redelivered && !resent) ++unexplained;
+    if (redelivered) ++redeliveries;
   }
   EXPECT_EQ(unexplained, 0) << "duplicates not in flight at a kill (seed " << seed << ")";
-  std::printf("crash test: %d kills, %d messages, %d received twice or more\n", kKills, kMessages,
-              duplicates);
+  std::printf(
+      "crash test: %d kills, %d messages, %d received twice or more (%d of them again after a "
+      "kill)\n",
+      kKills, kMessages, duplicates, redeliveries);
+}
+
+// A publish into a durable bound queue is answered once the copy is written,
+// and the binding itself is kept: after kill -9 both are there, and the
+// next publish is routed again.
+TEST(DurabilityTest, BindingsAndRoutedCopiesSurviveAKill) {
+  TempDir tmp;
+  DurableBroker broker(tmp.Sub("data"));
+  {
+    Client client(broker.address());
+    client.queue("orders", {.durable = true});
+    client.queue("scratch", {});
+    ASSERT_TRUE(client.bind_queue("orders.#", "orders"));
+    ASSERT_TRUE(client.bind_queue("orders.#", "scratch"));
+    ASSERT_TRUE(client.bind_queue("gone.*", "orders"));
+    client.unbind_queue("gone.*", "orders");
+    const PublishResult r = client.publish("orders.eu", "first");
+    EXPECT_EQ(r.queues, 2u);
+  }
+  broker.Kill();
+  broker.Restart();
+  Client client(broker.address());
+  auto q = client.queue("orders", {.durable = true});
+  EXPECT_EQ(q.info().bindings, std::vector<std::string>{"orders.#"});
+  EXPECT_EQ(client.publish("orders.us", "second").queues, 1u);
+  for (const char* want : {"first", "second"}) {
+    Message m = q.get(seconds(5));
+    EXPECT_EQ(m.payload(), want);
+    EXPECT_EQ(m.headers().at("basin-topic"),
+              std::string(want) == "first" ? "orders.eu" : "orders.us");
+    q.task_done(m);
+  }
 }
 
 // A write cut off by a crash leaves a partial record at the end of the last

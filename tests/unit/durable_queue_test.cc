@@ -20,9 +20,11 @@ class ManualJournal final : public QueueJournal {
   struct PutCall {
     std::vector<uint64_t> ids;
     Committed committed;
+    PutKeys keys;
   };
-  void Put(const std::vector<const Message*>& messages, Committed committed) override {
-    PutCall call{{}, std::move(committed)};
+  void Put(const std::vector<const Message*>& messages, const PutKeys& keys,
+           Committed committed) override {
+    PutCall call{{}, std::move(committed), keys};
     for (const Message* m : messages) call.ids.push_back(m->id());
     puts.push_back(std::move(call));
   }
@@ -33,6 +35,9 @@ class ManualJournal final : public QueueJournal {
     done.insert(done.end(), ids.begin(), ids.end());
   }
   void Closed(Committed) override { closed = true; }
+  void Binding(const std::string& pattern, bool bound) override {
+    bindings.emplace_back(pattern, bound);
+  }
   void Deleted() override { deleted = true; }
 
   // Completes the oldest outstanding put.
@@ -47,6 +52,7 @@ class ManualJournal final : public QueueJournal {
   std::vector<uint64_t> done;
   bool closed = false;
   bool deleted = false;
+  std::vector<std::pair<std::string, bool>> bindings;
 };
 
 class DurableQueueTest : public ::testing::Test {
@@ -140,6 +146,9 @@ TEST_F(DurableQueueTest, AFailedWriteRefusesThePutAndGivesItsRoomBack) {
   // The resend of the same producer sequence is new work, not a repeat.
   auto& resent = Put(*q, "lost", origin);
   ASSERT_EQ(journal_->puts.size(), 1u);
+  EXPECT_EQ(journal_->puts.front().keys.producer, "producer-1");
+  EXPECT_EQ(journal_->puts.front().keys.sequences,
+            (std::vector<std::pair<uint64_t, uint64_t>>{{1, 2}}));
   journal_->Commit();
   ASSERT_TRUE(resent.has_value() && resent->ok());
   EXPECT_EQ(TryGet(*q)->value().payload, "lost");
@@ -164,7 +173,7 @@ TEST_F(DurableQueueTest, RestoreBringsMessagesBackInOrderWithTheirDeliveries) {
   msgs.push_back(Message::Make(9, "spent", {}));
   msgs[1]->add_delivery();  // delivered once, never done: at least once
   for (int i = 0; i < 3; ++i) msgs[2]->add_delivery();
-  q->Restore(std::move(msgs), 10, /*closed=*/false, now_);
+  q->Restore(std::move(msgs), 10, /*closed=*/false, {}, now_);
   EXPECT_EQ(journal_->done, std::vector<uint64_t>{9});  // out of deliveries
   auto first = TryGet(*q)->value();
   EXPECT_EQ(first.payload, "four");
@@ -174,6 +183,26 @@ TEST_F(DurableQueueTest, RestoreBringsMessagesBackInOrderWithTheirDeliveries) {
   EXPECT_EQ(second.delivery_count, 2u);
   Put(*q, "new");
   EXPECT_EQ(journal_->puts.back().ids, std::vector<uint64_t>{10});
+}
+
+// After a restart, a producer's resend and a repeated dedup id are still
+// recognised: the journal kept their keys and Restore takes them back.
+TEST_F(DurableQueueTest, RestoredKeysRecogniseResendsAfterARestart) {
+  auto q = Make();
+  PutKeys keys;
+  keys.dedup_ids = {{"order-1", 5}};
+  keys.producer = "p";
+  keys.sequences = {{1, 5}, {2, 6}};
+  q->Restore({}, 7, /*closed=*/false, {keys}, now_);
+  auto& repeat = Put(*q, "again", BatchOrigin{"p", 2});
+  ASSERT_TRUE(repeat.has_value()) << "a duplicate is answered at once";
+  EXPECT_EQ(repeat->value(), 6u);
+  auto& fresh = Put(*q, "new", BatchOrigin{"p", 3});
+  EXPECT_FALSE(fresh.has_value());
+  journal_->Commit();
+  EXPECT_EQ(fresh->value(), 7u);
+  q->RecordBinding("orders.#", true);
+  EXPECT_EQ(journal_->bindings, (std::vector<std::pair<std::string, bool>>{{"orders.#", true}}));
 }
 
 TEST_F(DurableQueueTest, DeleteRefusesPendingPutsAndStopsTheJournal) {

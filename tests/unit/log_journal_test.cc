@@ -50,8 +50,15 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
       msgs.push_back(Message::Make(id, "m" + std::to_string(id), {{"n", std::to_string(id)}}));
     }
     std::promise<std::optional<core::Error>> committed;
-    journal.Put({msgs[0].get(), msgs[1].get(), msgs[2].get(), msgs[3].get()},
+    core::PutKeys keys;
+    keys.dedup_ids = {{"d-1", 1}};
+    keys.producer = "p";
+    keys.sequences = {{10, 1}, {11, 2}};
+    journal.Put({msgs[0].get(), msgs[1].get(), msgs[2].get(), msgs[3].get()}, keys,
                 [&](std::optional<core::Error> e) { committed.set_value(std::move(e)); });
+    journal.Binding("orders.*", true);
+    journal.Binding("gone", true);
+    journal.Binding("gone", false);
     EXPECT_FALSE(committed.get_future().get().has_value());
     journal.Delivered({1, 2});
     journal.Done({1});
@@ -67,6 +74,13 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(replay.definition(), "definition");
   EXPECT_TRUE(replay.closed());
+  EXPECT_EQ(replay.bindings(), (std::set<std::string>{"orders.*"}));
+  ASSERT_EQ(replay.keys().size(), 1u);
+  EXPECT_EQ(replay.keys()[0].dedup_ids,
+            (std::vector<std::pair<std::string, uint64_t>>{{"d-1", 1}}));
+  EXPECT_EQ(replay.keys()[0].producer, "p");
+  EXPECT_EQ(replay.keys()[0].sequences,
+            (std::vector<std::pair<uint64_t, uint64_t>>{{10, 1}, {11, 2}}));
   ASSERT_EQ(replay.live().size(), 3u);
   const auto& [id, live] = *replay.live().begin();
   auto m = Message::Decode(id, live.deliveries, live.message);
@@ -90,7 +104,7 @@ TEST(LogJournalTest, CompactionDropsSegmentsWhoseMessagesAreDone) {
   auto put = [&](LogJournal& journal) {
     auto m = Message::Make(next_id++, payload, {});
     std::promise<void> written;
-    journal.Put({m.get()}, [&](std::optional<core::Error> e) {
+    journal.Put({m.get()}, {}, [&](std::optional<core::Error> e) {
       EXPECT_FALSE(e.has_value());
       written.set_value();
     });
