@@ -25,10 +25,13 @@ RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libboost-program-options1.74.0 libspdlog1.10 libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home basin
+ && useradd --system --uid 10001 --no-create-home basin \
+ && install -d -o basin -g basin -m 0750 /var/lib/basin
 COPY --from=build /src/build/broker/basind /src/build/client/basinctl /usr/local/bin/
 USER basin
-ENV BASIN_LISTEN=0.0.0.0:7878
+# Durable queues live here; mount a volume to keep them across containers.
+ENV BASIN_LISTEN=0.0.0.0:7878 BASIN_DATA_DIR=/var/lib/basin
+VOLUME /var/lib/basin
 EXPOSE 7878
 HEALTHCHECK --interval=10s --timeout=3s CMD ["basinctl", "--addr", "127.0.0.1:7878", "health"]
 ENTRYPOINT ["basind"]
