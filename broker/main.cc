@@ -28,6 +28,7 @@ basin::storage::FsyncPolicy ParsePolicy(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto process_start = std::chrono::steady_clock::now();
   int exit_code = 0;
   const auto config = basin::ParseConfig(argc, argv, &exit_code);
   if (!config) return exit_code;
@@ -83,9 +84,14 @@ int main(int argc, char** argv) {
   if (server == nullptr) return 1;
 
   spdlog::info(
-      "basind listening on {} (max-message-bytes {}, max-memory {}, max-wait {} ms)",
+      "basind listening on {} (max-message-bytes {}, max-memory {}, max-wait {} ms, data-dir {}), "
+      "started in {} ms",
       server->address(), config->limits.max_message_bytes, config->limits.max_memory,
-      std::chrono::duration_cast<std::chrono::milliseconds>(config->limits.max_wait).count());
+      std::chrono::duration_cast<std::chrono::milliseconds>(config->limits.max_wait).count(),
+      config->data_dir.empty() ? "none" : config->data_dir,
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                            process_start)
+          .count());
   // Tools and tests read this line to learn the port.
   std::printf("basind listening on %s\n", server->address().c_str());
   std::fflush(stdout);

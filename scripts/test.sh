@@ -16,7 +16,7 @@ sanitizer_build() {  # DIR SANITIZER [TARGET]
 
 echo "test: core and storage unit tests under ThreadSanitizer"
 sanitizer_build build-tsan thread unit_tests
-ctest --test-dir build-tsan --output-on-failure -j2 -R '^(QueueTest|BrokerTest|DeliveryTagTest|QueueConcurrencyTest|CommitterTest|SegmentedLogTest)\.'
+ctest --test-dir build-tsan --output-on-failure -j2 -R '^(QueueTest|BrokerTest|DeliveryTagTest|QueueConcurrencyTest|CommitterTest|SegmentedLogTest|LogJournalTest|DurableQueueTest)\.'
 
 echo "test: every test under AddressSanitizer and UndefinedBehaviorSanitizer"
 sanitizer_build build-asan address

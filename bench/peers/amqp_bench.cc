@@ -44,8 +44,7 @@ void AwaitConfirms(amqp_connection_state_t conn, uint64_t until, uint64_t* confi
       std::fprintf(stderr, "amqp: connection lost while waiting for confirms\n");
       std::exit(1);
     }
-    if (frame.frame_type == AMQP_FRAME_METHOD &&
-        frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+    if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
       const auto* ack = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
       *confirmed = std::max(*confirmed, ack->delivery_tag);
     }

@@ -7,30 +7,17 @@ namespace {
 
 constexpr char kVersion = 1;
 
-void PutString(std::string& out, std::string_view s) {
-  PutVarint(out, s.size());
-  out.append(s);
-}
-
-std::optional<std::string> GetString(std::string_view& in) {
-  const auto size = GetVarint(in);
-  if (!size || *size > in.size()) return std::nullopt;
-  std::string s(in.substr(0, *size));
-  in.remove_prefix(*size);
-  return s;
-}
-
 }  // namespace
 
 std::string EncodeDefinition(const core::QueueConfig& config) {
   std::string out(1, kVersion);
-  PutString(out, config.name);
+  PutBytes(out, config.name);
   PutVarint(out, config.max_size);
   PutVarint(out, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                            config.visibility_timeout)
                                            .count()));
   PutVarint(out, config.max_deliveries);
-  PutString(out, config.dead_letter_queue);
+  PutBytes(out, config.dead_letter_queue);
   PutVarint(out, config.max_bytes);
   return out;
 }
@@ -39,11 +26,11 @@ std::optional<core::QueueConfig> DecodeDefinition(std::string_view in) {
   if (in.empty() || in.front() != kVersion) return std::nullopt;
   in.remove_prefix(1);
   core::QueueConfig config;
-  auto name = GetString(in);
+  auto name = GetBytes(in);
   auto max_size = GetVarint(in);
   auto visibility_us = GetVarint(in);
   auto max_deliveries = GetVarint(in);
-  auto dead_letter = GetString(in);
+  auto dead_letter = GetBytes(in);
   auto max_bytes = GetVarint(in);
   if (!name || !max_size || !visibility_us || !max_deliveries || !dead_letter || !max_bytes ||
       *max_deliveries > UINT32_MAX) {

@@ -26,23 +26,6 @@ std::string EncodeNextId(uint64_t next_id) {
   return out;
 }
 
-namespace {
-
-void PutBytes(std::string& out, std::string_view s) {
-  PutVarint(out, s.size());
-  out.append(s);
-}
-
-std::optional<std::string> GetBytes(std::string_view& in) {
-  const auto size = GetVarint(in);
-  if (!size || *size > in.size()) return std::nullopt;
-  std::string s(in.substr(0, *size));
-  in.remove_prefix(*size);
-  return s;
-}
-
-}  // namespace
-
 // count, then (dedup id, message id) pairs; producer; count, then (sequence,
 // message id) pairs.
 std::string EncodePutKeys(const core::PutKeys& keys) {

@@ -1,4 +1,5 @@
-// LEB128 varints, the integers of every record body.
+// LEB128 varints, the integers of every record body, and length-prefixed
+// byte strings.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,20 @@ inline std::optional<uint64_t> GetVarint(std::string_view& in) {
     if ((byte & 0x80) == 0) return v;
   }
   return std::nullopt;
+}
+
+// A length-prefixed byte string.
+inline void PutBytes(std::string& out, std::string_view s) {
+  PutVarint(out, s.size());
+  out.append(s);
+}
+
+inline std::optional<std::string> GetBytes(std::string_view& in) {
+  const auto size = GetVarint(in);
+  if (!size || *size > in.size()) return std::nullopt;
+  std::string s(in.substr(0, *size));
+  in.remove_prefix(*size);
+  return s;
 }
 
 }  // namespace basin::storage
