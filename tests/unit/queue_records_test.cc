@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "broker/storage/queue_definition.h"
 #include "broker/storage/segmented_log.h"
 #include "temp_dir.h"
 
@@ -73,6 +74,30 @@ TEST(QueueRecordsTest, ALogReplaysIntoTheSameState) {
   EXPECT_EQ(r.live().size(), 500u);
   EXPECT_EQ(r.live().begin()->first, 2u);
   EXPECT_EQ(r.next_id(), 1001u);
+}
+
+}  // namespace
+}  // namespace basin::storage
+
+namespace basin::storage {
+namespace {
+
+TEST(QueueDefinitionTest, RoundTripsAndRefusesWhatItCannotRead) {
+  core::QueueConfig c;
+  c.name = "orders.eu-1";
+  c.max_size = 10'000;
+  c.visibility_timeout = std::chrono::seconds(45);
+  c.max_deliveries = 5;
+  c.dead_letter_queue = "orders.dead";
+  c.max_bytes = 1 << 20;
+  c.durable = true;
+  const std::string encoded = EncodeDefinition(c);
+  EXPECT_EQ(DecodeDefinition(encoded), c);
+  EXPECT_FALSE(DecodeDefinition("").has_value());
+  EXPECT_FALSE(DecodeDefinition(encoded.substr(0, encoded.size() - 1)).has_value());
+  std::string future = encoded;
+  future[0] = 2;  // a version this broker does not know
+  EXPECT_FALSE(DecodeDefinition(future).has_value());
 }
 
 }  // namespace
