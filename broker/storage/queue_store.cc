@@ -17,6 +17,7 @@ namespace {
 
 constexpr std::string_view kQueueSuffix = ".queue";
 constexpr std::string_view kDeletedMark = ".deleted-";
+constexpr std::string_view kSetAsideMark = ".unrecovered-";
 
 core::Error Unavailable(const std::string& what) {
   return core::Error{core::Errc::kStorageUnavailable, "storage: " + what};
@@ -72,10 +73,17 @@ core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
     const core::QueueConfig& config) {
   std::lock_guard lock(mu_);
   const std::string dir = QueueDir(config.name);
-  // A directory already here is what a create left behind when the broker
-  // died before answering it: nobody was told the queue exists.
+  // A directory already here was not recovered: a create the broker died
+  // before answering, or a log recovery could not read. Set it aside rather
+  // than delete it — it may hold someone's messages.
   std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  if (std::filesystem::exists(dir, ec)) {
+    const std::string aside = dir + std::string(kSetAsideMark) + std::to_string(::getpid()) +
+                              "-" + std::to_string(next_tombstone_++);
+    if (::rename(dir.c_str(), aside.c_str()) != 0) {
+      return Unavailable("cannot set aside " + dir + ": " + std::strerror(errno));
+    }
+  }
   IoError io;
   auto log = SegmentedLog::Open(
       dir, options_, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
@@ -186,7 +194,9 @@ core::Result<std::vector<QueueStore::Recovered>> QueueStore::Recover() {
     if (!entry.is_directory() || !name.ends_with(kQueueSuffix)) continue;
     auto queue = RecoverQueue(name);
     if (!queue.ok()) {
-      warnings_.push_back(name + " not recovered: " + queue.error().message);
+      warnings_.push_back(name + " not recovered: " + queue.error().message +
+                          "; its files stay where they are (set aside if a queue of that name "
+                          "is created)");
       continue;
     }
     out.push_back(std::move(queue.value()));

@@ -4,6 +4,8 @@
 //   DIR/LOCK                      flock()ed while a broker uses DIR
 //   DIR/queues/NAME.queue/        a durable queue's segments (SegmentedLog)
 //   DIR/queues/NAME.queue.deleted-N   a deleted queue on its way out
+//   DIR/queues/NAME.queue.unrecovered-N   a log recovery could not read, set
+//                                 aside when a queue of that name was created
 //
 // Queue names are [A-Za-z0-9._-], so they are safe as file names as they are.
 #pragma once
