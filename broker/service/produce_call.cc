@@ -72,9 +72,11 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     queue_->PutBatch(
         specs, core::Clock::now(), core::kNever, &id,
         [this, batch_id, admitted](core::Result<std::vector<core::PutResult>> r) {
-          // Admitted first: OnPut may finish the call once nothing is unanswered.
-          admitted();
+          // The confirm is queued before the next batch can be read, so confirms
+          // go out in batch order; the call cannot finish before Answered().
           OnPut(batch_id, std::move(r));
+          admitted();
+          Answered();
         },
         core::BatchOrigin{producer_, req_.first_sequence()}, admitted);
     wait_id_.store(id);
@@ -109,10 +111,16 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
 
   void OnPut(uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
     std::lock_guard lock(mu_);
-    unanswered_.fetch_sub(1);
     if (!r.ok()) return FailLocked(r.error());
     outbox_.emplace_back(batch_id, std::move(r.value()));
     WriteNextLocked();
+  }
+
+  // A batch's answer is queued: the last thing its callback does, since the
+  // call may finish here.
+  void Answered() {
+    std::lock_guard lock(mu_);
+    unanswered_.fetch_sub(1);
     MaybeFinishLocked();
   }
 
