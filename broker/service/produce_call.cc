@@ -1,7 +1,7 @@
 #include "broker/service/produce_call.h"
 
 #include <atomic>
-#include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -17,8 +17,12 @@ constexpr size_t kMaxProducerId = 128;
 // once it has its room reads the next: a full queue stops the reading, and
 // HTTP/2 flow control carries that back to the producer. A durable queue's
 // batch has its room before it is on disk, so batches waiting for the same
-// sync overlap (the producer's in-flight window bounds them). Answers are
-// queued, since a confirm may be ready while the previous one is being written.
+// sync overlap (the producer's in-flight window bounds them). Confirms are
+// written in the order the batches were read — producers match them to their
+// batches in that order — whatever order the queue answers in (a batch of
+// duplicates or invalid messages is answered at once, before a durable batch
+// ahead of it). After a failed batch nothing later is confirmed: the stream
+// ends with the error, and the producer resends from that batch on.
 class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse> {
  public:
   ProduceCall(grpc::CallbackServerContext* ctx, core::Broker* broker) : ctx_(ctx), broker_(broker) {
@@ -58,6 +62,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     std::vector<core::Headers> headers;
     const std::vector<core::MessageSpec> specs = ToSpecs(req_.messages(), &headers);
     const uint64_t batch_id = req_.batch_id();
+    const uint64_t index = next_index_++;
     // Whichever of this thread (after PutBatch returns) and the batch's
     // admission (its answer, or for a durable queue the `admitted` call before
     // it) comes second reads the next batch, so that wait_id_ is current then.
@@ -71,10 +76,9 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     core::WaitId id = 0;
     queue_->PutBatch(
         specs, core::Clock::now(), core::kNever, &id,
-        [this, batch_id, admitted](core::Result<std::vector<core::PutResult>> r) {
-          // The confirm is queued before the next batch can be read, so confirms
-          // go out in batch order; the call cannot finish before Answered().
-          OnPut(batch_id, std::move(r));
+        [this, index, batch_id, admitted](core::Result<std::vector<core::PutResult>> r) {
+          // The call cannot finish before Answered().
+          OnPut(index, batch_id, std::move(r));
           admitted();
           Answered();
         },
@@ -109,10 +113,11 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
  private:
   enum : int { kPutRunning, kPutCalledBack, kPutReturned };
 
-  void OnPut(uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
+  void OnPut(uint64_t index, uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
     std::lock_guard lock(mu_);
-    if (!r.ok()) return FailLocked(r.error());
-    outbox_.emplace_back(batch_id, std::move(r.value()));
+    if (!r.ok()) return FailLocked(r.error(), index);
+    if (index > fail_index_) return;  // a batch after a failed one: resent, not confirmed
+    outbox_.emplace(index, std::make_pair(batch_id, std::move(r.value())));
     WriteNextLocked();
   }
 
@@ -136,28 +141,36 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   }
 
   // Ends the stream with `error` once every confirm already queued is written.
+  // (A request refused before it became a batch: every batch read so far is
+  // still confirmed.)
   void FailAfterWrites(const core::Error& error) {
     std::lock_guard lock(mu_);
-    FailLocked(error);
+    FailLocked(error, next_index_);
   }
-  void FailLocked(const core::Error& error) {
-    if (!failed_) {
+  // Batch `index` failed: confirms of the batches before it are still written,
+  // none after it.
+  void FailLocked(const core::Error& error, uint64_t index) {
+    if (!failed_ || index < fail_index_) {
       failed_ = true;
+      fail_index_ = index;
       status_ = ToStatus(ctx_, error);
+      outbox_.erase(outbox_.upper_bound(index), outbox_.end());
     }
     reads_done_ = true;
     MaybeFinishLocked();
   }
 
   void WriteNextLocked() {
-    if (writing_ || outbox_.empty() || broken_) return;
+    if (writing_ || broken_ || outbox_.empty() || outbox_.begin()->first != next_write_) return;
     writing_ = true;
     // Built in place: a cleared response keeps its results for reuse, so a
     // confirm allocates nothing per message.
+    const auto& [batch_id, results] = outbox_.begin()->second;
     current_.Clear();
-    current_.set_batch_id(outbox_.front().first);
-    for (const core::PutResult& one : outbox_.front().second) ToProto(one, current_.add_results());
-    outbox_.pop_front();
+    current_.set_batch_id(batch_id);
+    for (const core::PutResult& one : results) ToProto(one, current_.add_results());
+    outbox_.erase(outbox_.begin());
+    ++next_write_;
     StartWrite(&current_);
   }
 
@@ -180,8 +193,12 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   std::atomic<core::WaitId> wait_id_{0};
   std::atomic<bool> cancelled_{false};
 
-  std::mutex mu_;                                                         // guards everything below
-  std::deque<std::pair<uint64_t, std::vector<core::PutResult>>> outbox_;  // batch id, results
+  std::mutex mu_;  // guards everything below
+  // Confirms by read index: batch id, results.
+  std::map<uint64_t, std::pair<uint64_t, std::vector<core::PutResult>>> outbox_;
+  uint64_t next_index_ = 0;  // of the next batch read (the reading thread only)
+  uint64_t next_write_ = 0;  // index of the next confirm to write
+  uint64_t fail_index_ = UINT64_MAX;
   v1::ProduceResponse current_;
   bool writing_ = false;
   bool reads_done_ = false;

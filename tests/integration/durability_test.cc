@@ -254,6 +254,26 @@ TEST(DurabilityTest, BindingsAndRoutedCopiesSurviveAKill) {
   }
 }
 
+// A batch the queue answers at once (here every message too large) while a
+// durable batch ahead of it waits for its sync: confirms still reach the
+// producer in batch order, so each message gets its own answer.
+TEST(DurabilityTest, ConfirmsKeepBatchOrderWhenALaterBatchIsAnsweredFirst) {
+  TempDir tmp;
+  DurableBroker broker(tmp.Sub("data"), {"--max-message-bytes", "1KiB", "--fsync-interval", "50ms"});
+  Client client(broker.address());
+  client.queue("ordered", {.durable = true});
+  Producer producer(client, "ordered", {.max_batch_messages = 1, .linger = milliseconds(0)});
+  std::vector<std::future<uint64_t>> fine, big;
+  for (int i = 0; i < 20; ++i) {
+    fine.push_back(producer.send("fine-" + std::to_string(i)));
+    big.push_back(producer.send(std::string(5000, 'x')));
+  }
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(fine[i].get(), static_cast<uint64_t>(i + 1));
+    EXPECT_THROW(big[i].get(), MessageTooLarge);
+  }
+}
+
 // A write cut off by a crash leaves a partial record at the end of the last
 // segment: recovery cuts it off (with a warning) and the log goes on.
 TEST(DurabilityTest, ATornLastRecordIsCutOffAndTheLogGoesOn) {
