@@ -78,8 +78,8 @@ core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
   // than delete it — it may hold someone's messages.
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) {
-    const std::string aside = dir + std::string(kSetAsideMark) + std::to_string(::getpid()) +
-                              "-" + std::to_string(next_tombstone_++);
+    const std::string aside = dir + std::string(kSetAsideMark) + std::to_string(::getpid()) + "-" +
+                              std::to_string(next_tombstone_++);
     if (::rename(dir.c_str(), aside.c_str()) != 0) {
       return Unavailable("cannot set aside " + dir + ": " + std::strerror(errno));
     }

@@ -259,7 +259,8 @@ TEST(DurabilityTest, BindingsAndRoutedCopiesSurviveAKill) {
 // producer in batch order, so each message gets its own answer.
 TEST(DurabilityTest, ConfirmsKeepBatchOrderWhenALaterBatchIsAnsweredFirst) {
   TempDir tmp;
-  DurableBroker broker(tmp.Sub("data"), {"--max-message-bytes", "1KiB", "--fsync-interval", "50ms"});
+  DurableBroker broker(tmp.Sub("data"),
+                       {"--max-message-bytes", "1KiB", "--fsync-interval", "50ms"});
   Client client(broker.address());
   client.queue("ordered", {.durable = true});
   Producer producer(client, "ordered", {.max_batch_messages = 1, .linger = milliseconds(0)});
