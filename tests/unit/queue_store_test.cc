@@ -22,15 +22,26 @@ core::QueueConfig Config(const std::string& name) {
   return c;
 }
 
-TEST(QueueStoreTest, CreatedQueuesAreRecoveredAndRemovedOnesAreNot) {
-  testing::TempDir tmp;
-  const std::string data = tmp.Sub("data");
-  Committer committer(FsyncPolicy::kBatch, std::chrono::milliseconds(1));
-  {
+class QueueStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<QueueStore> Open() {
     std::string error;
-    auto store = QueueStore::Open(data, {}, &committer, &error);
-    ASSERT_NE(store, nullptr) << error;
-    EXPECT_EQ(QueueStore::Open(data, {}, &committer, &error), nullptr);
+    auto store = QueueStore::Open(data_, {}, &committer_, &error);
+    EXPECT_NE(store, nullptr) << error;
+    return store;
+  }
+
+  testing::TempDir tmp_;
+  const std::string data_ = tmp_.Sub("data");
+  Committer committer_{FsyncPolicy::kBatch, std::chrono::milliseconds(1)};
+};
+
+TEST_F(QueueStoreTest, CreatedQueuesAreRecoveredAndRemovedOnesAreNot) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    std::string error;
+    EXPECT_EQ(QueueStore::Open(data_, {}, &committer_, &error), nullptr);
     EXPECT_NE(error.find("in use"), std::string::npos) << error;
     auto kept = store->Create(Config("kept"));
     ASSERT_TRUE(kept.ok());
@@ -41,9 +52,8 @@ TEST(QueueStoreTest, CreatedQueuesAreRecoveredAndRemovedOnesAreNot) {
     ASSERT_TRUE(store->Create(Config("removed")).ok());
     store->Remove("removed");
   }
-  std::string error;
-  auto store = QueueStore::Open(data, {}, &committer, &error);
-  ASSERT_NE(store, nullptr) << error;
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
   auto found = store->Recover();
   ASSERT_TRUE(found.ok());
   ASSERT_EQ(found.value().size(), 1u);
@@ -54,13 +64,10 @@ TEST(QueueStoreTest, CreatedQueuesAreRecoveredAndRemovedOnesAreNot) {
   EXPECT_TRUE(store->recovery_warnings().empty());
 }
 
-TEST(QueueStoreTest, AnUnreadableQueueIsReportedAndSetAsideNotDeleted) {
-  testing::TempDir tmp;
-  const std::string data = tmp.Sub("data");
-  Committer committer(FsyncPolicy::kBatch, std::chrono::milliseconds(1));
-  std::string error;
-  auto store = QueueStore::Open(data, {}, &committer, &error);
-  ASSERT_NE(store, nullptr) << error;
+TEST_F(QueueStoreTest, AnUnreadableQueueIsReportedAndSetAsideNotDeleted) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::string& data = data_;
   // A queue directory whose log holds no definition.
   std::filesystem::create_directories(data + "/queues/odd.queue");
   std::ofstream(data + "/queues/odd.queue/00000000000000000000.log") << "not a log";
