@@ -104,13 +104,14 @@ void TopicRouter::Publish(std::string_view topic, std::string_view payload, cons
       for (auto& d : offered.dropped) dropped.push_back(std::move(d));
     }
   }
-  auto copies = std::make_shared<DurableCopies>();
+  std::shared_ptr<DurableCopies> copies;  // only when a durable queue takes a copy
   if (!queues.empty()) {
     Headers routed = headers;
     routed[std::string(kHeaderTopic)] = std::string(topic);
     for (auto& [name, queue] : queues) {
       QueueJournal::Committed written;
       if (queue->config().durable) {
+        if (copies == nullptr) copies = std::make_shared<DurableCopies>();
         std::lock_guard lock(copies->mu);
         ++copies->waiting;
         written = [copies, name = name](std::optional<Error> e) {
@@ -126,6 +127,7 @@ void TopicRouter::Publish(std::string_view topic, std::string_view payload, cons
     }
   }
   CountStats(topic, out, dropped);
+  if (copies == nullptr) return done(std::move(out));
   {
     std::lock_guard lock(copies->mu);
     copies->out = std::move(out);
