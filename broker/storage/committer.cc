@@ -60,7 +60,6 @@ uint64_t Committer::syncs() const { return syncs_.load(); }
 void Committer::MarkDirty(std::shared_ptr<CommittedLog> log) {
   {
     std::lock_guard lock(mu_);
-    if (dirty_.empty()) first_dirty_ = std::chrono::steady_clock::now();
     dirty_.push_back(std::move(log));
   }
   cv_.notify_one();
@@ -71,10 +70,13 @@ void Committer::Run() {
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !dirty_.empty(); });
     if (dirty_.empty()) return;  // stopping, nothing left
-    // Batch: let more records join this sync, up to the interval after the
-    // first one that waits.
+    // Batch: at most one round of syncs per interval. After a quiet spell
+    // records are synced at once; under load they gather until the interval
+    // since the last round has passed, so no put waits longer than that (plus
+    // the sync) and the disk sees at most one sync per log per interval.
     if (policy_ == FsyncPolicy::kBatch) {
-      cv_.wait_until(lock, first_dirty_ + interval_, [&] { return stopping_; });
+      cv_.wait_until(lock, last_round_ + interval_, [&] { return stopping_; });
+      last_round_ = std::chrono::steady_clock::now();
     }
     std::vector<std::shared_ptr<CommittedLog>> logs = std::move(dirty_);
     dirty_.clear();

@@ -3,7 +3,9 @@
 // that arrive while a sync runs, or within the interval, share the next one.
 //
 //   always: sync as soon as records wait (concurrent appends still share it)
-//   batch:  sync at most `interval` after the first record that waits
+//   batch:  at most one round of syncs per `interval`: a record that arrives
+//           after a quiet spell is synced at once, records under load wait
+//           for the interval since the last round to pass
 //   never:  write, do not sync (the page cache holds it: survives kill -9,
 //           not a power cut)
 //
@@ -99,7 +101,7 @@ class Committer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<CommittedLog>> dirty_;
-  std::chrono::steady_clock::time_point first_dirty_{};
+  std::chrono::steady_clock::time_point last_round_{};  // of syncs, under batch
   std::atomic<uint64_t> syncs_{0};
   bool stopping_ = false;
   std::thread thread_;
