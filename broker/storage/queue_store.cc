@@ -23,14 +23,6 @@ core::Error Unavailable(const std::string& what) {
   return core::Error{core::Errc::kStorageUnavailable, "storage: " + what};
 }
 
-bool SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
-
 }  // namespace
 
 std::unique_ptr<QueueStore> QueueStore::Open(const std::string& dir, LogOptions options,
@@ -69,6 +61,11 @@ std::string QueueStore::QueueDir(const std::string& name) const {
   return queues_dir_ + "/" + name + std::string(kQueueSuffix);
 }
 
+std::string QueueStore::AsideName(const std::string& dir, std::string_view mark) {
+  // Unique across restarts (the pid) and within one (the counter).
+  return dir + std::string(mark) + std::to_string(::getpid()) + "-" + std::to_string(next_aside_++);
+}
+
 core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
     const core::QueueConfig& config) {
   std::lock_guard lock(mu_);
@@ -78,8 +75,7 @@ core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
   // than delete it — it may hold someone's messages.
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) {
-    const std::string aside = dir + std::string(kSetAsideMark) + std::to_string(::getpid()) + "-" +
-                              std::to_string(next_tombstone_++);
+    const std::string aside = AsideName(dir, kSetAsideMark);
     if (::rename(dir.c_str(), aside.c_str()) != 0) {
       return Unavailable("cannot set aside " + dir + ": " + std::strerror(errno));
     }
@@ -92,15 +88,10 @@ core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
   // a client was told exists must exist after a crash.
   const std::string definition = EncodeDefinition(config);
   if (!log->Append(static_cast<uint8_t>(QueueRecord::kDefined), definition, &io) ||
-      !log->Sync(&io)) {
+      !log->Sync(&io) || !SyncDir(queues_dir_, &io)) {
     log.reset();
     std::filesystem::remove_all(dir, ec);
     return Unavailable(io.message);
-  }
-  if (!SyncDir(queues_dir_)) {
-    log.reset();
-    std::filesystem::remove_all(dir, ec);
-    return Unavailable("fsync " + queues_dir_ + ": " + std::strerror(errno));
   }
   return std::shared_ptr<core::QueueJournal>(std::make_shared<LogJournal>(
       committer_->Adopt(std::move(log)), definition, options_.max_segment_bytes));
@@ -111,11 +102,10 @@ void QueueStore::Remove(const std::string& name) {
   // Renamed first, so a crash halfway through deleting cannot leave a queue
   // that recovers with some of its messages.
   const std::string dir = QueueDir(name);
-  const std::string tombstone = dir + std::string(kDeletedMark) + std::to_string(::getpid()) + "-" +
-                                std::to_string(next_tombstone_++);
+  const std::string tombstone = AsideName(dir, kDeletedMark);
   std::error_code ec;
   if (::rename(dir.c_str(), tombstone.c_str()) == 0) {
-    SyncDir(queues_dir_);
+    SyncDir(queues_dir_, nullptr);
     std::filesystem::remove_all(tombstone, ec);
   } else {
     std::filesystem::remove_all(dir, ec);

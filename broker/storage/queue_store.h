@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "broker/core/durable_store.h"
@@ -43,6 +44,9 @@ class QueueStore final : public core::DurableStore {
  private:
   QueueStore(std::string dir, LogOptions options, Committer* committer, int lock_fd);
   std::string QueueDir(const std::string& name) const;
+  // DIR + mark + a unique suffix: where a directory is renamed to, out of
+  // recovery's way (with mu_ held).
+  std::string AsideName(const std::string& dir, std::string_view mark);
   // Opens one queue's log and replays it.
   core::Result<Recovered> RecoverQueue(const std::string& dir_name);
 
@@ -52,7 +56,7 @@ class QueueStore final : public core::DurableStore {
   Committer* const committer_;
   const int lock_fd_;
   std::mutex mu_;  // serialises Create and Remove
-  uint64_t next_tombstone_ = 0;
+  uint64_t next_aside_ = 0;
   std::vector<std::string> warnings_;
 };
 

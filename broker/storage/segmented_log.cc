@@ -77,6 +77,8 @@ bool ReadFile(const std::string& path, std::string* out, IoError* error) {
   return true;
 }
 
+}  // namespace
+
 bool SyncDir(const std::string& dir, IoError* error) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Fail(error, "open " + dir);
@@ -84,8 +86,6 @@ bool SyncDir(const std::string& dir, IoError* error) {
   ::close(fd);
   return ok || Fail(error, "fsync " + dir);
 }
-
-}  // namespace
 
 SegmentedLog::SegmentedLog(std::string dir, LogOptions options)
     : dir_(std::move(dir)), options_(options) {}

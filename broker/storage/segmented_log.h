@@ -51,6 +51,10 @@ struct IoError {
   int error = 0;  // errno (ENOSPC for a full disk)
 };
 
+// fsyncs a directory, so that the names created or removed in it survive a
+// crash.
+bool SyncDir(const std::string& dir, IoError* error);
+
 class SegmentedLog {
  public:
   using Visitor = std::function<void(uint64_t position, uint8_t type, std::string_view body)>;
