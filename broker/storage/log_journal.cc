@@ -26,10 +26,6 @@ DurableCallback LogJournal::Adapt(Committed committed) {
   };
 }
 
-void LogJournal::Defined(Committed committed) {
-  log_->Append({{Type(QueueRecord::kDefined), definition_}}, Adapt(std::move(committed)));
-}
-
 void LogJournal::Restored(const QueueReplay& replay, uint64_t log_end) {
   std::lock_guard lock(mu_);
   closed_ = replay.closed();

@@ -30,8 +30,6 @@ class LogJournal final : public core::QueueJournal,
   // compaction. Compaction runs once `compact_every` bytes of log are dead.
   LogJournal(std::shared_ptr<CommittedLog> log, std::string definition, uint64_t compact_every);
 
-  // The queue's definition, first in a new log.
-  void Defined(Committed committed);
   // What a replay found live, so compaction knows where it lies.
   void Restored(const QueueReplay& replay, uint64_t log_end);
 

@@ -122,12 +122,4 @@ bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) 
   return false;
 }
 
-std::optional<uint64_t> QueueReplay::oldest_live_position() const {
-  std::optional<uint64_t> oldest;
-  for (const auto& [id, m] : live_) {
-    if (!oldest || m.position < *oldest) oldest = m.position;
-  }
-  return oldest;
-}
-
 }  // namespace basin::storage

@@ -64,9 +64,6 @@ class QueueReplay {
   const std::set<std::string>& bindings() const { return bindings_; }
   // Dedup ids and producer sequences of the puts still in the log, in order.
   const std::vector<core::PutKeys>& keys() const { return keys_; }
-  // Segments wholly below this hold nothing live (only the definition,
-  // which the owner rewrites before dropping them).
-  std::optional<uint64_t> oldest_live_position() const;
 
  private:
   std::optional<std::string> definition_;

@@ -41,10 +41,12 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
     auto log = SegmentedLog::Open(
         dir, {}, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
     ASSERT_NE(log, nullptr);
-    auto owned = std::make_shared<LogJournal>(committer.Adopt(std::move(log)), "definition",
-                                              LogOptions{}.max_segment_bytes);
+    auto committed_log = committer.Adopt(std::move(log));
+    // The definition is written by whoever creates the log (QueueStore).
+    committed_log->Append({{static_cast<uint8_t>(QueueRecord::kDefined), "definition"}}, nullptr);
+    auto owned =
+        std::make_shared<LogJournal>(committed_log, "definition", LogOptions{}.max_segment_bytes);
     LogJournal& journal = *owned;
-    journal.Defined(nullptr);
     std::vector<core::MessagePtr> msgs;
     for (uint64_t id = 1; id <= 4; ++id) {
       msgs.push_back(Message::Make(id, "m" + std::to_string(id), {{"n", std::to_string(id)}}));
@@ -120,7 +122,7 @@ TEST(LogJournalTest, CompactionDropsSegmentsWhoseMessagesAreDone) {
     ASSERT_NE(log, nullptr);
     auto committed = committer.Adopt(std::move(log));
     auto journal = std::make_shared<LogJournal>(committed, "definition", small.max_segment_bytes);
-    journal->Defined(nullptr);
+    committed->Append({{static_cast<uint8_t>(QueueRecord::kDefined), "definition"}}, nullptr);
     auto settle = [&] {
       std::promise<void> flushed;
       committed->Append({}, [&](const IoError*, uint64_t) { flushed.set_value(); });
