@@ -219,16 +219,10 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
     progressed = false;
     while (!putters_.empty()) {
       auto it = putters_.begin();
-      const Room room = TryAdmit(it->second, now);
+      const Room room = TryAdmit(it->second, now, d);
       if (room != Room::kYes) {
         it->second.blocked_on_memory = room == Room::kNoMemory;
         break;
-      }
-      if (it->second.cb) {
-        d.callbacks.push_back([cb = std::move(it->second.cb),
-                               r = std::move(it->second.results)]() mutable { cb(std::move(r)); });
-      } else if (it->second.admitted) {  // a durable batch: answered once it is written
-        d.callbacks.push_back(std::move(it->second.admitted));
       }
       wait_deadlines_.erase({it->second.deadline, it->first});
       putters_.erase(it);
@@ -296,7 +290,7 @@ void Queue::RecordDedup(const std::string& dedup_id, uint64_t id, TimePoint now)
   dedup_order_.emplace_back(now, dedup_id);
 }
 
-Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
+Queue::Room Queue::TryAdmit(Putter& p, TimePoint now, Deferred& d) {
   // Duplicates first: a dedup id seen before, or earlier in this batch, is
   // answered with the original id and takes no room.
   std::unordered_map<std::string_view, size_t> first_in_batch;
@@ -356,13 +350,17 @@ Queue::Room Queue::TryAdmit(Putter& p, TimePoint now) {
     p.results[p.slots[copy]].message_id = p.results[p.slots[first]].message_id;
     p.results[p.slots[copy]].duplicate = true;
   }
-  if (!durable.msgs.empty()) {
-    durable.bytes = bytes;
-    durable.cb = std::move(p.cb);
-    durable.results = std::move(p.results);
-    if (!durable.keys.sequences.empty()) durable.keys.producer = p.producer;
-    Journal(std::move(durable));
+  if (durable.msgs.empty()) {
+    d.callbacks.push_back(
+        [cb = std::move(p.cb), r = std::move(p.results)]() mutable { cb(std::move(r)); });
+    return Room::kYes;
   }
+  durable.bytes = bytes;
+  durable.cb = std::move(p.cb);  // answered once written
+  durable.results = std::move(p.results);
+  if (!durable.keys.sequences.empty()) durable.keys.producer = p.producer;
+  Journal(std::move(durable));
+  if (p.admitted) d.callbacks.push_back(std::move(p.admitted));
   return Room::kYes;
 }
 
@@ -415,12 +413,7 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
       answer(Error{Errc::kQueueDeleted, Describe() + " was deleted"});
     } else if (closed_) {
       answer(Error{Errc::kQueueClosed, Describe() + " is closed"});
-    } else if (room = putters_.empty() ? TryAdmit(p, now) : Room::kFull; room == Room::kYes) {
-      if (p.cb) {
-        answer(std::move(p.results));
-      } else if (p.admitted) {  // durable: answered once written
-        d.callbacks.push_back(std::move(p.admitted));
-      }
+    } else if (room = putters_.empty() ? TryAdmit(p, now, d) : Room::kFull; room == Room::kYes) {
       ServeWaiters(now, d);
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
       answer(can.error());

@@ -318,8 +318,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // With `wait_for_memory`, a put that does not fit the broker's budget
   // registers this queue to be woken when memory is freed.
   Room CheckRoom(uint64_t bytes, bool wait_for_memory = true, size_t count = 1);
-  // Enqueues the putter's batch if it fits now; else says why not.
-  Room TryAdmit(Putter& p, TimePoint now);
+  // Enqueues the putter's batch if it fits now and queues its answer in `d`
+  // (for a durable batch: its `admitted` call; the answer waits for the
+  // journal); else says why not and leaves the putter as it was.
+  Room TryAdmit(Putter& p, TimePoint now, Deferred& d);
   std::optional<uint64_t> FindDedup(const std::string& dedup_id, TimePoint now);
   void RecordDedup(const std::string& dedup_id, uint64_t id, TimePoint now);
   Error NoRoomError(bool memory) const;
