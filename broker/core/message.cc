@@ -71,11 +71,9 @@ Result<uint64_t> Message::Validate(std::string_view payload, const Headers& head
   return bytes;
 }
 
-std::string Message::Encode() const {
-  std::string out(kLenBytes + bytes(), '\0');
-  std::memcpy(out.data(), &headers_len_, kLenBytes);
-  std::memcpy(out.data() + kLenBytes, data(), bytes());
-  return out;
+void Message::EncodeTo(std::string& out) const {
+  out.append(reinterpret_cast<const char*>(&headers_len_), kLenBytes);
+  out.append(data(), bytes());
 }
 
 Result<MessagePtr> Message::Decode(uint64_t id, uint32_t delivery_count, std::string_view encoded) {

@@ -44,9 +44,10 @@ class Message {
     id_lo_ = static_cast<uint32_t>(id);
     id_hi_ = static_cast<uint32_t>(id >> 32);
   }
-  // The message as a durable queue's log keeps it: u32 headers length, the
-  // encoded headers, the payload. The id and delivery count are logged apart.
-  std::string Encode() const;
+  // Appends the message as a durable queue's log keeps it: u32 headers length,
+  // the encoded headers, the payload. The id and delivery count are logged
+  // apart.
+  void EncodeTo(std::string& out) const;
   // The inverse; kInvalidArgument if `encoded` is not one.
   static Result<MessagePtr> Decode(uint64_t id, uint32_t delivery_count, std::string_view encoded);
 

@@ -57,7 +57,7 @@ void LogJournal::Put(const std::vector<const core::Message*>& messages, const co
   std::vector<CommittedLog::Pending> records;
   records.reserve(messages.size() + 1);
   for (const core::Message* m : messages) {
-    records.push_back({Type(QueueRecord::kPut), EncodePut(m->id(), m->Encode())});
+    records.push_back({Type(QueueRecord::kPut), EncodePut(*m)});
   }
   if (!keys.dedup_ids.empty() || !keys.sequences.empty()) {
     records.push_back({Type(QueueRecord::kPutKeys), EncodePutKeys(keys)});

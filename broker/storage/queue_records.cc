@@ -14,6 +14,14 @@ std::string EncodePut(uint64_t id, std::string_view message) {
   return out;
 }
 
+std::string EncodePut(const core::Message& message) {
+  std::string out;
+  out.reserve(message.bytes() + 14);
+  PutVarint(out, message.id());
+  message.EncodeTo(out);
+  return out;
+}
+
 std::string EncodeIds(const std::vector<uint64_t>& ids) {
   std::string out;
   for (uint64_t id : ids) PutVarint(out, id);

@@ -37,6 +37,8 @@ enum class QueueRecord : uint8_t {
 };
 
 std::string EncodePut(uint64_t id, std::string_view message);
+// The same for a queue's message, encoded straight into the record body.
+std::string EncodePut(const core::Message& message);
 // Ids of kDelivered and kDone records.
 std::string EncodeIds(const std::vector<uint64_t>& ids);
 std::string EncodeNextId(uint64_t next_id);

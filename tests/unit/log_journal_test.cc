@@ -16,7 +16,8 @@ using core::Message;
 
 TEST(MessageEncodingTest, RoundTripsAndRefusesGarbage) {
   auto m = Message::Make(7, "payload", {{"k", "v"}, {"trace", "abc"}});
-  const std::string encoded = m->Encode();
+  std::string encoded;
+  m->EncodeTo(encoded);
   auto back = Message::Decode(7, 2, encoded);
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back.value()->id(), 7u);
