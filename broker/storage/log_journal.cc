@@ -14,6 +14,10 @@ uint8_t Type(QueueRecord r) { return static_cast<uint8_t>(r); }
 
 }  // namespace
 
+core::Error StorageUnavailable(const std::string& what) {
+  return core::Error{core::Errc::kStorageUnavailable, "storage: " + what};
+}
+
 LogJournal::LogJournal(std::shared_ptr<CommittedLog> log, std::string definition,
                        uint64_t compact_every)
     : log_(std::move(log)), definition_(std::move(definition)), compact_every_(compact_every) {}
@@ -22,7 +26,7 @@ DurableCallback LogJournal::Adapt(Committed committed) {
   if (!committed) return nullptr;
   return [committed = std::move(committed)](const IoError* error, uint64_t) {
     if (error == nullptr) return committed(std::nullopt);
-    committed(core::Error{core::Errc::kStorageUnavailable, "storage: " + error->message});
+    committed(StorageUnavailable(error->message));
   };
 }
 

@@ -23,6 +23,9 @@
 
 namespace basin::storage {
 
+// What a caller hears when the disk fails it: UNAVAILABLE / STORAGE_UNAVAILABLE.
+core::Error StorageUnavailable(const std::string& what);
+
 class LogJournal final : public core::QueueJournal,
                          public std::enable_shared_from_this<LogJournal> {
  public:

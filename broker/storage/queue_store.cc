@@ -19,10 +19,6 @@ constexpr std::string_view kQueueSuffix = ".queue";
 constexpr std::string_view kDeletedMark = ".deleted-";
 constexpr std::string_view kSetAsideMark = ".unrecovered-";
 
-core::Error Unavailable(const std::string& what) {
-  return core::Error{core::Errc::kStorageUnavailable, "storage: " + what};
-}
-
 }  // namespace
 
 std::unique_ptr<QueueStore> QueueStore::Open(const std::string& dir, LogOptions options,
@@ -77,13 +73,13 @@ core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
   if (std::filesystem::exists(dir, ec)) {
     const std::string aside = AsideName(dir, kSetAsideMark);
     if (::rename(dir.c_str(), aside.c_str()) != 0) {
-      return Unavailable("cannot set aside " + dir + ": " + std::strerror(errno));
+      return StorageUnavailable("cannot set aside " + dir + ": " + std::strerror(errno));
     }
   }
   IoError io;
   auto log = SegmentedLog::Open(
       dir, options_, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
-  if (log == nullptr) return Unavailable(io.message);
+  if (log == nullptr) return StorageUnavailable(io.message);
   // Written and synced here, before the create is answered: rare, and a queue
   // a client was told exists must exist after a crash.
   const std::string definition = EncodeDefinition(config);
@@ -91,7 +87,7 @@ core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
       !log->Sync(&io) || !SyncDir(queues_dir_, &io)) {
     log.reset();
     std::filesystem::remove_all(dir, ec);
-    return Unavailable(io.message);
+    return StorageUnavailable(io.message);
   }
   return std::shared_ptr<core::QueueJournal>(std::make_shared<LogJournal>(
       committer_->Adopt(std::move(log)), definition, options_.max_segment_bytes));
@@ -124,7 +120,7 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
         if (!replay.Apply(position, type, body)) ++bad_records;
       },
       &report, &io);
-  if (log == nullptr) return Unavailable(io.message);
+  if (log == nullptr) return StorageUnavailable(io.message);
   for (const Damage& d : report.damage) {
     warnings_.push_back(dir_name + "/" + d.segment + ": " +
                         (d.truncated
@@ -191,7 +187,7 @@ core::Result<std::vector<QueueStore::Recovered>> QueueStore::Recover() {
     }
     out.push_back(std::move(queue.value()));
   }
-  if (ec) return Unavailable("cannot list " + queues_dir_ + ": " + ec.message());
+  if (ec) return StorageUnavailable("cannot list " + queues_dir_ + ": " + ec.message());
   return out;
 }
 
