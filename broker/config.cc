@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iostream>
 
+#include "broker/storage/committer.h"
+
 namespace basin {
 namespace po = boost::program_options;
 
@@ -214,9 +216,7 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   c.keepalive_time = std::chrono::duration_cast<std::chrono::milliseconds>(ka_time);
   c.keepalive_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(ka_timeout);
   if (c.log_format != "text" && c.log_format != "json") return fail("log-format", c.log_format);
-  if (c.fsync != "always" && c.fsync != "batch" && c.fsync != "never") {
-    return fail("fsync", c.fsync);
-  }
+  if (!storage::ParseFsyncPolicy(c.fsync)) return fail("fsync", c.fsync);
   const auto interval = ParseDuration(fsync_interval);
   if (!interval || *interval > std::chrono::seconds(10))
     return fail("fsync-interval", fsync_interval);

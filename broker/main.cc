@@ -17,16 +17,6 @@
 #include "broker/storage/committer.h"
 #include "broker/storage/queue_store.h"
 
-namespace {
-
-basin::storage::FsyncPolicy ParsePolicy(const std::string& name) {
-  if (name == "always") return basin::storage::FsyncPolicy::kAlways;
-  if (name == "never") return basin::storage::FsyncPolicy::kNever;
-  return basin::storage::FsyncPolicy::kBatch;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   const auto process_start = std::chrono::steady_clock::now();
   int exit_code = 0;
@@ -52,8 +42,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<basin::storage::Committer> committer;
   std::unique_ptr<basin::storage::QueueStore> store;
   if (!config->data_dir.empty()) {
-    committer = std::make_unique<basin::storage::Committer>(ParsePolicy(config->fsync),
-                                                            config->fsync_interval);
+    // ParseConfig has checked the name.
+    committer = std::make_unique<basin::storage::Committer>(
+        *basin::storage::ParseFsyncPolicy(config->fsync), config->fsync_interval);
     std::string error;
     store = basin::storage::QueueStore::Open(config->data_dir, {config->segment_bytes},
                                              committer.get(), &error);

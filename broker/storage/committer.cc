@@ -5,6 +5,13 @@
 
 namespace basin::storage {
 
+std::optional<FsyncPolicy> ParseFsyncPolicy(std::string_view name) {
+  if (name == "always") return FsyncPolicy::kAlways;
+  if (name == "batch") return FsyncPolicy::kBatch;
+  if (name == "never") return FsyncPolicy::kNever;
+  return std::nullopt;
+}
+
 void CommittedLog::Append(std::vector<Pending> records, DurableCallback done) {
   bool mark = false;
   {

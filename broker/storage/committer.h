@@ -20,7 +20,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -29,6 +31,8 @@
 namespace basin::storage {
 
 enum class FsyncPolicy { kAlways, kBatch, kNever };
+// "always", "batch" or "never" (the --fsync flag); nullopt for anything else.
+std::optional<FsyncPolicy> ParseFsyncPolicy(std::string_view name);
 
 // Called once the records are durable (error null), or could not be written;
 // `position` is the log position of the first of them.
