@@ -134,7 +134,15 @@ per_message() {  # PID CMD...: RSS delta / 1,000,000 after putting 1,000,000 mes
   after=$(settled_rss "$pid")
   echo $(((after - before) / 1000000))
 }
-echo_addr=$(awk '{print $3}' "$work/echo.addr")
+# basin-echo prints its address once it serves (and flushes it): wait for
+# that line rather than read a file it may not have written yet.
+for _ in $(seq 300); do
+  grep -q "listening on" "$work/echo.addr" && break
+  kill -0 "$echo_pid" 2>/dev/null || { echo "compare.sh: basin-echo exited" >&2; exit 1; }
+  sleep 0.1
+done
+echo_addr=$(awk '/listening on/ {print $3}' "$work/echo.addr")
+[ -n "$echo_addr" ] || { echo "compare.sh: basin-echo printed no address in 30 s" >&2; exit 1; }
 
 # write_table MARKER TEXT: replaces the block between MARKER's markers in
 # docs/benchmarks.md (appends it the first time).

@@ -2,7 +2,9 @@
 # Installs what Basin needs from Debian 12's packages (only what is missing),
 # then configures and builds into build/. Sourced by start.sh and test.sh.
 #   BASIN_SETUP_TOOLS=1  also installs the test tools (GoogleTest, clang-format,
-#                        npm and buf).
+#                        clang and libFuzzer, npm and buf).
+#   BASIN_CMAKE_ARGS     extra arguments for configuring build/ (test.sh adds
+#                        -DBASIN_WERROR=ON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,7 @@ packages=(g++ cmake ninja-build pkg-config ccache
   libboost-dev libboost-program-options-dev libspdlog-dev libbenchmark-dev
   libgtest-dev libgmock-dev libjemalloc-dev)
 if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
-  packages+=(clang-format)
+  packages+=(clang-format clang-14 libclang-rt-14-dev)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
@@ -33,5 +35,6 @@ if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ] && [ ! -x tools/node_modules/.bin/buf ]; th
   npm install --prefix tools --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# shellcheck disable=SC2086  # BASIN_CMAKE_ARGS is a list of arguments
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${BASIN_CMAKE_ARGS:-} >/dev/null
 cmake --build build

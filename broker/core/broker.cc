@@ -42,8 +42,13 @@ Broker::Broker(BrokerLimits limits, DeadlineScheduler* scheduler, DurableStore* 
                                     .count())) {}
 
 Broker::~Broker() {
-  std::lock_guard lock(mu_);
-  queues_.clear();
+  // Queues are destroyed outside mu_: a queue's destructor releases memory,
+  // which may call into other queues.
+  std::map<std::string, std::shared_ptr<Queue>, std::less<>> queues;
+  {
+    std::lock_guard lock(mu_);
+    queues.swap(queues_);
+  }
 }
 
 Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
@@ -75,7 +80,10 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
                                              "--data-dir (in memory only)"};
   }
 
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  // A durable create of the same name in progress: its answer decides ours
+  // (an identical create is idempotent). It waits for one create's I/O.
+  creating_cv_.wait(lock, [&] { return !creating_.contains(config.name); });
   if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
   if (auto it = queues_.find(config.name); it != queues_.end()) {
     if (it->second->config() == config) return Created{it->second, false};
@@ -88,13 +96,19 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
   }
   auto dead_letter = FindDeadLetter(config);
   if (!dead_letter.ok()) return dead_letter.error();
-  std::shared_ptr<QueueJournal> journal;
-  if (config.durable) {
-    auto created = store_->Create(config);
-    if (!created.ok()) return created.error();
-    journal = std::move(created.value());
-  }
-  auto queue = NewQueue(config, std::move(dead_letter.value()), std::move(journal));
+  if (!config.durable)
+    return Created{NewQueue(config, std::move(dead_letter.value()), nullptr), true};
+  // The store's I/O (mkdir, definition, fsyncs) happens without mu_, so
+  // lookups by every other call go on meanwhile: the name is reserved, and
+  // its dead-letter queue cannot be deleted while the reservation names it.
+  creating_.emplace(config.name, config.dead_letter_queue);
+  lock.unlock();
+  auto created = store_->Create(config);
+  lock.lock();
+  creating_.erase(config.name);
+  creating_cv_.notify_all();
+  if (!created.ok()) return created.error();
+  auto queue = NewQueue(config, std::move(dead_letter.value()), std::move(created.value()));
   return Created{std::move(queue), true};
 }
 
@@ -189,22 +203,33 @@ Result<uint64_t> Broker::DeleteQueue(std::string_view name) {
   if (auto ok = ValidateQueueName(name); !ok.ok()) return ok.error();
   std::shared_ptr<Queue> victim;
   {
-    std::lock_guard lock(mu_);
-    auto it = queues_.find(name);
-    if (it == queues_.end()) {
-      return Error{Errc::kQueueNotFound, "queue '" + std::string(name) + "' does not exist"};
-    }
-    for (const auto& [other, q] : queues_) {
-      if (q->config().dead_letter_queue == name) {
-        return Error{Errc::kDeadLetterInUse, "queue '" + std::string(name) +
-                                                 "' is the dead-letter queue of '" + other +
-                                                 "'; delete that queue first"};
+    std::lock_guard bindings(bindings_mu_);
+    {
+      std::lock_guard lock(mu_);
+      auto it = queues_.find(name);
+      if (it == queues_.end()) {
+        return Error{Errc::kQueueNotFound, "queue '" + std::string(name) + "' does not exist"};
       }
+      for (const auto& [other, q] : queues_) {
+        if (q->config().dead_letter_queue == name) {
+          return Error{Errc::kDeadLetterInUse, "queue '" + std::string(name) +
+                                                   "' is the dead-letter queue of '" + other +
+                                                   "'; delete that queue first"};
+        }
+      }
+      for (const auto& [other, dead_letter] : creating_) {
+        if (dead_letter == name) {
+          return Error{Errc::kDeadLetterInUse, "queue '" + std::string(name) +
+                                                   "' is the dead-letter queue of '" + other +
+                                                   "', being created"};
+        }
+      }
+      victim = std::move(it->second);
+      queues_.erase(it);
+      if (victim->config().durable) deleting_.insert(victim->name());
     }
-    victim = std::move(it->second);
-    queues_.erase(it);
+    // Not under mu_: lookups go on while the router works.
     router_.RemoveBindingsTo(victim->name());
-    if (victim->config().durable) deleting_.insert(victim->name());
   }
   const uint64_t dropped = victim->Delete();  // its journal writes nothing after this
   if (victim->config().durable) {
@@ -226,26 +251,30 @@ void Broker::Shutdown() {
   router_.Shutdown();
 }
 
+std::shared_ptr<Queue> Broker::Registered(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = queues_.find(name);
+  return it == queues_.end() ? nullptr : it->second;
+}
+
 Result<bool> Broker::BindQueue(const std::string& pattern, const std::string& queue) {
   if (auto ok = ValidateQueueName(queue); !ok.ok()) return ok.error();
-  // Under mu_, so that DeleteQueue cannot remove the queue's bindings between
-  // the lookup and the bind.
-  std::lock_guard lock(mu_);
-  auto it = queues_.find(queue);
-  if (it == queues_.end()) {
-    return Error{Errc::kQueueNotFound, "queue '" + queue + "' does not exist"};
-  }
-  auto bound = router_.Bind(pattern, it->second);
-  if (bound.ok() && bound.value()) it->second->RecordBinding(pattern, true);
+  // bindings_mu_ keeps DeleteQueue from removing the queue's bindings between
+  // the lookup and the bind; mu_ is held only for the lookup.
+  std::lock_guard bindings(bindings_mu_);
+  std::shared_ptr<Queue> target = Registered(queue);
+  if (target == nullptr) return Error{Errc::kQueueNotFound, "queue '" + queue + "' does not exist"};
+  auto bound = router_.Bind(pattern, target);
+  if (bound.ok() && bound.value()) target->RecordBinding(pattern, true);
   return bound;
 }
 
 Result<void> Broker::UnbindQueue(const std::string& pattern, const std::string& queue) {
   if (auto ok = ValidateQueueName(queue); !ok.ok()) return ok.error();
-  std::lock_guard lock(mu_);
+  std::lock_guard bindings(bindings_mu_);
   auto unbound = router_.Unbind(pattern, queue);
-  if (auto it = queues_.find(queue); unbound.ok() && it != queues_.end()) {
-    it->second->RecordBinding(pattern, false);
+  if (std::shared_ptr<Queue> target = Registered(queue); unbound.ok() && target != nullptr) {
+    target->RecordBinding(pattern, false);
   }
   return unbound;
 }

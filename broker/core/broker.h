@@ -2,10 +2,12 @@
 // listing, deletion and shutdown. It owns the broker-wide memory budget. No
 // global state: a process may hold several Brokers (tests do).
 //
-// Lock order: Broker::mu_, then TopicRouter's locks, then a Queue's mutex.
-// Queue methods that run callbacks are never called with mu_ held.
+// Locks (docs/design.md, "Lock order"): bindings_mu_, then mu_ or the
+// TopicRouter's locks. mu_ guards the registry alone and is held for lookups
+// only: never across disk I/O, router work or a call into a Queue.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -86,6 +88,8 @@ class Broker {
  private:
   // With mu_ held.
   Result<std::shared_ptr<Queue>> FindDeadLetter(const QueueConfig& config) const;
+  // The queue registered under `name` (null if none); takes mu_.
+  std::shared_ptr<Queue> Registered(const std::string& name) const;
   std::shared_ptr<Queue> NewQueue(const QueueConfig& config, std::shared_ptr<Queue> dead_letter,
                                   std::shared_ptr<QueueJournal> journal);
 
@@ -95,8 +99,13 @@ class Broker {
   MemoryBudget memory_;  // declared first: queues and subscriptions release into it
   TopicRouter router_;
 
+  // Serialises binding changes with DeleteQueue's removal of bindings.
+  std::mutex bindings_mu_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Queue>, std::less<>> queues_;
+  // Durable queues whose files are being created: name -> dead-letter queue.
+  std::map<std::string, std::string, std::less<>> creating_;
+  std::condition_variable creating_cv_;
   // Durable queues whose files are being removed: the name is not free yet.
   std::set<std::string, std::less<>> deleting_;
   uint64_t next_incarnation_;

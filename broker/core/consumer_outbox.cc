@@ -1,5 +1,7 @@
 #include "broker/core/consumer_outbox.h"
 
+#include <algorithm>
+
 namespace basin::core {
 
 bool ConsumerOutbox::BecomeBusyLocked() {
@@ -11,51 +13,83 @@ bool ConsumerOutbox::BecomeBusyLocked() {
 bool ConsumerOutbox::Push(StreamDelivery d) {
   std::lock_guard lock(mu_);
   if (end_) return false;
+  if (memory_ != nullptr) memory_->ForceReserve(d.bytes);
   deliveries_.push_back(std::move(d));
   return BecomeBusyLocked();
 }
 
 bool ConsumerOutbox::PushExpired(uint64_t tag) {
   std::lock_guard lock(mu_);
-  if (end_) return false;
+  if (end_ || expired_.size() >= kMaxNotices) return false;
   expired_.push_back(tag);
   return BecomeBusyLocked();
 }
 
 bool ConsumerOutbox::PushUnknown(std::vector<uint64_t> tags) {
   std::lock_guard lock(mu_);
-  if (end_ || tags.empty()) return false;
+  if (end_ || tags.empty() || unknown_.size() >= kMaxNotices) return false;
+  tags.resize(std::min(tags.size(), kMaxNotices - unknown_.size()));
   unknown_.insert(unknown_.end(), tags.begin(), tags.end());
   return BecomeBusyLocked();
 }
 
-bool ConsumerOutbox::End(Error why) {
+bool ConsumerOutbox::End(Error why, uint64_t* freed) {
   std::lock_guard lock(mu_);
   if (end_ || finished_) return false;
   end_ = std::move(why);
-  deliveries_.clear();  // the queue takes them back; they were never written
+  // The queue takes them back; they were never written.
+  for (const StreamDelivery& d : deliveries_) *freed += d.bytes;
+  deliveries_.clear();
   return BecomeBusyLocked();
 }
 
-std::optional<ConsumerPull> ConsumerOutbox::Next(size_t max_deliveries) {
+uint64_t ConsumerOutbox::DropUnwritten(const std::vector<uint64_t>& tags, uint64_t* freed) {
   std::lock_guard lock(mu_);
+  // Tags are pushed rising and written from the front: everything held from
+  // the front's tag on is unwritten, everything below it was written.
+  if (deliveries_.empty()) return UINT64_MAX;
+  const uint64_t first_unwritten = deliveries_.front().tag;
+  if (tags.empty() || tags.back() < first_unwritten) return first_unwritten;
+  std::erase_if(deliveries_, [&](const StreamDelivery& d) {
+    if (!std::binary_search(tags.begin(), tags.end(), d.tag)) return false;
+    *freed += d.bytes;
+    return true;
+  });
+  return first_unwritten;
+}
+
+std::optional<ConsumerPull> ConsumerOutbox::Next(size_t max_deliveries, TimePoint now) {
   ConsumerPull out;
-  if (end_) {
-    finished_ = true;
-    out.end = *end_;
-    return out;
+  uint64_t pulled = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (end_) {
+      finished_ = true;
+      out.end = *end_;
+      return out;
+    }
+    if (deliveries_.empty() && expired_.empty() && unknown_.empty()) {
+      idle_ = true;
+      return std::nullopt;
+    }
+    while (!deliveries_.empty() && out.deliveries.size() < max_deliveries) {
+      pulled += deliveries_.front().bytes;
+      out.deliveries.push_back(std::move(deliveries_.front()));
+      deliveries_.pop_front();
+    }
+    out.expired.swap(expired_);
+    out.unknown_tags.swap(unknown_);
   }
-  if (deliveries_.empty() && expired_.empty() && unknown_.empty()) {
-    idle_ = true;
-    return std::nullopt;
-  }
-  while (!deliveries_.empty() && out.deliveries.size() < max_deliveries) {
-    out.deliveries.push_back(std::move(deliveries_.front()));
-    deliveries_.pop_front();
-  }
-  out.expired.swap(expired_);
-  out.unknown_tags.swap(unknown_);
+  // Written from here on: the stream's own buffers, bounded by one response.
+  if (memory_ != nullptr) memory_->Release(pulled, now);
   return out;
+}
+
+uint64_t ConsumerOutbox::unwritten_bytes() {
+  std::lock_guard lock(mu_);
+  uint64_t total = 0;
+  for (const StreamDelivery& d : deliveries_) total += d.bytes;
+  return total;
 }
 
 }  // namespace basin::core

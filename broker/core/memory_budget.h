@@ -39,13 +39,17 @@ class MemoryBudget {
   void Release(uint64_t n, TimePoint now);
 
   uint64_t used() const { return used_.load(); }
+  size_t listeners() const {
+    std::lock_guard lock(mu_);
+    return waiters_.size();
+  }
   uint64_t limit() const { return limit_; }
 
  private:
   const uint64_t limit_;
   std::atomic<uint64_t> used_{0};
   std::atomic<bool> has_waiters_{false};
-  std::mutex mu_;  // guards waiters_
+  mutable std::mutex mu_;  // guards waiters_
   std::vector<std::weak_ptr<MemoryListener>> waiters_;
 };
 

@@ -1,46 +1,91 @@
 #include "broker/core/producer_sequences.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace basin::core {
+namespace {
+
+auto BySequence(uint64_t sequence) {
+  return [sequence](const std::pair<uint64_t, uint64_t>& e) { return e.first < sequence; };
+}
+
+}  // namespace
 
 std::optional<uint64_t> ProducerSequences::Producer::Find(uint64_t sequence) const {
   if (sequence > highest_) return std::nullopt;
-  if (sequence < first_ || sequence - first_ >= ids_.size()) return uint64_t{0};
-  return ids_[sequence - first_];
-}
-
-void ProducerSequences::Producer::Record(uint64_t sequence, uint64_t message_id) {
-  if (ids_.empty()) first_ = sequence;
-  if (sequence < first_) return;  // older than what is kept
-  // Numbers skipped (messages that failed validation) keep id 0.
-  while (first_ + ids_.size() <= sequence) ids_.push_back(0);
-  ids_[sequence - first_] = message_id;
-  if (sequence > highest_) highest_ = sequence;
-  while (ids_.size() > kIdsKept) {
-    ids_.pop_front();
-    ++first_;
-  }
-}
-
-void ProducerSequences::Producer::Forget(uint64_t sequence) {
-  if (sequence > highest_) return;
-  highest_ = sequence - 1;
-  if (sequence <= first_) {
-    ids_.clear();
-  } else if (sequence - first_ < ids_.size()) {
-    ids_.resize(sequence - first_);
-  }
-}
-
-ProducerSequences::Producer& ProducerSequences::Get(std::string_view producer, TimePoint now) {
-  // Quiet producers are swept at most once a window, which keeps this cheap.
-  if (now >= next_sweep_) {
-    next_sweep_ = now + window_;
-    std::erase_if(records_, [&](const auto& kv) { return now - kv.second.last_seen_ > window_; });
-  }
-  auto [it, fresh] = records_.try_emplace(std::string(producer));
-  if (!fresh && now - it->second.last_seen_ > window_) it->second = Producer();
-  it->second.last_seen_ = now;
+  if (sequence < floor_) return uint64_t{0};
+  auto it = std::partition_point(ids_.begin(), ids_.end(), BySequence(sequence));
+  // A number within the window that was never recorded was skipped (its
+  // message failed validation) or forgotten (its write failed): new work.
+  if (it == ids_.end() || it->first != sequence) return std::nullopt;
   return it->second;
+}
+
+void ProducerSequences::Record(Producer& p, uint64_t sequence, uint64_t message_id) {
+  if (sequence < p.floor_) return;
+  if (p.ids_.empty() || sequence > p.ids_.back().first) {
+    p.ids_.emplace_back(sequence, message_id);
+  } else {
+    // Only a resend of forgotten numbers lands behind the last one.
+    auto it = std::partition_point(p.ids_.begin(), p.ids_.end(), BySequence(sequence));
+    if (it != p.ids_.end() && it->first == sequence) {
+      it->second = message_id;
+      return;
+    }
+    p.ids_.emplace(it, sequence, message_id);
+  }
+  bytes_ += kBytesPerId;
+  p.highest_ = std::max(p.highest_, sequence);
+  if (p.ids_.size() > kIdsKept) {
+    p.ids_.pop_front();
+    bytes_ -= kBytesPerId;
+    p.floor_ = p.ids_.front().first;
+  }
+}
+
+void ProducerSequences::Forget(std::string_view producer,
+                               const std::vector<std::pair<uint64_t, uint64_t>>& seqs) {
+  auto found = records_.find(std::string(producer));
+  if (found == records_.end()) return;
+  Producer& p = found->second;
+  for (const auto& [sequence, id] : seqs) {
+    auto it = std::partition_point(p.ids_.begin(), p.ids_.end(), BySequence(sequence));
+    if (it == p.ids_.end() || it->first != sequence || it->second != id) continue;
+    p.ids_.erase(it);
+    bytes_ -= kBytesPerId;
+  }
+  // A resend of the top numbers must be new work again.
+  p.highest_ = p.ids_.empty() ? std::max<uint64_t>(p.floor_, 1) - 1 : p.ids_.back().first;
+}
+
+void ProducerSequences::Drop(const std::string& name, const Producer& p) {
+  bytes_ -= RecordBytes(name) + kBytesPerId * p.ids_.size();
+}
+
+ProducerSequences::Producer* ProducerSequences::Get(std::string_view producer, TimePoint now) {
+  // Quiet producers are swept a few times a window: often enough that a full
+  // table frees up soon after its producers go quiet, rarely enough to cost
+  // nothing per call.
+  if (now >= next_sweep_) {
+    next_sweep_ = now + window_ / 8;
+    std::erase_if(records_, [&](const auto& kv) {
+      if (now - kv.second.last_seen_ <= window_) return false;
+      Drop(kv.first, kv.second);
+      return true;
+    });
+  }
+  auto it = records_.find(std::string(producer));
+  if (it == records_.end()) {
+    if (records_.size() >= max_producers_) return nullptr;
+    it = records_.try_emplace(std::string(producer)).first;
+    bytes_ += RecordBytes(producer);
+  } else if (now - it->second.last_seen_ > window_) {
+    bytes_ -= kBytesPerId * it->second.ids_.size();
+    it->second = Producer();
+  }
+  it->second.last_seen_ = now;
+  return &it->second;
 }
 
 }  // namespace basin::core

@@ -1,15 +1,10 @@
 #include "broker/core/queue.h"
 
 #include <algorithm>
-
-#include "broker/core/delivery_tag.h"
+#include <type_traits>
 
 namespace basin::core {
 namespace {
-
-// How many ended leases a queue remembers to explain a late TaskDone. Older
-// ones still fail, as LEASE_EXPIRED rather than ALREADY_DONE.
-constexpr size_t kEndedLeasesKept = 65'536;
 
 constexpr std::string_view kDeadLetterReasonLimit = "delivery_limit";
 
@@ -19,18 +14,22 @@ Queue::Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, Memor
              DeadlineScheduler* scheduler, std::shared_ptr<Queue> dead_letter,
              std::shared_ptr<QueueJournal> journal)
     : config_(std::move(config)),
-      incarnation_(incarnation),
       limits_(limits),
       memory_(memory),
       scheduler_(scheduler),
       dead_letter_(std::move(dead_letter)),
-      journal_(std::move(journal)) {}
+      journal_(std::move(journal)),
+      leases_(incarnation),
+      waiters_(limits.max_waiters),
+      index_(limits) {}
 
 Queue::~Queue() {
-  // Messages still held are released from the broker's budget.
-  uint64_t bytes = ready_bytes_ + pending_bytes_;
-  for (const auto& [id, lease] : leases_) bytes += lease.msg->bytes();
-  for (const auto& [id, consumer] : consumers_) bytes += consumer.held.bytes();
+  // What the queue still holds is released from the broker's budget.
+  uint64_t bytes = ready_bytes_ + pending_.bytes() + leases_.bytes() + index_charged_;
+  for (auto& [id, consumer] : consumers_) {
+    bytes += consumer.held.bytes();
+    consumer.outbox->End(Error{Errc::kQueueDeleted, Describe() + " is gone"}, &bytes);
+  }
   if (memory_ != nullptr && bytes > 0) memory_->Release(bytes, Clock::now());
 }
 
@@ -45,32 +44,47 @@ Result<void> Queue::CheckCanWait(TimePoint now, TimePoint deadline) const {
   if (deleted_) return Error{Errc::kQueueDeleted, Describe() + " was deleted"};
   if (deadline <= now) return {};
   if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
-  const size_t waiting = getters_.size() + putters_.size() + joiners_.size();
-  if (waiting >= limits_.max_waiters) {
-    return Error{Errc::kTooManyWaiters, Describe() + " has " + std::to_string(waiting) +
-                                            " blocked calls (limit " +
-                                            std::to_string(limits_.max_waiters) + ")"};
-  }
-  return {};
+  return waiters_.CheckCap(Describe());
 }
 
-WaitId Queue::NewWaiter(TimePoint deadline) {
-  const WaitId id = next_wait_id_++;
-  wait_deadlines_.emplace(deadline, id);
-  return id;
+Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count, uint64_t keys) {
+  if (count == 0 && keys == 0) return Room::kYes;
+  if (count != 0 && config_.max_size != 0 &&
+      ready_.size() + pending_.count() + count > config_.max_size) {
+    return Room::kFull;
+  }
+  if (count != 0 && config_.max_bytes != 0 &&
+      ready_bytes_ + pending_.bytes() + bytes > config_.max_bytes) {
+    return Room::kFull;
+  }
+  const uint64_t charge = bytes + keys;
+  if (memory_->TryReserve(charge)) {
+    index_charged_ += keys;
+    return Room::kYes;
+  }
+  if (!wait_for_memory) return Room::kNoMemory;
+  // One registration until the budget wakes us: a putter that retries on
+  // every change must not add a listener each time.
+  if (!memory_listener_) {
+    memory_listener_ = true;
+    if (memory_->ReserveOrWait(charge, weak_from_this())) {
+      index_charged_ += keys;
+      return Room::kYes;
+    }
+  }
+  return Room::kNoMemory;
 }
 
-Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count) {
-  if (count == 0) return Room::kYes;
-  if (config_.max_size != 0 && ready_.size() + pending_count_ + count > config_.max_size) {
-    return Room::kFull;
+void Queue::SyncIndexMemory(Deferred& d) {
+  // Admission reserved an estimate; the index knows what it really keeps
+  // (and what it let go of as ids aged out).
+  const uint64_t held = index_.bytes();
+  if (held > index_charged_) {
+    memory_->ForceReserve(held - index_charged_);
+  } else {
+    d.bytes_freed += index_charged_ - held;
   }
-  if (config_.max_bytes != 0 && ready_bytes_ + pending_bytes_ + bytes > config_.max_bytes) {
-    return Room::kFull;
-  }
-  const bool reserved = wait_for_memory ? memory_->ReserveOrWait(bytes, weak_from_this())
-                                        : memory_->TryReserve(bytes);
-  return reserved ? Room::kYes : Room::kNoMemory;
+  index_charged_ = held;
 }
 
 uint64_t Queue::Enqueue(MessagePtr msg) {
@@ -99,46 +113,27 @@ uint64_t Queue::EnqueueOrJournal(MessagePtr msg, QueueJournal::Committed written
 }
 
 void Queue::Journal(PendingBatch batch) {
-  batch.seq = next_batch_++;
-  pending_count_ += batch.msgs.size();
-  pending_bytes_ += batch.bytes;
   std::vector<const Message*> records;
   records.reserve(batch.msgs.size());
   for (const MessagePtr& m : batch.msgs) records.push_back(m.get());
-  journal_->Put(records, batch.keys,
-                [weak = weak_from_this(), seq = batch.seq](std::optional<Error> error) {
-                  if (auto queue = weak.lock()) queue->OnCommitted(seq, std::move(error));
-                });
-  pending_.push_back(std::move(batch));
+  const uint64_t seq = pending_.next_seq();
+  journal_->Put(records, batch.keys, [weak = weak_from_this(), seq](std::optional<Error> error) {
+    if (auto queue = weak.lock()) queue->OnCommitted(seq, std::move(error), Clock::now());
+  });
+  pending_.Admit(std::move(batch));
 }
 
-void Queue::OnCommitted(uint64_t seq, std::optional<Error> error) {
-  const TimePoint now = Clock::now();
+void Queue::OnCommitted(uint64_t seq, std::optional<Error> error, TimePoint now) {
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    auto it = std::find_if(pending_.begin(), pending_.end(),
-                           [seq](const PendingBatch& b) { return b.seq == seq; });
-    if (it == pending_.end()) return;  // the queue was deleted meanwhile
-    it->resolved = true;
-    it->error = std::move(error);
     // Batches become ready in admission order, whatever order their writes
     // were confirmed in.
-    while (!pending_.empty() && pending_.front().resolved) {
-      PendingBatch b = std::move(pending_.front());
-      pending_.pop_front();
-      pending_count_ -= b.msgs.size();
-      pending_bytes_ -= b.bytes;
+    for (PendingBatch& b : pending_.Resolve(seq, std::move(error))) {
       if (b.error) {
-        for (const auto& [dedup, id] : b.keys.dedup_ids) {
-          auto found = dedup_.find(dedup);
-          if (found != dedup_.end() && found->second.first == id) dedup_.erase(found);
-        }
-        if (!b.keys.sequences.empty()) {
-          sequences_.Get(b.keys.producer, now).Forget(b.keys.sequences.front().first);
-        }
+        index_.Forget(b.keys);
         d.bytes_freed += b.bytes;
-        if (b.cb) d.callbacks.push_back([cb = std::move(b.cb), e = *b.error] { cb(e); });
+        if (b.cb) d.Answer(std::move(b.cb), Result<std::vector<PutResult>>(*b.error));
         continue;
       }
       for (MessagePtr& m : b.msgs) {
@@ -146,11 +141,9 @@ void Queue::OnCommitted(uint64_t seq, std::optional<Error> error) {
         ready_.push_back(std::move(m));
         ++total_put_;
       }
-      if (b.cb) {
-        d.callbacks.push_back(
-            [cb = std::move(b.cb), r = std::move(b.results)]() mutable { cb(std::move(r)); });
-      }
+      if (b.cb) d.Answer(std::move(b.cb), Result<std::vector<PutResult>>(std::move(b.results)));
     }
+    SyncIndexMemory(d);
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -166,14 +159,11 @@ void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool clo
     closed_ = closed;
     // Remembered from now on for the dedup window: the restart does not
     // shorten it.
-    for (const PutKeys& k : keys) {
-      for (const auto& [dedup, id] : k.dedup_ids) RecordDedup(dedup, id, now);
-      if (k.producer.empty()) continue;
-      ProducerSequences::Producer& producer = sequences_.Get(k.producer, now);
-      for (const auto& [sequence, id] : k.sequences) producer.Record(sequence, id);
-    }
+    for (const PutKeys& k : keys) index_.Restore(k, now);
+    SyncIndexMemory(d);
     for (MessagePtr& m : messages) {
       memory_->ForceReserve(m->bytes());
+      ++total_put_;
       if (OutOfDeliveries(*m)) {
         DeadLetter(std::move(m), d);
         continue;
@@ -181,6 +171,7 @@ void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool clo
       ready_bytes_ += m->bytes();
       ready_.push_back(std::move(m));
     }
+    ArmDeadline(d);
   }
   RunDeferred(d, now);
 }
@@ -201,63 +192,46 @@ MessagePtr Queue::TakeReady(Deferred& d) {
 
 Delivery Queue::Deliver(Duration visibility, TimePoint now, Deferred& d) {
   MessagePtr msg = TakeReady(d);
-  const uint64_t lease = next_lease_++;
-  const TimePoint expiry = AddSaturating(now, visibility);
-  Delivery out{msg->id(),
-               std::string(msg->payload()),
-               msg->headers(),
-               msg->delivery_count(),
-               FormatDeliveryTag({incarnation_, lease}),
+  Delivery out{msg->id(), std::string(msg->payload()), msg->headers(), msg->delivery_count(), {},
                visibility};
-  leases_.emplace(lease, Lease{std::move(msg), expiry});
-  lease_expiry_.emplace(expiry, lease);
+  out.tag = leases_.Add(std::move(msg), AddSaturating(now, visibility));
   return out;
 }
 
 void Queue::ServeWaiters(TimePoint now, Deferred& d) {
+  WaiterSet::Putters& putters = waiters_.putters();
+  WaiterSet::Getters& getters = waiters_.getters();
   for (bool progressed = true; progressed;) {
     progressed = false;
-    while (!putters_.empty()) {
-      auto it = putters_.begin();
-      const Room room = TryAdmit(it->second, now, d);
+    while (!putters.empty()) {
+      PutWaiter& p = putters.begin()->second;
+      const Room room = TryAdmit(p, now, d);
       if (room != Room::kYes) {
-        it->second.blocked_on_memory = room == Room::kNoMemory;
+        p.blocked_on_memory = room == Room::kNoMemory;
         break;
       }
-      wait_deadlines_.erase({it->second.deadline, it->first});
-      putters_.erase(it);
+      waiters_.PopPutter();
       progressed = true;
     }
-    while (!getters_.empty() && !ready_.empty()) {
-      auto it = getters_.begin();
-      if (it->second.consumer != 0) {
-        ServeConsumer(it->second.consumer, now, d);
+    while (!getters.empty() && !ready_.empty()) {
+      GetWaiter& g = getters.begin()->second;
+      if (g.consumer != 0) {
+        ServeConsumer(g.consumer, now, d);
         progressed = true;
         continue;
       }
-      std::vector<Delivery> batch = DeliverBatch(it->second, now, d);
-      d.callbacks.push_back(
-          [cb = std::move(it->second.cb), b = std::move(batch)]() mutable { cb(std::move(b)); });
-      wait_deadlines_.erase({it->second.deadline, it->first});
-      getters_.erase(it);
+      d.Answer(std::move(g.cb), Result<std::vector<Delivery>>(DeliverBatch(g, now, d)));
+      waiters_.PopGetter();
       progressed = true;
     }
   }
   if (Drained()) {
     const Error drained{Errc::kQueueDrained, Describe() + " is closed and drained"};
     EndConsumers(drained, d);
-    for (auto& [id, g] : getters_) {
-      wait_deadlines_.erase({g.deadline, id});
-      d.callbacks.push_back([cb = std::move(g.cb), drained] { cb(drained); });
-    }
-    getters_.clear();
+    for (GetWaiter& g : waiters_.TakeGetters()) d.Answer(std::move(g.cb), drained);
   }
   if (Unfinished() == 0) {
-    for (auto& [id, j] : joiners_) {
-      wait_deadlines_.erase({j.deadline, id});
-      d.callbacks.push_back([cb = std::move(j.cb)] { cb(Result<void>()); });
-    }
-    joiners_.clear();
+    for (JoinWaiter& j : waiters_.TakeJoiners()) d.Answer(std::move(j.cb), Result<void>());
   }
 }
 
@@ -272,93 +246,34 @@ void Queue::Put(std::string_view payload, const Headers& headers, TimePoint now,
   });
 }
 
-std::optional<uint64_t> Queue::FindDedup(const std::string& dedup_id, TimePoint now) {
-  auto it = dedup_.find(dedup_id);
-  if (it == dedup_.end() || now - it->second.second > limits_.dedup_window) return std::nullopt;
-  return it->second.first;
-}
-
-void Queue::RecordDedup(const std::string& dedup_id, uint64_t id, TimePoint now) {
-  // Forget ids older than the window, and the oldest beyond the cap.
-  while (!dedup_order_.empty() && (now - dedup_order_.front().first > limits_.dedup_window ||
-                                   dedup_order_.size() >= limits_.max_dedup_ids)) {
-    auto it = dedup_.find(dedup_order_.front().second);
-    if (it != dedup_.end() && it->second.second == dedup_order_.front().first) dedup_.erase(it);
-    dedup_order_.pop_front();
-  }
-  dedup_[dedup_id] = {id, now};
-  dedup_order_.emplace_back(now, dedup_id);
-}
-
-Queue::Room Queue::TryAdmit(Putter& p, TimePoint now, Deferred& d) {
-  // Duplicates first: a dedup id seen before, or earlier in this batch, is
-  // answered with the original id and takes no room.
-  std::unordered_map<std::string_view, size_t> first_in_batch;
-  std::vector<std::pair<size_t, size_t>> copies;  // (msg index, index of its first)
-  ProducerSequences::Producer* origin =
-      p.producer.empty() ? nullptr : &sequences_.Get(p.producer, now);
-  size_t count = 0;
-  uint64_t bytes = 0;
-  for (size_t i = 0; i < p.msgs.size(); ++i) {
-    if (p.msgs[i] == nullptr) continue;
-    if (origin != nullptr) {
-      if (auto original = origin->Find(p.first_sequence + p.slots[i])) {
-        p.results[p.slots[i]].message_id = *original;
-        p.results[p.slots[i]].duplicate = true;
-        p.msgs[i].reset();
-        continue;
-      }
-    }
-    const std::string& dedup = p.dedup_ids[i];
-    if (!dedup.empty()) {
-      if (auto original = FindDedup(dedup, now)) {
-        p.results[p.slots[i]].message_id = *original;
-        p.results[p.slots[i]].duplicate = true;
-        p.msgs[i].reset();
-        continue;
-      }
-      auto [it, fresh] = first_in_batch.emplace(dedup, i);
-      if (!fresh) {
-        copies.emplace_back(i, it->second);
-        continue;
-      }
-    }
-    ++count;
-    bytes += p.msgs[i]->bytes();
-  }
-  const Room room = CheckRoom(bytes, true, count);
+Queue::Room Queue::TryAdmit(PutWaiter& p, TimePoint now, Deferred& d) {
+  // Duplicates take no room: found once (the index keeps the answer on the
+  // putter), so a batch that waits for room costs O(1) a retry.
+  const PutWaiter::Resolution& r = index_.Resolve(p, now);
+  const Room room = CheckRoom(r.bytes, true, r.count, r.keys);
   if (room != Room::kYes) return room;
-  for (const auto& [copy, first] : copies) p.msgs[copy].reset();
+  const uint64_t bytes = r.bytes;
+  if (journal_ == nullptr) {
+    index_.Admit(p, now, nullptr, [&](size_t i) { return Enqueue(std::move(p.msgs[i])); });
+    SyncIndexMemory(d);
+    d.Answer(std::move(p.cb), Result<std::vector<PutResult>>(std::move(p.results)));
+    return Room::kYes;
+  }
   PendingBatch durable;  // a durable queue's admitted messages
-  for (size_t i = 0; i < p.msgs.size(); ++i) {
-    if (p.msgs[i] == nullptr) continue;
-    uint64_t id = 0;
-    if (journal_ == nullptr) {
-      id = Enqueue(std::move(p.msgs[i]));
-    } else {
-      id = next_message_id_++;
-      p.msgs[i]->set_id(id);
-      if (origin != nullptr) durable.keys.sequences.emplace_back(p.first_sequence + p.slots[i], id);
-      if (!p.dedup_ids[i].empty()) durable.keys.dedup_ids.emplace_back(p.dedup_ids[i], id);
-      durable.msgs.push_back(std::move(p.msgs[i]));
-    }
-    p.results[p.slots[i]].message_id = id;
-    if (!p.dedup_ids[i].empty()) RecordDedup(p.dedup_ids[i], id, now);
-    if (origin != nullptr) origin->Record(p.first_sequence + p.slots[i], id);
-  }
-  for (const auto& [copy, first] : copies) {
-    p.results[p.slots[copy]].message_id = p.results[p.slots[first]].message_id;
-    p.results[p.slots[copy]].duplicate = true;
-  }
-  if (durable.msgs.empty()) {
-    d.callbacks.push_back(
-        [cb = std::move(p.cb), r = std::move(p.results)]() mutable { cb(std::move(r)); });
+  index_.Admit(p, now, &durable.keys, [&](size_t i) {
+    const uint64_t id = next_message_id_++;
+    p.msgs[i]->set_id(id);
+    durable.msgs.push_back(std::move(p.msgs[i]));
+    return id;
+  });
+  SyncIndexMemory(d);
+  if (durable.msgs.empty()) {  // all duplicates: nothing to write
+    d.Answer(std::move(p.cb), Result<std::vector<PutResult>>(std::move(p.results)));
     return Room::kYes;
   }
   durable.bytes = bytes;
   durable.cb = std::move(p.cb);  // answered once written
   durable.results = std::move(p.results);
-  if (!durable.keys.sequences.empty()) durable.keys.producer = p.producer;
   Journal(std::move(durable));
   if (p.admitted) d.callbacks.push_back(std::move(p.admitted));
   return Room::kYes;
@@ -368,8 +283,13 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
                      WaitId* wait_id, PutBatchCallback cb, BatchOrigin origin,
                      std::function<void()> admitted) {
   *wait_id = 0;
+  if (batch.size() > kMaxBatchMessages) {
+    return cb(Error{Errc::kInvalidArgument, "a batch of " + std::to_string(batch.size()) +
+                                                " messages exceeds the limit of " +
+                                                std::to_string(kMaxBatchMessages)});
+  }
   static const Headers kNoHeaders;
-  Putter p;
+  PutWaiter p;
   p.deadline = deadline;
   p.producer = origin.producer;
   p.first_sequence = origin.first_sequence;
@@ -380,6 +300,11 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
     auto valid = Message::Validate(batch[i].payload, headers, limits_.max_message_bytes);
     if (valid.ok()) {
       if (auto too_large = TooLargeForQueue(valid.value())) valid = *too_large;
+    }
+    if (valid.ok() && batch[i].dedup_id.size() > kMaxDedupIdBytes) {
+      valid = Error{Errc::kInvalidArgument,
+                    "dedup_id of " + std::to_string(batch[i].dedup_id.size()) +
+                        " bytes is longer than the limit of " + std::to_string(kMaxDedupIdBytes)};
     }
     if (!valid.ok()) {
       p.results[i].error = valid.error();
@@ -404,27 +329,29 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    auto answer = [&d, &p](Result<std::vector<PutResult>> r) {
-      d.callbacks.push_back(
-          [cb = std::move(p.cb), r = std::move(r)]() mutable { cb(std::move(r)); });
-    };
     Room room = Room::kFull;
+    Result<void> origin_ok;
+    if (!p.producer.empty()) {
+      origin_ok = index_.CheckOrigin(p.producer, p.first_sequence, batch.size(), now, Describe());
+    }
     if (deleted_) {
-      answer(Error{Errc::kQueueDeleted, Describe() + " was deleted"});
+      d.Answer(std::move(p.cb), Error{Errc::kQueueDeleted, Describe() + " was deleted"});
     } else if (closed_) {
-      answer(Error{Errc::kQueueClosed, Describe() + " is closed"});
-    } else if (room = putters_.empty() ? TryAdmit(p, now, d) : Room::kFull; room == Room::kYes) {
+      d.Answer(std::move(p.cb), Error{Errc::kQueueClosed, Describe() + " is closed"});
+    } else if (!origin_ok.ok()) {
+      d.Answer(std::move(p.cb), origin_ok.error());
+    } else if (room = waiters_.putters().empty() ? TryAdmit(p, now, d) : Room::kFull;
+               room == Room::kYes) {
       ServeWaiters(now, d);
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
-      answer(can.error());
+      d.Answer(std::move(p.cb), can.error());
     } else if (deadline <= now) {
-      answer(NoRoomError(room == Room::kNoMemory));
+      d.Answer(std::move(p.cb), NoRoomError(room == Room::kNoMemory));
     } else {
-      const WaitId id = NewWaiter(deadline);
-      *wait_id = id;
       p.blocked_on_memory = room == Room::kNoMemory;
-      putters_.emplace(id, std::move(p));
+      *wait_id = waiters_.AddPutter(std::move(p));
     }
+    SyncIndexMemory(d);
     ArmDeadline(d);
   }
   RunDeferred(d, now);
@@ -457,7 +384,7 @@ void Queue::Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* 
            });
 }
 
-std::vector<Delivery> Queue::DeliverBatch(const Getter& g, TimePoint now, Deferred& d) {
+std::vector<Delivery> Queue::DeliverBatch(const GetWaiter& g, TimePoint now, Deferred& d) {
   std::vector<Delivery> out;
   uint64_t bytes = 0;
   while (!ready_.empty() && out.size() < g.max_messages &&
@@ -471,28 +398,25 @@ std::vector<Delivery> Queue::DeliverBatch(const Getter& g, TimePoint now, Deferr
 void Queue::GetBatch(size_t max_messages, uint64_t max_bytes, Duration visibility, TimePoint now,
                      TimePoint deadline, WaitId* wait_id, GetBatchCallback cb) {
   *wait_id = 0;
-  Getter g{deadline, EffectiveVisibility(visibility), std::max<size_t>(max_messages, 1), max_bytes,
-           std::move(cb)};
+  // The service refuses larger asks; the core clamps whatever reaches it, so
+  // one answer built under the lock stays bounded.
+  GetWaiter g{deadline, EffectiveVisibility(visibility),
+              std::clamp<size_t>(max_messages, 1, kMaxGetMessages),
+              std::min(max_bytes, kMaxGetBytes), std::move(cb)};
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    auto answer = [&d, &g](Result<std::vector<Delivery>> r) {
-      d.callbacks.push_back(
-          [cb = std::move(g.cb), r = std::move(r)]() mutable { cb(std::move(r)); });
-    };
-    if (!deleted_ && !ready_.empty() && getters_.empty()) {
-      answer(DeliverBatch(g, now, d));
+    if (!deleted_ && !ready_.empty() && waiters_.getters().empty()) {
+      d.Answer(std::move(g.cb), Result<std::vector<Delivery>>(DeliverBatch(g, now, d)));
       ServeWaiters(now, d);  // the freed slots may admit blocked putters
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
-      answer(can.error());
+      d.Answer(std::move(g.cb), can.error());
     } else if (Drained()) {
-      answer(Error{Errc::kQueueDrained, Describe() + " is closed and drained"});
+      d.Answer(std::move(g.cb), Error{Errc::kQueueDrained, Describe() + " is closed and drained"});
     } else if (deadline <= now) {
-      answer(Error{Errc::kQueueEmpty, Describe() + " is empty"});
+      d.Answer(std::move(g.cb), Error{Errc::kQueueEmpty, Describe() + " is empty"});
     } else {
-      const WaitId id = NewWaiter(deadline);
-      *wait_id = id;
-      getters_.emplace(id, std::move(g));
+      *wait_id = waiters_.AddGetter(std::move(g));
     }
     ArmDeadline(d);
   }
@@ -505,18 +429,15 @@ void Queue::Join(TimePoint now, TimePoint deadline, WaitId* wait_id, JoinCallbac
   {
     std::lock_guard lock(mu_);
     if (!deleted_ && Unfinished() == 0) {
-      d.callbacks.push_back([cb = std::move(cb)] { cb(Result<void>()); });
+      d.Answer(std::move(cb), Result<void>());
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
-      d.callbacks.push_back([cb = std::move(cb), e = can.error()] { cb(e); });
+      d.Answer(std::move(cb), can.error());
     } else if (deadline <= now) {
-      d.callbacks.push_back([cb = std::move(cb), n = Unfinished(), this] {
-        cb(Error{Errc::kJoinTimeout,
-                 Describe() + " still has " + std::to_string(n) + " unfinished messages"});
-      });
+      d.Answer(std::move(cb),
+               Error{Errc::kJoinTimeout, Describe() + " still has " + std::to_string(Unfinished()) +
+                                             " unfinished messages"});
     } else {
-      const WaitId id = NewWaiter(deadline);
-      *wait_id = id;
-      joiners_.emplace(id, Joiner{deadline, std::move(cb)});
+      *wait_id = waiters_.AddJoiner(JoinWaiter{deadline, std::move(cb)});
     }
     ArmDeadline(d);
   }
@@ -526,94 +447,58 @@ void Queue::Join(TimePoint now, TimePoint deadline, WaitId* wait_id, JoinCallbac
 void Queue::Cancel(WaitId id) {
   if (id == 0) return;
   Deferred d;
-  const Error cancelled{Errc::kCancelled, "call cancelled by the client"};
   {
     std::lock_guard lock(mu_);
-    if (auto it = getters_.find(id); it != getters_.end()) {
-      wait_deadlines_.erase({it->second.deadline, id});
-      d.callbacks.push_back([cb = std::move(it->second.cb), cancelled] { cb(cancelled); });
-      getters_.erase(it);
-    } else if (auto it = putters_.find(id); it != putters_.end()) {
-      wait_deadlines_.erase({it->second.deadline, id});
-      d.callbacks.push_back([cb = std::move(it->second.cb), cancelled] { cb(cancelled); });
-      putters_.erase(it);
-    } else if (auto it = joiners_.find(id); it != joiners_.end()) {
-      wait_deadlines_.erase({it->second.deadline, id});
-      d.callbacks.push_back([cb = std::move(it->second.cb), cancelled] { cb(cancelled); });
-      joiners_.erase(it);
+    if (auto w = waiters_.Take(id)) {
+      d.callbacks.push_back(
+          WaiterSet::Fail(std::move(*w), Error{Errc::kCancelled, "call cancelled by the client"}));
     }
   }
   RunDeferred(d, Clock::now());
 }
 
-Result<uint64_t> Queue::FindLease(std::string_view tag) const {
-  const auto parsed = ParseDeliveryTag(tag);
-  if (!parsed) {
-    return Error{Errc::kInvalidDeliveryTag,
-                 "delivery tag '" + std::string(tag) + "' is malformed for " + Describe()};
-  }
-  if (parsed->incarnation != incarnation_ || parsed->lease == 0 || parsed->lease >= next_lease_) {
-    return Error{Errc::kUnknownDelivery, "delivery tag '" + std::string(tag) +
-                                             "' names no delivery of " + Describe() +
-                                             " (wrong queue, or the queue was recreated)"};
-  }
-  if (leases_.contains(parsed->lease)) return parsed->lease;
-  const auto it = ended_.find(parsed->lease);
-  if (it != ended_.end() && it->second == LeaseEnd::kDone) {
-    return Error{Errc::kAlreadyDone,
-                 "delivery '" + std::string(tag) + "' of " + Describe() + " is already done"};
-  }
-  return Error{Errc::kLeaseExpired, "lease '" + std::string(tag) + "' on " + Describe() +
-                                        " has ended (expired or released); the message may "
-                                        "have been redelivered"};
-}
-
-void Queue::RecordEnded(uint64_t lease, LeaseEnd how) {
-  ended_[lease] = how;
-  ended_order_.push_back(lease);
-  if (ended_order_.size() > kEndedLeasesKept) {
-    ended_.erase(ended_order_.front());
-    ended_order_.pop_front();
-  }
-}
-
 void Queue::EndLease(uint64_t lease, LeaseEnd how, Deferred& d) {
-  auto it = leases_.find(lease);
-  MessagePtr msg = std::move(it->second.msg);
-  lease_expiry_.erase({it->second.expiry, lease});
-  leases_.erase(it);
-  Settle(std::move(msg), lease, how, d);
+  MessagePtr msg = leases_.Take(lease, how);
+  const LeaseEnd ended = Settle(std::move(msg), how, d);
+  if (ended != how) leases_.Remember(lease, ended);
 }
 
 void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, LeaseEnd how,
                     Deferred& d) {
+  if (taken.empty()) return;
   stream_held_ -= taken.size();
   if (how == LeaseEnd::kDone) c.acked += taken.size();
+  // A delivery still waiting in the outbox is dropped there: the client never
+  // saw it, so it must not arrive after the message went elsewhere.
+  std::vector<uint64_t> tags;
+  tags.reserve(taken.size());
+  for (const auto& t : taken) tags.push_back(t.tag);
+  const uint64_t first_unwritten = c.outbox->DropUnwritten(tags, &d.bytes_freed);
   // Requeues go to the head: the last one requeued is delivered first, so walk
   // backwards to keep them in the order they were delivered.
   for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
-    if (how == LeaseEnd::kExpired && c.outbox->PushExpired(it->tag)) d.wakes.push_back(c.outbox);
-    Settle(std::move(it->msg), 0, how, d);
+    if (how == LeaseEnd::kExpired && it->tag < first_unwritten && c.outbox->PushExpired(it->tag)) {
+      d.wakes.push_back(c.outbox);
+    }
+    Settle(std::move(it->msg), how, d);
   }
 }
 
-void Queue::Settle(MessagePtr msg, uint64_t lease, LeaseEnd how, Deferred& d) {
+Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, Deferred& d) {
   if (how == LeaseEnd::kDone) {
-    if (lease != 0) RecordEnded(lease, how);
     ++total_done_;
     d.bytes_freed += msg->bytes();
     if (journal_ != nullptr) d.done.push_back(msg->id());
-    return;
+    return how;
   }
   if (OutOfDeliveries(*msg)) {
-    if (lease != 0) RecordEnded(lease, LeaseEnd::kDeadLettered);
     DeadLetter(std::move(msg), d);
-    return;
+    return LeaseEnd::kDeadLettered;
   }
-  if (lease != 0) RecordEnded(lease, how);
   ++total_redelivered_;
   ready_bytes_ += msg->bytes();
   ready_.push_front(std::move(msg));  // requeues ignore max_size: the message was accepted
+  return how;
 }
 
 bool Queue::OutOfDeliveries(const Message& msg) const {
@@ -629,16 +514,15 @@ void Queue::DeadLetter(MessagePtr msg, Deferred& d) {
 
 Result<void> Queue::TaskDone(std::string_view tag, TimePoint now) {
   Deferred d;
-  Result<void> result;
   {
     std::lock_guard lock(mu_);
-    auto lease = FindLease(tag);
+    auto lease = leases_.Find(tag, Describe());
     if (!lease.ok()) return lease.error();
     EndLease(lease.value(), LeaseEnd::kDone, d);
     ServeWaiters(now, d);
   }
   RunDeferred(d, now);
-  return result;
+  return {};
 }
 
 Result<Duration> Queue::ExtendLease(std::string_view tag, Duration duration, TimePoint now) {
@@ -649,12 +533,9 @@ Result<Duration> Queue::ExtendLease(std::string_view tag, Duration duration, Tim
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    auto lease = FindLease(tag);
+    auto lease = leases_.Find(tag, Describe());
     if (!lease.ok()) return lease.error();
-    Lease& l = leases_.at(lease.value());
-    lease_expiry_.erase({l.expiry, lease.value()});
-    l.expiry = AddSaturating(now, duration);
-    lease_expiry_.emplace(l.expiry, lease.value());
+    leases_.Extend(lease.value(), AddSaturating(now, duration));
     ArmDeadline(d);
   }
   RunDeferred(d, now);
@@ -666,7 +547,7 @@ Result<bool> Queue::Release(std::string_view tag, TimePoint now) {
   bool dead_lettered = false;
   {
     std::lock_guard lock(mu_);
-    auto lease = FindLease(tag);
+    auto lease = leases_.Find(tag, Describe());
     if (!lease.ok()) return lease.error();
     const uint64_t before = total_dead_lettered_;
     EndLease(lease.value(), LeaseEnd::kReleased, d);
@@ -686,28 +567,18 @@ bool Queue::Close(TimePoint now) {
     already = closed_;
     closed_ = true;
     if (!already && journal_ != nullptr) journal_->Closed(nullptr);
-    for (auto& [id, p] : putters_) {
-      wait_deadlines_.erase({p.deadline, id});
-      d.callbacks.push_back([cb = std::move(p.cb), this] {
-        cb(Error{Errc::kQueueClosed, Describe() + " was closed while the put waited"});
-      });
-    }
-    putters_.clear();
+    const Error closed{Errc::kQueueClosed, Describe() + " was closed while the put waited"};
+    for (PutWaiter& p : waiters_.TakePutters()) d.Answer(std::move(p.cb), closed);
     ServeWaiters(now, d);
   }
   RunDeferred(d, now);
   return already;
 }
 
-void Queue::FailAllWaiters(Errc code, const std::string& message, Deferred& d) {
-  const Error e{code, message};
-  for (auto& [id, g] : getters_) d.callbacks.push_back([cb = std::move(g.cb), e] { cb(e); });
-  for (auto& [id, p] : putters_) d.callbacks.push_back([cb = std::move(p.cb), e] { cb(e); });
-  for (auto& [id, j] : joiners_) d.callbacks.push_back([cb = std::move(j.cb), e] { cb(e); });
-  getters_.clear();
-  putters_.clear();
-  joiners_.clear();
-  wait_deadlines_.clear();
+void Queue::FailAllWaiters(const Error& e, Deferred& d) {
+  for (WaiterSet::Ended& w : waiters_.TakeAll()) {
+    d.callbacks.push_back(WaiterSet::Fail(std::move(w), e));
+  }
 }
 
 uint64_t Queue::Delete() {
@@ -716,27 +587,24 @@ uint64_t Queue::Delete() {
   {
     std::lock_guard lock(mu_);
     deleted_ = true;
-    EndConsumers(Error{Errc::kQueueDeleted, Describe() + " was deleted"}, d);
-    FailAllWaiters(Errc::kQueueDeleted, Describe() + " was deleted", d);
-    dropped = ready_.size() + leases_.size();  // consumers' holdings are back in ready_
+    const Error deleted{Errc::kQueueDeleted, Describe() + " was deleted"};
+    EndConsumers(deleted, d);  // consumers' holdings are back in ready_
+    FailAllWaiters(deleted, d);
     // Durable puts still being written are refused: the queue is gone.
-    for (PendingBatch& b : pending_) {
-      if (b.cb)
-        d.callbacks.push_back([cb = std::move(b.cb), this] {
-          cb(Error{Errc::kQueueDeleted, Describe() + " was deleted"});
-        });
+    for (PendingBatch& b : pending_.TakeAll()) {
+      d.bytes_freed += b.bytes;
+      if (b.cb) d.Answer(std::move(b.cb), deleted);
     }
-    pending_.clear();
-    d.bytes_freed += ready_bytes_ + pending_bytes_;
-    pending_count_ = 0;
-    pending_bytes_ = 0;
-    d.delivered.clear();
-    d.done.clear();
-    for (const auto& [id, lease] : leases_) d.bytes_freed += lease.msg->bytes();
+    for (MessagePtr& m : leases_.TakeAll()) {
+      d.bytes_freed += m->bytes();
+      ++dropped;
+    }
+    dropped += ready_.size();
+    d.bytes_freed += ready_bytes_;
     ready_.clear();
     ready_bytes_ = 0;
-    leases_.clear();
-    lease_expiry_.clear();
+    d.delivered.clear();
+    d.done.clear();
   }
   if (journal_ != nullptr) journal_->Deleted();
   RunDeferred(d, Clock::now());
@@ -748,31 +616,33 @@ void Queue::Shutdown() {
   {
     std::lock_guard lock(mu_);
     shutting_down_ = true;
-    EndConsumers(Error{Errc::kShutdown, "broker is shutting down"}, d);
-    FailAllWaiters(Errc::kShutdown, "broker is shutting down", d);
+    const Error shutdown{Errc::kShutdown, "broker is shutting down"};
+    EndConsumers(shutdown, d);
+    FailAllWaiters(shutdown, d);
   }
   RunDeferred(d, Clock::now());
 }
 
 void Queue::TakeTurn(uint64_t consumer, ConsumerState& c) {
   if (c.turn != 0 || c.held.size() >= c.prefetch) return;
-  c.turn = next_wait_id_++;
-  if (c.spare_turn.empty()) {
-    getters_.emplace(c.turn, Getter{kNever, {}, 1, 0, nullptr, consumer});
-  } else {
-    c.spare_turn.key() = c.turn;
-    getters_.insert(std::move(c.spare_turn));
-  }
-  ++consumer_turns_;
+  c.turn = waiters_.AddTurn(consumer, c.spare_turn);
+}
+
+void Queue::IndexConsumer(uint64_t id, ConsumerState& c) {
+  const TimePoint next = c.held.next_expiry();
+  if (next == c.indexed_expiry) return;
+  if (c.indexed_expiry != kNever) consumer_expiry_.erase({c.indexed_expiry, id});
+  if (next != kNever) consumer_expiry_.emplace(next, id);
+  c.indexed_expiry = next;
 }
 
 void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
   ConsumerState& c = consumers_.at(consumer);
-  c.spare_turn = getters_.extract(c.turn);
+  c.spare_turn = waiters_.TakeTurn(c.turn);
   c.turn = 0;
-  --consumer_turns_;
   // One message a turn: consumers and blocked Gets share the queue fairly.
   MessagePtr msg = TakeReady(d);
+  const uint64_t bytes = msg->bytes();
   Delivery delivery{
       msg->id(),    std::string(msg->payload()), msg->headers(), msg->delivery_count(), {},
       c.ack_timeout};
@@ -781,23 +651,27 @@ void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
   const uint64_t tag = c.held.Add(std::move(msg), expiry);
   ++stream_held_;
   ++c.delivered;
-  if (c.outbox->Push({tag, std::move(delivery)})) d.wakes.push_back(c.outbox);
+  if (c.outbox->Push({tag, std::move(delivery), bytes})) d.wakes.push_back(c.outbox);
+  if (expiry != kNever) IndexConsumer(consumer, c);
   TakeTurn(consumer, c);
 }
 
-void Queue::ReleaseConsumer(ConsumerState& c, Error why, Deferred& d) {
+void Queue::ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, Deferred& d) {
   if (c.turn != 0) {
-    getters_.erase(c.turn);
-    --consumer_turns_;
+    waiters_.TakeTurn(c.turn);
+    c.turn = 0;
   }
+  // The outbox ends first: what it still holds is dropped, never written.
+  if (c.outbox->End(std::move(why), &d.bytes_freed)) d.wakes.push_back(c.outbox);
   EndHeld(c, c.held.TakeUpTo(UINT64_MAX), LeaseEnd::kReleased, d);
-  if (c.outbox->End(std::move(why))) d.wakes.push_back(c.outbox);
+  if (c.indexed_expiry != kNever) consumer_expiry_.erase({c.indexed_expiry, id});
+  c.indexed_expiry = kNever;
 }
 
 void Queue::EndConsumers(const Error& why, Deferred& d) {
   std::map<uint64_t, ConsumerState> all;
   all.swap(consumers_);
-  for (auto& [id, c] : all) ReleaseConsumer(c, why, d);
+  for (auto& [id, c] : all) ReleaseConsumer(id, c, why, d);
 }
 
 Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_timeout,
@@ -812,10 +686,10 @@ Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_ti
       return Error{Errc::kQueueDrained, Describe() + " is closed and drained"};
     }
     out.id = next_consumer_++;
-    out.outbox = std::make_shared<ConsumerOutbox>(std::move(wake));
+    out.outbox = std::make_shared<ConsumerOutbox>(std::move(wake), memory_);
     ConsumerState& c = consumers_[out.id];
     c.prefetch = prefetch;
-    c.ack_timeout = ack_timeout;
+    c.ack_timeout = std::min(ack_timeout, limits_.max_lease);
     c.outbox = out.outbox;
     TakeTurn(out.id, c);
     ServeWaiters(now, d);
@@ -846,6 +720,7 @@ void Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& ta
     std::sort(taken.begin(), taken.end(),
               [](const auto& a, const auto& b) { return a.tag < b.tag; });
     EndHeld(state, std::move(taken), done ? LeaseEnd::kDone : LeaseEnd::kReleased, d);
+    IndexConsumer(consumer, state);
     if (state.turn == 0) TakeTurn(consumer, state);
     if (state.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(state.outbox);
     ServeWaiters(now, d);
@@ -873,7 +748,7 @@ void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags,
     if (c == consumers_.end()) return;
     ConsumerState& state = c->second;
     const TimePoint expiry =
-        state.ack_timeout > Duration::zero() ? now + state.ack_timeout : kNever;
+        state.ack_timeout > Duration::zero() ? AddSaturating(now, state.ack_timeout) : kNever;
     std::vector<uint64_t> unknown;
     for (uint64_t tag : tags) {
       if (!state.held.Extend(tag, expiry)) unknown.push_back(tag);
@@ -881,6 +756,7 @@ void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags,
     state.held.ExtendUpTo(up_to, expiry);
     // Expiries only move later, so the deadline already armed stays valid:
     // firing early finds nothing due and re-arms.
+    IndexConsumer(consumer, state);
     if (state.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(state.outbox);
   }
   RunDeferred(d, now);
@@ -894,7 +770,7 @@ void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
     if (it == consumers_.end()) return;
     ConsumerState c = std::move(it->second);
     consumers_.erase(it);
-    ReleaseConsumer(c, std::move(why), d);
+    ReleaseConsumer(consumer, c, std::move(why), d);
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -914,7 +790,7 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
       result = Error{Errc::kQueueClosed, Describe() + " is closed"};
     } else if (auto too_large = TooLargeForQueue(bytes)) {
       result = *too_large;
-    } else if (const Room room = putters_.empty() ? CheckRoom(bytes, false) : Room::kFull;
+    } else if (const Room room = waiters_.putters().empty() ? CheckRoom(bytes, false) : Room::kFull;
                room != Room::kYes) {
       result = NoRoomError(room == Room::kNoMemory);
     } else {
@@ -950,12 +826,12 @@ QueueStats Queue::Stats() const {
   s.empty = ready_.empty();
   s.in_flight = InFlight();
   s.unfinished = Unfinished();
-  s.waiting_getters = getters_.size() - consumer_turns_;
+  s.waiting_getters = waiters_.waiting_getters();
   for (const auto& [id, c] : consumers_) {
     s.consumers.push_back({id, c.prefetch, c.held.size(), c.delivered, c.acked});
   }
-  s.waiting_putters = putters_.size();
-  s.waiting_joiners = joiners_.size();
+  s.waiting_putters = waiters_.waiting_putters();
+  s.waiting_joiners = waiters_.waiting_joiners();
   s.total_put = total_put_;
   s.total_delivered = total_delivered_;
   s.total_done = total_done_;
@@ -966,12 +842,19 @@ QueueStats Queue::Stats() const {
   return s;
 }
 
+uint64_t Queue::AccountedBytes() const {
+  std::lock_guard lock(mu_);
+  uint64_t total = index_.bytes() + leases_.bytes();
+  for (const MessagePtr& m : ready_) total += m->bytes();
+  total += pending_.bytes();
+  for (const auto& [id, c] : consumers_) total += c.held.bytes() + c.outbox->unwritten_bytes();
+  return total;
+}
+
 TimePoint Queue::NextDeadline() const {
-  TimePoint next = kNever;
-  if (!wait_deadlines_.empty()) next = wait_deadlines_.begin()->first;
-  if (!lease_expiry_.empty()) next = std::min(next, lease_expiry_.begin()->first);
-  for (const auto& [id, c] : consumers_) next = std::min(next, c.held.next_expiry());
-  return next;
+  TimePoint next = std::min(waiters_.next_deadline(), leases_.next_expiry());
+  if (!consumer_expiry_.empty()) next = std::min(next, consumer_expiry_.begin()->first);
+  return std::min(next, index_.next_expiry());
 }
 
 void Queue::ArmDeadline(Deferred& d) {
@@ -987,41 +870,34 @@ TimePoint Queue::ExpireDue(TimePoint now) {
   TimePoint next = kNever;
   {
     std::lock_guard lock(mu_);
-    while (!wait_deadlines_.empty() && wait_deadlines_.begin()->first <= now) {
-      const WaitId id = wait_deadlines_.begin()->second;
-      wait_deadlines_.erase(wait_deadlines_.begin());
-      if (auto it = getters_.find(id); it != getters_.end()) {
-        d.callbacks.push_back([cb = std::move(it->second.cb), this] {
-          cb(Error{Errc::kQueueEmpty, Describe() + " stayed empty until the deadline"});
-        });
-        getters_.erase(it);
-      } else if (auto it = putters_.find(id); it != putters_.end()) {
-        Error e = NoRoomError(it->second.blocked_on_memory);
-        d.callbacks.push_back([cb = std::move(it->second.cb), e] { cb(e); });
-        putters_.erase(it);
-      } else if (auto it = joiners_.find(id); it != joiners_.end()) {
-        d.callbacks.push_back([cb = std::move(it->second.cb), n = Unfinished(), this] {
-          cb(Error{Errc::kJoinTimeout, Describe() + " still had " + std::to_string(n) +
-                                           " unfinished messages at the deadline"});
-        });
-        joiners_.erase(it);
+    for (WaiterSet::Ended& w : waiters_.TakeDue(now)) {
+      if (auto* g = std::get_if<GetWaiter>(&w)) {
+        d.Answer(std::move(g->cb),
+                 Error{Errc::kQueueEmpty, Describe() + " stayed empty until the deadline"});
+      } else if (auto* p = std::get_if<PutWaiter>(&w)) {
+        d.Answer(std::move(p->cb), NoRoomError(p->blocked_on_memory));
+      } else {
+        d.Answer(
+            std::move(std::get<JoinWaiter>(w).cb),
+            Error{Errc::kJoinTimeout, Describe() + " still had " + std::to_string(Unfinished()) +
+                                          " unfinished messages at the deadline"});
       }
-    }
-    std::vector<uint64_t> expired;
-    for (auto it = lease_expiry_.begin(); it != lease_expiry_.end() && it->first <= now; ++it) {
-      expired.push_back(it->second);
     }
     // Each requeue goes to the head, so the last one requeued is delivered first:
     // walk backwards to keep the expired messages in the order they were leased.
+    const std::vector<uint64_t> expired = leases_.Due(now);
     for (auto it = expired.rbegin(); it != expired.rend(); ++it) {
       EndLease(*it, LeaseEnd::kExpired, d);
     }
-    for (auto& [id, c] : consumers_) {
-      auto taken = c.held.TakeExpired(now);
-      if (taken.empty()) continue;
-      EndHeld(c, std::move(taken), LeaseEnd::kExpired, d);
+    while (!consumer_expiry_.empty() && consumer_expiry_.begin()->first <= now) {
+      const uint64_t id = consumer_expiry_.begin()->second;
+      ConsumerState& c = consumers_.at(id);
+      EndHeld(c, c.held.TakeExpired(now), LeaseEnd::kExpired, d);
+      IndexConsumer(id, c);
       if (c.turn == 0) TakeTurn(id, c);
     }
+    index_.Expire(now);
+    SyncIndexMemory(d);
     ServeWaiters(now, d);
     // The timer that called us is spent; the caller schedules the next one.
     next = NextDeadline();
@@ -1035,6 +911,7 @@ void Queue::OnMemoryFreed(TimePoint now) {
   Deferred d;
   {
     std::lock_guard lock(mu_);
+    memory_listener_ = false;  // the budget let go of our registration
     ServeWaiters(now, d);
     ArmDeadline(d);
   }

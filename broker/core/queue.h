@@ -16,8 +16,18 @@
 //                      end-of-stream, removal, broker stop.
 //   ExpireDue          called by the DeadlineScheduler; ends due waits and leases.
 //
-// Invariant: unfinished == size + in_flight. A message is counted from the
-// moment it is enqueued until task_done or dead-lettering.
+// Conservation: total_put == total_done + total_dead_lettered + unfinished,
+// where unfinished == size + in_flight: a message is counted from the moment
+// it is enqueued (or restored) until task_done or dead-lettering; a deleted
+// queue's messages leave with it. The memory budget holds exactly what the queue
+// keeps (AccountedBytes()).
+//
+// The parts, each under the queue's one mutex: WaiterSet (blocked calls and
+// their deadlines), LeaseTable (unary deliveries), HeldDeliveries (each
+// streaming consumer's), IdempotencyIndex (dedup ids, producer sequences),
+// PendingPuts (durable puts waiting for the disk) and Deferred (what is done
+// after the lock is released). Queue keeps the policy: admission, the
+// rotation of getters and consumers, settling a delivery's end.
 //
 // Durable queues (a journal is attached): a put is admitted under the lock —
 // room taken, ids assigned, its record handed to the journal — but stays
@@ -28,7 +38,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -37,7 +46,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -45,76 +53,18 @@
 #include "broker/core/deadline_scheduler.h"
 #include "broker/core/errc.h"
 #include "broker/core/held_deliveries.h"
+#include "broker/core/idempotency_index.h"
+#include "broker/core/lease_table.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/message.h"
-#include "broker/core/producer_sequences.h"
+#include "broker/core/pending_puts.h"
+#include "broker/core/queue_config.h"
 #include "broker/core/queue_journal.h"
 #include "broker/core/queue_types.h"
 #include "broker/core/time.h"
+#include "broker/core/waiter_set.h"
 
 namespace basin::core {
-
-// Settings fixed when the queue is created.
-struct QueueConfig {
-  std::string name;
-  uint64_t max_size = 0;  // 0 = unbounded
-  Duration visibility_timeout{};
-  uint32_t max_deliveries = 0;  // 0 = unlimited
-  std::string dead_letter_queue;
-  uint64_t max_bytes = 0;  // 0 = unbounded
-  // Kept in the broker's data directory (a journal is attached): survives a
-  // restart. See QueueJournal.
-  bool durable = false;
-
-  bool operator==(const QueueConfig&) const = default;
-};
-
-// Broker-wide limits each queue enforces.
-struct QueueLimits {
-  uint64_t max_message_bytes = 1 << 20;
-  size_t max_waiters = 100'000;
-  Duration max_lease = std::chrono::hours(12);
-  // How long a put's dedup_id is remembered, and how many are kept at most
-  // (the oldest are forgotten first).
-  Duration dedup_window = std::chrono::minutes(2);
-  size_t max_dedup_ids = 1'000'000;
-};
-
-// One streaming consumer, as stats show it.
-struct ConsumerStats {
-  uint64_t id = 0;
-  uint32_t prefetch = 0;
-  uint64_t in_flight = 0;  // delivered and not yet acked or released
-  uint64_t delivered = 0;
-  uint64_t acked = 0;
-};
-
-struct QueueStats {
-  uint64_t size = 0;
-  uint64_t bytes = 0;
-  bool full = false;
-  bool empty = true;
-  uint64_t unfinished = 0;
-  uint64_t in_flight = 0;
-  uint64_t waiting_getters = 0;
-  uint64_t waiting_putters = 0;
-  uint64_t waiting_joiners = 0;
-  uint64_t total_put = 0;
-  uint64_t total_delivered = 0;
-  uint64_t total_done = 0;
-  uint64_t total_redelivered = 0;
-  uint64_t total_dead_lettered = 0;
-  uint64_t total_rejected = 0;  // routed copies refused (Offer)
-  bool closed = false;
-  std::vector<ConsumerStats> consumers;
-};
-
-using WaitId = uint64_t;
-using PutCallback = std::function<void(Result<uint64_t>)>;  // the message id
-using PutBatchCallback = std::function<void(Result<std::vector<PutResult>>)>;
-using GetCallback = std::function<void(Result<Delivery>)>;
-using GetBatchCallback = std::function<void(Result<std::vector<Delivery>>)>;
-using JoinCallback = std::function<void(Result<void>)>;
 
 // Header names the broker sets on dead letters; `basin-` is reserved for it.
 inline constexpr std::string_view kHeaderDeadLetterReason = "basin-dead-letter-reason";
@@ -236,26 +186,17 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void AcceptDeadLetter(MessagePtr msg, TimePoint now);
 
   QueueStats Stats() const;
+  // Bytes the queue holds against the broker's memory budget, counted by
+  // walking everything it keeps (messages ready, leased, held by consumers
+  // or pending, consumers' unwritten copies, idempotency keys): what the
+  // budget's books must show. For tests; costs O(messages).
+  uint64_t AccountedBytes() const;
 
   TimePoint ExpireDue(TimePoint now) override;
   void OnMemoryFreed(TimePoint now) override;
 
  private:
-  enum class LeaseEnd : uint8_t { kDone, kExpired, kReleased, kDeadLettered };
-  // A unary Get's delivery. A stream's deliveries are held by its consumer.
-  struct Lease {
-    MessagePtr msg;
-    TimePoint expiry;
-  };
-  struct Getter {
-    TimePoint deadline;
-    Duration visibility;
-    size_t max_messages;
-    uint64_t max_bytes;
-    GetBatchCallback cb;
-    uint64_t consumer = 0;  // set: a streaming consumer's turn in the rotation
-  };
-  using Getters = std::map<WaitId, Getter>;
+  using LeaseEnd = LeaseTable::End;
   struct ConsumerState {
     uint32_t prefetch = 0;
     Duration ack_timeout{};
@@ -263,28 +204,11 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     HeldDeliveries held;
     uint64_t delivered = 0;
     uint64_t acked = 0;
-    WaitId turn = 0;  // its entry in getters_, or 0
+    WaitId turn = 0;  // its entry in the waiters' getters, or 0
     // Its last turn's node, kept so that taking a turn per message, as the
     // rotation asks, allocates nothing.
-    Getters::node_type spare_turn;
-  };
-  // A batch waiting for room. msgs[i] goes to results[slots[i]]; a null
-  // msgs[i] was found to be a duplicate.
-  struct Putter {
-    TimePoint deadline;
-    std::vector<MessagePtr> msgs;
-    std::vector<std::string> dedup_ids;
-    std::vector<size_t> slots;
-    std::vector<PutResult> results;
-    PutBatchCallback cb;
-    std::function<void()> admitted;  // durable queues: see PutBatch
-    std::string producer;            // idempotent produce: see BatchOrigin
-    uint64_t first_sequence = 0;
-    bool blocked_on_memory = false;
-  };
-  struct Joiner {
-    TimePoint deadline;
-    JoinCallback cb;
+    WaiterSet::Getters::node_type spare_turn;
+    TimePoint indexed_expiry = kNever;  // its entry in consumer_expiry_
   };
   enum class Room : uint8_t { kYes, kFull, kNoMemory };
 
@@ -300,30 +224,26 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     // For the journal: ids handed out, and ids that left the queue.
     std::vector<uint64_t> delivered;
     std::vector<uint64_t> done;
-  };
-  // A durable put waiting for its records to be durable (see the top).
-  struct PendingBatch {
-    uint64_t seq = 0;
-    std::vector<MessagePtr> msgs;
-    uint64_t bytes = 0;
-    PutBatchCallback cb;  // may be empty (dead letters, routed copies)
-    std::vector<PutResult> results;
-    // Forgotten if the write fails, so a resend is not taken for a repeat.
-    PutKeys keys;
-    bool resolved = false;
-    std::optional<Error> error;
+
+    template <typename Callback, typename Value>
+    void Answer(Callback&& cb, Value&& v) {
+      callbacks.push_back([cb = std::forward<Callback>(cb), v = std::forward<Value>(v)]() mutable {
+        cb(std::move(v));
+      });
+    }
   };
   void RunDeferred(Deferred& d, TimePoint now);
 
   // With `wait_for_memory`, a put that does not fit the broker's budget
-  // registers this queue to be woken when memory is freed.
-  Room CheckRoom(uint64_t bytes, bool wait_for_memory = true, size_t count = 1);
+  // registers this queue (once) to be woken when memory is freed. `keys`:
+  // bytes the idempotency index will keep, charged with the messages.
+  Room CheckRoom(uint64_t bytes, bool wait_for_memory = true, size_t count = 1, uint64_t keys = 0);
   // Enqueues the putter's batch if it fits now and queues its answer in `d`
   // (for a durable batch: its `admitted` call; the answer waits for the
   // journal); else says why not and leaves the putter as it was.
-  Room TryAdmit(Putter& p, TimePoint now, Deferred& d);
-  std::optional<uint64_t> FindDedup(const std::string& dedup_id, TimePoint now);
-  void RecordDedup(const std::string& dedup_id, uint64_t id, TimePoint now);
+  Room TryAdmit(PutWaiter& p, TimePoint now, Deferred& d);
+  // Charges (or frees, through `d`) the change in the index's memory.
+  void SyncIndexMemory(Deferred& d);
   Error NoRoomError(bool memory) const;
   // kMessageTooLarge when a message of `bytes` can never fit max_bytes.
   std::optional<Error> TooLargeForQueue(uint64_t bytes) const;
@@ -336,11 +256,11 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Durable queues: hands admitted messages (ids set) to the journal and
   // holds them pending until it calls OnCommitted.
   void Journal(PendingBatch batch);
-  void OnCommitted(uint64_t seq, std::optional<Error> error);
+  void OnCommitted(uint64_t seq, std::optional<Error> error, TimePoint now);
   // Takes the oldest ready message out for delivery.
   MessagePtr TakeReady(Deferred& d);
   Delivery Deliver(Duration visibility, TimePoint now, Deferred& d);
-  std::vector<Delivery> DeliverBatch(const Getter& g, TimePoint now, Deferred& d);
+  std::vector<Delivery> DeliverBatch(const GetWaiter& g, TimePoint now, Deferred& d);
   void ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d);
   void TakeTurn(uint64_t consumer, ConsumerState& c);
   void EndConsumers(const Error& why, Deferred& d);
@@ -350,19 +270,18 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
                          bool done, TimePoint now);
   // Takes a consumer (already out of consumers_) out of the rotation, returns
   // what it holds to the head in lease order, and ends its outbox.
-  void ReleaseConsumer(ConsumerState& c, Error why, Deferred& d);
+  void ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, Deferred& d);
+  // Keeps consumer_expiry_ in step with the consumer's earliest expiry.
+  void IndexConsumer(uint64_t id, ConsumerState& c);
   void ServeWaiters(TimePoint now, Deferred& d);
-  Result<uint64_t> FindLease(std::string_view tag) const;
   void EndLease(uint64_t lease, LeaseEnd how, Deferred& d);
   // Ends deliveries taken from a consumer's holdings (in tag order).
   void EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, LeaseEnd how,
                Deferred& d);
   // What happens to a message whose delivery ended: done, dead-lettered, or
-  // back to the head of the queue. `lease` is the unary lease, or 0.
-  void Settle(MessagePtr msg, uint64_t lease, LeaseEnd how, Deferred& d);
-  void RecordEnded(uint64_t lease, LeaseEnd how);
-  void FailAllWaiters(Errc code, const std::string& message, Deferred& d);
-  WaitId NewWaiter(TimePoint deadline);
+  // back to the head of the queue. Returns how it ended.
+  LeaseEnd Settle(MessagePtr msg, LeaseEnd how, Deferred& d);
+  void FailAllWaiters(const Error& e, Deferred& d);
   Result<void> CheckCanWait(TimePoint now, TimePoint deadline) const;
   void ArmDeadline(Deferred& d);
   TimePoint NextDeadline() const;
@@ -374,7 +293,6 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   std::string Describe() const;
 
   const QueueConfig config_;
-  const uint64_t incarnation_;
   const QueueLimits limits_;
   MemoryBudget* const memory_;
   DeadlineScheduler* const scheduler_;
@@ -384,34 +302,20 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   mutable std::mutex mu_;
   std::deque<MessagePtr> ready_;
   uint64_t ready_bytes_ = 0;
-  std::unordered_map<uint64_t, Lease> leases_;
-  std::set<std::pair<TimePoint, uint64_t>> lease_expiry_;
+  LeaseTable leases_;
   uint64_t stream_held_ = 0;  // deliveries held by streaming consumers
-  // Durable puts admitted and not yet durable, in admission order.
-  std::deque<PendingBatch> pending_;
-  uint64_t pending_count_ = 0;
-  uint64_t pending_bytes_ = 0;
-  uint64_t next_batch_ = 1;
-  // Recently ended leases, so a late TaskDone can say why it is refused.
-  std::unordered_map<uint64_t, LeaseEnd> ended_;
-  std::deque<uint64_t> ended_order_;
+  PendingPuts pending_;
+  WaiterSet waiters_;
+  IdempotencyIndex index_;
+  uint64_t index_charged_ = 0;    // the index's bytes charged to memory_
+  bool memory_listener_ = false;  // registered with memory_, not yet woken
 
-  // Waiter ids rise, so each map's order is arrival order (FIFO service).
-  Getters getters_;
-  std::map<WaitId, Putter> putters_;
-  std::map<WaitId, Joiner> joiners_;
   std::map<uint64_t, ConsumerState> consumers_;
   uint64_t next_consumer_ = 1;
-  size_t consumer_turns_ = 0;  // entries of getters_ that are consumers
-  // Dedup ids of recent puts: id -> (message id, when), and arrival order.
-  std::unordered_map<std::string, std::pair<uint64_t, TimePoint>> dedup_;
-  std::deque<std::pair<TimePoint, std::string>> dedup_order_;
-  ProducerSequences sequences_{limits_.dedup_window};
-  std::set<std::pair<TimePoint, WaitId>> wait_deadlines_;
+  // Consumers holding deliveries with an ack_timeout, by earliest expiry.
+  std::set<std::pair<TimePoint, uint64_t>> consumer_expiry_;
 
-  WaitId next_wait_id_ = 1;
   uint64_t next_message_id_ = 1;
-  uint64_t next_lease_ = 1;
   TimePoint scheduled_ = kNever;
   bool closed_ = false;
   bool deleted_ = false;

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "broker/core/errc.h"
 #include "broker/core/message.h"
@@ -42,5 +44,12 @@ struct PutResult {
   bool duplicate = false;      // its dedup_id was seen: message_id is the original's
   std::optional<Error> error;  // it failed validation and was not enqueued
 };
+
+using WaitId = uint64_t;
+using PutCallback = std::function<void(Result<uint64_t>)>;  // the message id
+using PutBatchCallback = std::function<void(Result<std::vector<PutResult>>)>;
+using GetCallback = std::function<void(Result<Delivery>)>;
+using GetBatchCallback = std::function<void(Result<std::vector<Delivery>>)>;
+using JoinCallback = std::function<void(Result<void>)>;
 
 }  // namespace basin::core

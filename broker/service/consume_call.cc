@@ -1,5 +1,6 @@
 #include "broker/service/consume_call.h"
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 
@@ -35,14 +36,26 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
     if (!ok) {
       // The client will send no more acks: end the stream; what it holds
       // goes back to the queue.
-      std::lock_guard lock(start_mu_);
-      if (!started_) return FinishBeforeStart(grpc::Status::CANCELLED);
-      client_done_ = true;
+      if (!Started()) return FinishBeforeStart(grpc::Status::CANCELLED);
+      client_done_.store(true);
       queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "client closed the stream"},
                              core::Clock::now());
       return;
     }
     if (!queue_) return Start();
+    // Each list is worked through under the queue's lock: its length must
+    // not be the client's choice. No stream holds more than kMaxPrefetch.
+    for (int size : {req_.acks_size(), req_.releases_size(), req_.extends_size()}) {
+      if (static_cast<uint32_t>(size) > kMaxPrefetch) {
+        queue_->DetachConsumer(
+            id_,
+            core::Error{core::Errc::kInvalidArgument,
+                        "a Consume request lists " + std::to_string(size) + " tags; the limit is " +
+                            std::to_string(kMaxPrefetch) + " per list"},
+            core::Clock::now());
+        return;  // no more reads: the stream ends with that error
+      }
+    }
     const core::TimePoint now = core::Clock::now();
     if (req_.acks_size() > 0 || req_.ack_up_to() != 0) {
       queue_->ConsumerAck(id_, {req_.acks().begin(), req_.acks().end()}, req_.ack_up_to(), now);
@@ -67,13 +80,13 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
         return;
       }
     }
-    std::optional<core::ConsumerPull> pulled = outbox_->Next(kBatchDeliveries);
+    std::optional<core::ConsumerPull> pulled = outbox_->Next(kBatchDeliveries, core::Clock::now());
     if (!pulled) return;
     if (pulled->end) {
       queue_->DetachConsumer(id_, *pulled->end, core::Clock::now());
       const core::Error& end = *pulled->end;
       if (end.code != core::Errc::kCancelled) return Finish(ToStatus(ctx_, end));
-      return Finish(client_done_ ? grpc::Status::OK : grpc::Status::CANCELLED);
+      return Finish(client_done_.load() ? grpc::Status::OK : grpc::Status::CANCELLED);
     }
     resp_.Clear();
     for (core::StreamDelivery& d : pulled->deliveries) {
@@ -91,28 +104,33 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
       // The stream broke: take the consumer's messages back and finish.
       queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "stream broken"},
                              core::Clock::now());
-      outbox_->Next(1);  // the end: nobody else writes
+      outbox_->Next(1, core::Clock::now());  // the end: nobody else writes
       return Finish(grpc::Status::CANCELLED);
     }
     WriteNext();
   }
 
   void OnCancel() override {
-    std::lock_guard lock(start_mu_);
-    if (started_) {
+    if (Started()) {
       queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "cancelled"},
                              core::Clock::now());
     }
   }
 
   void OnDone() override {
-    if (queue_ && started_) {
+    if (queue_ && Started()) {
       queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "done"}, core::Clock::now());
     }
     if (link_->Detach()) delete this;
   }
 
  private:
+  // Whether a consumer is attached (then id_, outbox_ and queue_ are fixed).
+  bool Started() {
+    std::lock_guard lock(start_mu_);
+    return started_;
+  }
+
   void Start() {
     auto queue = broker_->FindQueue(req_.queue());
     if (!queue.ok()) return FinishBeforeStart(ToStatus(ctx_, queue.error()));
@@ -157,12 +175,13 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   v1::ConsumeResponse resp_;
   std::shared_ptr<core::Queue> queue_;
 
-  std::mutex start_mu_;  // guards the four below until started_
+  std::mutex start_mu_;  // guards the four below until started_; never held
+                         // while calling into the core
   uint64_t id_ = 0;
   std::shared_ptr<core::ConsumerOutbox> outbox_;
   bool started_ = false;
   bool wake_pending_ = false;
-  bool client_done_ = false;
+  std::atomic<bool> client_done_{false};
 };
 
 }  // namespace

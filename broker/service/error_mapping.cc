@@ -35,6 +35,8 @@ WireError ToWire(Errc errc) {
       return {StatusCode::RESOURCE_EXHAUSTED, "BROKER_MEMORY"};
     case Errc::kTooManyWaiters:
       return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_WAITERS"};
+    case Errc::kTooManyProducers:
+      return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_PRODUCERS"};
     case Errc::kQueueEmpty:
       return {StatusCode::DEADLINE_EXCEEDED, "QUEUE_EMPTY"};
     case Errc::kJoinTimeout:
@@ -55,6 +57,10 @@ WireError ToWire(Errc errc) {
       return {StatusCode::NOT_FOUND, "BINDING_NOT_FOUND"};
     case Errc::kSlowSubscriber:
       return {StatusCode::RESOURCE_EXHAUSTED, "SLOW_SUBSCRIBER"};
+    case Errc::kTooManySubscriptions:
+      return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_SUBSCRIPTIONS"};
+    case Errc::kTooManyBindings:
+      return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_BINDINGS"};
     case Errc::kShutdown:
       return {StatusCode::UNAVAILABLE, "SHUTTING_DOWN"};
     case Errc::kStorageUnavailable:

@@ -31,10 +31,9 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the producer closed its side: finish once every confirm is out
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
       reads_done_ = true;
-      MaybeFinishLocked();
-      return;
+      return Act(lock, MaybeFinishLocked());
     }
     if (!queue_) {
       auto found = broker_->FindQueue(req_.queue());
@@ -66,6 +65,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     // Whichever of this thread (after PutBatch returns) and the batch's
     // admission (its answer, or for a durable queue the `admitted` call before
     // it) comes second reads the next batch, so that wait_id_ is current then.
+    // `stepped` lives apart from the call: an `admitted` that runs after the
+    // answer (another thread's) finds it set and touches nothing else.
     put_state_.store(kPutRunning);
     unanswered_.fetch_add(1);
     auto stepped = std::make_shared<std::atomic<bool>>(false);
@@ -77,7 +78,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     queue_->PutBatch(
         specs, core::Clock::now(), core::kNever, &id,
         [this, index, batch_id, admitted](core::Result<std::vector<core::PutResult>> r) {
-          // The call cannot finish before Answered().
+          // The call cannot finish before Answered(), the last step.
           OnPut(index, batch_id, std::move(r));
           admitted();
           Answered();
@@ -90,17 +91,27 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard lock(mu_);
+    bool cancel = false;
+    std::unique_lock lock(mu_);
     writing_ = false;
     if (!ok) {
       broken_ = true;
       outbox_.clear();
-      // Nobody hears the answer of a batch still waiting for room: end it, so
-      // the call can finish.
-      if (queue_) queue_->Cancel(wait_id_.load());
+      cancel = queue_ != nullptr;
     }
-    WriteNextLocked();
-    MaybeFinishLocked();
+    Actions next = WriteNextLocked();
+    if (!next.write) next = MaybeFinishLocked();
+    if (cancel) {
+      // Nobody hears the answer of a batch still waiting for room: end it,
+      // so the call can finish. Outside mu_: the cancelled batch's answer
+      // (OnPut, Answered) takes it. Answered() cannot finish the call before
+      // this returns: a reaction is running.
+      lock.unlock();
+      queue_->Cancel(wait_id_.load());
+      lock.lock();
+      if (!next.write && !next.finish) next = MaybeFinishLocked();
+    }
+    Act(lock, next);
   }
 
   void OnCancel() override {
@@ -113,74 +124,101 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
  private:
   enum : int { kPutRunning, kPutCalledBack, kPutReturned };
 
+  // What to do once mu_ is released: gRPC and the core are never called
+  // under it. A finish is the last thing done: the call may be gone after.
+  struct Actions {
+    bool write = false;
+    bool read = false;
+    bool finish = false;
+    grpc::Status status;
+  };
+  void Act(std::unique_lock<std::mutex>& lock, Actions a) {
+    lock.unlock();
+    if (a.write) StartWrite(&current_);
+    if (a.read) StartRead(&req_);
+    if (a.finish) Finish(a.status);
+  }
+
   void OnPut(uint64_t index, uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
-    std::lock_guard lock(mu_);
-    if (!r.ok()) return FailLocked(r.error(), index);
+    std::unique_lock lock(mu_);
+    if (!r.ok()) {
+      FailLocked(r.error(), index);
+      return Act(lock, WriteNextLocked());
+    }
     if (index > fail_index_) return;  // a batch after a failed one: resent, not confirmed
     outbox_.emplace(index, std::make_pair(batch_id, std::move(r.value())));
-    WriteNextLocked();
+    Act(lock, WriteNextLocked());
   }
 
   // A batch's answer is queued: the last thing its callback does, since the
   // call may finish here.
   void Answered() {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     unanswered_.fetch_sub(1);
-    MaybeFinishLocked();
+    Act(lock, MaybeFinishLocked());
   }
 
   void ReadNext() {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (failed_ || cancelled_.load()) {
       // No more reads: finish once the writes are out.
       reads_done_ = true;
-      MaybeFinishLocked();
-      return;
+      return Act(lock, MaybeFinishLocked());
     }
-    StartRead(&req_);
+    Actions a;
+    a.read = true;
+    Act(lock, a);
   }
 
   // Ends the stream with `error` once every confirm already queued is written.
   // (A request refused before it became a batch: every batch read so far is
-  // still confirmed.)
+  // still confirmed.) From OnReadDone: no batch of this read is outstanding.
   void FailAfterWrites(const core::Error& error) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     FailLocked(error, next_index_);
+    Actions next = WriteNextLocked();
+    if (!next.write) next = MaybeFinishLocked();
+    Act(lock, next);
   }
   // Batch `index` failed: confirms of the batches before it are still written,
-  // none after it.
+  // none after it. The status is made once, when the call finishes.
   void FailLocked(const core::Error& error, uint64_t index) {
     if (!failed_ || index < fail_index_) {
       failed_ = true;
       fail_index_ = index;
-      status_ = ToStatus(ctx_, error);
+      error_ = error;
       outbox_.erase(outbox_.upper_bound(index), outbox_.end());
     }
     reads_done_ = true;
-    MaybeFinishLocked();
   }
 
-  void WriteNextLocked() {
-    if (writing_ || broken_ || outbox_.empty() || outbox_.begin()->first != next_write_) return;
+  Actions WriteNextLocked() {
+    if (writing_ || broken_ || outbox_.empty() || outbox_.begin()->first != next_write_) return {};
     writing_ = true;
     // Built in place: a cleared response keeps its results for reuse, so a
-    // confirm allocates nothing per message.
+    // confirm allocates nothing per message. Only the writer touches it.
     const auto& [batch_id, results] = outbox_.begin()->second;
     current_.Clear();
     current_.set_batch_id(batch_id);
     for (const core::PutResult& one : results) ToProto(one, current_.add_results());
     outbox_.erase(outbox_.begin());
     ++next_write_;
-    StartWrite(&current_);
+    Actions a;
+    a.write = true;
+    return a;
   }
 
   // Finishes when no more reads will come, nothing is being written and no
   // batch waits for room or for the disk.
-  void MaybeFinishLocked() {
-    if (finished_ || !reads_done_ || writing_ || (!outbox_.empty() && !broken_)) return;
-    if (unanswered_.load() > 0) return;
+  Actions MaybeFinishLocked() {
+    if (finished_ || !reads_done_ || writing_ || (!outbox_.empty() && !broken_)) return {};
+    if (unanswered_.load() > 0) return {};
     finished_ = true;
-    Finish(failed_ ? status_ : (broken_ ? grpc::Status::CANCELLED : grpc::Status::OK));
+    Actions a;
+    a.finish = true;
+    a.status =
+        failed_ ? ToStatus(ctx_, error_) : (broken_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+    return a;
   }
 
   grpc::CallbackServerContext* const ctx_;
@@ -199,13 +237,13 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   uint64_t next_index_ = 0;  // of the next batch read (the reading thread only)
   uint64_t next_write_ = 0;  // index of the next confirm to write
   uint64_t fail_index_ = UINT64_MAX;
-  v1::ProduceResponse current_;
+  v1::ProduceResponse current_;  // the confirm being written (the writer's)
   bool writing_ = false;
   bool reads_done_ = false;
   bool failed_ = false;
   bool broken_ = false;
   bool finished_ = false;
-  grpc::Status status_;
+  core::Error error_{core::Errc::kInvalidArgument, {}};
 };
 
 }  // namespace

@@ -189,6 +189,20 @@ ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetR
     visibility = v.value();
   }
 
+  // One answer is built under the queue's lock: its size is bounded here,
+  // with a clear error, rather than clamped silently.
+  if (req->max_messages() > core::kMaxGetMessages) {
+    return ReplyError(
+        ctx, core::Error{core::Errc::kInvalidArgument,
+                         "max_messages " + std::to_string(req->max_messages()) +
+                             " exceeds the limit of " + std::to_string(core::kMaxGetMessages)});
+  }
+  if (req->max_bytes() > core::kMaxGetBytes) {
+    return ReplyError(
+        ctx, core::Error{core::Errc::kInvalidArgument,
+                         "max_bytes " + std::to_string(req->max_bytes()) +
+                             " exceeds the limit of " + std::to_string(core::kMaxGetBytes)});
+  }
   const bool batch = req->max_messages() > 1;
   const uint64_t max_bytes = req->max_bytes() != 0 ? req->max_bytes() : kDefaultGetMaxBytes;
   auto* call = new WaitingCall(ctx, std::move(queue));

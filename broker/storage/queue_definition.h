@@ -1,14 +1,15 @@
 // A durable queue's settings as its log's kDefined record holds them: a
 // version byte, then each field of core::QueueConfig in a fixed order. A
 // broker reads definitions written by older versions of itself, so fields
-// are only ever added at the end.
+// are only ever added at the end, and a field whose meaning changes gets a
+// new version (2: the visibility timeout in nanoseconds, not microseconds).
 #pragma once
 
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include "broker/core/queue.h"
+#include "broker/core/queue_config.h"
 
 namespace basin::storage {
 

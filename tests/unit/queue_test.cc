@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -83,9 +84,18 @@ class QueueTest : public ::testing::Test {
     now_ += d;
     q.ExpireDue(now_);
   }
-  static void ExpectInvariant(const Queue& q) {
-    const QueueStats s = q.Stats();
-    EXPECT_EQ(s.unfinished, s.size + s.in_flight);
+  // Nothing is created or lost: every message put is done, dead-lettered or
+  // still in the queue, and the broker's memory budget holds exactly the
+  // bytes the queues keep (walked, not taken from the counters it checks).
+  void ExpectConserved() const {
+    uint64_t kept = 0;
+    for (const auto& q : broker_.ListQueues()) {
+      const QueueStats s = q->Stats();
+      EXPECT_EQ(s.total_put, s.total_done + s.total_dead_lettered + s.unfinished) << q->name();
+      EXPECT_EQ(s.unfinished, s.size + s.in_flight) << q->name();
+      kept += q->AccountedBytes();
+    }
+    EXPECT_EQ(broker_.memory().used(), kept);
   }
 
   Broker broker_;
@@ -106,7 +116,7 @@ TEST_F(QueueTest, DeliversInFifoOrderWithRisingIds) {
     EXPECT_EQ(d.message_id, i + 1u);
     EXPECT_EQ(d.delivery_count, 1u);
   }
-  ExpectInvariant(*q);
+  ExpectConserved();
 }
 
 TEST_F(QueueTest, NowaitPutOnFullQueueFails) {
@@ -130,7 +140,7 @@ TEST_F(QueueTest, BlockedPutIsAdmittedWhenAGetFreesRoom) {
   ASSERT_TRUE(blocked.ok());
   EXPECT_EQ(blocked.result->value(), 2u);
   EXPECT_EQ(q->Stats().size, 1u);
-  ExpectInvariant(*q);
+  ExpectConserved();
 }
 
 TEST_F(QueueTest, BlockedPutTimesOutAsFull) {
@@ -216,7 +226,7 @@ TEST_F(QueueTest, TaskDoneAndJoin) {
   Delivery a = MustGet(*q);
   Delivery b = MustGet(*q);
   EXPECT_EQ(q->Stats().unfinished, 2u);
-  ExpectInvariant(*q);
+  ExpectConserved();
   EXPECT_TRUE(q->TaskDone(a.tag, now_).ok());
   EXPECT_FALSE(joiner.done());
   EXPECT_TRUE(q->TaskDone(b.tag, now_).ok());
@@ -278,7 +288,7 @@ TEST_F(QueueTest, ExpiredLeaseGoesBackToTheHeadWithDeliveryCountPlusOne) {
   EXPECT_EQ(s.in_flight, 0u);
   EXPECT_EQ(s.size, 2u);
   EXPECT_EQ(s.total_redelivered, 1u);
-  ExpectInvariant(*q);
+  ExpectConserved();
   Delivery again = MustGet(*q);
   EXPECT_EQ(again.payload, "a");
   EXPECT_EQ(again.message_id, a.message_id);
@@ -594,13 +604,13 @@ TEST_F(QueueTest, BatchGetReturnsWhatIsReadyUpToTheLimits) {
   Put(*q, "ee");
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->value().size(), 1u);
-  ExpectInvariant(*q);
+  ExpectConserved();
 }
 
 // Streaming consumers: prefetch, acks by tag and range, release on detach.
 std::vector<uint64_t> Tags(ConsumerOutbox& outbox) {
   std::vector<uint64_t> tags;
-  auto pulled = outbox.Next(100);
+  auto pulled = outbox.Next(100, TimePoint());
   if (pulled) {
     for (const auto& d : pulled->deliveries) tags.push_back(d.tag);
   }
@@ -622,7 +632,7 @@ TEST_F(QueueTest, ConsumerGetsAtMostPrefetchAndMoreAsItAcks) {
   q->ConsumerAck(c.value().id, {}, 2, now_);  // ack everything up to 2
   EXPECT_EQ(Tags(*c.value().outbox), (std::vector<uint64_t>{3, 4}));
   q->ConsumerAck(c.value().id, {4, 99}, 0, now_);
-  auto pulled = c.value().outbox->Next(100);
+  auto pulled = c.value().outbox->Next(100, now_);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->deliveries.at(0).tag, 5u);
   EXPECT_EQ(pulled->unknown_tags, std::vector<uint64_t>{99});
@@ -631,7 +641,7 @@ TEST_F(QueueTest, ConsumerGetsAtMostPrefetchAndMoreAsItAcks) {
   ASSERT_EQ(s.consumers.size(), 1u);
   EXPECT_EQ(s.consumers[0].in_flight, 2u);
   EXPECT_EQ(s.consumers[0].acked, 3u);
-  ExpectInvariant(*q);
+  ExpectConserved();
 }
 
 TEST_F(QueueTest, ConsumerReleasesByTagAndRangeInTagOrder) {
@@ -646,7 +656,7 @@ TEST_F(QueueTest, ConsumerReleasesByTagAndRangeInTagOrder) {
   const QueueStats s = q->Stats();
   EXPECT_EQ(s.consumers[0].in_flight, 4u);
   EXPECT_EQ(s.total_redelivered, 3u);
-  ExpectInvariant(*q);
+  ExpectConserved();
 }
 
 TEST_F(QueueTest, DetachReturnsEverythingHeldToTheHead) {
@@ -656,7 +666,7 @@ TEST_F(QueueTest, DetachReturnsEverythingHeldToTheHead) {
       2, {}, [] {}, now_);
   Tags(*c.value().outbox);
   q->DetachConsumer(c.value().id, Error{Errc::kCancelled, "gone"}, now_);
-  EXPECT_TRUE(c.value().outbox->Next(10)->end.has_value());
+  EXPECT_TRUE(c.value().outbox->Next(10, now_)->end.has_value());
   EXPECT_EQ(q->Stats().in_flight, 0u);
   Delivery a = MustGet(*q);
   EXPECT_EQ(a.payload, "a");
@@ -675,7 +685,7 @@ TEST_F(QueueTest, ConsumersAndBlockedGetsShareOneRotation) {
   Put(*q, "3");  // then the consumer again
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g.result->value().payload, "2");
-  auto pulled = c.value().outbox->Next(10);
+  auto pulled = c.value().outbox->Next(10, now_);
   ASSERT_EQ(pulled->deliveries.size(), 2u);
   EXPECT_EQ(pulled->deliveries[0].delivery.payload, "1");
   EXPECT_EQ(pulled->deliveries[1].delivery.payload, "3");
@@ -689,7 +699,7 @@ TEST_F(QueueTest, AckTimeoutRequeuesAndReportsTheTag) {
       1, seconds(5), [] {}, now_);
   EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
   Advance(*q, seconds(5));
-  auto pulled = c.value().outbox->Next(10);
+  auto pulled = c.value().outbox->Next(10, now_);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->expired, std::vector<uint64_t>{1});
   // The credit came back, so the same consumer gets the message again.
@@ -706,7 +716,7 @@ TEST_F(QueueTest, ClosingAndDrainingEndsConsumers) {
   q->Close(now_);
   EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
   q->ConsumerAck(c.value().id, {1}, 0, now_);
-  auto end = c.value().outbox->Next(10);
+  auto end = c.value().outbox->Next(10, now_);
   ASSERT_TRUE(end->end.has_value());
   EXPECT_EQ(end->end->code, Errc::kQueueDrained);
   EXPECT_EQ(q->AttachConsumer(
@@ -731,7 +741,280 @@ TEST_F(QueueTest, CountersHoldTheInvariantThroughAMixedWorkload) {
       held.erase(held.begin());
     }
     Advance(*q, seconds(1));
-    ExpectInvariant(*q);
+    ExpectConserved();
+  }
+}
+
+// Hostile values, one test each (issue 11). Each failed before its fix.
+
+Result<std::vector<PutResult>> PutFrom(Queue& q, const std::string& producer, uint64_t first,
+                                       size_t count, TimePoint now) {
+  std::vector<MessageSpec> batch(count, MessageSpec{"m", nullptr, {}});
+  std::optional<Result<std::vector<PutResult>>> out;
+  WaitId id = 0;
+  q.PutBatch(
+      batch, now, now, &id, [&out](Result<std::vector<PutResult>> r) { out = std::move(r); },
+      BatchOrigin{producer, first});
+  if (!out) return Error{Errc::kCancelled, "still waiting"};
+  return *out;
+}
+
+TEST_F(QueueTest, AProducerSequenceJumpCostsNothing) {
+  // Once padded one entry at a time under the queue lock: the broker hung
+  // and grew ~200 MB/s.
+  auto q = Make("jump");
+  ASSERT_TRUE(PutFrom(*q, "p", 1, 1, now_).ok());
+  auto far = PutFrom(*q, "p", uint64_t{1} << 62, 1, now_);
+  ASSERT_TRUE(far.ok()) << far.error().message;
+  EXPECT_EQ(far.value()[0].message_id, 2u);
+  // Both are still recognised, and the state stays small.
+  EXPECT_TRUE(PutFrom(*q, "p", uint64_t{1} << 62, 1, now_).value()[0].duplicate);
+  EXPECT_TRUE(PutFrom(*q, "p", 1, 1, now_).value()[0].duplicate);
+  EXPECT_LT(q->AccountedBytes(), 4096u);
+  ExpectConserved();
+}
+
+TEST_F(QueueTest, ProducerSequencesOutOfRangeAreRefused) {
+  auto q = Make("sequences");
+  EXPECT_EQ(PutFrom(*q, "p", 0, 1, now_).error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(PutFrom(*q, "p", UINT64_MAX - 1, 4, now_).error().code, Errc::kInvalidArgument);
+  // Past the kept window, an old number cannot be told from new work.
+  const size_t kept = ProducerSequences::kIdsKept;
+  for (uint64_t first = 1; first <= kept + kMaxBatchMessages; first += kMaxBatchMessages) {
+    ASSERT_TRUE(PutFrom(*q, "p", first, kMaxBatchMessages, now_).ok());
+  }
+  auto old = PutFrom(*q, "p", 1, 1, now_);
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(old.error().message.find("older"), std::string::npos);
+  ExpectConserved();
+}
+
+TEST_F(QueueTest, ProducersPerQueueAreCapped) {
+  QueueLimits limits;
+  limits.max_producers = 2;
+  MemoryBudget memory(0);
+  QueueConfig c;
+  c.name = "capped";
+  auto q = std::make_shared<Queue>(c, 1, limits, &memory, nullptr, nullptr);
+  ASSERT_TRUE(PutFrom(*q, "a", 1, 1, now_).ok());
+  ASSERT_TRUE(PutFrom(*q, "b", 1, 1, now_).ok());
+  EXPECT_EQ(PutFrom(*q, "c", 1, 1, now_).error().code, Errc::kTooManyProducers);
+  // Once the others have been quiet for the dedup window, there is room.
+  EXPECT_TRUE(PutFrom(*q, "c", 1, 1, now_ + limits.dedup_window + seconds(1)).ok());
+}
+
+TEST_F(QueueTest, LongDedupIdsAreRefusedAndKeptIdsAreCharged) {
+  auto q = Make("dedup-memory");
+  const std::string too_long(kMaxDedupIdBytes + 1, 'k');
+  auto refused = PutBatchNow(*q, {{"a", nullptr, too_long}}, now_);
+  ASSERT_TRUE(refused.ok());
+  ASSERT_TRUE(refused.value()[0].error.has_value());
+  EXPECT_EQ(refused.value()[0].error->code, Errc::kInvalidArgument);
+  EXPECT_EQ(q->Stats().total_put, 0u);
+  // 200 puts with the longest ids, each consumed and finished: the ids stay
+  // for the dedup window, and the budget says so.
+  for (int i = 0; i < 200; ++i) {
+    std::string id = std::to_string(i);
+    id.resize(kMaxDedupIdBytes, 'k');
+    ASSERT_TRUE(PutBatchNow(*q, {{"", nullptr, id}}, now_).ok());
+    ASSERT_TRUE(q->TaskDone(MustGet(*q).tag, now_).ok());
+  }
+  EXPECT_EQ(q->Stats().unfinished, 0u);
+  EXPECT_GE(broker_.memory().used(), 200 * kMaxDedupIdBytes);
+  ExpectConserved();
+  // The timer forgets them after the window and hands the memory back.
+  Advance(*q, std::chrono::minutes(3));
+  EXPECT_EQ(broker_.memory().used(), 0u);
+  ExpectConserved();
+}
+
+TEST_F(QueueTest, BatchesAndGetsAreBounded) {
+  auto q = Make("bounded-batches");
+  std::vector<MessageSpec> huge(kMaxBatchMessages + 1, MessageSpec{"m", nullptr, {}});
+  EXPECT_EQ(PutBatchNow(*q, huge, now_).error().code, Errc::kInvalidArgument);
+  std::vector<MessageSpec> many(kMaxBatchMessages, MessageSpec{"m", nullptr, {}});
+  ASSERT_TRUE(PutBatchNow(*q, many, now_).ok());
+  // Once one Get took all 20,000 messages of a queue.
+  std::optional<Result<std::vector<Delivery>>> got;
+  WaitId id = 0;
+  q->GetBatch(4'000'000'000, UINT64_MAX, {}, now_, now_, &id, [&](auto r) { got = std::move(r); });
+  ASSERT_TRUE(got.has_value() && got->ok());
+  EXPECT_EQ(got->value().size(), kMaxGetMessages);
+  ExpectConserved();
+}
+
+TEST_F(QueueTest, ABlockedPutRegistersForMemoryOnce) {
+  BrokerLimits limits = Limits();
+  limits.max_memory = 100;
+  Broker broker(limits, nullptr);
+  QueueConfig c;
+  c.name = "memory";
+  auto q = broker.CreateQueue(c).value().queue;
+  ASSERT_TRUE(Put(*q, std::string(60, 'a')).ok());
+  auto& blocked = Put(*q, std::string(60, 'b'), seconds(10));
+  EXPECT_FALSE(blocked.done());
+  // Every change to the queue retries the head putter; it once added a
+  // memory listener per retry.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(q->Release(MustGet(*q).tag, now_).ok());  // each serves the waiters twice
+  }
+  EXPECT_FALSE(blocked.done());
+  EXPECT_LE(broker.memory().listeners(), 1u);
+}
+
+TEST_F(QueueTest, UnwrittenExpiredDeliveriesAreDroppedNotDuplicated) {
+  // A consumer that never reads: each ack_timeout once left the old copy in
+  // the outbox and pushed a fresh one, outside --max-memory.
+  auto q = Make("unread");
+  Put(*q, std::string(100, 'x'));
+  Put(*q, std::string(100, 'y'));
+  auto c = q->AttachConsumer(
+      2, seconds(5), [] {}, now_);
+  ASSERT_TRUE(c.ok());
+  const uint64_t one_round = broker_.memory().used();
+  for (int i = 0; i < 10; ++i) {
+    Advance(*q, seconds(5));
+    ExpectConserved();
+  }
+  EXPECT_EQ(broker_.memory().used(), one_round);
+  auto pulled = c.value().outbox->Next(100, now_);
+  ASSERT_TRUE(pulled.has_value());
+  // Only the two deliveries it holds now, and no notices for copies it
+  // never saw.
+  ASSERT_EQ(pulled->deliveries.size(), 2u);
+  EXPECT_TRUE(pulled->expired.empty());
+  EXPECT_EQ(pulled->deliveries[0].delivery.payload, std::string(100, 'x'));
+  EXPECT_EQ(pulled->deliveries[0].delivery.delivery_count, 11u);
+  ExpectConserved();
+}
+
+TEST_F(QueueTest, AckingUnseenDeliveriesDropsThemFromTheOutbox) {
+  auto q = Make("unseen");
+  for (const char* p : {"a", "b", "c"}) Put(*q, p);
+  auto c = q->AttachConsumer(
+      3, {}, [] {}, now_);
+  q->ConsumerRelease(c.value().id, {}, UINT64_MAX, now_);  // before reading anything
+  auto pulled = c.value().outbox->Next(100, now_);
+  ASSERT_TRUE(pulled.has_value());
+  // The released copies (tags 1-3) never arrive; the redeliveries do.
+  ASSERT_EQ(pulled->deliveries.size(), 3u);
+  EXPECT_EQ(pulled->deliveries[0].tag, 4u);
+  ExpectConserved();
+}
+
+TEST_F(QueueTest, NoticesOfUnknownTagsAreBounded) {
+  auto q = Make("notices");
+  auto c = q->AttachConsumer(
+      1, {}, [] {}, now_);
+  std::vector<uint64_t> bogus(ConsumerOutbox::kMaxNotices, 7);
+  q->ConsumerAck(c.value().id, bogus, 0, now_);
+  q->ConsumerAck(c.value().id, bogus, 0, now_);
+  auto pulled = c.value().outbox->Next(100, now_);
+  ASSERT_TRUE(pulled.has_value());
+  EXPECT_EQ(pulled->unknown_tags.size(), ConsumerOutbox::kMaxNotices);
+}
+
+// A random mix of every operation on two queues (one the other's dead-letter
+// queue), checking conservation after each step.
+TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
+  QueueConfig dlq_config;
+  dlq_config.name = "random-dlq";
+  auto dlq = Make(dlq_config);
+  QueueConfig config;
+  config.name = "random";
+  config.max_size = 20;
+  config.max_deliveries = 3;
+  config.dead_letter_queue = "random-dlq";
+  config.visibility_timeout = seconds(3);
+  auto q = Make(config);
+  std::mt19937 rng(11);
+  std::vector<Delivery> held;
+  struct Stream {
+    uint64_t id;
+    std::shared_ptr<ConsumerOutbox> outbox;
+    std::vector<uint64_t> seen;
+  };
+  std::vector<Stream> streams;
+  std::deque<std::optional<Result<std::vector<PutResult>>>> batch_answers;
+  for (int step = 0; step < 3000; ++step) {
+    switch (rng() % 12) {
+      case 0:
+      case 1:
+        Put(*q, std::string(rng() % 50, 'p'), seconds(rng() % 3));
+        break;
+      case 2: {
+        std::vector<MessageSpec> batch(1 + rng() % 5, MessageSpec{"b", nullptr, {}});
+        if (rng() % 2) batch[0].dedup_id = "d" + std::to_string(rng() % 10);
+        PutBatchNow(*q, batch, now_, seconds(rng() % 2), &batch_answers.emplace_back());
+        break;
+      }
+      case 3: {
+        auto& g = Get(*q, seconds(rng() % 2));
+        if (g.ok()) held.push_back(g.result->value());
+        break;
+      }
+      case 4:
+        if (!held.empty()) {
+          const size_t i = rng() % held.size();
+          (void)q->TaskDone(held[i].tag, now_);
+          held.erase(held.begin() + static_cast<long>(i));
+        }
+        break;
+      case 5:
+        if (!held.empty()) {
+          const size_t i = rng() % held.size();
+          (void)q->Release(held[i].tag, now_);
+          held.erase(held.begin() + static_cast<long>(i));
+        }
+        break;
+      case 6:
+        if (streams.size() < 3) {
+          auto c = q->AttachConsumer(
+              1 + rng() % 4, seconds(rng() % 3), [] {}, now_);
+          if (c.ok()) streams.push_back({c.value().id, c.value().outbox, {}});
+        }
+        break;
+      case 7:
+        for (Stream& s : streams) {
+          if (auto pulled = s.outbox->Next(rng() % 4, now_); pulled && !pulled->end) {
+            for (const auto& d : pulled->deliveries) s.seen.push_back(d.tag);
+          }
+        }
+        break;
+      case 8:
+        if (!streams.empty()) {
+          Stream& s = streams[rng() % streams.size()];
+          if (!s.seen.empty()) {
+            const bool ack = rng() % 3 != 0;
+            std::vector<uint64_t> tags{s.seen[rng() % s.seen.size()]};
+            if (ack) {
+              q->ConsumerAck(s.id, tags, rng() % 2 ? s.seen.front() : 0, now_);
+            } else {
+              q->ConsumerRelease(s.id, tags, 0, now_);
+            }
+          }
+        }
+        break;
+      case 9:
+        if (!streams.empty() && rng() % 4 == 0) {
+          const size_t i = rng() % streams.size();
+          q->DetachConsumer(streams[i].id, Error{Errc::kCancelled, "gone"}, now_);
+          streams.erase(streams.begin() + static_cast<long>(i));
+        }
+        break;
+      case 10: {
+        auto& g = Get(*dlq);
+        if (g.ok()) (void)dlq->TaskDone(g.result->value().tag, now_);
+        break;
+      }
+      case 11:
+        Advance(*q, milliseconds(rng() % 1500));
+        dlq->ExpireDue(now_);
+        break;
+    }
+    ExpectConserved();
+    if (HasFailure()) FAIL() << "at step " << step;
   }
 }
 

@@ -1,0 +1,83 @@
+// What a queue is made with (its settings and the broker's limits) and what it
+// reports (its stats): the values the service, the storage layer and the
+// queue share, apart from the queue itself.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "broker/core/time.h"
+
+namespace basin::core {
+
+// Settings fixed when the queue is created.
+struct QueueConfig {
+  std::string name;
+  uint64_t max_size = 0;  // 0 = unbounded
+  Duration visibility_timeout{};
+  uint32_t max_deliveries = 0;  // 0 = unlimited
+  std::string dead_letter_queue;
+  uint64_t max_bytes = 0;  // 0 = unbounded
+  // Kept in the broker's data directory (a journal is attached): survives a
+  // restart. See QueueJournal.
+  bool durable = false;
+
+  bool operator==(const QueueConfig&) const = default;
+};
+
+// The most a batch Get may ask for, in messages and in bytes: one answer is
+// built under the queue's lock, so its size must not be the client's choice.
+inline constexpr size_t kMaxGetMessages = 1'000;
+inline constexpr uint64_t kMaxGetBytes = 4 << 20;
+// The most messages one Put or Produce batch may carry: a batch is
+// validated and admitted under the queue's lock.
+inline constexpr size_t kMaxBatchMessages = 10'000;
+// The longest dedup_id a put may carry (producer ids have the same cap): the
+// ids are kept for the dedup window.
+inline constexpr size_t kMaxDedupIdBytes = 128;
+
+// Broker-wide limits each queue enforces.
+struct QueueLimits {
+  uint64_t max_message_bytes = 1 << 20;
+  size_t max_waiters = 100'000;
+  Duration max_lease = std::chrono::hours(12);
+  // How long a put's dedup_id is remembered, and how many are kept at most
+  // (the oldest are forgotten first).
+  Duration dedup_window = std::chrono::minutes(2);
+  size_t max_dedup_ids = 1'000'000;
+  // Producers (idempotent Produce streams) a queue remembers at once.
+  size_t max_producers = 10'000;
+};
+
+// One streaming consumer, as stats show it.
+struct ConsumerStats {
+  uint64_t id = 0;
+  uint32_t prefetch = 0;
+  uint64_t in_flight = 0;  // delivered and not yet acked or released
+  uint64_t delivered = 0;
+  uint64_t acked = 0;
+};
+
+struct QueueStats {
+  uint64_t size = 0;
+  uint64_t bytes = 0;
+  bool full = false;
+  bool empty = true;
+  uint64_t unfinished = 0;
+  uint64_t in_flight = 0;
+  uint64_t waiting_getters = 0;
+  uint64_t waiting_putters = 0;
+  uint64_t waiting_joiners = 0;
+  uint64_t total_put = 0;
+  uint64_t total_delivered = 0;
+  uint64_t total_done = 0;
+  uint64_t total_redelivered = 0;
+  uint64_t total_dead_lettered = 0;
+  uint64_t total_rejected = 0;  // routed copies refused (Offer)
+  bool closed = false;
+  std::vector<ConsumerStats> consumers;
+};
+
+}  // namespace basin::core
