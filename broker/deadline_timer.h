@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "broker/core/deadline_scheduler.h"
+#include "broker/core/lock_rank.h"
 
 namespace basin {
 
@@ -39,7 +40,7 @@ class DeadlineTimer final : public core::DeadlineScheduler {
   // its deadline many times does not pile up timer entries.
   void InsertLocked(std::weak_ptr<core::Expirable> target, core::TimePoint when);
 
-  std::mutex mu_;  // guards due_, by_target_ and armed_
+  RankedMutex<LockRank::kDeadlineTimer> mu_;  // guards due_, by_target_ and armed_
   Due due_;
   std::map<std::weak_ptr<core::Expirable>, Due::iterator, std::owner_less<>> by_target_;
   core::TimePoint armed_ = core::kNever;

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install what is missing, build, and run every test.
-#  1. build/       unit and integration tests (ctest)
-#  2. build-asan/  the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#  3. build-tsan/  core and storage unit tests under ThreadSanitizer (gRPC and abseil
-#                  are not instrumented, so TSan runs on those layers alone)
+#  1. build/          unit and integration tests (ctest), warnings as errors,
+#                     lock-order ranks checked
+#  2. build-tsan/     core and storage unit tests under ThreadSanitizer (gRPC and
+#                     abseil are not instrumented, so TSan runs on those layers alone)
+#  3. build-asan/     every test under AddressSanitizer + UndefinedBehaviorSanitizer
+#  4. build-fuzz/     each libFuzzer target for a bounded time (clang, ASan+UBSan)
+#  5. build-release/  a user's Release build of basind and the SDK (no -Werror),
+#                     which must compile
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASIN_SETUP_TOOLS=1 bash scripts/setup.sh
+checks=(-DBASIN_WERROR=ON -DBASIN_LOCK_RANK_CHECK=ON)
+BASIN_CMAKE_ARGS="${checks[*]}" BASIN_SETUP_TOOLS=1 bash scripts/setup.sh
 
 sanitizer_build() {  # DIR SANITIZER [TARGET]
   cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBASIN_SANITIZE="$2" \
-    -DBASIN_BUILD_BENCH=OFF >/dev/null
+    -DBASIN_BUILD_BENCH=OFF "${checks[@]}" >/dev/null
   cmake --build "$1" ${3:+--target "$3"}
 }
 
@@ -24,3 +29,11 @@ UBSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-asan --output-on-failure -j
 
 echo "test: every test"
 ctest --test-dir build --output-on-failure -j2
+
+echo "test: fuzz targets, bounded time each (corpora in tests/fuzz/corpus)"
+bash scripts/fuzz.sh
+
+echo "test: a user's Release build"
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBASIN_BUILD_TESTS=OFF \
+  -DBASIN_BUILD_BENCH=OFF >/dev/null
+cmake --build build-release --target basind basinctl basin_client

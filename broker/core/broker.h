@@ -23,6 +23,7 @@
 #include "broker/core/queue.h"
 #include "broker/core/time.h"
 #include "broker/core/topic_router.h"
+#include "broker/core/lock_rank.h"
 
 namespace basin::core {
 
@@ -100,12 +101,12 @@ class Broker {
   TopicRouter router_;
 
   // Serialises binding changes with DeleteQueue's removal of bindings.
-  std::mutex bindings_mu_;
-  mutable std::mutex mu_;
+  RankedMutex<LockRank::kBrokerBindings> bindings_mu_;
+  mutable RankedMutex<LockRank::kBrokerRegistry> mu_;
   std::map<std::string, std::shared_ptr<Queue>, std::less<>> queues_;
   // Durable queues whose files are being created: name -> dead-letter queue.
   std::map<std::string, std::string, std::less<>> creating_;
-  std::condition_variable creating_cv_;
+  std::condition_variable_any creating_cv_;
   // Durable queues whose files are being removed: the name is not free yet.
   std::set<std::string, std::less<>> deleting_;
   uint64_t next_incarnation_;

@@ -23,6 +23,7 @@
 #include "broker/core/memory_budget.h"
 #include "broker/core/queue_types.h"
 #include "broker/core/time.h"
+#include "broker/core/lock_rank.h"
 
 namespace basin::core {
 
@@ -76,7 +77,7 @@ class ConsumerOutbox {
 
   const std::function<void()> wake_;
   MemoryBudget* const memory_;
-  std::mutex mu_;
+  RankedMutex<LockRank::kConsumerOutbox> mu_;
   std::deque<StreamDelivery> deliveries_;  // tags rising
   std::vector<uint64_t> expired_;
   std::vector<uint64_t> unknown_;

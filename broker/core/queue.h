@@ -63,6 +63,7 @@
 #include "broker/core/queue_types.h"
 #include "broker/core/time.h"
 #include "broker/core/waiter_set.h"
+#include "broker/core/lock_rank.h"
 
 namespace basin::core {
 
@@ -299,7 +300,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   const std::shared_ptr<Queue> dead_letter_;
   const std::shared_ptr<QueueJournal> journal_;
 
-  mutable std::mutex mu_;
+  mutable RankedMutex<LockRank::kQueue> mu_;
   std::deque<MessagePtr> ready_;
   uint64_t ready_bytes_ = 0;
   LeaseTable leases_;

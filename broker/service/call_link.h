@@ -7,6 +7,8 @@
 
 #include <mutex>
 
+#include "broker/core/lock_rank.h"
+
 namespace basin::service {
 
 template <typename Call>
@@ -37,7 +39,7 @@ class CallLink {
   }
 
  private:
-  std::mutex mu_;
+  RankedMutex<LockRank::kServiceCall> mu_;
   Call* const call_;
   int waking_ = 0;
   bool done_ = false;

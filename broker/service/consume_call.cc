@@ -7,6 +7,7 @@
 #include "broker/service/call_link.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
+#include "broker/core/lock_rank.h"
 
 namespace basin::service {
 namespace {
@@ -175,7 +176,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   v1::ConsumeResponse resp_;
   std::shared_ptr<core::Queue> queue_;
 
-  std::mutex start_mu_;  // guards the four below until started_; never held
+  RankedMutex<LockRank::kServiceCall> start_mu_;  // guards the four below until started_; never held
                          // while calling into the core
   uint64_t id_ = 0;
   std::shared_ptr<core::ConsumerOutbox> outbox_;

@@ -7,6 +7,7 @@
 
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
+#include "broker/core/lock_rank.h"
 
 namespace basin::service {
 namespace {
@@ -132,7 +133,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     bool finish = false;
     grpc::Status status;
   };
-  void Act(std::unique_lock<std::mutex>& lock, Actions a) {
+  void Act(std::unique_lock<RankedMutex<LockRank::kServiceCall>>& lock, Actions a) {
     lock.unlock();
     if (a.write) StartWrite(&current_);
     if (a.read) StartRead(&req_);
@@ -231,7 +232,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   std::atomic<core::WaitId> wait_id_{0};
   std::atomic<bool> cancelled_{false};
 
-  std::mutex mu_;  // guards everything below
+  RankedMutex<LockRank::kServiceCall> mu_;  // guards everything below
   // Confirms by read index: batch id, results.
   std::map<uint64_t, std::pair<uint64_t, std::vector<core::PutResult>>> outbox_;
   uint64_t next_index_ = 0;  // of the next batch read (the reading thread only)
