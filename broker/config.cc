@@ -6,7 +6,9 @@
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
+#include <utility>
 
 #include "broker/storage/committer.h"
 
@@ -106,6 +108,8 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   size_t max_waiters = c.limits.max_waiters_per_queue;
   size_t max_sub_messages = c.limits.max_subscriber_buffer_messages;
   std::string max_sub_bytes = "256MiB";
+  core::TopicCaps& caps = c.limits.topic_caps;
+  std::string max_sub_memory;
   std::string fsync_interval = "5ms";
   std::string segment_bytes = "64MiB";
 
@@ -133,6 +137,23 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       "largest buffer (messages) a subscription may ask for")(
       "max-subscriber-buffer-bytes", po::value(&max_sub_bytes)->default_value(max_sub_bytes),
       "largest buffer (bytes) a subscription may ask for")(
+      "max-subscriptions",
+      po::value(&caps.max_subscriptions)->default_value(caps.max_subscriptions),
+      "live subscriptions in the broker before TOO_MANY_SUBSCRIPTIONS")(
+      "max-subscriptions-per-connection",
+      po::value(&caps.max_subscriptions_per_connection)
+          ->default_value(caps.max_subscriptions_per_connection),
+      "live subscriptions one client connection may hold before TOO_MANY_SUBSCRIPTIONS")(
+      "max-subscription-terms",
+      po::value(&caps.max_subscription_terms)->default_value(caps.max_subscription_terms),
+      "topics plus patterns one subscription may name")(
+      "max-bindings", po::value(&caps.max_bindings)->default_value(caps.max_bindings),
+      "topic-to-queue bindings in the broker before TOO_MANY_BINDINGS")(
+      "max-tracked-topics",
+      po::value(&caps.max_tracked_topics)->default_value(caps.max_tracked_topics),
+      "topics whose counters ListTopics keeps; past it new topics are not counted")(
+      "max-subscriber-memory", po::value(&max_sub_memory),
+      "part of --max-memory subscriber buffers may hold (default: a quarter of it)")(
       "data-dir", po::value(&c.data_dir),
       "directory for durable queues (default: none; durable queues are refused)")(
       "fsync", po::value(&c.fsync)->default_value(c.fsync),
@@ -191,6 +212,23 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
     return fail("max-subscriber-buffer-messages", std::to_string(max_sub_messages));
   }
   c.limits.max_subscriber_buffer_messages = max_sub_messages;
+  for (const auto& [flag, value] : std::initializer_list<std::pair<const char*, size_t>>{
+           {"max-subscriptions", caps.max_subscriptions},
+           {"max-subscriptions-per-connection", caps.max_subscriptions_per_connection},
+           {"max-subscription-terms", caps.max_subscription_terms},
+           {"max-bindings", caps.max_bindings},
+           {"max-tracked-topics", caps.max_tracked_topics}}) {
+    // Each bounds what one client can make the broker keep: zero would refuse
+    // everything, and anything above 2^32 is no bound at all.
+    if (value == 0 || value > (size_t{1} << 32)) return fail(flag, std::to_string(value));
+  }
+  if (max_sub_memory.empty()) {
+    caps.max_subscriber_memory = c.limits.max_memory / 4;
+  } else if (auto m = ParseBytes(max_sub_memory); m && *m > 0 && *m <= c.limits.max_memory) {
+    caps.max_subscriber_memory = *m;
+  } else {
+    return fail("max-subscriber-memory", max_sub_memory);
+  }
   c.limits.max_subscriber_buffer_bytes = *sub_bytes;
   c.limits.default_subscriber_buffer_messages =
       std::min(c.limits.default_subscriber_buffer_messages, max_sub_messages);

@@ -32,7 +32,7 @@ Broker::Broker(BrokerLimits limits, DeadlineScheduler* scheduler, DurableStore* 
       router_(
           TopicLimits{limits.max_message_bytes, limits.default_subscriber_buffer_messages,
                       limits.default_subscriber_buffer_bytes, limits.max_subscriber_buffer_messages,
-                      limits.max_subscriber_buffer_bytes},
+                      limits.max_subscriber_buffer_bytes, limits.topic_caps},
           &memory_),
       // Incarnations start from the wall clock so that tags issued by an
       // earlier run of the broker are never taken for this run's.

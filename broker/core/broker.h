@@ -19,11 +19,11 @@
 #include "broker/core/deadline_scheduler.h"
 #include "broker/core/durable_store.h"
 #include "broker/core/errc.h"
+#include "broker/core/lock_rank.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/queue.h"
 #include "broker/core/time.h"
 #include "broker/core/topic_router.h"
-#include "broker/core/lock_rank.h"
 
 namespace basin::core {
 
@@ -38,6 +38,9 @@ struct BrokerLimits {
   uint64_t default_subscriber_buffer_bytes = 16 << 20;
   size_t max_subscriber_buffer_messages = 1'000'000;
   uint64_t max_subscriber_buffer_bytes = 256 << 20;
+  // Subscriptions, bindings, tracked topics and subscriber memory; the router
+  // gets them with its other limits.
+  TopicCaps topic_caps{};
 };
 
 // 1 to 200 characters of [A-Za-z0-9._-].

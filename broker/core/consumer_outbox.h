@@ -20,10 +20,10 @@
 #include <vector>
 
 #include "broker/core/errc.h"
+#include "broker/core/lock_rank.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/queue_types.h"
 #include "broker/core/time.h"
-#include "broker/core/lock_rank.h"
 
 namespace basin::core {
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <mutex>
+#include <shared_mutex>
 
 namespace basin {
 
@@ -30,6 +31,7 @@ enum class LockRank : int {
   kCommitter = 70,       // Committer::mu_: the committer thread's work list
   kMemoryBudget = 75,    // MemoryBudget::mu_: its listeners (ReserveOrWait under Queue::mu_)
   kDeadlineTimer = 80,   // DeadlineTimer::mu_
+  kPublishCopies = 85,   // one Publish's tracker of durable copies (under commit callbacks)
   // Leaves: a service call object's own state. Nothing is taken under them,
   // and no core call is made while one is held.
   kServiceCall = 90,  // ProduceCall, ConsumeCall, SubscribeCall, CallLink
@@ -66,10 +68,37 @@ class RankedMutex {
   std::mutex mu_;
 };
 
+// The same for a reader-writer mutex: shared and exclusive holds both count.
+template <LockRank kRank>
+class RankedSharedMutex {
+ public:
+  void lock() {
+    lock_rank::Acquire(kRank);
+    mu_.lock();
+  }
+  void unlock() {
+    mu_.unlock();
+    lock_rank::Release(kRank);
+  }
+  void lock_shared() {
+    lock_rank::Acquire(kRank);
+    mu_.lock_shared();
+  }
+  void unlock_shared() {
+    mu_.unlock_shared();
+    lock_rank::Release(kRank);
+  }
+
+ private:
+  std::shared_mutex mu_;
+};
+
 #else
 
 template <LockRank kRank>
 using RankedMutex = std::mutex;
+template <LockRank kRank>
+using RankedSharedMutex = std::shared_mutex;
 
 #endif
 

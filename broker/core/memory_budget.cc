@@ -42,4 +42,21 @@ void MemoryBudget::Release(uint64_t n, TimePoint now) {
   }
 }
 
+bool MemoryShare::TryReserve(uint64_t n) {
+  const uint64_t cap = cap_.load();
+  uint64_t cur = used_.load();
+  do {
+    if (cap != 0 && cur + n > cap) return false;
+  } while (!used_.compare_exchange_weak(cur, cur + n));
+  if (whole_->TryReserve(n)) return true;
+  used_.fetch_sub(n);
+  return false;
+}
+
+void MemoryShare::Release(uint64_t n, TimePoint now) {
+  if (n == 0) return;
+  used_.fetch_sub(n);
+  whole_->Release(n, now);
+}
+
 }  // namespace basin::core

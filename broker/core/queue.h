@@ -55,6 +55,7 @@
 #include "broker/core/held_deliveries.h"
 #include "broker/core/idempotency_index.h"
 #include "broker/core/lease_table.h"
+#include "broker/core/lock_rank.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/message.h"
 #include "broker/core/pending_puts.h"
@@ -63,7 +64,6 @@
 #include "broker/core/queue_types.h"
 #include "broker/core/time.h"
 #include "broker/core/waiter_set.h"
-#include "broker/core/lock_rank.h"
 
 namespace basin::core {
 

@@ -1,9 +1,13 @@
 // One live subscription: a bounded buffer between publishers and one stream.
 //
 // Publishers Offer() messages and never wait: when the buffer is full (by
-// message count, bytes, or the broker's --max-memory) the subscription's
-// overflow policy decides — drop the oldest buffered messages (the next message
-// handed out carries the count, `dropped_before`), or end the stream. The stream
+// message count or bytes) the subscription's overflow policy decides — drop the
+// oldest buffered messages (the next message handed out carries the count,
+// `dropped_before`), or end the stream. Broker memory is not the buffer's
+// business: the router charges each published message once to the subscriber
+// share of --max-memory (the message carries the charge, and gives it back when
+// the last buffer or stream drops it), and when the share is full it calls
+// DropOldest() on the receivers to make room, or Lose() when there is none. The stream
 // side pulls batches with Next(). When Next() finds nothing it marks the
 // subscription idle, and the next accepted Offer() or End() calls `wake`
 // (outside the lock) exactly once, so the stream knows to pull again. A new
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "broker/core/errc.h"
+#include "broker/core/lock_rank.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/message.h"
 
@@ -31,7 +36,10 @@ struct PublishedMessage {
   std::string topic;
   std::string payload;
   Headers headers;
-  uint64_t bytes = 0;  // what a buffer is charged for it: topic + payload + headers
+  uint64_t bytes = 0;  // topic + payload + headers: what it costs a buffer and the broker
+  // Its bytes in the subscriber share, reserved once however many buffers
+  // hold it; given back when the last reference goes.
+  MemoryCharge charge;
 };
 using PublishedPtr = std::shared_ptr<const PublishedMessage>;
 
@@ -43,6 +51,9 @@ struct SubscriptionOptions {
   size_t max_messages = 10'000;
   uint64_t max_bytes = 16 << 20;
   OverflowPolicy policy = OverflowPolicy::kDropOldest;
+  // Who holds it: the service passes the gRPC peer (one per connection), and
+  // the router caps live subscriptions per owner.
+  std::string owner{};
 };
 
 // One message as a subscriber receives it.
@@ -60,8 +71,10 @@ struct Pulled {
 
 class Subscription {
  public:
-  Subscription(uint64_t id, SubscriptionOptions options, MemoryBudget* memory,
-               std::function<void()> wake);
+  // `footprint` is what the subscription itself (its topics and patterns)
+  // holds of the subscriber share, given back when it is destroyed.
+  Subscription(uint64_t id, SubscriptionOptions options, std::function<void()> wake,
+               MemoryCharge footprint = {});
   ~Subscription();
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
@@ -76,6 +89,13 @@ class Subscription {
   };
   // `pattern` must point into options().patterns, or be null for a topic match.
   Offered Offer(PublishedPtr message, const std::string* pattern);
+  // Gives up the oldest buffered message to free broker memory: null when the
+  // buffer is empty, ended, or its policy is disconnect (which never loses a
+  // message silently). The caller drops the result with no lock held.
+  PublishedPtr DropOldest();
+  // `message` could not be buffered for lack of broker memory: drop_oldest
+  // counts it in the gap notice, disconnect ends the stream.
+  Offered Lose(PublishedPtr message);
 
   // Up to `max_messages` buffered messages (and about `max_bytes`, but at least
   // one), or the end; nullopt (now idle) when there is nothing yet. After an
@@ -89,13 +109,17 @@ class Subscription {
  private:
   void DropOldestLocked(std::vector<PublishedPtr>* dropped);
   bool FitsLocked(uint64_t bytes) const;
+  // Ends the stream under the lock; the buffer moves to `dropped`, to be let
+  // go (and its memory released) after the lock. True if the stream must be
+  // woken.
+  bool EndLocked(Error why, std::vector<PublishedPtr>* dropped);
 
   const uint64_t id_;
   const SubscriptionOptions options_;
-  MemoryBudget* const memory_;
   const std::function<void()> wake_;
+  const MemoryCharge footprint_;
 
-  std::mutex mu_;
+  RankedMutex<LockRank::kSubscription> mu_;  // guards everything below; taken alone
   std::deque<Delivered> buffer_;
   uint64_t buffered_bytes_ = 0;
   uint64_t pending_gap_ = 0;  // dropped with nothing buffered after them yet

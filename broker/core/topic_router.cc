@@ -7,37 +7,31 @@
 namespace basin::core {
 namespace {
 
-// Topic statistics are kept for at most this many topics; past it, topics
-// with no exact subscribers are forgotten, so a publisher inventing topic
-// names cannot grow the broker without bound.
-constexpr size_t kMaxTrackedTopics = 100'000;
-constexpr size_t kMaxSubscriptionTerms = 1'024;
+// What a subscription costs to keep besides its terms' characters: the
+// object, its buffer, its map and trie entries. An estimate, charged so that
+// many subscriptions with many terms count against memory like messages do.
+constexpr uint64_t kSubscriptionOverhead = 512;
+constexpr uint64_t kTermOverhead = 128;
 
-}  // namespace
-
-TopicRouter::TopicRouter(TopicLimits limits, MemoryBudget* memory)
-    : limits_(limits), memory_(memory) {}
-
-TopicRouter::~TopicRouter() = default;
-
-TopicRouter::Counters& TopicRouter::CountersLocked(const std::string& topic) {
-  auto it = topics_.find(topic);
-  if (it != topics_.end()) return it->second;
-  if (topics_.size() >= kMaxTrackedTopics) {
-    for (auto i = topics_.begin(); i != topics_.end();) {
-      i = i->second.exact_subscribers == 0 ? topics_.erase(i) : std::next(i);
-    }
-  }
-  return topics_[topic];
+uint64_t ShareCap(const TopicCaps& caps, const MemoryBudget& memory) {
+  return caps.max_subscriber_memory != 0 ? caps.max_subscriber_memory : memory.limit() / 4;
 }
 
-namespace {
+// Counts dropped messages by topic and lets them go (releasing their memory
+// when they were the last reference): call with no lock held.
+void Tally(std::vector<PublishedPtr>& dropped, std::unordered_map<std::string, uint64_t>* tally) {
+  for (PublishedPtr& d : dropped) {
+    ++(*tally)[d->topic];
+    d.reset();
+  }
+  dropped.clear();
+}
 
 // A publish whose copies into durable queues are being written: the outcome
 // is reported when the last one is (the publisher's own share counts as one,
 // so copies written before the publish has offered them all cannot end it).
 struct DurableCopies {
-  std::mutex mu;
+  RankedMutex<LockRank::kPublishCopies> mu;
   int waiting = 1;
   PublishOutcome out;
   std::vector<std::string> failed;
@@ -59,49 +53,104 @@ struct DurableCopies {
 
 }  // namespace
 
+TopicRouter::TopicRouter(TopicLimits limits, MemoryBudget* memory)
+    : limits_(limits),
+      memory_(memory),
+      subscriber_memory_(memory, ShareCap(limits.caps, *memory)) {}
+
+TopicRouter::~TopicRouter() = default;
+
+void TopicRouter::SetCaps(const TopicCaps& caps) {
+  limits_.caps = caps;
+  subscriber_memory_.set_cap(ShareCap(caps, *memory_));
+}
+
+void TopicRouter::CollectLocked(std::string_view topic, const TopicWords& words,
+                                std::vector<Receiver>* receivers, Targets* queues) const {
+  // Where each subscription already is in `receivers`: it gets one copy.
+  std::unordered_map<const Subscription*, size_t> seen;
+  if (auto it = by_topic_.find(topic); it != by_topic_.end()) {
+    for (const auto& [key, sub] : it->second) {
+      seen.emplace(key, receivers->size());
+      receivers->push_back({sub, nullptr, 0});
+    }
+  }
+  std::unordered_set<const Queue*> seen_queues;
+  trie_.Match(words, [&](const Routes& routes) {
+    for (const auto& [key, match] : routes.subs) {
+      const size_t rank = match.pattern + 1;
+      const std::string* pattern = &match.sub->options().patterns[match.pattern];
+      auto [it, fresh] = seen.emplace(key, receivers->size());
+      if (fresh) {
+        receivers->push_back({match.sub, pattern, rank});
+      } else if (Receiver& r = (*receivers)[it->second]; rank < r.rank) {
+        r.pattern = pattern;
+        r.rank = rank;
+      }
+    }
+    for (const Binding* b : routes.bindings) {
+      if (seen_queues.insert(b->second.get()).second)
+        queues->emplace_back(b->first.second, b->second);
+    }
+  });
+}
+
+bool TopicRouter::MakeRoom(const std::vector<Receiver>& receivers, uint64_t bytes,
+                           DropTally* dropped) {
+  if (subscriber_memory_.TryReserve(bytes)) return true;
+  const uint64_t cap = subscriber_memory_.cap();
+  const uint64_t whole = memory_->limit();
+  if ((cap != 0 && bytes > cap) || (whole != 0 && bytes > whole)) return false;
+  // Older messages make way for the new one, as they do in a full buffer:
+  // round robin over the receivers, until it fits or none has anything left to
+  // drop. A message is freed when the last buffer holding it drops it.
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (const Receiver& r : receivers) {
+      PublishedPtr old = r.sub->DropOldest();
+      if (old == nullptr) continue;
+      progress = true;
+      ++(*dropped)[old->topic];
+      old.reset();
+      if (subscriber_memory_.TryReserve(bytes)) return true;
+    }
+  }
+  return false;
+}
+
 void TopicRouter::Publish(std::string_view topic, std::string_view payload, const Headers& headers,
                           TimePoint now, PublishDone done) {
   if (auto ok = ValidateTopicName(topic); !ok.ok()) return done(ok.error());
   auto valid = Message::Validate(payload, headers, limits_.max_message_bytes);
   if (!valid.ok()) return done(valid.error());
   const uint64_t bytes = valid.value();
+  const TopicWords words = SplitTopic(topic);
 
   // Collect the receivers under the lock, deliver after it: Offer never
   // blocks, but queues run their own callbacks.
-  std::vector<std::pair<SubPtr, const std::string*>> receivers;
-  std::vector<std::pair<std::string, std::shared_ptr<Queue>>> queues;
+  std::vector<Receiver> receivers;
+  Targets queues;
   {
     std::shared_lock lock(mu_);
-    if (auto it = by_topic_.find(std::string(topic)); it != by_topic_.end()) {
-      for (const SubPtr& s : it->second) receivers.emplace_back(s, nullptr);
-    }
-    for (const auto& [pattern, sub] : by_pattern_) {
-      if (!TopicMatches(*pattern, topic)) continue;
-      const bool seen = std::any_of(receivers.begin(), receivers.end(),
-                                    [&](const auto& r) { return r.first == sub; });
-      if (!seen) receivers.emplace_back(sub, pattern);
-    }
-    for (const auto& [key, queue] : bindings_) {
-      if (!TopicMatches(key.first, topic)) continue;
-      const bool seen = std::any_of(queues.begin(), queues.end(),
-                                    [&](const auto& q) { return q.second == queue; });
-      if (!seen) queues.emplace_back(key.second, queue);
-    }
+    CollectLocked(topic, words, &receivers, &queues);
   }
 
   PublishOutcome out;
-  std::vector<PublishedPtr> dropped;
+  DropTally dropped;
   if (!receivers.empty()) {
     auto msg = std::make_shared<PublishedMessage>();
     msg->topic = std::string(topic);
     msg->payload = std::string(payload);
     msg->headers = headers;
     msg->bytes = topic.size() + bytes;
+    const bool charged = MakeRoom(receivers, msg->bytes, &dropped);
+    if (charged) msg->charge = MemoryCharge(&subscriber_memory_, msg->bytes);
     const PublishedPtr shared = std::move(msg);
-    for (auto& [sub, pattern] : receivers) {
-      Subscription::Offered offered = sub->Offer(shared, pattern);
+    for (const Receiver& r : receivers) {
+      Subscription::Offered offered =
+          charged ? r.sub->Offer(shared, r.pattern) : r.sub->Lose(shared);
       out.receivers += offered.accepted ? 1 : 0;
-      for (auto& d : offered.dropped) dropped.push_back(std::move(d));
+      Tally(offered.dropped, &dropped);
     }
   }
   std::shared_ptr<DurableCopies> copies;  // only when a durable queue takes a copy
@@ -136,31 +185,49 @@ void TopicRouter::Publish(std::string_view topic, std::string_view payload, cons
   copies->Finished(nullptr);
 }
 
+TopicRouter::Counters* TopicRouter::TrackLocked(std::string_view topic, bool create) {
+  if (auto it = topics_.find(topic); it != topics_.end()) {
+    Counters& c = it->second;
+    if (c.exact_subscribers == 0) evictable_.splice(evictable_.end(), evictable_, c.evictable);
+    return &c;
+  }
+  if (!create) return nullptr;
+  if (topics_.size() >= limits_.caps.max_tracked_topics) {
+    if (evictable_.empty()) return nullptr;
+    auto victim = topics_.find(evictable_.front());
+    evictable_.pop_front();
+    topics_.erase(victim);
+  }
+  auto it = topics_.emplace(std::string(topic), Counters{}).first;
+  it->second.evictable = evictable_.insert(evictable_.end(), it->first);
+  return &it->second;
+}
+
 void TopicRouter::CountStats(std::string_view topic, const PublishOutcome& out,
-                             const std::vector<PublishedPtr>& dropped) {
+                             const DropTally& dropped) {
   std::lock_guard lock(stats_mu_);
-  Counters& c = CountersLocked(std::string(topic));
-  ++c.published;
-  c.delivered += out.receivers;
-  c.routed += out.queues;
-  for (const PublishedPtr& d : dropped) {
-    if (d->topic == topic) {
-      ++c.dropped;
-    } else if (auto it = topics_.find(d->topic); it != topics_.end()) {
-      ++it->second.dropped;
-    }
+  if (Counters* c = TrackLocked(topic, true)) {
+    ++c->published;
+    c->delivered += out.receivers;
+    c->routed += out.queues;
+  }
+  for (const auto& [t, n] : dropped) {
+    if (Counters* c = TrackLocked(t, false)) c->dropped += n;
   }
 }
 
 Result<std::shared_ptr<Subscription>> TopicRouter::Subscribe(SubscriptionOptions options,
                                                              std::function<void()> wake) {
+  const TopicCaps& caps = limits_.caps;
   if (options.topics.empty() && options.patterns.empty()) {
     return Error{Errc::kInvalidArgument, "subscribe to at least one topic or pattern"};
   }
-  if (options.topics.size() + options.patterns.size() > kMaxSubscriptionTerms) {
-    return Error{Errc::kInvalidArgument, "a subscription takes at most " +
-                                             std::to_string(kMaxSubscriptionTerms) +
-                                             " topics and patterns"};
+  const size_t terms = options.topics.size() + options.patterns.size();
+  if (terms > caps.max_subscription_terms) {
+    return Error{Errc::kInvalidArgument, "a subscription of " + std::to_string(terms) +
+                                             " topics and patterns exceeds " +
+                                             "the broker's --max-subscription-terms of " +
+                                             std::to_string(caps.max_subscription_terms)};
   }
   for (const auto& t : options.topics) {
     if (auto ok = ValidateTopicName(t); !ok.ok()) return ok.error();
@@ -184,35 +251,70 @@ Result<std::shared_ptr<Subscription>> TopicRouter::Subscribe(SubscriptionOptions
   };
   dedupe(options.topics);
   dedupe(options.patterns);
+  uint64_t footprint = kSubscriptionOverhead + options.owner.size();
+  for (const auto& t : options.topics) footprint += kTermOverhead + t.size();
+  for (const auto& p : options.patterns) footprint += kTermOverhead + p.size();
+  if (!subscriber_memory_.TryReserve(footprint)) {
+    return Error{Errc::kBrokerMemory,
+                 "no memory for a subscription: the broker's memory for subscribers "
+                 "(--max-subscriber-memory, " +
+                     std::to_string(subscriber_memory_.cap()) + " bytes) or --max-memory is full"};
+  }
+  // Declared before the lock: a refused subscription gives it back after.
+  MemoryCharge charge(&subscriber_memory_, footprint);
 
   std::unique_lock lock(mu_);
   if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
-  auto sub =
-      std::make_shared<Subscription>(next_id_++, std::move(options), memory_, std::move(wake));
+  if (subs_.size() >= caps.max_subscriptions) {
+    return Error{Errc::kTooManySubscriptions, "the broker has " + std::to_string(subs_.size()) +
+                                                  " live subscriptions, its --max-subscriptions"};
+  }
+  auto owned = per_owner_.find(options.owner);
+  if (owned != per_owner_.end() && owned->second >= caps.max_subscriptions_per_connection) {
+    return Error{Errc::kTooManySubscriptions,
+                 "this connection has " + std::to_string(owned->second) +
+                     " live subscriptions, the broker's --max-subscriptions-per-connection"};
+  }
+  auto sub = std::make_shared<Subscription>(next_id_++, std::move(options), std::move(wake),
+                                            std::move(charge));
   subs_.emplace(sub->id(), sub);
-  for (const auto& t : sub->options().topics) by_topic_[t].push_back(sub);
-  for (const auto& p : sub->options().patterns) by_pattern_.emplace_back(&p, sub);
+  ++per_owner_[sub->options().owner];
+  for (const auto& t : sub->options().topics) by_topic_[t].emplace(sub.get(), sub);
+  const auto& patterns = sub->options().patterns;
+  for (size_t i = 0; i < patterns.size(); ++i) {
+    trie_.At(ParsePattern(patterns[i])).subs.emplace(sub.get(), PatternSub{sub, i});
+  }
   std::lock_guard stats(stats_mu_);
-  for (const auto& t : sub->options().topics) ++CountersLocked(t).exact_subscribers;
+  for (const auto& t : sub->options().topics) {
+    Counters* c = TrackLocked(t, true);
+    if (c != nullptr && c->exact_subscribers++ == 0) evictable_.erase(c->evictable);
+  }
   return sub;
 }
 
 void TopicRouter::RemoveLocked(const Subscription& sub) {
+  if (auto it = per_owner_.find(sub.options().owner); it != per_owner_.end() && --it->second == 0) {
+    per_owner_.erase(it);
+  }
   for (const auto& t : sub.options().topics) {
     auto it = by_topic_.find(t);
     if (it == by_topic_.end()) continue;
-    auto& v = it->second;
-    v.erase(std::remove_if(v.begin(), v.end(), [&](const SubPtr& s) { return s.get() == &sub; }),
-            v.end());
-    if (v.empty()) by_topic_.erase(it);
+    it->second.erase(&sub);
+    if (it->second.empty()) by_topic_.erase(it);
   }
-  by_pattern_.erase(std::remove_if(by_pattern_.begin(), by_pattern_.end(),
-                                   [&](const auto& e) { return e.second.get() == &sub; }),
-                    by_pattern_.end());
+  for (const auto& p : sub.options().patterns) {
+    const TopicWords words = ParsePattern(p);
+    Routes* routes = trie_.Find(words);
+    if (routes == nullptr) continue;
+    routes->subs.erase(&sub);
+    if (routes->empty()) trie_.Prune(words);
+  }
   std::lock_guard stats(stats_mu_);
   for (const auto& t : sub.options().topics) {
-    if (auto it = topics_.find(t); it != topics_.end() && it->second.exact_subscribers > 0) {
-      --it->second.exact_subscribers;
+    auto it = topics_.find(t);
+    if (it == topics_.end() || it->second.exact_subscribers == 0) continue;
+    if (--it->second.exact_subscribers == 0) {
+      it->second.evictable = evictable_.insert(evictable_.end(), it->first);
     }
   }
 }
@@ -228,55 +330,109 @@ void TopicRouter::Unsubscribe(const std::shared_ptr<Subscription>& sub, Error wh
 Result<bool> TopicRouter::Bind(const std::string& pattern, std::shared_ptr<Queue> queue) {
   if (auto ok = ValidateTopicPattern(pattern); !ok.ok()) return ok.error();
   std::unique_lock lock(mu_);
-  const auto key = std::make_pair(pattern, queue->name());
+  auto key = std::make_pair(pattern, queue->name());
   if (bindings_.count(key) != 0) return false;
-  bindings_.emplace(key, std::move(queue));
+  if (bindings_.size() >= limits_.caps.max_bindings) {
+    return Error{Errc::kTooManyBindings, "the broker has " + std::to_string(bindings_.size()) +
+                                             " bindings, its --max-bindings"};
+  }
+  bound_.emplace(key.second, key.first);
+  auto it = bindings_.emplace(std::move(key), std::move(queue)).first;
+  trie_.At(ParsePattern(it->first.first)).bindings.insert(&*it);
   return true;
+}
+
+void TopicRouter::RemoveBindingLocked(BindingMap::iterator it) {
+  const TopicWords words = ParsePattern(it->first.first);
+  if (Routes* routes = trie_.Find(words); routes != nullptr) {
+    routes->bindings.erase(&*it);
+    if (routes->empty()) trie_.Prune(words);
+  }
+  bound_.erase({it->first.second, it->first.first});
+  bindings_.erase(it);
 }
 
 Result<void> TopicRouter::Unbind(const std::string& pattern, const std::string& queue) {
   std::unique_lock lock(mu_);
-  if (bindings_.erase({pattern, queue}) == 0) {
+  auto it = bindings_.find({pattern, queue});
+  if (it == bindings_.end()) {
     return Error{Errc::kBindingNotFound, "queue '" + queue + "' is not bound to '" + pattern + "'"};
   }
+  RemoveBindingLocked(it);
   return {};
 }
 
 void TopicRouter::RemoveBindingsTo(const std::string& queue) {
   std::unique_lock lock(mu_);
-  for (auto it = bindings_.begin(); it != bindings_.end();) {
-    it = it->first.second == queue ? bindings_.erase(it) : std::next(it);
+  for (auto it = bound_.lower_bound({queue, std::string()});
+       it != bound_.end() && it->first == queue;) {
+    auto binding = bindings_.find({it->second, it->first});
+    ++it;  // RemoveBindingLocked erases the entry `it` was at
+    if (binding != bindings_.end()) RemoveBindingLocked(binding);
   }
 }
 
 std::vector<std::string> TopicRouter::BindingsOf(const std::string& queue) const {
   std::shared_lock lock(mu_);
   std::vector<std::string> out;
-  for (const auto& [key, q] : bindings_) {
-    if (key.second == queue) out.push_back(key.first);
+  for (auto it = bound_.lower_bound({queue, std::string()});
+       it != bound_.end() && it->first == queue; ++it) {
+    out.push_back(it->second);
   }
   return out;
 }
 
 std::vector<TopicStats> TopicRouter::ListTopics() const {
-  std::shared_lock lock(mu_);
-  std::lock_guard stats(stats_mu_);
+  // Two snapshots, each a copy under one lock; the topics x patterns work
+  // happens after, under no lock, on an index of its own.
   std::vector<TopicStats> out;
-  out.reserve(topics_.size());
-  for (const auto& [name, c] : topics_) {
-    TopicStats s{name, 0, c.published, c.delivered, c.dropped, c.routed};
-    if (auto it = by_topic_.find(name); it != by_topic_.end()) s.subscribers = it->second.size();
-    for (const auto& [pattern, sub] : by_pattern_) {
-      const auto& topics = sub->options().topics;
-      const bool exact = std::binary_search(topics.begin(), topics.end(), name);
-      // Count each subscription once, and the first pattern of it that matches.
-      if (exact || !TopicMatches(*pattern, name)) continue;
-      const auto& patterns = sub->options().patterns;
-      const auto first = std::find_if(patterns.begin(), patterns.end(),
-                                      [&](const std::string& p) { return TopicMatches(p, name); });
-      if (&*first == pattern) ++s.subscribers;
+  {
+    std::lock_guard lock(stats_mu_);
+    out.reserve(topics_.size());
+    for (const auto& [name, c] : topics_) {
+      out.push_back({name, 0, c.published, c.delivered, c.dropped, c.routed});
     }
-    out.push_back(std::move(s));
+  }
+  std::vector<SubPtr> subs;
+  {
+    std::shared_lock lock(mu_);
+    subs.reserve(subs_.size());
+    for (const auto& [id, sub] : subs_) subs.push_back(sub);
+  }
+  // A subscription with one pattern and no topics can match a topic once
+  // only: those are counted; others go through a set, to count them once.
+  struct Holders {
+    uint64_t single = 0;
+    std::vector<const Subscription*> several;
+    bool empty() const { return single == 0 && several.empty(); }
+  };
+  std::unordered_map<std::string_view, uint64_t> exact;
+  TopicTrie<Holders> patterns;
+  for (const SubPtr& sub : subs) {
+    const SubscriptionOptions& o = sub->options();
+    for (const std::string& t : o.topics) ++exact[t];
+    const bool single = o.topics.empty() && o.patterns.size() == 1;
+    for (const std::string& p : o.patterns) {
+      Holders& h = patterns.At(ParsePattern(p));
+      if (single) {
+        ++h.single;
+      } else {
+        h.several.push_back(sub.get());
+      }
+    }
+  }
+  std::unordered_set<const Subscription*> counted;
+  for (TopicStats& s : out) {
+    if (auto it = exact.find(s.name); it != exact.end()) s.subscribers = it->second;
+    counted.clear();
+    patterns.Match(SplitTopic(s.name), [&](const Holders& h) {
+      s.subscribers += h.single;
+      for (const Subscription* sub : h.several) {
+        const auto& topics = sub->options().topics;
+        if (std::binary_search(topics.begin(), topics.end(), s.name)) continue;
+        if (counted.insert(sub).second) ++s.subscribers;
+      }
+    });
   }
   return out;
 }
@@ -284,8 +440,14 @@ std::vector<TopicStats> TopicRouter::ListTopics() const {
 std::vector<BindingInfo> TopicRouter::ListBindings() const {
   std::shared_lock lock(mu_);
   std::vector<BindingInfo> out;
+  out.reserve(bindings_.size());
   for (const auto& [key, q] : bindings_) out.push_back({key.first, key.second});
   return out;
+}
+
+size_t TopicRouter::pattern_nodes() const {
+  std::shared_lock lock(mu_);
+  return trie_.nodes();
 }
 
 void TopicRouter::Shutdown() {

@@ -14,35 +14,65 @@
 //   Bind / Unbind / RemoveBindingsTo
 //                topic-to-queue bindings; the Broker calls these under its own
 //                lock so that a binding never outlives its queue.
+//   SetCaps      the caps of TopicCaps; called once, before the router is
+//                shared between threads (main does, before serving).
+//
+// Routing: exact topics of subscriptions sit in a hash map; their patterns and
+// all bindings in one word trie (topic_trie.h), so a publish looks only at the
+// patterns that can match its topic, and never backtracks.
+//
+// Memory: a published message is one shared allocation, charged once to the
+// subscriber share of the broker's memory budget (TopicCaps::
+// max_subscriber_memory) and released when the last buffer or stream lets it
+// go; a subscription's own topics and patterns are charged there too. The
+// share is part of --max-memory, so subscribers, idle or not, can never take
+// what it leaves to queues.
 //
 // Ordering: a publisher's messages reach each subscription in publish order,
 // since a publish hands the message to every buffer before it returns.
 // A subscription that matches a message by several of its topics and patterns
-// receives it once, naming the first match (exact topics before patterns).
+// receives it once, naming the first match (exact topics before patterns,
+// then patterns in sorted order).
 //
-// Lock order: mu_ before stats_mu_; no queue or subscription lock is taken
-// while holding either.
+// Lock order: mu_ before stats_mu_. Neither is held while offering to a
+// subscription or a queue, or while anything is let go that may release memory
+// (a release wakes queues that wait for memory, which lock them).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "broker/core/errc.h"
+#include "broker/core/lock_rank.h"
 #include "broker/core/memory_budget.h"
 #include "broker/core/queue.h"
 #include "broker/core/subscription.h"
 #include "broker/core/time.h"
+#include "broker/core/topic_trie.h"
 
 namespace basin::core {
+
+// What clients may make the router keep. Each has a flag (broker/config.cc).
+struct TopicCaps {
+  size_t max_subscriptions = 10'000;                // live, broker-wide
+  size_t max_subscriptions_per_connection = 1'000;  // live, per SubscriptionOptions::owner
+  size_t max_subscription_terms = 1'024;            // topics + patterns of one subscription
+  size_t max_bindings = 100'000;                    // broker-wide
+  size_t max_tracked_topics = 100'000;              // topics ListTopics keeps counters for
+  uint64_t max_subscriber_memory = 0;               // 0 = a quarter of the budget's limit
+};
 
 struct TopicLimits {
   uint64_t max_message_bytes = 1 << 20;
@@ -50,6 +80,7 @@ struct TopicLimits {
   uint64_t default_buffer_bytes = 16 << 20;
   size_t max_buffer_messages = 1'000'000;
   uint64_t max_buffer_bytes = 256 << 20;
+  TopicCaps caps{};
 };
 
 struct PublishOutcome {
@@ -79,6 +110,9 @@ class TopicRouter {
   TopicRouter(const TopicRouter&) = delete;
   TopicRouter& operator=(const TopicRouter&) = delete;
 
+  // Not thread-safe: before the router is used from other threads.
+  void SetCaps(const TopicCaps& caps);
+
   // `done` runs exactly once: inline when no bound durable queue took a copy,
   // else on the thread that wrote the last durable copy.
   using PublishDone = std::function<void(Result<PublishOutcome>)>;
@@ -98,7 +132,8 @@ class TopicRouter {
   void RemoveBindingsTo(const std::string& queue);
   std::vector<std::string> BindingsOf(const std::string& queue) const;
 
-  // Ordered by name: every topic published to or subscribed to by exact name.
+  // Ordered by name: the tracked topics (published to or subscribed to by
+  // exact name; at most TopicCaps::max_tracked_topics of them).
   std::vector<TopicStats> ListTopics() const;
   // Ordered by pattern, then queue.
   std::vector<BindingInfo> ListBindings() const;
@@ -106,35 +141,90 @@ class TopicRouter {
   // Ends every subscription with kShutdown and refuses new ones.
   void Shutdown();
 
+  // Bytes held in the subscriber share: buffered messages and subscriptions.
+  uint64_t subscriber_memory() const { return subscriber_memory_.used(); }
+  // Nodes of the pattern trie (for tests: unsubscribing prunes it).
+  size_t pattern_nodes() const;
+
  private:
+  using SubPtr = std::shared_ptr<Subscription>;
+  using BindingMap = std::map<std::pair<std::string, std::string>, std::shared_ptr<Queue>>;
+  using Binding = BindingMap::value_type;
+
+  // A subscription's pattern that ends at a trie node: its index in
+  // options().patterns (the lowest, when several collapse to one node).
+  struct PatternSub {
+    SubPtr sub;
+    size_t pattern = 0;
+  };
+  // What ends at one node of the trie.
+  struct Routes {
+    std::unordered_map<const Subscription*, PatternSub> subs;
+    std::unordered_set<const Binding*> bindings;
+    bool empty() const { return subs.empty() && bindings.empty(); }
+  };
+  struct Receiver {
+    SubPtr sub;
+    const std::string* pattern = nullptr;
+    size_t rank = 0;  // 0 for an exact topic, else 1 + the pattern's index: lowest wins
+  };
+  using Targets = std::vector<std::pair<std::string, std::shared_ptr<Queue>>>;
+  // Dropped messages by topic, for the statistics.
+  using DropTally = std::unordered_map<std::string, uint64_t>;
+
   struct Counters {
     uint64_t published = 0;
     uint64_t delivered = 0;
     uint64_t dropped = 0;
     uint64_t routed = 0;
     uint64_t exact_subscribers = 0;
+    std::list<std::string_view>::iterator evictable;  // while exact_subscribers == 0
   };
-  using SubPtr = std::shared_ptr<Subscription>;
+  struct WordHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
 
-  // Under stats_mu_: the counters of `topic`, created if new.
-  Counters& CountersLocked(const std::string& topic);
-  void CountStats(std::string_view topic, const PublishOutcome& out,
-                  const std::vector<PublishedPtr>& dropped);
+  // Under mu_ (shared).
+  void CollectLocked(std::string_view topic, const TopicWords& words,
+                     std::vector<Receiver>* receivers, Targets* queues) const;
+  // Reserves `bytes` in the subscriber share, making the receivers drop their
+  // oldest messages if it is full. False if it cannot.
+  bool MakeRoom(const std::vector<Receiver>& receivers, uint64_t bytes, DropTally* dropped);
   void RemoveLocked(const Subscription& sub);
+  void RemoveBindingLocked(BindingMap::iterator it);
 
-  const TopicLimits limits_;
+  // Under stats_mu_. The counters of `topic`, created if new and `create`,
+  // unless the cap is reached and every tracked topic has exact subscribers:
+  // then null, and the topic is not counted.
+  Counters* TrackLocked(std::string_view topic, bool create);
+  void CountStats(std::string_view topic, const PublishOutcome& out, const DropTally& dropped);
+
+  TopicLimits limits_;
   MemoryBudget* const memory_;
+  MemoryShare subscriber_memory_;
 
-  mutable std::shared_mutex mu_;
+  // Guards the routing state below. Shared for publishes, ListBindings and
+  // BindingsOf; exclusive for changes. Taken under Broker's locks (bindings).
+  mutable RankedSharedMutex<LockRank::kTopicRouter> mu_;
   std::unordered_map<uint64_t, SubPtr> subs_;
-  std::unordered_map<std::string, std::vector<SubPtr>> by_topic_;
-  std::vector<std::pair<const std::string*, SubPtr>> by_pattern_;
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<Queue>> bindings_;
+  std::unordered_map<std::string, size_t> per_owner_;
+  std::unordered_map<std::string, std::unordered_map<const Subscription*, SubPtr>, WordHash,
+                     std::equal_to<>>
+      by_topic_;
+  TopicTrie<Routes> trie_;
+  BindingMap bindings_;                                  // (pattern, queue)
+  std::set<std::pair<std::string, std::string>> bound_;  // (queue, pattern)
   uint64_t next_id_ = 1;
   bool shutting_down_ = false;
 
-  mutable std::mutex stats_mu_;
+  // Guards topics_ and evictable_; taken under mu_ (Subscribe, Unsubscribe)
+  // or alone, and nothing is taken under it.
+  mutable RankedMutex<LockRank::kTopicStats> stats_mu_;
   std::map<std::string, Counters, std::less<>> topics_;
+  // Tracked topics without exact subscribers, least recently counted first:
+  // the first the cap forgets. Views of topics_'s keys.
+  std::list<std::string_view> evictable_;
 };
 
 }  // namespace basin::core

@@ -4,10 +4,10 @@
 #include <memory>
 #include <mutex>
 
+#include "broker/core/lock_rank.h"
 #include "broker/service/call_link.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
-#include "broker/core/lock_rank.h"
 
 namespace basin::service {
 namespace {
@@ -176,8 +176,8 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   v1::ConsumeResponse resp_;
   std::shared_ptr<core::Queue> queue_;
 
-  RankedMutex<LockRank::kServiceCall> start_mu_;  // guards the four below until started_; never held
-                         // while calling into the core
+  RankedMutex<LockRank::kServiceCall> start_mu_;  // guards the four below until started_; never
+                                                  // held while calling into the core
   uint64_t id_ = 0;
   std::shared_ptr<core::ConsumerOutbox> outbox_;
   bool started_ = false;

@@ -5,9 +5,9 @@
 #include <mutex>
 #include <optional>
 
+#include "broker/core/lock_rank.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
-#include "broker/core/lock_rank.h"
 
 namespace basin::service {
 namespace {

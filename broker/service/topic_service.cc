@@ -40,6 +40,9 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
     o.policy = req.overflow_policy() == v1::OVERFLOW_POLICY_DISCONNECT
                    ? core::OverflowPolicy::kDisconnect
                    : core::OverflowPolicy::kDropOldest;
+    // The peer address names the client's connection (ip:port): the router
+    // caps live subscriptions per owner.
+    o.owner = ctx_->peer();
     auto sub = router_->Subscribe(std::move(o),
                                   [link = link_, post = post_] { post([link] { link->Wake(); }); });
     if (!sub.ok()) {

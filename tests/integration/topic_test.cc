@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdint>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -249,6 +251,145 @@ TEST(TopicTest, BoundQueueReceivesEveryPublishAndJoinWorks) {
   const TopicsInfo info = client.list_topics();
   ASSERT_EQ(info.bindings.size(), 1u);
   EXPECT_EQ(info.bindings[0].queue, "tiny");
+}
+
+std::string Repeat(const std::string& word, int n, const std::string& last = "") {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += (i ? "." : "") + word;
+  if (!last.empty()) out += "." + last;
+  return out;
+}
+
+// Reproduced: one subscription to twenty `#` then `z` and one publish of sixty
+// words, and the publish never returned while the broker burnt a core.
+TEST(TopicTest, TwentyHashPatternAndALongTopicAnswer) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto sub = client.subscribe({}, {.patterns = {Repeat("#", 20, "z")}});
+  try {
+    client.publish(Repeat("w", 60), "x");
+    FAIL() << "a 60-word topic was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(e.reason(), "INVALID_TOPIC");
+    EXPECT_NE(std::string(e.what()).find("at most 32 words"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(client.publish(Repeat("w", 32), "miss").receivers, 0u);
+  EXPECT_EQ(client.publish(Repeat("w", 31, "z"), "hit").receivers, 1u);
+  auto m = sub.next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->payload, "hit");
+  EXPECT_EQ(m->pattern, Repeat("#", 20, "z"));  // named as subscribed, not collapsed
+  EXPECT_THROW(client.subscribe({}, {.patterns = {Repeat("#", 33)}}), InvalidArgument);
+}
+
+void ExpectRefused(const std::function<void()>& call, const std::string& reason) {
+  try {
+    call();
+    ADD_FAILURE() << "not refused; expected " << reason;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.reason(), reason) << e.what();
+    EXPECT_EQ(e.code(), 8) << e.what();  // RESOURCE_EXHAUSTED
+  }
+}
+
+TEST(TopicTest, SubscriptionsPerConnectionAndInTotalAreCapped) {
+  BrokerProcess broker({"--max-subscriptions", "5", "--max-subscriptions-per-connection", "3"});
+  Client a(broker.address()), b(broker.address()), c(broker.address());
+  std::vector<Subscription> subs;
+  for (int i = 0; i < 3; ++i) subs.push_back(a.subscribe({"t"}));
+  ExpectRefused([&] { a.subscribe({"t"}); }, "TOO_MANY_SUBSCRIPTIONS");
+  // Another connection has its own count, up to the broker's total.
+  for (int i = 0; i < 2; ++i) subs.push_back(b.subscribe({"t"}));
+  ExpectRefused([&] { c.subscribe({"t"}); }, "TOO_MANY_SUBSCRIPTIONS");
+  EXPECT_EQ(c.publish("t", "x").receivers, 5u);
+  // A cancelled subscription frees its place.
+  subs[0].cancel();
+  EXPECT_TRUE(WaitFor([&] {
+    try {
+      subs.push_back(c.subscribe({"t"}));
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
+  }));
+  EXPECT_EQ(c.publish("t", "y").receivers, 5u);
+}
+
+TEST(TopicTest, AbsurdSubscriptionsAreRefused) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  std::vector<std::string> many(1'025, "t");
+  for (size_t i = 0; i < many.size(); ++i) many[i] += std::to_string(i);
+  EXPECT_THROW(client.subscribe(many), InvalidArgument);
+  // Refused by the term count before any term is looked at.
+  EXPECT_THROW(client.subscribe({}, {.patterns = std::vector<std::string>(100'000, "#")}),
+               InvalidArgument);
+  // A request larger than --max-message-bytes never reaches the broker's code.
+  try {
+    client.subscribe({}, {.patterns = std::vector<std::string>(100'000, Repeat("#", 32))});
+    ADD_FAILURE() << "a 6 MB subscribe was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), 8) << e.what();  // RESOURCE_EXHAUSTED, from gRPC
+  }
+  EXPECT_THROW(client.subscribe({"t"}, {.buffer_messages = UINT64_MAX}), InvalidArgument);
+  EXPECT_THROW(client.subscribe({"t"}, {.buffer_bytes = UINT64_MAX}), InvalidArgument);
+  many.resize(1'024);
+  auto sub = client.subscribe(many);  // the largest allowed
+  EXPECT_EQ(client.publish("t1023", "x").receivers, 1u);
+  EXPECT_EQ(sub.next()->payload, "x");
+}
+
+// N subscribers that never read used to be charged N times for one message,
+// and took all of --max-memory from every queue.
+TEST(TopicTest, IdleSubscribersCannotStarveQueues) {
+  BrokerProcess broker({"--max-memory", "8MiB"});  // subscribers get 2 MiB of it
+  Client client(broker.address());
+  std::vector<Subscription> idle;
+  for (int i = 0; i < 20; ++i) idle.push_back(client.subscribe({"feed"}));
+  const std::string payload(10'000, 'p');
+  for (int n = 0; n < 1'000; ++n) ASSERT_EQ(client.publish("feed", payload).receivers, 20u);
+  // 4 MB into a queue without waiting: the memory is there.
+  auto work = client.queue("work", {});
+  for (int n = 0; n < 400; ++n) work.put(payload, Timeout(milliseconds(0)));
+  EXPECT_EQ(work.info().stats.size, 400u);
+  auto first = idle[0].next();
+  ASSERT_TRUE(first.has_value());
+  uint64_t gap = first->dropped_before;
+  while (gap == 0) gap = idle[0].next()->dropped_before;
+  EXPECT_GT(gap, 0u);
+}
+
+TEST(TopicTest, BindingsAndTrackedTopicsAreCapped) {
+  BrokerProcess broker({"--max-bindings", "2", "--max-tracked-topics", "10"});
+  Client client(broker.address());
+  client.queue("q", {});
+  EXPECT_TRUE(client.bind_queue("a.#", "q"));
+  EXPECT_TRUE(client.bind_queue("b", "q"));
+  ExpectRefused([&] { client.bind_queue("c", "q"); }, "TOO_MANY_BINDINGS");
+  EXPECT_FALSE(client.bind_queue("b", "q"));  // idempotent at the cap
+  for (int i = 0; i < 100; ++i) client.publish("t" + std::to_string(i), "x");
+  const TopicsInfo info = client.list_topics();
+  EXPECT_EQ(info.topics.size(), 10u);
+  EXPECT_EQ(info.topics.back().name, "t99");
+  EXPECT_EQ(info.bindings.size(), 2u);
+}
+
+TEST(TopicTest, AbsurdCapFlagsAreRefused) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--max-subscriptions", "0"},
+           {"--max-subscriptions-per-connection", "99999999999999999999999"},
+           {"--max-subscription-terms", "-1"},
+           {"--max-bindings", "18446744073709551615"},
+           {"--max-tracked-topics", "0"},
+           {"--max-memory", "1GiB", "--max-subscriber-memory", "2GiB"},
+           {"--max-subscriber-memory", "0"}}) {
+    std::vector<std::string> argv = {"--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process basind(testing::BasindPath(), argv);
+    const auto status = basind.Wait(seconds(20));
+    ASSERT_TRUE(status.has_value()) << args[0] << " was accepted";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << args[0];
+  }
 }
 
 TEST(TopicTest, ShutdownEndsSubscriptionsWithUnavailable) {

@@ -2,13 +2,17 @@
 // transport: what the TopicService promises, checked in the core.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "broker/core/broker.h"
 #include "broker/core/subscription.h"
 #include "broker/core/topic_name.h"
 #include "broker/core/topic_router.h"
+#include "broker/core/topic_trie.h"
 
 namespace basin::core {
 namespace {
@@ -73,6 +77,158 @@ TEST(TopicNameTest, StarMatchesOneWordHashMatchesZeroOrMore) {
   }
 }
 
+std::string Repeat(const std::string& word, size_t n, const std::string& last = "") {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += (i ? "." : "") + word;
+  if (!last.empty()) out += (n ? "." : "") + last;
+  return out;
+}
+
+TEST(TopicNameTest, WordsPerNameAndPatternAreBounded) {
+  EXPECT_TRUE(ValidateTopicName(Repeat("w", kMaxTopicWords)).ok());
+  EXPECT_TRUE(ValidateTopicPattern(Repeat("*", kMaxTopicWords)).ok());
+  EXPECT_TRUE(ValidateTopicPattern(Repeat("#", kMaxTopicWords)).ok());
+  for (const std::string& bad : {Repeat("w", kMaxTopicWords + 1), Repeat("w", 60)}) {
+    auto r = ValidateTopicName(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, Errc::kInvalidTopic);
+    EXPECT_NE(r.error().message.find("at most 32 words"), std::string::npos) << r.error().message;
+  }
+  EXPECT_EQ(ValidateTopicPattern(Repeat("#", kMaxTopicWords + 1)).error().code,
+            Errc::kInvalidTopic);
+  EXPECT_EQ(ValidateTopicPattern(Repeat("#", 20, "z") + ".a.b.c.d.e.f.g.h.i.j.k.l").error().code,
+            Errc::kInvalidTopic);
+  // The most absurd: as many words as 255 characters hold, and far more.
+  EXPECT_FALSE(ValidateTopicPattern(Repeat("#", 128)).ok());
+  EXPECT_FALSE(ValidateTopicName(Repeat("w", 1'000'000)).ok());
+}
+
+TEST(TopicNameTest, RunsOfHashCollapse) {
+  EXPECT_EQ(ParsePattern("a.#.#.b"), (TopicWords{"a", "#", "b"}));
+  EXPECT_EQ(ParsePattern(Repeat("#", kMaxTopicWords)), TopicWords{"#"});
+  EXPECT_EQ(ParsePattern("#.*.#.#.*"), (TopicWords{"#", "*", "#", "*"}));
+  EXPECT_EQ(SplitTopic("news.eu"), (TopicWords{"news", "eu"}));
+}
+
+// The reproduced hang: the recursive matcher tried every way of spreading the
+// topic's words over twenty `#`s and never answered.
+TEST(TopicNameTest, TwentyHashesAgainstALongTopicAnswerAtOnce) {
+  const std::string pattern = Repeat("#", 20, "z");
+  const std::string miss = Repeat("w", kMaxTopicWords);
+  const std::string hit = Repeat("w", kMaxTopicWords - 1, "z");
+  EXPECT_FALSE(TopicMatches(pattern, miss));
+  EXPECT_TRUE(TopicMatches(pattern, hit));
+  size_t steps = 0;
+  EXPECT_FALSE(MatchWords(ParsePattern(pattern), SplitTopic(miss), &steps));
+  EXPECT_LE(steps, 2 * kMaxTopicWords);  // collapsed to `#.z`
+  steps = 0;
+  // Uncollapsed, the cost is still words x words, not exponential.
+  const TopicWords raw(20, "#");
+  TopicWords raw_z = raw;
+  raw_z.push_back("z");
+  EXPECT_FALSE(MatchWords(raw_z, SplitTopic(miss), &steps));
+  EXPECT_LE(steps, raw_z.size() * kMaxTopicWords);
+}
+
+// Patterns of every shape at the word limit, matching or not, collapsed or as
+// written: the cost stays within pattern words x topic words.
+TEST(TopicNameTest, MatchingCostIsAtMostPatternTimesTopicWords) {
+  const std::string topic_text = Repeat("a", kMaxTopicWords);
+  const TopicWords topic = SplitTopic(topic_text);
+  for (const std::string& p :
+       {Repeat("#", kMaxTopicWords), Repeat("#.*", kMaxTopicWords / 2), Repeat("*.#", 16),
+        Repeat("#.a", 16), Repeat("a.#", 16), Repeat("*", 32), Repeat("#", 31, "b"),
+        Repeat("#.a", 15, "b"), Repeat("*.#", 15, "b"), Repeat("#.*", 15, "b")}) {
+    ASSERT_TRUE(ValidateTopicPattern(p).ok()) << p;
+    for (const TopicWords& words : {ParsePattern(p), SplitTopic(p)}) {
+      size_t steps = 0;
+      MatchWords(words, topic, &steps);
+      EXPECT_LE(steps, words.size() * topic.size()) << p;
+    }
+  }
+}
+
+// The reference: the plain recursive definition, fine for short inputs.
+bool NaiveMatch(const TopicWords& p, size_t i, const TopicWords& t, size_t j) {
+  if (i == p.size()) return j == t.size();
+  if (p[i] == "#") {
+    for (size_t k = j; k <= t.size(); ++k) {
+      if (NaiveMatch(p, i + 1, t, k)) return true;
+    }
+    return false;
+  }
+  return j < t.size() && (p[i] == "*" || p[i] == t[j]) && NaiveMatch(p, i + 1, t, j + 1);
+}
+
+std::string RandomWords(std::mt19937& rng, const std::vector<std::string>& alphabet,
+                        size_t max_words) {
+  const size_t n = 1 + rng() % max_words;
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += (i ? "." : "") + alphabet[rng() % alphabet.size()];
+  return out;
+}
+
+TEST(TopicNameTest, MatcherAndTrieAgreeWithTheDefinition) {
+  std::mt19937 rng(11);
+  const std::vector<std::string> pattern_words = {"a", "b", "*", "#", "#"};
+  const std::vector<std::string> topic_words = {"a", "b", "c"};
+  std::vector<std::string> patterns;
+  for (int i = 0; i < 300; ++i) patterns.push_back(RandomWords(rng, pattern_words, 7));
+  TopicTrie<std::vector<size_t>> trie;
+  for (size_t i = 0; i < patterns.size(); ++i) trie.At(ParsePattern(patterns[i])).push_back(i);
+  for (int n = 0; n < 500; ++n) {
+    const std::string topic = RandomWords(rng, topic_words, 7);
+    const TopicWords t = SplitTopic(topic);
+    std::vector<size_t> want, got;
+    for (size_t i = 0; i < patterns.size(); ++i) {
+      const bool naive = NaiveMatch(SplitTopic(patterns[i]), 0, t, 0);
+      ASSERT_EQ(MatchWords(ParsePattern(patterns[i]), t), naive) << patterns[i] << " ~ " << topic;
+      ASSERT_EQ(TopicMatches(patterns[i], topic), naive) << patterns[i] << " ~ " << topic;
+      if (naive) want.push_back(i);
+    }
+    trie.Match(
+        t, [&](const std::vector<size_t>& ids) { got.insert(got.end(), ids.begin(), ids.end()); });
+    std::sort(got.begin(), got.end());
+    ASSERT_EQ(got, want) << topic;
+  }
+}
+
+// A publish looks at the patterns that can match its topic, not at all of them.
+TEST(TopicTrieTest, MatchCostDoesNotGrowWithUnrelatedPatterns) {
+  TopicTrie<std::vector<int>> trie;
+  std::vector<std::string> patterns;
+  for (int i = 0; i < 10'000; ++i) {
+    patterns.push_back("p" + std::to_string(i) + ".#");
+    patterns.push_back("#.q" + std::to_string(i));
+    patterns.push_back("*.r" + std::to_string(i) + ".*");
+  }
+  for (size_t i = 0; i < patterns.size(); ++i) trie.At(ParsePattern(patterns[i])).push_back(int(i));
+  const std::string topic = Repeat("p7", 30, "q7");
+  size_t steps = 0, matched = 0;
+  trie.Match(
+      SplitTopic(topic), [&](const std::vector<int>& ids) { matched += ids.size(); }, &steps);
+  EXPECT_EQ(matched, 2u);  // p7.# and #.q7
+  EXPECT_LE(steps, 5 * kMaxTopicWords);
+  // Twenty `#` patterns of every length share their nodes once collapsed.
+  for (size_t n = 1; n <= 20; ++n) trie.At(ParsePattern(Repeat("#", n, "z"))).push_back(-1);
+  steps = 0;
+  trie.Match(
+      SplitTopic(Repeat("w", kMaxTopicWords)), [](const auto&) {}, &steps);
+  EXPECT_LE(steps, 5 * kMaxTopicWords);
+}
+
+TEST(TopicTrieTest, PruneRemovesWhatNothingUses) {
+  TopicTrie<std::vector<int>> trie;
+  for (const char* p : {"a.#.b", "a.*", "a.#", "#"}) trie.At(ParsePattern(p)).push_back(1);
+  EXPECT_EQ(trie.nodes(), 5u);  // a, a.#, a.#.b, a.*, #
+  for (const char* p : {"a.#", "a.#.b", "a.*", "#"}) {
+    trie.Find(ParsePattern(p))->clear();
+    trie.Prune(ParsePattern(p));
+  }
+  EXPECT_EQ(trie.nodes(), 0u);
+  EXPECT_EQ(trie.Find(ParsePattern("a")), nullptr);
+}
+
 PublishedPtr Msg(const std::string& topic, const std::string& payload) {
   auto m = std::make_shared<PublishedMessage>();
   m->topic = topic;
@@ -97,11 +253,10 @@ std::vector<std::string> Pull(Subscription& sub, size_t max = 100) {
 using Strings = std::vector<std::string>;
 
 TEST(SubscriptionTest, WakesOnceWhenIdleAndKeepsOrder) {
-  MemoryBudget memory(0);
   int wakes = 0;
   SubscriptionOptions o;
   o.topics = {"t"};
-  Subscription sub(1, o, &memory, [&] { ++wakes; });
+  Subscription sub(1, o, [&] { ++wakes; });
   // Busy at first (the stream writes its confirmation): no wake.
   sub.Offer(Msg("t", "a"), nullptr);
   EXPECT_EQ(wakes, 0);
@@ -112,13 +267,11 @@ TEST(SubscriptionTest, WakesOnceWhenIdleAndKeepsOrder) {
   EXPECT_EQ(wakes, 1);
   EXPECT_EQ(Pull(sub), (Strings{"b", "c"}));  // one batch
   EXPECT_EQ(Pull(sub), Strings{"<idle>"});
-  EXPECT_EQ(memory.used(), 0u);
 }
 
 TEST(SubscriptionTest, BatchesAreBounded) {
-  MemoryBudget memory(0);
   Subscription sub(1, SubscriptionOptions{{"t"}, {}, 100, 1000, OverflowPolicy::kDropOldest},
-                   &memory, [] {});
+                   [] {});
   for (const char* p : {"1", "2", "3", "4", "5"}) sub.Offer(Msg("t", p), nullptr);
   EXPECT_EQ(Pull(sub, 2), (Strings{"1", "2"}));
   auto big = sub.Next(100, 3);  // 2 bytes a message: one fits, then the bound
@@ -127,51 +280,63 @@ TEST(SubscriptionTest, BatchesAreBounded) {
 }
 
 TEST(SubscriptionTest, DropOldestPutsTheGapWhereTheMessagesWere) {
-  MemoryBudget memory(0);
   SubscriptionOptions o;
   o.topics = {"t"};
   o.max_messages = 2;
-  Subscription sub(1, o, &memory, [] {});
+  Subscription sub(1, o, [] {});
   for (const char* p : {"1", "2", "3", "4", "5"}) sub.Offer(Msg("t", p), nullptr);
   EXPECT_EQ(Pull(sub), (Strings{"+3 4", "5"}));
   sub.Offer(Msg("t", "6"), nullptr);
   EXPECT_EQ(Pull(sub), Strings{"6"});
 }
 
-TEST(SubscriptionTest, ByteBoundAndBrokerMemoryAreOverflowsToo) {
-  MemoryBudget memory(0);
+TEST(SubscriptionTest, ByteBoundIsAnOverflowToo) {
   SubscriptionOptions o;
   o.topics = {"t"};
   o.max_bytes = 10;  // "t" + 4-byte payload = 5 bytes a message
-  Subscription sub(1, o, &memory, [] {});
+  Subscription sub(1, o, [] {});
   for (const char* p : {"aaaa", "bbbb", "cccc"}) sub.Offer(Msg("t", p), nullptr);
   EXPECT_EQ(Pull(sub), (Strings{"+1 bbbb", "cccc"}));
-
-  MemoryBudget tight(6);
-  Subscription small(2, SubscriptionOptions{{"t"}, {}, 100, 1000, OverflowPolicy::kDropOldest},
-                     &tight, [] {});
-  EXPECT_TRUE(small.Offer(Msg("t", "aaaa"), nullptr).accepted);
-  // The budget has 1 byte left: the oldest is dropped to make room.
-  auto offered = small.Offer(Msg("t", "bbbb"), nullptr);
-  EXPECT_TRUE(offered.accepted);
-  EXPECT_EQ(offered.dropped.size(), 1u);
-  EXPECT_EQ(tight.used(), 5u);
   // A message larger than the whole buffer is lost; the next one says so.
-  EXPECT_FALSE(small.Offer(Msg("t", std::string(2000, 'x')), nullptr).accepted);
-  EXPECT_EQ(Pull(small), (Strings{"+1 bbbb"}));
-  small.Offer(Msg("t", "c"), nullptr);
-  small.Offer(Msg("t", std::string(2000, 'x')), nullptr);
-  small.Offer(Msg("t", "d"), nullptr);
-  EXPECT_EQ(Pull(small), (Strings{"+1 c", "+1 d"}));
+  EXPECT_FALSE(sub.Offer(Msg("t", std::string(2000, 'x')), nullptr).accepted);
+  sub.Offer(Msg("t", "c"), nullptr);
+  sub.Offer(Msg("t", std::string(2000, 'x')), nullptr);
+  sub.Offer(Msg("t", "d"), nullptr);
+  EXPECT_EQ(Pull(sub), (Strings{"+1 c", "+1 d"}));
+}
+
+TEST(SubscriptionTest, DropOldestAndLoseServeTheMemoryShare) {
+  SubscriptionOptions o;
+  o.topics = {"t"};
+  Subscription sub(1, o, [] {});
+  EXPECT_EQ(sub.DropOldest(), nullptr);  // nothing buffered
+  sub.Offer(Msg("t", "1"), nullptr);
+  sub.Offer(Msg("t", "2"), nullptr);
+  EXPECT_EQ(sub.DropOldest()->payload, "1");
+  EXPECT_EQ(sub.Lose(Msg("t", "3")).dropped.size(), 1u);
+  sub.Offer(Msg("t", "4"), nullptr);
+  EXPECT_EQ(Pull(sub), (Strings{"+1 2", "+1 4"}));
+
+  o.policy = OverflowPolicy::kDisconnect;
+  int wakes = 0;
+  Subscription strict(2, o, [&] { ++wakes; });
+  strict.Offer(Msg("t", "1"), nullptr);
+  EXPECT_EQ(strict.DropOldest(), nullptr);  // never loses a message silently
+  EXPECT_EQ(Pull(strict), Strings{"1"});
+  EXPECT_EQ(Pull(strict), Strings{"<idle>"});
+  EXPECT_EQ(strict.Lose(Msg("t", "2")).dropped.size(), 1u);
+  EXPECT_EQ(wakes, 1);
+  auto end = strict.Next(10, 100);
+  ASSERT_TRUE(end->end.has_value());
+  EXPECT_EQ(end->end->code, Errc::kSlowSubscriber);
 }
 
 TEST(SubscriptionTest, DisconnectPolicyEndsTheStream) {
-  MemoryBudget memory(0);
   SubscriptionOptions o;
   o.topics = {"t"};
   o.max_messages = 1;
   o.policy = OverflowPolicy::kDisconnect;
-  Subscription sub(1, o, &memory, [] {});
+  Subscription sub(1, o, [] {});
   EXPECT_TRUE(sub.Offer(Msg("t", "1"), nullptr).accepted);
   auto offered = sub.Offer(Msg("t", "2"), nullptr);
   EXPECT_FALSE(offered.accepted);
@@ -179,14 +344,12 @@ TEST(SubscriptionTest, DisconnectPolicyEndsTheStream) {
   auto end = sub.Next(10, 100);
   ASSERT_TRUE(end->end.has_value());
   EXPECT_EQ(end->end->code, Errc::kSlowSubscriber);
-  EXPECT_EQ(memory.used(), 0u);
   EXPECT_FALSE(sub.Offer(Msg("t", "3"), nullptr).accepted);
 }
 
 TEST(SubscriptionTest, EndWakesAnIdleStream) {
-  MemoryBudget memory(0);
   int wakes = 0;
-  Subscription sub(1, SubscriptionOptions{{"t"}, {}, 10, 100, OverflowPolicy::kDropOldest}, &memory,
+  Subscription sub(1, SubscriptionOptions{{"t"}, {}, 10, 100, OverflowPolicy::kDropOldest},
                    [&] { ++wakes; });
   EXPECT_EQ(Pull(sub), Strings{"<idle>"});
   sub.End(Error{Errc::kShutdown, "bye"});
@@ -250,6 +413,17 @@ TEST_F(TopicRouterTest, PublishReachesMatchingSubscriptionsOnce) {
   EXPECT_EQ(b[1].pattern, nullptr);  // the exact topic wins
 }
 
+TEST_F(TopicRouterTest, SeveralMatchingPatternsNameTheFirstInSortedOrder) {
+  // Sorted: "#" < "a.#" < "a.#.#" < "a.*"; the last two collapse onto one node.
+  auto sub = Sub({}, {"a.*", "a.#.#", "a.#"});
+  auto other = Sub({}, {"a.#.#", "a.*"});
+  EXPECT_EQ(Publish("a.b", "x").receivers, 2u);
+  EXPECT_EQ(*sub->Next(10, 1000)->messages.at(0).pattern, "a.#");
+  EXPECT_EQ(*other->Next(10, 1000)->messages.at(0).pattern, "a.#.#");
+  EXPECT_EQ(broker_.topics().ListTopics().size(), 1u);
+  EXPECT_EQ(broker_.topics().ListTopics()[0].subscribers, 2u);
+}
+
 TEST_F(TopicRouterTest, UnsubscribeStopsDeliveryAndCounts) {
   auto a = Sub({"t"});
   auto b = Sub({}, {"t.#"});
@@ -263,6 +437,39 @@ TEST_F(TopicRouterTest, UnsubscribeStopsDeliveryAndCounts) {
   EXPECT_EQ(topics[0].subscribers, 1u);
   EXPECT_EQ(topics[0].published, 1u);
   EXPECT_EQ(topics[0].delivered, 1u);
+  // Nothing of the subscriptions stays behind in the pattern index.
+  broker_.topics().Unsubscribe(b, Error{Errc::kCancelled, "gone"});
+  EXPECT_EQ(broker_.topics().pattern_nodes(), 0u);
+  a.reset();
+  b.reset();
+  EXPECT_EQ(broker_.topics().subscriber_memory(), 0u);
+}
+
+TEST_F(TopicRouterTest, ListTopicsCountsEachSubscriptionOnce) {
+  auto a = Sub({"x.y"}, {"x.*", "#"});  // exact and two patterns: one subscriber
+  auto b = Sub({}, {"x.*", "*.y"});     // two patterns: one subscriber
+  auto c = Sub({}, {"#"});
+  auto d = Sub({}, {"z"});
+  Publish("x.y", "m");
+  Publish("q", "m");
+  auto topics = broker_.topics().ListTopics();
+  ASSERT_EQ(topics.size(), 2u);
+  EXPECT_EQ(topics[0].name, "q");
+  EXPECT_EQ(topics[0].subscribers, 2u);  // a and c through `#`
+  EXPECT_EQ(topics[1].name, "x.y");
+  EXPECT_EQ(topics[1].subscribers, 3u);
+  EXPECT_EQ(topics[1].delivered, 3u);
+}
+
+TEST_F(TopicRouterTest, TwentyHashPatternAndALongTopicAnswer) {
+  auto sub = Sub({}, {Repeat("#", 20, "z")});
+  // Sixty words used to take forever; now the topic is refused at once.
+  EXPECT_EQ(TryPublish(Repeat("w", 60), "x").error().code, Errc::kInvalidTopic);
+  EXPECT_EQ(Publish(Repeat("w", kMaxTopicWords), "x").receivers, 0u);
+  EXPECT_EQ(Publish(Repeat("w", kMaxTopicWords - 1, "z"), "x").receivers, 1u);
+  SubscriptionOptions too_long;
+  too_long.patterns = {Repeat("#", 60, "z")};
+  EXPECT_EQ(broker_.topics().Subscribe(too_long, [] {}).error().code, Errc::kInvalidTopic);
 }
 
 TEST_F(TopicRouterTest, BoundQueuesGetACopyAndFullOnesAreReported) {
@@ -274,7 +481,8 @@ TEST_F(TopicRouterTest, BoundQueuesGetACopyAndFullOnesAreReported) {
   small.max_size = 1;
   auto one = broker_.CreateQueue(small).value().queue;
   EXPECT_TRUE(broker_.BindQueue("orders.#", "all").value());
-  EXPECT_FALSE(broker_.BindQueue("orders.#", "all").value());  // idempotent
+  EXPECT_FALSE(broker_.BindQueue("orders.#", "all").value());   // idempotent
+  EXPECT_TRUE(broker_.BindQueue("orders.#.#", "all").value());  // same node, one copy
   EXPECT_TRUE(broker_.BindQueue("orders.eu", "one").value());
   EXPECT_EQ(broker_.BindQueue("orders.#", "nosuch").error().code, Errc::kQueueNotFound);
   EXPECT_EQ(broker_.BindQueue("bad..pattern", "all").error().code, Errc::kInvalidTopic);
@@ -293,11 +501,15 @@ TEST_F(TopicRouterTest, BoundQueuesGetACopyAndFullOnesAreReported) {
   all->Get({}, now_, now_, &id, [&](Result<Delivery> r) { got = r; });
   EXPECT_EQ(got->value().headers.at("basin-topic"), "orders.eu");
 
-  EXPECT_EQ(broker_.topics().BindingsOf("all"), std::vector<std::string>{"orders.#"});
+  EXPECT_EQ(broker_.topics().BindingsOf("all"),
+            (std::vector<std::string>{"orders.#", "orders.#.#"}));
   EXPECT_TRUE(broker_.UnbindQueue("orders.#", "all").ok());
   EXPECT_EQ(broker_.UnbindQueue("orders.#", "all").error().code, Errc::kBindingNotFound);
+  EXPECT_EQ(Publish("orders.us", "3").queues, 1u);  // still bound by orders.#.#
+  EXPECT_TRUE(broker_.UnbindQueue("orders.#.#", "all").ok());
   ASSERT_TRUE(broker_.DeleteQueue("one").ok());
   EXPECT_TRUE(broker_.topics().ListBindings().empty());
+  EXPECT_EQ(broker_.topics().pattern_nodes(), 0u);
 }
 
 TEST_F(TopicRouterTest, BadInputIsRefused) {
@@ -314,6 +526,27 @@ TEST_F(TopicRouterTest, BadInputIsRefused) {
   huge.topics = {"t"};
   huge.max_messages = 10'000'000;
   EXPECT_EQ(broker_.topics().Subscribe(huge, [] {}).error().code, Errc::kInvalidArgument);
+  huge.max_messages = 0;
+  huge.max_bytes = UINT64_MAX;
+  EXPECT_EQ(broker_.topics().Subscribe(huge, [] {}).error().code, Errc::kInvalidArgument);
+}
+
+TEST_F(TopicRouterTest, BindingsAreCapped) {
+  TopicCaps caps;
+  caps.max_bindings = 2;
+  broker_.topics().SetCaps(caps);
+  QueueConfig q;
+  q.name = "q";
+  ASSERT_TRUE(broker_.CreateQueue(q).ok());
+  EXPECT_TRUE(broker_.BindQueue("a", "q").value());
+  EXPECT_TRUE(broker_.BindQueue("b.#", "q").value());
+  auto refused = broker_.BindQueue("c", "q");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kTooManyBindings);
+  EXPECT_NE(refused.error().message.find("--max-bindings"), std::string::npos);
+  EXPECT_FALSE(broker_.BindQueue("a", "q").value());  // an existing one: still idempotent
+  EXPECT_TRUE(broker_.UnbindQueue("a", "q").ok());
+  EXPECT_TRUE(broker_.BindQueue("c", "q").value());
 }
 
 TEST_F(TopicRouterTest, ShutdownEndsSubscriptions) {
@@ -323,6 +556,198 @@ TEST_F(TopicRouterTest, ShutdownEndsSubscriptions) {
   SubscriptionOptions o;
   o.topics = {"t"};
   EXPECT_EQ(broker_.topics().Subscribe(o, [] {}).error().code, Errc::kShutdown);
+}
+
+// The router alone, with caps and a memory budget of the test's choosing.
+class TopicCapsTest : public ::testing::Test {
+ protected:
+  explicit TopicCapsTest(uint64_t memory = 0) : memory_(memory), router_(TopicLimits{}, &memory_) {}
+  Result<std::shared_ptr<Subscription>> TrySub(
+      const std::string& owner, std::vector<std::string> topics,
+      std::vector<std::string> patterns = {}, OverflowPolicy policy = OverflowPolicy::kDropOldest) {
+    SubscriptionOptions o;
+    o.topics = std::move(topics);
+    o.patterns = std::move(patterns);
+    o.owner = owner;
+    o.policy = policy;
+    auto r = router_.Subscribe(o, [] {});
+    if (r.ok()) r.value()->Next(1, 1);
+    return r;
+  }
+  std::shared_ptr<Subscription> Sub(const std::string& owner, std::vector<std::string> topics,
+                                    std::vector<std::string> patterns = {},
+                                    OverflowPolicy policy = OverflowPolicy::kDropOldest) {
+    auto r = TrySub(owner, std::move(topics), std::move(patterns), policy);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.ok() ? r.value() : nullptr;
+  }
+  PublishOutcome Publish(const std::string& topic, const std::string& payload) {
+    std::optional<Result<PublishOutcome>> out;
+    router_.Publish(topic, payload, {}, TimePoint(), [&](Result<PublishOutcome> r) { out = r; });
+    EXPECT_TRUE(out.has_value() && out->ok());
+    return out.has_value() && out->ok() ? out->value() : PublishOutcome{};
+  }
+  MemoryBudget memory_;
+  TopicRouter router_;
+};
+
+TEST_F(TopicCapsTest, SubscriptionsPerConnectionAndInTotalAreCapped) {
+  TopicCaps caps;
+  caps.max_subscriptions = 5;
+  caps.max_subscriptions_per_connection = 3;
+  router_.SetCaps(caps);
+  std::vector<std::shared_ptr<Subscription>> a;
+  for (int i = 0; i < 3; ++i) a.push_back(Sub("ipv4:10.0.0.1:5000", {"t"}));
+  auto refused = TrySub("ipv4:10.0.0.1:5000", {"t"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kTooManySubscriptions);
+  EXPECT_NE(refused.error().message.find("--max-subscriptions-per-connection"), std::string::npos);
+  auto b1 = Sub("ipv4:10.0.0.1:5001", {"t"});
+  auto b2 = Sub("ipv4:10.0.0.1:5001", {"t"});
+  auto total = TrySub("ipv4:10.0.0.2:5000", {"t"});
+  ASSERT_FALSE(total.ok());
+  EXPECT_EQ(total.error().code, Errc::kTooManySubscriptions);
+  EXPECT_EQ(Publish("t", "x").receivers, 5u);
+  router_.Unsubscribe(a[0], Error{Errc::kCancelled, "gone"});
+  EXPECT_TRUE(TrySub("ipv4:10.0.0.2:5000", {"t"}).ok());
+  EXPECT_FALSE(TrySub("ipv4:10.0.0.1:5000", {"t"}).ok());  // the total again
+}
+
+TEST_F(TopicCapsTest, TermsPerSubscriptionAreCapped) {
+  TopicCaps caps;
+  caps.max_subscription_terms = 4;
+  router_.SetCaps(caps);
+  EXPECT_TRUE(TrySub("c", {"a", "b"}, {"c.*", "#"}).ok());
+  auto r = TrySub("c", {"a", "b", "c"}, {"c.*", "#"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("--max-subscription-terms"), std::string::npos);
+  // The most absurd: refused by the count, before a term is looked at.
+  std::vector<std::string> million(1'000'000, "a..b");
+  EXPECT_EQ(TrySub("c", million).error().code, Errc::kInvalidArgument);
+}
+
+TEST_F(TopicCapsTest, TrackedTopicsNeverExceedTheCap) {
+  TopicCaps caps;
+  caps.max_tracked_topics = 3;
+  router_.SetCaps(caps);
+  // Published-only topics make way for newer ones, least recently counted first.
+  for (int i = 0; i < 10; ++i) Publish("p" + std::to_string(i), "x");
+  Publish("p8", "x");
+  Publish("new", "x");
+  auto topics = router_.ListTopics();
+  ASSERT_EQ(topics.size(), 3u);
+  EXPECT_EQ(topics[0].name, "new");
+  EXPECT_EQ(topics[1].name, "p8");
+  EXPECT_EQ(topics[2].name, "p9");
+  // Topics with exact subscribers are never forgotten; when every tracked
+  // topic has them, new topics go uncounted rather than grow the table.
+  std::vector<std::shared_ptr<Subscription>> subs;
+  for (const char* t : {"s1", "s2", "s3", "s4"}) subs.push_back(Sub("c", {t}));
+  for (int i = 0; i < 1000; ++i) Publish("q" + std::to_string(i), "x");
+  topics = router_.ListTopics();
+  ASSERT_EQ(topics.size(), 3u);
+  EXPECT_EQ(topics[0].name, "s1");
+  EXPECT_EQ(topics[2].name, "s3");
+  EXPECT_EQ(Publish("s4", "x").receivers, 1u);  // routing does not depend on it
+  router_.Unsubscribe(subs[0], Error{Errc::kCancelled, "gone"});
+  Publish("q0", "x");
+  topics = router_.ListTopics();
+  ASSERT_EQ(topics.size(), 3u);
+  EXPECT_EQ(topics[0].name, "q0");
+}
+
+// N idle subscribers to one topic hold one copy of each message, not N.
+TEST_F(TopicCapsTest, ASharedMessageIsChargedOnce) {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  for (int i = 0; i < 100; ++i) subs.push_back(Sub("c", {"t"}));
+  const uint64_t idle = router_.subscriber_memory();
+  EXPECT_GT(idle, 0u);  // the subscriptions themselves
+  EXPECT_EQ(memory_.used(), idle);
+  const std::string payload(10'000, 'p');
+  EXPECT_EQ(Publish("t", payload).receivers, 100u);
+  EXPECT_EQ(router_.subscriber_memory(), idle + 1 + payload.size());
+  EXPECT_EQ(memory_.used(), idle + 1 + payload.size());
+  // Released when the last buffer lets it go, not before.
+  for (int i = 0; i < 99; ++i) subs[i]->Next(10, 1 << 20);
+  EXPECT_EQ(router_.subscriber_memory(), idle + 1 + payload.size());
+  subs[99]->Next(10, 1 << 20);
+  EXPECT_EQ(router_.subscriber_memory(), idle);
+  for (auto& s : subs) router_.Unsubscribe(s, Error{Errc::kCancelled, "gone"});
+  subs.clear();
+  EXPECT_EQ(memory_.used(), 0u);
+}
+
+class TopicMemoryTest : public TopicCapsTest {
+ protected:
+  TopicMemoryTest() : TopicCapsTest(4 << 20) {}  // a 1 MiB share by default
+};
+
+TEST_F(TopicMemoryTest, IdleSubscribersCannotStarveQueues) {
+  std::vector<std::shared_ptr<Subscription>> idle;
+  for (int i = 0; i < 50; ++i) idle.push_back(Sub("c" + std::to_string(i), {"feed"}));
+  const std::string payload(10'000, 'p');
+  for (int n = 0; n < 1'000; ++n) Publish("feed", payload);  // 10 MB published
+  EXPECT_LE(router_.subscriber_memory(), uint64_t{1} << 20);
+  EXPECT_GT(router_.subscriber_memory(), uint64_t{900} << 10);
+  // Three quarters of --max-memory are still there for queues.
+  EXPECT_TRUE(memory_.TryReserve(uint64_t{3} << 20));
+  memory_.Release(uint64_t{3} << 20, TimePoint());
+  // The idle subscribers lost their oldest messages, and each says so.
+  auto first = idle[7]->Next(1, 1 << 20);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_GT(first->messages.at(0).dropped_before, 0u);
+}
+
+TEST_F(TopicMemoryTest, AFullShareDropsOldestOrDisconnects) {
+  TopicCaps caps;
+  caps.max_subscriber_memory = 64 << 10;
+  router_.SetCaps(caps);
+  auto lossy = Sub("a", {"t"});
+  auto strict = Sub("b", {"u"}, {}, OverflowPolicy::kDisconnect);
+  const std::string payload(10'000, 'p');
+  EXPECT_EQ(Publish("u", payload).receivers, 1u);
+  for (int n = 0; n < 20; ++n) EXPECT_EQ(Publish("t", payload).receivers, 1u);
+  EXPECT_LE(router_.subscriber_memory(), uint64_t{64} << 10);
+  // `lossy` made room by dropping its own oldest; `strict` may not, so the
+  // next message for it finds no room and ends its stream.
+  EXPECT_EQ(Publish("u", payload).receivers, 0u);
+  auto end = strict->Next(10, 1 << 20);
+  ASSERT_TRUE(end.has_value() && end->end.has_value());
+  EXPECT_EQ(end->end->code, Errc::kSlowSubscriber);
+  // A message larger than the whole share is lost to everyone, and dropping
+  // buffered ones would not help: nothing else is dropped for it.
+  auto before = lossy->Next(100, 1 << 20)->messages.size();
+  EXPECT_GT(before, 0u);
+  Publish("t", payload);
+  EXPECT_EQ(Publish("t", std::string(100'000, 'x')).receivers, 0u);
+  auto after = lossy->Next(100, 1 << 20)->messages;
+  ASSERT_EQ(after.size(), 1u);
+  Publish("t", "last");
+  EXPECT_EQ(lossy->Next(100, 1 << 20)->messages.at(0).dropped_before, 1u);
+}
+
+TEST_F(TopicMemoryTest, SubscriptionsThemselvesCountAgainstTheShare) {
+  TopicCaps caps;
+  caps.max_subscriber_memory = 64 << 10;
+  caps.max_subscriptions_per_connection = 1'000'000;
+  caps.max_subscriptions = 1'000'000;
+  router_.SetCaps(caps);
+  std::vector<std::shared_ptr<Subscription>> subs;
+  std::vector<std::string> patterns;
+  for (int i = 0; i < 100; ++i) patterns.push_back(Repeat("#", 31, "z" + std::to_string(i)));
+  Result<std::shared_ptr<Subscription>> r = TrySub("c", {}, patterns);
+  while (r.ok()) {
+    subs.push_back(r.value());
+    r = TrySub("c", {}, patterns);
+  }
+  EXPECT_EQ(r.error().code, Errc::kBrokerMemory);
+  EXPECT_LE(router_.subscriber_memory(), uint64_t{64} << 10);
+  EXPECT_LT(subs.size(), 10u);
+  for (auto& s : subs) router_.Unsubscribe(s, Error{Errc::kCancelled, "gone"});
+  subs.clear();
+  EXPECT_EQ(router_.subscriber_memory(), 0u);
+  EXPECT_EQ(router_.pattern_nodes(), 0u);
 }
 
 }  // namespace
