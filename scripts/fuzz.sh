@@ -14,7 +14,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 shopt -s nullglob
 targets=(build-fuzz/tests/fuzz/*_fuzz)
-[ ${#targets[@]} -gt 0 ] || echo "fuzz: no targets built"
+[ ${#targets[@]} -gt 0 ] || { echo "fuzz: no targets built" >&2; exit 1; }
 for target in "${targets[@]}"; do
   name=$(basename "$target" _fuzz)
   mkdir -p "$work/$name"

@@ -108,6 +108,9 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
   creating_.erase(config.name);
   creating_cv_.notify_all();
   if (!created.ok()) return created.error();
+  // Shutdown ended every queue while the files were written: this one would
+  // never hear of it. Its files stay; the next start recovers it.
+  if (shutting_down_) return Error{Errc::kShutdown, "broker is shutting down"};
   auto queue = NewQueue(config, std::move(dead_letter.value()), std::move(created.value()));
   return Created{std::move(queue), true};
 }

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <vector>
 
+#include "broker/core/lock_rank.h"
 #include "broker/core/time.h"
 
 namespace basin::core {
@@ -50,7 +51,7 @@ class MemoryBudget {
   const uint64_t limit_;
   std::atomic<uint64_t> used_{0};
   std::atomic<bool> has_waiters_{false};
-  mutable std::mutex mu_;  // guards waiters_
+  mutable RankedMutex<LockRank::kMemoryBudget> mu_;  // guards waiters_
   std::vector<std::weak_ptr<MemoryListener>> waiters_;
 };
 

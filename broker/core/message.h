@@ -53,6 +53,8 @@ class Message {
 
   uint32_t delivery_count() const { return delivery_count_; }
   void add_delivery() { ++delivery_count_; }
+  // A hand-out taken back before it reached the client (see Queue::EndHeld).
+  void undo_delivery() { --delivery_count_; }
   std::string_view payload() const;
   Headers headers() const;
   // Payload plus encoded headers: what the queue's byte counters hold.

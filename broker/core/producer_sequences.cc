@@ -18,7 +18,7 @@ std::optional<uint64_t> ProducerSequences::Producer::Find(uint64_t sequence) con
   auto it = std::partition_point(ids_.begin(), ids_.end(), BySequence(sequence));
   // A number within the window that was never recorded was skipped (its
   // message failed validation) or forgotten (its write failed): new work.
-  if (it == ids_.end() || it->first != sequence) return std::nullopt;
+  if (it == ids_.end() || it->first != sequence || it->second == kForgotten) return std::nullopt;
   return it->second;
 }
 
@@ -27,12 +27,16 @@ void ProducerSequences::Record(Producer& p, uint64_t sequence, uint64_t message_
   if (p.ids_.empty() || sequence > p.ids_.back().first) {
     p.ids_.emplace_back(sequence, message_id);
   } else {
-    // Only a resend of forgotten numbers lands behind the last one.
+    // Behind the last number: a resend of forgotten numbers (kept in place,
+    // so this is O(log n)), or of numbers that were skipped. Those are
+    // inserted only near the end: an insert costs its distance from the end,
+    // and how far back a client reaches must not set the work under the lock.
     auto it = std::partition_point(p.ids_.begin(), p.ids_.end(), BySequence(sequence));
     if (it != p.ids_.end() && it->first == sequence) {
       it->second = message_id;
       return;
     }
+    if (p.ids_.end() - it > static_cast<std::ptrdiff_t>(kMaxBackfill)) return;
     p.ids_.emplace(it, sequence, message_id);
   }
   bytes_ += kBytesPerId;
@@ -49,14 +53,12 @@ void ProducerSequences::Forget(std::string_view producer,
   auto found = records_.find(std::string(producer));
   if (found == records_.end()) return;
   Producer& p = found->second;
+  // Marked rather than erased: an erase in the middle costs its distance to
+  // an end, and the resend re-records them in place.
   for (const auto& [sequence, id] : seqs) {
     auto it = std::partition_point(p.ids_.begin(), p.ids_.end(), BySequence(sequence));
-    if (it == p.ids_.end() || it->first != sequence || it->second != id) continue;
-    p.ids_.erase(it);
-    bytes_ -= kBytesPerId;
+    if (it != p.ids_.end() && it->first == sequence && it->second == id) it->second = kForgotten;
   }
-  // A resend of the top numbers must be new work again.
-  p.highest_ = p.ids_.empty() ? std::max<uint64_t>(p.floor_, 1) - 1 : p.ids_.back().first;
 }
 
 void ProducerSequences::Drop(const std::string& name, const Producer& p) {

@@ -30,6 +30,11 @@ namespace basin::core {
 class ProducerSequences {
  public:
   static constexpr size_t kIdsKept = 65'536;
+  // How far behind the last recorded number a skipped number may still be
+  // recorded (see Record).
+  static constexpr size_t kMaxBackfill = 64;
+  // A forgotten number's id: its message was refused after all.
+  static constexpr uint64_t kForgotten = UINT64_MAX;
 
   // What the queue remembers of one producer.
   class Producer {

@@ -102,8 +102,10 @@ uint64_t Queue::EnqueueOrJournal(MessagePtr msg, QueueJournal::Committed written
   msg->set_id(id);
   PendingBatch batch;
   if (written) {
+    // Answered from OnCommitted, which has the journal's time; the copy's
+    // tracker needs none.
     batch.cb = [written = std::move(written)](Result<std::vector<PutResult>> r) {
-      written(r.ok() ? std::nullopt : std::optional<Error>(r.error()));
+      written(r.ok() ? std::nullopt : std::optional<Error>(r.error()), TimePoint());
     };
   }
   batch.bytes = msg->bytes();
@@ -117,9 +119,10 @@ void Queue::Journal(PendingBatch batch) {
   records.reserve(batch.msgs.size());
   for (const MessagePtr& m : batch.msgs) records.push_back(m.get());
   const uint64_t seq = pending_.next_seq();
-  journal_->Put(records, batch.keys, [weak = weak_from_this(), seq](std::optional<Error> error) {
-    if (auto queue = weak.lock()) queue->OnCommitted(seq, std::move(error), Clock::now());
-  });
+  journal_->Put(records, batch.keys,
+                [weak = weak_from_this(), seq](std::optional<Error> error, TimePoint now) {
+                  if (auto queue = weak.lock()) queue->OnCommitted(seq, std::move(error), now);
+                });
   pending_.Admit(std::move(batch));
 }
 
@@ -477,9 +480,17 @@ void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, 
   // Requeues go to the head: the last one requeued is delivered first, so walk
   // backwards to keep them in the order they were delivered.
   for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
-    if (how == LeaseEnd::kExpired && it->tag < first_unwritten && c.outbox->PushExpired(it->tag)) {
-      d.wakes.push_back(c.outbox);
+    if (it->tag >= first_unwritten && how != LeaseEnd::kDone) {
+      // Never reached the client: not a delivery at all. It goes back as it
+      // was, so a consumer that does not read cannot run a message out of
+      // its deliveries (or into the dead-letter queue).
+      it->msg->undo_delivery();
+      --total_delivered_;
+      ready_bytes_ += it->msg->bytes();
+      ready_.push_front(std::move(it->msg));
+      continue;
     }
+    if (how == LeaseEnd::kExpired && c.outbox->PushExpired(it->tag)) d.wakes.push_back(c.outbox);
     Settle(std::move(it->msg), how, d);
   }
 }
@@ -661,9 +672,10 @@ void Queue::ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, Deferred& 
     waiters_.TakeTurn(c.turn);
     c.turn = 0;
   }
-  // The outbox ends first: what it still holds is dropped, never written.
-  if (c.outbox->End(std::move(why), &d.bytes_freed)) d.wakes.push_back(c.outbox);
+  // What the outbox still holds was never written: EndHeld drops it there
+  // and puts it back undelivered; then the outbox ends.
   EndHeld(c, c.held.TakeUpTo(UINT64_MAX), LeaseEnd::kReleased, d);
+  if (c.outbox->End(std::move(why), &d.bytes_freed)) d.wakes.push_back(c.outbox);
   if (c.indexed_expiry != kNever) consumer_expiry_.erase({c.indexed_expiry, id});
   c.indexed_expiry = kNever;
 }

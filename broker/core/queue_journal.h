@@ -18,6 +18,7 @@
 
 #include "broker/core/errc.h"
 #include "broker/core/message.h"
+#include "broker/core/time.h"
 
 namespace basin::core {
 
@@ -31,7 +32,8 @@ struct PutKeys {
 
 class QueueJournal {
  public:
-  using Committed = std::function<void(std::optional<Error>)>;
+  // With the time the write was answered: the core never reads the clock.
+  using Committed = std::function<void(std::optional<Error>, TimePoint now)>;
   virtual ~QueueJournal() = default;
 
   // Messages admitted, in id order (ids are set).

@@ -163,7 +163,7 @@ void TopicRouter::Publish(std::string_view topic, std::string_view payload, cons
         if (copies == nullptr) copies = std::make_shared<DurableCopies>();
         std::lock_guard lock(copies->mu);
         ++copies->waiting;
-        written = [copies, name = name](std::optional<Error> e) {
+        written = [copies, name = name](std::optional<Error> e, TimePoint) {
           copies->Finished(e ? &name : nullptr);
         };
       }

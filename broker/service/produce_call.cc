@@ -68,8 +68,15 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     // it) comes second reads the next batch, so that wait_id_ is current then.
     // `stepped` lives apart from the call: an `admitted` that runs after the
     // answer (another thread's) finds it set and touches nothing else.
+    {
+      // A read that completed as the call failed or finished: drop it. Under
+      // mu_ with the count, so the call cannot finish between the check and
+      // the put whose callbacks hold `this`.
+      std::lock_guard lock(mu_);
+      if (failed_ || finished_) return;
+      unanswered_.fetch_add(1);
+    }
     put_state_.store(kPutRunning);
-    unanswered_.fetch_add(1);
     auto stepped = std::make_shared<std::atomic<bool>>(false);
     auto admitted = [this, stepped] {
       if (stepped->exchange(true)) return;
@@ -159,16 +166,21 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     Act(lock, MaybeFinishLocked());
   }
 
+  // From the batch's admission, on any thread: not a gRPC reaction, so the
+  // call must not finish (and be deleted) before StartRead has returned.
   void ReadNext() {
     std::unique_lock lock(mu_);
-    if (failed_ || cancelled_.load()) {
+    if (failed_ || finished_ || cancelled_.load()) {
       // No more reads: finish once the writes are out.
       reads_done_ = true;
       return Act(lock, MaybeFinishLocked());
     }
-    Actions a;
-    a.read = true;
-    Act(lock, a);
+    starting_read_ = true;
+    lock.unlock();
+    StartRead(&req_);
+    lock.lock();
+    starting_read_ = false;
+    Act(lock, MaybeFinishLocked());
   }
 
   // Ends the stream with `error` once every confirm already queued is written.
@@ -212,7 +224,9 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   // Finishes when no more reads will come, nothing is being written and no
   // batch waits for room or for the disk.
   Actions MaybeFinishLocked() {
-    if (finished_ || !reads_done_ || writing_ || (!outbox_.empty() && !broken_)) return {};
+    if (finished_ || !reads_done_ || writing_ || starting_read_ || (!outbox_.empty() && !broken_)) {
+      return {};
+    }
     if (unanswered_.load() > 0) return {};
     finished_ = true;
     Actions a;
@@ -240,6 +254,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   uint64_t fail_index_ = UINT64_MAX;
   v1::ProduceResponse current_;  // the confirm being written (the writer's)
   bool writing_ = false;
+  bool starting_read_ = false;  // ReadNext is between its decision and StartRead
   bool reads_done_ = false;
   bool failed_ = false;
   bool broken_ = false;

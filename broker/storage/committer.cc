@@ -13,12 +13,24 @@ std::optional<FsyncPolicy> ParseFsyncPolicy(std::string_view name) {
 }
 
 void CommittedLog::Append(std::vector<Pending> records, DurableCallback done) {
+  Enqueue(std::move(records), std::move(done), 0);
+}
+
+void CommittedLog::Enqueue(std::vector<Pending> records, DurableCallback done,
+                           uint64_t drop_before) {
   bool mark = false;
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
-    if (done) callbacks_.emplace_back(pending_.size(), std::move(done));
+    const size_t first = pending_.size();
     for (Pending& r : records) pending_.push_back(std::move(r));
+    if (done) callbacks_.push_back({first, pending_.size(), std::move(done)});
+    // With the rewrite, under one lock: a commit that takes the drop point
+    // takes the records it waits for.
+    if (drop_before != 0) {
+      drop_before_ = std::max(drop_before_, drop_before);
+      drop_after_ = pending_.size();
+    }
     mark = !queued_;
     queued_ = true;
   }
@@ -39,11 +51,7 @@ size_t CommittedLog::segments() {
 }
 
 void CommittedLog::Compact(std::vector<Pending> rewrite, uint64_t position) {
-  {
-    std::lock_guard lock(mu_);
-    drop_before_ = std::max(drop_before_, position);
-  }
-  Append(std::move(rewrite), nullptr);
+  Enqueue(std::move(rewrite), nullptr, position);
 }
 
 Committer::Committer(FsyncPolicy policy, std::chrono::microseconds interval)
@@ -95,8 +103,9 @@ void Committer::Run() {
 
 void Committer::Commit(CommittedLog& log) {
   std::vector<CommittedLog::Pending> records;
-  std::vector<std::pair<size_t, DurableCallback>> callbacks;
+  std::vector<CommittedLog::Waiting> callbacks;
   uint64_t drop_before = 0;
+  size_t drop_after = 0;
   std::lock_guard commit(log.commit_mu_);
   {
     std::lock_guard lock(log.mu_);
@@ -104,31 +113,54 @@ void Committer::Commit(CommittedLog& log) {
     records.swap(log.pending_);
     callbacks.swap(log.callbacks_);
     drop_before = std::exchange(log.drop_before_, 0);
+    drop_after = std::exchange(log.drop_after_, 0);
     log.queued_ = false;
   }
+  SegmentedLog& segments = *log.log_;
   IoError error;
   bool ok = true;
-  std::vector<uint64_t> positions;
+  std::vector<uint64_t> positions, ends;
   positions.reserve(records.size() + 1);
+  ends.reserve(records.size());
   for (const auto& r : records) {
-    const auto position = log.log_->Append(r.type, r.body, &error);
+    const auto position = segments.Append(r.type, r.body, &error);
     if (!position) {
       ok = false;
       break;
     }
     positions.push_back(*position);
+    ends.push_back(segments.end());
   }
-  positions.push_back(log.log_->end());  // a callback that waits for no record
-  // A failure forgets the records not yet made safe (see SegmentedLog), so
-  // every callback of this commit hears of it.
+  positions.push_back(segments.end());  // a callback that waits for no record
   const bool sync = policy_ != FsyncPolicy::kNever;
-  if (ok) ok = sync ? log.log_->Sync(&error) : log.log_->Flush(&error);
+  if (ok) ok = sync ? segments.Sync(&error) : segments.Flush(&error);
   if (ok && sync) ++syncs_;  // before the callbacks: they may ask
+  // A compaction's rewrite is synced before the segments holding what it
+  // rewrites go, whatever the policy. Under `never` its records already
+  // count as written, so a failed sync keeps them and only keeps the drop
+  // from happening.
+  if (ok && !sync && drop_before != 0) {
+    IoError ignored;
+    if (segments.SyncWritten(&ignored)) ++syncs_;
+  }
+  // Records reach the file in order and a failure forgets everything past
+  // the last safe byte, so the safe records are a prefix — which may include
+  // some of a failed commit (those a roll synced into the segment before).
+  const auto prefix = [&](uint64_t safe_end) {
+    size_t n = 0;
+    while (n < ends.size() && ends[n] <= safe_end) ++n;
+    return n;
+  };
+  const size_t safe = prefix(sync ? segments.synced_end() : segments.written_end());
   // A failed drop leaves segments behind; the owner asks again at its next
   // compaction.
-  if (ok && drop_before != 0) log.log_->DropBefore(drop_before, nullptr);
-  for (const auto& [first, cb] : callbacks) {
-    cb(ok ? nullptr : &error, ok ? positions[std::min(first, positions.size() - 1)] : 0);
+  if (drop_before != 0 && drop_after <= prefix(segments.synced_end())) {
+    segments.DropBefore(drop_before, nullptr);
+  }
+  for (const auto& [first, end, done] : callbacks) {
+    const bool durable = end <= safe;
+    done(durable ? nullptr : &error,
+         durable ? positions[std::min(first, positions.size() - 1)] : 0);
   }
 }
 

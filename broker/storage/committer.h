@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "broker/core/lock_rank.h"
 #include "broker/storage/segmented_log.h"
 
 namespace basin::storage {
@@ -48,11 +49,15 @@ class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
     std::string body;
   };
   // Queues the records (in order) for the committer; `done` (may be empty:
-  // the caller does not wait) runs on the committer's thread.
+  // the caller does not wait) runs on the committer's thread, with an error
+  // only if one of these records (or one queued before them in the same
+  // commit) is not durable: records a failed commit had already made durable
+  // are reported durable, since a restart brings them back.
   void Append(std::vector<Pending> records, DurableCallback done);
   // Compaction: appends `rewrite` (what the dropped segments held that is
-  // still true, such as the queue's definition), and once that is durable
-  // deletes the segments wholly below `position`.
+  // still true, such as the queue's definition) and, once it is synced —
+  // whatever the fsync policy — deletes the segments wholly below
+  // `position`. If the rewrite cannot be made durable nothing is deleted.
   void Compact(std::vector<Pending> rewrite, uint64_t position);
   // Writes nothing more (the log's queue was deleted): later appends are
   // dropped and their callbacks never run. Returns once no commit of this
@@ -65,16 +70,24 @@ class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
   friend class Committer;
   CommittedLog(Committer* committer, std::unique_ptr<SegmentedLog> log)
       : committer_(committer), log_(std::move(log)) {}
+  void Enqueue(std::vector<Pending> records, DurableCallback done, uint64_t drop_before);
 
   Committer* const committer_;
-  std::unique_ptr<SegmentedLog> log_;  // used by the committer's thread only
-  std::mutex commit_mu_;               // held while the committer writes this log
-  std::mutex mu_;                      // guards what follows
+  std::unique_ptr<SegmentedLog> log_;               // used by the committer's thread only
+  RankedMutex<LockRank::kCommitterLog> commit_mu_;  // held while the committer writes this log
+  RankedMutex<LockRank::kCommittedLog> mu_;         // guards what follows
   bool closed_ = false;
   std::vector<Pending> pending_;
-  // Each with the index in pending_ of the first record it waits for.
-  std::vector<std::pair<size_t, DurableCallback>> callbacks_;
+  struct Waiting {
+    size_t first;  // index in pending_ of its first record
+    size_t end;    // one past its last
+    DurableCallback done;
+  };
+  std::vector<Waiting> callbacks_;
+  // A compaction's drop point, and the records (pending_[0, drop_after_))
+  // that must be durable before it is acted on: its rewrite.
   uint64_t drop_before_ = 0;
+  size_t drop_after_ = 0;
   bool queued_ = false;  // in the committer's dirty list
 };
 
@@ -102,8 +115,8 @@ class Committer {
 
   const FsyncPolicy policy_;
   const std::chrono::microseconds interval_;
-  std::mutex mu_;
-  std::condition_variable cv_;
+  RankedMutex<LockRank::kCommitter> mu_;
+  std::condition_variable_any cv_;
   std::vector<std::shared_ptr<CommittedLog>> dirty_;
   std::chrono::steady_clock::time_point last_round_{};  // of syncs, under batch
   std::atomic<uint64_t> syncs_{0};

@@ -25,8 +25,9 @@ LogJournal::LogJournal(std::shared_ptr<CommittedLog> log, std::string definition
 DurableCallback LogJournal::Adapt(Committed committed) {
   if (!committed) return nullptr;
   return [committed = std::move(committed)](const IoError* error, uint64_t) {
-    if (error == nullptr) return committed(std::nullopt);
-    committed(StorageUnavailable(error->message));
+    const core::TimePoint now = core::Clock::now();
+    if (error == nullptr) return committed(std::nullopt, now);
+    committed(StorageUnavailable(error->message), now);
   };
 }
 

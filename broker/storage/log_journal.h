@@ -5,8 +5,9 @@
 // grouped into chunks (a stretch of about a megabyte of log) that count
 // their messages not yet done; once every chunk before a position has
 // drained and a segment's worth of log lies below it, the journal rewrites
-// the definition (and the closed mark) at the tail and asks for the
-// segments below to be deleted. A trickle queue never waits on a busy one:
+// the definition (and the closed mark, bindings, next id) at the tail and
+// asks for the segments below to be deleted once that rewrite is synced
+// (CommittedLog::Compact). A trickle queue never waits on a busy one:
 // each durable queue has its own log (docs/design.md, "Durability").
 #pragma once
 
@@ -17,6 +18,7 @@
 #include <set>
 #include <string>
 
+#include "broker/core/lock_rank.h"
 #include "broker/core/queue_journal.h"
 #include "broker/storage/committer.h"
 #include "broker/storage/queue_records.h"
@@ -58,7 +60,7 @@ class LogJournal final : public core::QueueJournal,
   const std::string definition_;
   const uint64_t compact_every_;
 
-  std::mutex mu_;
+  RankedMutex<LockRank::kLogJournal> mu_;
   std::map<uint64_t, Chunk> chunks_;  // by first id; ids rise with position
   uint64_t last_put_position_ = 0;
   uint64_t next_id_ = 1;  // one past the highest id written

@@ -1,11 +1,19 @@
 #include "broker/storage/queue_definition.h"
 
+#include <chrono>
+#include <cstdint>
+#include <limits>
+
 #include "broker/storage/varint.h"
 
 namespace basin::storage {
 namespace {
 
-constexpr char kVersion = 1;
+// 2: the visibility timeout in nanoseconds, as the core keeps it (1 had
+// microseconds, so a sub-microsecond timeout came back different and an
+// identical re-create after a restart was refused as a conflict).
+constexpr char kVersion = 2;
+constexpr char kMicrosecondsVersion = 1;
 
 }  // namespace
 
@@ -13,9 +21,11 @@ std::string EncodeDefinition(const core::QueueConfig& config) {
   std::string out(1, kVersion);
   PutBytes(out, config.name);
   PutVarint(out, config.max_size);
-  PutVarint(out, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                           config.visibility_timeout)
-                                           .count()));
+  // The broker refuses negative timeouts; one would not decode, not wrap.
+  PutVarint(
+      out,
+      static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(config.visibility_timeout).count()));
   PutVarint(out, config.max_deliveries);
   PutBytes(out, config.dead_letter_queue);
   PutVarint(out, config.max_bytes);
@@ -23,22 +33,28 @@ std::string EncodeDefinition(const core::QueueConfig& config) {
 }
 
 std::optional<core::QueueConfig> DecodeDefinition(std::string_view in) {
-  if (in.empty() || in.front() != kVersion) return std::nullopt;
+  if (in.empty() || (in.front() != kVersion && in.front() != kMicrosecondsVersion)) {
+    return std::nullopt;
+  }
+  const bool microseconds = in.front() == kMicrosecondsVersion;
   in.remove_prefix(1);
   core::QueueConfig config;
   auto name = GetBytes(in);
   auto max_size = GetVarint(in);
-  auto visibility_us = GetVarint(in);
+  auto visibility = GetVarint(in);
   auto max_deliveries = GetVarint(in);
   auto dead_letter = GetBytes(in);
   auto max_bytes = GetVarint(in);
-  if (!name || !max_size || !visibility_us || !max_deliveries || !dead_letter || !max_bytes ||
-      *max_deliveries > UINT32_MAX) {
+  constexpr uint64_t kMaxNanoseconds = std::numeric_limits<int64_t>::max();
+  const uint64_t unit = microseconds ? 1000 : 1;
+  if (!name || !max_size || !visibility || !max_deliveries || !dead_letter || !max_bytes ||
+      *max_deliveries > UINT32_MAX || *visibility > kMaxNanoseconds / unit) {
     return std::nullopt;
   }
   config.name = std::move(*name);
   config.max_size = *max_size;
-  config.visibility_timeout = std::chrono::microseconds(*visibility_us);
+  config.visibility_timeout = std::chrono::duration_cast<core::Duration>(
+      std::chrono::nanoseconds(static_cast<int64_t>(*visibility * unit)));
   config.max_deliveries = static_cast<uint32_t>(*max_deliveries);
   config.dead_letter_queue = std::move(*dead_letter);
   config.max_bytes = *max_bytes;

@@ -1,6 +1,7 @@
 #include "broker/storage/queue_records.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "broker/storage/varint.h"
 
@@ -86,7 +87,8 @@ bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) 
       return true;
     case QueueRecord::kPut: {
       const auto id = GetVarint(body);
-      if (!id) return false;
+      // The last id has no next one: a log cannot hold it.
+      if (!id || *id == UINT64_MAX) return false;
       live_[*id] = {std::string(body), 0, position};
       next_id_ = std::max(next_id_, *id + 1);
       return true;

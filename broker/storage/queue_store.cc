@@ -4,10 +4,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
+#include "broker/core/broker.h"
 #include "broker/storage/log_journal.h"
 #include "broker/storage/queue_definition.h"
 #include "broker/storage/queue_records.h"
@@ -16,8 +19,43 @@ namespace basin::storage {
 namespace {
 
 constexpr std::string_view kQueueSuffix = ".queue";
-constexpr std::string_view kDeletedMark = ".deleted-";
-constexpr std::string_view kSetAsideMark = ".unrecovered-";
+// After NAME.queue, and starting with a character no queue name has.
+constexpr std::string_view kDeletedMark = "~deleted-";
+constexpr std::string_view kSetAsideMark = "~unrecovered-";
+// What versions before those marks used. A queue's name can contain them.
+constexpr std::string_view kOldDeletedMark = ".deleted-";
+constexpr std::string_view kOldSetAsideMark = ".unrecovered-";
+
+bool IsDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The queue's name if `entry` is NAME.queue for a valid queue name.
+std::optional<std::string_view> QueueOfDir(std::string_view entry) {
+  if (!entry.ends_with(kQueueSuffix)) return std::nullopt;
+  const std::string_view name = entry.substr(0, entry.size() - kQueueSuffix.size());
+  if (!core::ValidateQueueName(name).ok()) return std::nullopt;
+  return name;
+}
+
+// Whether `entry` is exactly what QueueStore::AsideName makes with `mark`:
+// NAME.queue, the mark, then PID-N.
+bool IsAside(std::string_view entry, std::string_view mark) {
+  const size_t at = entry.find(mark);
+  if (at == std::string_view::npos || !QueueOfDir(entry.substr(0, at))) return false;
+  const std::string_view suffix = entry.substr(at + mark.size());
+  const size_t dash = suffix.find('-');
+  return dash != std::string_view::npos && IsDigits(suffix.substr(0, dash)) &&
+         IsDigits(suffix.substr(dash + 1));
+}
+
+std::string Describe(const Damage& d) {
+  return d.truncated ? "torn tail of " + std::to_string(d.skipped) + " bytes at offset " +
+                           std::to_string(d.offset) + " cut off"
+                     : "damaged stretch of " + std::to_string(d.skipped) + " bytes at offset " +
+                           std::to_string(d.offset) +
+                           " skipped (the records in it are lost, the rest is recovered)";
+}
 
 }  // namespace
 
@@ -58,8 +96,14 @@ std::string QueueStore::QueueDir(const std::string& name) const {
 }
 
 std::string QueueStore::AsideName(const std::string& dir, std::string_view mark) {
-  // Unique across restarts (the pid) and within one (the counter).
-  return dir + std::string(mark) + std::to_string(::getpid()) + "-" + std::to_string(next_aside_++);
+  // The pid tells restarts apart and the counter names within one; a pid
+  // reused by a later broker is skipped over.
+  for (;;) {
+    std::string aside =
+        dir + std::string(mark) + std::to_string(::getpid()) + "-" + std::to_string(next_aside_++);
+    std::error_code ec;
+    if (!std::filesystem::exists(aside, ec)) return aside;
+  }
 }
 
 core::Result<std::shared_ptr<core::QueueJournal>> QueueStore::Create(
@@ -121,14 +165,13 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
       },
       &report, &io);
   if (log == nullptr) return StorageUnavailable(io.message);
-  for (const Damage& d : report.damage) {
-    warnings_.push_back(dir_name + "/" + d.segment + ": " +
-                        (d.truncated
-                             ? "torn tail of " + std::to_string(d.skipped) + " bytes at offset " +
-                                   std::to_string(d.offset) + " cut off"
-                             : "damaged stretch of " + std::to_string(d.skipped) +
-                                   " bytes at offset " + std::to_string(d.offset) +
-                                   " skipped; the records after it were recovered"));
+  for (const Damage& d : report.damage)
+    warnings_.push_back(dir_name + "/" + d.segment + ": " + Describe(d));
+  for (const std::string& name : report.ignored) {
+    warnings_.push_back(dir_name + "/" + name + ": not a segment of this log; left alone");
+  }
+  for (const std::string& name : report.removed) {
+    warnings_.push_back(dir_name + "/" + name + ": an empty segment a failed roll left; removed");
   }
   if (bad_records > 0) {
     warnings_.push_back(dir_name + ": " + std::to_string(bad_records) +
@@ -141,6 +184,12 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
   if (!config) {
     return core::Error{core::Errc::kInvalidArgument,
                        dir_name + "'s definition is not one this version can read"};
+  }
+  // A definition naming another queue than its directory does would give two
+  // directories one queue, or a queue whose delete misses its files.
+  if (config->name + std::string(kQueueSuffix) != dir_name) {
+    return core::Error{core::Errc::kInvalidArgument,
+                       dir_name + "'s definition is of queue '" + config->name + "'"};
   }
   Recovered out;
   out.config = std::move(*config);
@@ -169,26 +218,56 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
 core::Result<std::vector<QueueStore::Recovered>> QueueStore::Recover() {
   std::lock_guard lock(mu_);
   warnings_.clear();
-  std::vector<Recovered> out;
+  // Listed first, acted on after: what a directory iteration shows of entries
+  // removed during it is unspecified. Without exceptions: none may escape
+  // recovery.
+  std::vector<std::pair<std::string, bool>> entries;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(queues_dir_, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.find(kDeletedMark) != std::string::npos) {
-      std::filesystem::remove_all(entry.path(), ec);  // a delete the broker did not finish
-      continue;
-    }
-    if (!entry.is_directory() || !name.ends_with(kQueueSuffix)) continue;
-    auto queue = RecoverQueue(name);
-    if (!queue.ok()) {
-      warnings_.push_back(name + " not recovered: " + queue.error().message +
-                          "; its files stay where they are (set aside if a queue of that name "
-                          "is created)");
-      continue;
-    }
-    out.push_back(std::move(queue.value()));
+  for (std::filesystem::directory_iterator it(queues_dir_, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code type_ec;
+    entries.emplace_back(it->path().filename().string(), it->is_directory(type_ec));
   }
   if (ec) return StorageUnavailable("cannot list " + queues_dir_ + ": " + ec.message());
+  std::sort(entries.begin(), entries.end());
+  std::vector<Recovered> out;
+  for (const auto& [name, is_directory] : entries) RecoverEntry(name, is_directory, &out);
   return out;
+}
+
+void QueueStore::RecoverEntry(const std::string& name, bool is_directory,
+                              std::vector<Recovered>* out) {
+  if (IsAside(name, kDeletedMark)) {
+    // A delete the broker did not finish.
+    std::error_code ec;
+    std::filesystem::remove_all(queues_dir_ + "/" + name, ec);
+    if (ec) warnings_.push_back(name + ": a deleted queue's files not removed: " + ec.message());
+    return;
+  }
+  if (IsAside(name, kSetAsideMark)) {
+    warnings_.push_back(name +
+                        ": a log recovery could not read, set aside when its queue was created "
+                        "again; left for someone to look at or remove");
+    return;
+  }
+  if (!is_directory || !QueueOfDir(name)) {
+    const bool older = name.find(kOldDeletedMark) != std::string::npos ||
+                       name.find(kOldSetAsideMark) != std::string::npos;
+    warnings_.push_back(
+        name + (older ? ": named as an older basind named deleted and set-aside queues, which a "
+                        "queue's own name can look like, so not deleted; remove it by hand if "
+                        "it is not wanted"
+                      : ": not a queue's directory; left alone"));
+    return;
+  }
+  auto queue = RecoverQueue(name);
+  if (!queue.ok()) {
+    warnings_.push_back(name + " not recovered: " + queue.error().message +
+                        "; its files stay where they are (set aside if a queue of that name "
+                        "is created)");
+    return;
+  }
+  out->push_back(std::move(queue.value()));
 }
 
 }  // namespace basin::storage

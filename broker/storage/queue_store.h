@@ -3,11 +3,16 @@
 //
 //   DIR/LOCK                      flock()ed while a broker uses DIR
 //   DIR/queues/NAME.queue/        a durable queue's segments (SegmentedLog)
-//   DIR/queues/NAME.queue.deleted-N   a deleted queue on its way out
-//   DIR/queues/NAME.queue.unrecovered-N   a log recovery could not read, set
-//                                 aside when a queue of that name was created
+//   DIR/queues/NAME.queue~deleted-P-N   a deleted queue on its way out
+//   DIR/queues/NAME.queue~unrecovered-P-N   a log recovery could not read,
+//                                 set aside when a queue of that name was
+//                                 created
 //
-// Queue names are [A-Za-z0-9._-], so they are safe as file names as they are.
+// Queue names are [A-Za-z0-9._-], so they are safe as file names as they are,
+// and no queue's directory can contain '~': that is what makes a tombstone a
+// tombstone. Recovery deletes only those; anything else it cannot use (the
+// ".deleted-" names of older versions, which a queue's own name can contain)
+// stays where it is, with a warning.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +23,7 @@
 #include <vector>
 
 #include "broker/core/durable_store.h"
+#include "broker/core/lock_rank.h"
 #include "broker/storage/committer.h"
 #include "broker/storage/segmented_log.h"
 
@@ -44,9 +50,11 @@ class QueueStore final : public core::DurableStore {
  private:
   QueueStore(std::string dir, LogOptions options, Committer* committer, int lock_fd);
   std::string QueueDir(const std::string& name) const;
-  // DIR + mark + a unique suffix: where a directory is renamed to, out of
-  // recovery's way (with mu_ held).
+  // DIR + mark + a suffix no other directory has: where a directory is
+  // renamed to, out of recovery's way (with mu_ held).
   std::string AsideName(const std::string& dir, std::string_view mark);
+  // What Recover does with one entry of DIR/queues.
+  void RecoverEntry(const std::string& name, bool is_directory, std::vector<Recovered>* out);
   // Opens one queue's log and replays it.
   core::Result<Recovered> RecoverQueue(const std::string& dir_name);
 
@@ -55,7 +63,7 @@ class QueueStore final : public core::DurableStore {
   const LogOptions options_;
   Committer* const committer_;
   const int lock_fd_;
-  std::mutex mu_;  // serialises Create and Remove
+  RankedMutex<LockRank::kQueueStore> mu_;  // serialises Create and Remove
   uint64_t next_aside_ = 0;
   std::vector<std::string> warnings_;
 };

@@ -2,39 +2,32 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
-#include "broker/storage/crc32c.h"
+#include "broker/storage/record_format.h"
+#include "broker/storage/segment_replay.h"
 
 namespace basin::storage {
 namespace {
 
-constexpr uint32_t kMagic = 0xB45171A5;
-constexpr size_t kHeader = 12;  // magic, length, crc; the type byte is in length
-// A length above this is damage, not a record: no record is larger than a
-// segment, and the broker's message limit is far below it.
-constexpr uint32_t kMaxRecord = 1u << 30;
-
-void Put32(std::string& out, uint32_t v) {
-  const char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 24)};
-  out.append(b, 4);
+bool Fail(IoError* error, const std::string& what, int err = errno) {
+  if (error != nullptr) *error = {what + ": " + std::strerror(err), err};
+  return false;
 }
 
-uint32_t Get32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return static_cast<uint32_t>(u[0]) | static_cast<uint32_t>(u[1]) << 8 |
-         static_cast<uint32_t>(u[2]) << 16 | static_cast<uint32_t>(u[3]) << 24;
-}
-
-bool Fail(IoError* error, const std::string& what) {
-  if (error != nullptr) *error = {what + ": " + std::strerror(errno), errno};
+// A refusal that is not a failed system call.
+bool Refuse(IoError* error, std::string why, int err) {
+  if (error != nullptr) *error = {std::move(why), err};
   return false;
 }
 
@@ -44,36 +37,73 @@ std::string SegmentName(uint64_t base) {
   return name;
 }
 
-// The length of a valid record at data[at], or 0.
-size_t RecordAt(const std::string& data, size_t at) {
-  if (data.size() - at < kHeader + 1) return 0;
-  if (Get32(&data[at]) != kMagic) return 0;
-  const uint32_t length = Get32(&data[at + 4]);
-  if (length == 0 || length > kMaxRecord || data.size() - at - kHeader < length) return 0;
-  if (Crc32c(&data[at + kHeader], length) != Get32(&data[at + 8])) return 0;
-  return kHeader + length;
+// The base a segment's file name gives, or nullopt if `name` is not one
+// SegmentName makes (20 digits can exceed 2^64).
+std::optional<uint64_t> ParseSegmentName(std::string_view name) {
+  constexpr size_t kDigits = 20;
+  if (name.size() != kDigits + 4 || !name.ends_with(".log")) return std::nullopt;
+  const char* first = name.data();
+  const char* last = first + kDigits;
+  if (!std::all_of(first, last, [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  uint64_t base = 0;
+  const auto [end, ec] = std::from_chars(first, last, base);
+  if (ec != std::errc() || end != last) return std::nullopt;
+  return base;
 }
 
-bool ReadFile(const std::string& path, std::string* out, IoError* error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Fail(error, "open " + path);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return Fail(error, "stat " + path);
+uint64_t NewSalt() {
+  uint64_t salt = 0;
+  if (::getrandom(&salt, sizeof salt, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof salt)) {
+    return salt;
   }
-  out->resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < out->size()) {
-    const ssize_t n = ::read(fd, out->data() + done, out->size() - done);
+  // No entropy yet (early boot): what matters is that nobody outside can
+  // predict it, which the time to the nanosecond and the pid cover well enough.
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+         static_cast<uint64_t>(::getpid()) << 40;
+}
+
+bool WriteAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return Fail(error, "read " + path);
-    }
-    done += static_cast<size_t>(n);
+    if (n < 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
   }
-  ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+// A segment file as the directory lists it.
+struct SegmentFile {
+  uint64_t base;
+  uint64_t size;
+};
+
+namespace {
+
+// The segment files in `dir` by base, with their sizes; what is named like a
+// segment and is not one goes into report->ignored.
+bool ListSegments(const std::string& dir, std::vector<SegmentFile>* files, ReplayReport* report,
+                  IoError* error) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return Fail(error, "opendir " + dir);
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (!name.ends_with(".log")) continue;
+    const auto base = ParseSegmentName(name);
+    struct stat st {};
+    if (!base || ::fstatat(::dirfd(d), e->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode) ||
+        *base >= kMaxLogPosition || static_cast<uint64_t>(st.st_size) >= kMaxLogPosition - *base) {
+      report->ignored.emplace_back(name);
+      continue;
+    }
+    files->push_back({*base, static_cast<uint64_t>(st.st_size)});
+  }
+  ::closedir(d);
+  std::sort(report->ignored.begin(), report->ignored.end());
+  std::sort(files->begin(), files->end(),
+            [](const SegmentFile& a, const SegmentFile& b) { return a.base < b.base; });
   return true;
 }
 
@@ -83,17 +113,24 @@ bool SyncDir(const std::string& dir, IoError* error) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Fail(error, "open " + dir);
   const bool ok = ::fsync(fd) == 0;
+  const int err = errno;
   ::close(fd);
-  return ok || Fail(error, "fsync " + dir);
+  return ok || Fail(error, "fsync " + dir, err);
 }
 
 SegmentedLog::SegmentedLog(std::string dir, LogOptions options)
-    : dir_(std::move(dir)), options_(options) {}
+    : dir_(std::move(dir)), options_(std::move(options)) {}
 
 SegmentedLog::~SegmentedLog() {
   IoError ignored;
   Flush(&ignored);
   if (fd_ >= 0) ::close(fd_);
+}
+
+std::string SegmentedLog::PathOf(uint64_t base) const { return dir_ + "/" + SegmentName(base); }
+
+int SegmentedLog::Injected(FileOp op, const std::string& path) const {
+  return options_.faults ? options_.faults(op, path) : 0;
 }
 
 std::unique_ptr<SegmentedLog> SegmentedLog::Open(const std::string& dir, const LogOptions& options,
@@ -103,101 +140,220 @@ std::unique_ptr<SegmentedLog> SegmentedLog::Open(const std::string& dir, const L
     Fail(error, "mkdir " + dir);
     return nullptr;
   }
-  std::unique_ptr<SegmentedLog> log(new SegmentedLog(dir, options));
-  std::vector<uint64_t> bases;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name.size() == 24 && name.ends_with(".log") &&
-          std::all_of(name.begin(), name.begin() + 20, ::isdigit)) {
-        bases.push_back(std::stoull(name.substr(0, 20)));
-      }
-    }
-    ::closedir(d);
-  } else {
-    Fail(error, "opendir " + dir);
-    return nullptr;
-  }
-  std::sort(bases.begin(), bases.end());
   ReplayReport local;
   ReplayReport& r = report != nullptr ? *report : local;
-  std::string data;
-  for (size_t s = 0; s < bases.size(); ++s) {
-    const std::string name = SegmentName(bases[s]);
-    const std::string path = dir + "/" + name;
-    if (!ReadFile(path, &data, error)) return nullptr;
-    const bool last = s + 1 == bases.size();
-    size_t at = 0, good_end = 0;
-    while (at < data.size()) {
-      if (const size_t n = RecordAt(data, at)) {
-        visit(bases[s] + at, static_cast<uint8_t>(data[at + kHeader]),
-              std::string_view(&data[at + kHeader + 1], n - kHeader - 1));
-        ++r.records;
-        at += n;
-        good_end = at;
-        continue;
-      }
-      // Damage: look for the next intact record. None in the last segment
-      // means a write that never finished — cut it off.
-      size_t next = at + 1;
-      while (next < data.size() && RecordAt(data, next) == 0) ++next;
-      if (next >= data.size() && last) {
-        r.damage.push_back({name, at, data.size() - at, true});
-        break;
-      }
-      r.damage.push_back({name, at, next - at, false});
-      at = next;
-      good_end = at;
+  std::unique_ptr<SegmentedLog> log(new SegmentedLog(dir, options));
+  std::vector<SegmentFile> files;
+  if (!ListSegments(dir, &files, &r, error) || !log->RemoveLeftovers(&files, &r, error)) {
+    return nullptr;
+  }
+  SegmentReplay tail;
+  for (size_t s = 0; s < files.size(); ++s) {
+    const bool last = s + 1 == files.size();
+    const std::string name = SegmentName(files[s].base);
+    SegmentReplay replay;
+    if (!ReplaySegment(dir, name, files[s].base, last, visit, &r, &replay, error)) return nullptr;
+    if (replay.start == SegmentStart::kNewer) {
+      Refuse(error, dir + "/" + name + " is of a later log format than this basind reads", EPROTO);
+      return nullptr;
     }
     ++r.segments;
-    uint64_t size = data.size();
-    if (last && good_end < data.size()) {
-      if (::truncate(path.c_str(), static_cast<off_t>(good_end)) != 0) {
-        Fail(error, "truncate " + path);
-        return nullptr;
-      }
-      size = good_end;
-    }
-    log->segments_.push_back({bases[s], size});
+    log->segments_.push_back({files[s].base, replay.size});
+    if (last) tail = replay;
   }
-  if (log->segments_.empty()) log->segments_.push_back({0, 0});
-  log->written_ = log->synced_ = log->segments_.back().size;
-  if (!log->OpenTail(error)) return nullptr;
+  if (!log->StartTail(tail, error)) return nullptr;
   return log;
 }
 
-bool SegmentedLog::OpenTail(IoError* error) {
-  const std::string path = dir_ + "/" + SegmentName(segments_.back().base);
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+bool SegmentedLog::RemoveLeftovers(std::vector<SegmentFile>* files, ReplayReport* report,
+                                   IoError* error) {
+  // A roll that failed after creating its file removes it again, but a crash
+  // can undo the removal, and the log then grew past where that file starts.
+  // Holding no record (a header at most), it is provably empty.
+  for (size_t s = 1; s < files->size();) {
+    const SegmentFile& before = (*files)[s - 1];
+    const SegmentFile& file = (*files)[s];
+    if (file.base >= before.base + before.size) {
+      ++s;
+      continue;
+    }
+    const std::string name = SegmentName(file.base);
+    if (file.size > kSegmentHeaderBytes) {
+      return Refuse(error, dir_ + ": segment " + name + " starts inside the one before it", EINVAL);
+    }
+    const std::string path = PathOf(file.base);
+    const int err = Injected(FileOp::kUnlink, path);
+    if (err != 0 || ::unlink(path.c_str()) != 0) {
+      return Fail(error, "unlink " + path, err != 0 ? err : errno);
+    }
+    report->removed.push_back(name);
+    files->erase(files->begin() + static_cast<ptrdiff_t>(s));
+  }
+  return true;
+}
+
+bool SegmentedLog::StartTail(SegmentReplay tail, IoError* error) {
+  if (segments_.empty()) return UseNewSegment(0, false, error);
+  Segment& last = segments_.back();
+  // A format-1 tail without a single good record is a torn one.
+  if (tail.start == SegmentStart::kFormat1 && tail.good_end == 0) tail.start = SegmentStart::kTorn;
+  switch (tail.start) {
+    case SegmentStart::kFormat2:
+      return AdoptTail(last.base, tail.good_end, tail.salt, error);
+    case SegmentStart::kTorn:
+      // Created, and the crash came before its header (or first record) was
+      // durable: nothing in it to keep.
+      {
+        const uint64_t base = last.base;
+        segments_.pop_back();
+        return UseNewSegment(base, true, error);
+      }
+    case SegmentStart::kFormat1:
+      // Its torn tail is cut off, then it is sealed: format-2 records follow
+      // in a segment of their own.
+      if (tail.good_end < tail.size) {
+        const std::string path = PathOf(last.base);
+        const int err = Injected(FileOp::kTruncate, path);
+        if (err != 0 || ::truncate(path.c_str(), static_cast<off_t>(tail.good_end)) != 0) {
+          return Fail(error, "truncate " + path, err != 0 ? err : errno);
+        }
+        last.size = tail.good_end;
+      }
+      return UseNewSegment(end(), false, error);
+    case SegmentStart::kUnreadable:
+      // Left as it is, for someone to look at; the log goes on after it.
+      return UseNewSegment(end(), false, error);
+    case SegmentStart::kNewer:
+      break;  // Open refuses the log before this
+  }
+  return false;
+}
+
+bool SegmentedLog::UseNewSegment(uint64_t base, bool replace, IoError* error) {
+  NewSegment next;
+  if (!CreateSegment(base, replace, &next, error)) return false;
+  Become(base, next);
+  return true;
+}
+
+void SegmentedLog::Become(uint64_t base, NewSegment next) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = next.fd;
+  salt_ = next.salt;
+  segments_.push_back({base, kSegmentHeaderBytes});
+  written_ = synced_ = kSegmentHeaderBytes;
+  must_roll_ = false;
+}
+
+bool SegmentedLog::AdoptTail(uint64_t base, uint64_t good_end, uint64_t salt, IoError* error) {
+  const std::string path = PathOf(base);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (fd_ < 0) return Fail(error, "open " + path);
-  // The new file's name must survive a crash too, or its records vanish.
-  return SyncDir(dir_, error);
+  if (good_end < segments_.back().size) {
+    const int err = Injected(FileOp::kTruncate, path);
+    if (err != 0 || ::ftruncate(fd_, static_cast<off_t>(good_end)) != 0) {
+      return Fail(error, "truncate " + path, err != 0 ? err : errno);
+    }
+  }
+  // What replay read may still be only in the page cache (the broker was
+  // killed, the machine was not): synced_ must not count it before it is
+  // durable. The cut, too.
+  const int err = Injected(FileOp::kSync, path);
+  if (err != 0 || ::fdatasync(fd_) != 0) return Fail(error, "fdatasync " + path, err ? err : errno);
+  salt_ = salt;
+  segments_.back().size = good_end;
+  written_ = synced_ = good_end;
+  return true;
+}
+
+bool SegmentedLog::CreateSegment(uint64_t base, bool replace, NewSegment* out, IoError* error) {
+  const std::string path = PathOf(base);
+  if (const int err = Injected(FileOp::kCreate, path)) return Fail(error, "create " + path, err);
+  const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (replace ? O_TRUNC : O_EXCL);
+  const int fd = ::open(path.c_str(), flags, 0640);
+  if (fd < 0) return Fail(error, "create " + path);
+  const auto give_up = [&](const std::string& what, int err) {
+    ::close(fd);
+    // It holds no record; left behind, it would be a segment starting where
+    // the log may go on growing.
+    if (!replace) ::unlink(path.c_str());
+    return Fail(error, what, err);
+  };
+  const uint64_t salt = NewSalt();
+  if (!WriteAll(fd, EncodeSegmentHeader({base, salt}))) return give_up("write " + path, errno);
+  // The header is durable before any record follows it, so a crash leaves
+  // either no file, a torn header (rewritten at open) or a segment that reads.
+  int err = Injected(FileOp::kSync, path);
+  if (err == 0 && ::fdatasync(fd) != 0) err = errno;
+  if (err != 0) return give_up("fdatasync " + path, err);
+  // The new name must survive a crash too, or its records vanish.
+  err = Injected(FileOp::kSyncDir, dir_);
+  IoError dir_error;
+  if (err != 0 || !SyncDir(dir_, &dir_error)) {
+    return give_up("fsync " + dir_, err != 0 ? err : dir_error.error);
+  }
+  *out = {fd, salt};
+  return true;
 }
 
 std::optional<uint64_t> SegmentedLog::Append(uint8_t type, std::string_view body, IoError* error) {
-  const uint64_t bytes = kHeader + 1 + body.size();
-  if (segments_.back().size > 0 && segments_.back().size + bytes > options_.max_segment_bytes) {
-    if (!Roll(error)) return std::nullopt;
+  const uint64_t bytes = RecordBytes(body.size());
+  if (body.size() >= kMaxRecordLength) {
+    Fail(error, "append to " + dir_ + ": a record of " + std::to_string(bytes) + " bytes", EFBIG);
+    buffer_.clear();
+    segments_.back().size = written_;
+    return std::nullopt;
+  }
+  const uint64_t size = segments_.back().size;
+  if (must_roll_ || (size > kSegmentHeaderBytes && size + bytes > options_.max_segment_bytes)) {
+    bool created = false;
+    if (!Roll(&created, error)) return std::nullopt;
+    // Not created (EMFILE, ENOSPC): the record goes into this segment, past
+    // its size, and the next append tries again. Unless bytes that are not
+    // records end it: nothing may follow those.
+    if (!created && must_roll_) {
+      buffer_.clear();
+      segments_.back().size = written_;
+      return std::nullopt;
+    }
   }
   const uint64_t position = end();
-  const uint32_t length = static_cast<uint32_t>(body.size() + 1);
-  const uint32_t crc = Crc32c(body.data(), body.size(), Crc32c(&type, 1));
-  Put32(buffer_, kMagic);
-  Put32(buffer_, length);
-  Put32(buffer_, crc);
-  buffer_.push_back(static_cast<char>(type));
-  buffer_.append(body);
+  EncodeRecord(buffer_, salt_, position, type, body);
   segments_.back().size += bytes;
   return position;
 }
 
+bool SegmentedLog::Roll(bool* created, IoError* error) {
+  const uint64_t base = end();
+  // The next segment is made before the current one is touched, so that if
+  // it cannot be, the current one is intact and stays the tail.
+  NewSegment next;
+  *created = CreateSegment(base, false, &next, error);
+  if (!*created) return true;
+  // What is buffered belongs to the current segment. If it cannot be made
+  // durable it is forgotten, and the new file starts past the log's end.
+  if (!Sync(error)) {
+    ::close(next.fd);
+    ::unlink(PathOf(base).c_str());
+    *created = false;
+    return false;
+  }
+  Become(base, next);
+  return true;
+}
+
 bool SegmentedLog::Flush(IoError* error) {
-  size_t done = 0;
-  while (done < buffer_.size()) {
-    const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      Fail(error, "write " + dir_);
+  const std::string_view pending = buffer_;
+  for (size_t done = 0; done < pending.size();) {
+    int err = Injected(FileOp::kWrite, PathOf(segments_.back().base));
+    ssize_t n = 0;
+    if (err == 0) {
+      n = ::write(fd_, pending.data() + done, pending.size() - done);
+      if (n < 0) err = errno;
+    }
+    if (err == EINTR) continue;
+    if (err != 0) {
+      Fail(error, "write " + PathOf(segments_.back().base), err);
       CutBack(written_);
       return false;
     }
@@ -210,53 +366,51 @@ bool SegmentedLog::Flush(IoError* error) {
 
 bool SegmentedLog::Sync(IoError* error) {
   if (!Flush(error)) return false;
-  if (::fdatasync(fd_) != 0) {
-    // What the kernel did with the unsynced pages is unknown: cut them off
-    // rather than trust them.
-    Fail(error, "fdatasync " + dir_);
-    CutBack(synced_);
-    return false;
-  }
+  if (DataSync(error)) return true;
+  // What the kernel did with the unsynced pages is unknown: cut them off
+  // rather than trust them.
+  CutBack(synced_);
+  return false;
+}
+
+bool SegmentedLog::SyncWritten(IoError* error) { return Flush(error) && DataSync(error); }
+
+bool SegmentedLog::DataSync(IoError* error) {
+  if (synced_ == written_) return true;
+  const std::string path = PathOf(segments_.back().base);
+  int err = Injected(FileOp::kSync, path);
+  if (err == 0 && ::fdatasync(fd_) != 0) err = errno;
+  if (err != 0) return Fail(error, "fdatasync " + path, err);
   synced_ = written_;
   return true;
 }
 
 void SegmentedLog::CutBack(uint64_t size) {
   buffer_.clear();
-  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
-    // The partial write stays; appends follow it, and recovery skips it as
-    // damage. Positions must match the file, so count it.
+  const int err = Injected(FileOp::kTruncate, PathOf(segments_.back().base));
+  if (err != 0 || ::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    // The bytes stay. Replay would take them for a torn write and cut off
+    // whatever followed them, so nothing more goes into this segment. Positions
+    // must match the file, so count them.
     const off_t actual = ::lseek(fd_, 0, SEEK_END);
-    if (actual >= 0) size = static_cast<uint64_t>(actual);
+    if (actual < 0 || static_cast<uint64_t>(actual) > size) must_roll_ = true;
+    if (actual > 0) size = static_cast<uint64_t>(actual);
   }
   written_ = size;
   synced_ = std::min(synced_, size);
   segments_.back().size = size;
 }
 
-bool SegmentedLog::Roll(IoError* error) {
-  if (!Sync(error)) return false;
-  ::close(fd_);
-  fd_ = -1;
-  segments_.push_back({end(), 0});
-  written_ = synced_ = 0;
-  return OpenTail(error);
-}
-
 bool SegmentedLog::DropBefore(uint64_t position, IoError* error) {
   // Never the last segment: it is being written.
   while (segments_.size() > 1 && segments_[1].base <= position) {
-    const std::string path = dir_ + "/" + SegmentName(segments_.front().base);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Fail(error, "unlink " + path);
+    const std::string path = PathOf(segments_.front().base);
+    int err = Injected(FileOp::kUnlink, path);
+    if (err == 0 && ::unlink(path.c_str()) != 0 && errno != ENOENT) err = errno;
+    if (err != 0) return Fail(error, "unlink " + path, err);
     segments_.erase(segments_.begin());
   }
   return true;
-}
-
-uint64_t SegmentedLog::disk_bytes() const {
-  uint64_t total = 0;
-  for (const Segment& s : segments_) total += s.size;
-  return total;
 }
 
 }  // namespace basin::storage

@@ -1,12 +1,21 @@
 // One Consume stream read synchronously by the caller of next().
+//
+// The broker numbers deliveries per stream from 1, so two consumers (or two
+// streams of one consumer, across a reconnect) hand out the same numbers. The
+// tag a Message carries therefore names the consumer and the stream too:
+// "<number>@<consumer>.<stream>". An ack through another consumer is refused;
+// an ack of an earlier stream's delivery is dropped (the broker requeued it).
 #include "basin/consumer.h"
 
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -15,26 +24,81 @@
 namespace basin {
 namespace detail {
 
+namespace {
+
+// Consumers of this process, numbered from 1, never reused.
+std::atomic<uint64_t> g_next_consumer_id{1};
+
+// The broker takes at most this many tags in one list of a request.
+constexpr size_t kMaxAcksPerRequest = 10'000;
+
+// At most 20 digits (any uint64_t) at `out`; returns the end.
+char* PutNumber(char* out, uint64_t n) { return std::to_chars(out, out + 20, n).ptr; }
+
+std::string MakeTag(uint64_t number, uint64_t consumer, uint64_t stream) {
+  char buf[3 * 20 + 2];
+  char* p = PutNumber(buf, number);
+  *p++ = '@';
+  p = PutNumber(p, consumer);
+  *p++ = '.';
+  p = PutNumber(p, stream);
+  return std::string(buf, p);
+}
+
+struct ParsedTag {
+  uint64_t number = 0;
+  uint64_t consumer = 0;
+  uint64_t stream = 0;
+};
+
+// Parses what MakeTag made; nullopt for anything else (such as a tag from
+// Queue::get).
+std::optional<ParsedTag> ParseTag(std::string_view tag) {
+  const char* p = tag.data();
+  const char* const end = p + tag.size();
+  // One number, then `sep` (or the end when sep is 0).
+  auto field = [&](uint64_t* out, char sep) {
+    auto [next, ec] = std::from_chars(p, end, *out);
+    if (ec != std::errc()) return false;
+    p = next;
+    if (sep == 0) return p == end;
+    if (p == end || *p != sep) return false;
+    ++p;
+    return true;
+  };
+  ParsedTag t;
+  if (!field(&t.number, '@') || !field(&t.consumer, '.') || !field(&t.stream, 0)) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+[[noreturn]] void ThrowNotMine(const Message& m) {
+  std::string what = "basin::Consumer: message ";
+  what += std::to_string(m.id());
+  what += " of queue '";
+  what += m.queue();
+  what += "' (delivery tag '";
+  what += m.delivery_tag();
+  what += "') was not delivered by this Consumer; ack, release or extend it through its own";
+  throw std::invalid_argument(what);
+}
+
+}  // namespace
+
 class ConsumerImpl {
  public:
   ConsumerImpl(std::shared_ptr<Connection> conn, std::string queue, ConsumerOptions options)
-      : conn_(std::move(conn)), queue_(std::move(queue)), options_(options) {
+      : conn_(std::move(conn)),
+        queue_(std::move(queue)),
+        options_(options),
+        ack_batch_(std::clamp<size_t>(options.ack_batch, 1, kMaxAcksPerRequest)),
+        id_(g_next_consumer_id.fetch_add(1)) {
     std::lock_guard lock(mu_);
     OpenLocked();
   }
 
-  ~ConsumerImpl() {
-    if (!finished_) {
-      Flush();
-      std::lock_guard lock(mu_);
-      stream_->WritesDone();
-      ctx_->TryCancel();
-      v1::ConsumeResponse drain;
-      while (stream_->Read(&drain)) {
-      }
-      stream_->Finish();
-    }
-  }
+  ~ConsumerImpl() { Close(); }
 
   std::optional<Message> Next() {
     std::chrono::steady_clock::time_point broken_since{};
@@ -44,6 +108,10 @@ class ConsumerImpl {
       Flush();  // acks free credit: send them before waiting for more
       v1::ConsumeResponse resp;
       if (!stream_->Read(&resp)) {
+        {
+          std::lock_guard lock(mu_);
+          writable_ = false;
+        }
         const grpc::Status status = stream_->Finish();
         if (status.ok() || cancelled_.load()) {
           finished_ = true;
@@ -65,13 +133,12 @@ class ConsumerImpl {
       }
       broken_since = {};
       expired_ += static_cast<uint64_t>(resp.expired_size());
-      const std::string generation = "@" + std::to_string(generation_);
       for (v1::StreamDelivery& d : *resp.mutable_deliveries()) {
         v1::Message* pm = d.mutable_message();
-        ready_.push_back(MakeMessage(
-            conn_, queue_, pm->message_id(), std::move(*pm->mutable_payload()),
-            Headers(pm->headers().begin(), pm->headers().end()), pm->delivery_count(),
-            std::to_string(d.delivery_tag()) + generation, std::chrono::milliseconds(0)));
+        ready_.push_back(
+            MakeMessage(conn_, queue_, pm->message_id(), std::move(*pm->mutable_payload()),
+                        Headers(pm->headers().begin(), pm->headers().end()), pm->delivery_count(),
+                        MakeTag(d.delivery_tag(), id_, generation_), std::chrono::milliseconds(0)));
       }
     }
     Message m = std::move(ready_.front());
@@ -81,9 +148,9 @@ class ConsumerImpl {
 
   void Ack(const Message& m) {
     std::lock_guard lock(mu_);
-    if (auto tag = TagLocked(m)) {
+    if (auto tag = TagLocked(m); tag && writable_) {
       pending_acks_.push_back(*tag);
-      if (pending_acks_.size() >= options_.ack_batch) FlushLocked();
+      if (pending_acks_.size() >= ack_batch_) FlushLocked();
     }
   }
 
@@ -93,6 +160,40 @@ class ConsumerImpl {
   void Flush() {
     std::lock_guard lock(mu_);
     FlushLocked();
+  }
+
+  // Sends the pending acks and half-closes; the broker applies them, puts back
+  // what the stream still holds and ends the stream. Waits for that end up to
+  // close_timeout, then cancels.
+  void Close() {
+    if (finished_) return;
+    finished_ = true;
+    ready_.clear();  // held by the stream: they go back with it
+    // Armed first: even a write that blocks (a broker that stopped reading)
+    // ends at the deadline. ctx_ stays put: only next() replaces it.
+    std::mutex m;
+    std::condition_variable cv;
+    bool ended = false;
+    std::thread watchdog([&, ctx = ctx_.get()] {
+      std::unique_lock wait(m);
+      if (!cv.wait_for(wait, options_.close_timeout, [&] { return ended; })) ctx->TryCancel();
+    });
+    {
+      std::lock_guard lock(mu_);
+      FlushLocked();
+      writable_ = false;
+      stream_->WritesDone();
+    }
+    v1::ConsumeResponse ignored;  // sent before the broker saw the half-close: requeued
+    while (stream_->Read(&ignored)) {
+    }
+    {
+      std::lock_guard lock(m);
+      ended = true;
+    }
+    cv.notify_one();
+    watchdog.join();
+    stream_->Finish();
   }
 
   void Cancel() {
@@ -107,9 +208,11 @@ class ConsumerImpl {
  private:
   // A stream and its first request. The previous stream, if any, has ended.
   void OpenLocked() {
+    stream_.reset();  // before the context it uses
     ctx_ = std::make_unique<grpc::ClientContext>();
     stream_ = conn_->stub().Consume(ctx_.get());
     ++generation_;
+    writable_ = true;
     pending_acks_.clear();  // they named the old stream's tags
     v1::ConsumeRequest start;
     start.set_queue(queue_);
@@ -123,27 +226,22 @@ class ConsumerImpl {
     if (cancelled_.load()) ctx_->TryCancel();
   }
 
-  // The message's tag on the current stream; none if it came on an earlier
-  // one (the broker requeued it when that stream ended).
+  // The message's number on the current stream; none if it came on an
+  // earlier stream of this consumer (the broker requeued it when that stream
+  // ended). Throws std::invalid_argument if this consumer did not deliver it.
   // Parsed in place: this runs for every ack.
   std::optional<uint64_t> TagLocked(const Message& m) const {
-    const std::string& tag = m.delivery_tag();
-    const char* begin = tag.data();
-    const char* end = begin + tag.size();
-    const char* at = std::find(begin, end, '@');
-    uint64_t number = 0, generation = 0;
-    if (at == end || std::from_chars(begin, at, number).ptr != at ||
-        std::from_chars(at + 1, end, generation).ptr != end || generation != generation_) {
-      return std::nullopt;
-    }
-    return number;
+    const std::optional<ParsedTag> tag = ParseTag(m.delivery_tag());
+    if (!tag || tag->consumer != id_) ThrowNotMine(m);
+    if (tag->stream != generation_) return std::nullopt;
+    return tag->number;
   }
 
   // Sends one request naming the message's tag (a release or an extension)
   // if the message came on the current stream.
   void WriteTag(const Message& m, void (v1::ConsumeRequest::*add)(uint64_t)) {
     std::lock_guard lock(mu_);
-    if (auto tag = TagLocked(m)) {
+    if (auto tag = TagLocked(m); tag && writable_) {
       v1::ConsumeRequest req;
       (req.*add)(*tag);
       stream_->Write(req);
@@ -151,7 +249,7 @@ class ConsumerImpl {
   }
 
   void FlushLocked() {
-    if (pending_acks_.empty()) return;
+    if (pending_acks_.empty() || !writable_) return;
     v1::ConsumeRequest req;
     req.mutable_acks()->Assign(pending_acks_.begin(), pending_acks_.end());
     pending_acks_.clear();
@@ -161,12 +259,15 @@ class ConsumerImpl {
   const std::shared_ptr<Connection> conn_;
   const std::string queue_;
   const ConsumerOptions options_;
+  const size_t ack_batch_;
+  const uint64_t id_;  // in every tag this consumer hands out
   std::deque<Message> ready_;
   std::mutex mu_;  // guards the stream's writes, its replacement and the acks
   std::unique_ptr<grpc::ClientContext> ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::ConsumeRequest, v1::ConsumeResponse>> stream_;
-  uint64_t generation_ = 0;
+  uint64_t generation_ = 0;  // streams opened so far; the current one's number
   std::vector<uint64_t> pending_acks_;
+  bool writable_ = false;  // the stream takes writes: not ended, not half-closed
   std::atomic<bool> cancelled_{false};
   bool finished_ = false;
   uint64_t expired_ = 0;
@@ -202,6 +303,7 @@ void Consumer::run(const std::function<void(const Message&)>& handler) {
 }
 void Consumer::extend(const Message& m) { impl_->Extend(m); }
 void Consumer::flush() { impl_->Flush(); }
+void Consumer::close() { impl_->Close(); }
 void Consumer::cancel() { impl_->Cancel(); }
 uint64_t Consumer::expired() const { return impl_->expired(); }
 uint64_t Consumer::reconnects() const { return impl_->reconnects(); }

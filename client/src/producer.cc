@@ -1,12 +1,24 @@
-// One Produce stream at a time, a sender thread that batches, and a receiver
-// thread that matches confirms to batches (the broker answers in order) and,
-// when the stream breaks, opens the next one and resends what was unconfirmed.
+// One Produce stream at a time and two threads. The sender batches pending
+// messages and writes them. The receiver owns the stream's life: it reads the
+// queue's bounds, opens the stream and resends what is unconfirmed, matches
+// confirms to batches (the broker answers in order) and runs the confirms,
+// and when the stream ends decides what that means — reconnect and resend,
+// split batches too big for the queue, fail the one batch the error answered,
+// or fail everything for good (the queue is gone or closed).
+//
+// One mutex, mu_, guards the shared state. It is never held while a confirm
+// runs nor across a gRPC call that waits for the broker; the destructor
+// cancels those calls (TryCancel, under mu_) to stop the threads. Messages are
+// resolved in the order they were accepted, by the receiver only, so
+// `resolved_` counts a prefix of `accepted_` and flush() waits for a number.
 #include "basin/producer.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -18,13 +30,75 @@ namespace detail {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+constexpr int kCancelled = 1;
+constexpr int kInvalidArgument = 3;
+constexpr int kInternal = 13;
+constexpr int kUnavailable = 14;
+constexpr std::chrono::milliseconds kFirstBackoff{20};
+constexpr std::chrono::milliseconds kMaxBackoff{1000};
+
+// The receiving thread of the producer it serves: confirms run there.
+thread_local const void* t_receiving_for = nullptr;
+
 // Per-message errors are validation failures (INVALID_ARGUMENT).
 std::exception_ptr ErrorFor(const std::string& reason, const std::string& message) {
-  constexpr int kInvalidArgument = 3;
   if (reason == "MESSAGE_TOO_LARGE") {
     return std::make_exception_ptr(MessageTooLarge(kInvalidArgument, reason, message));
   }
   return std::make_exception_ptr(InvalidArgument(kInvalidArgument, reason, message));
+}
+
+std::exception_ptr Destroyed() {
+  return std::make_exception_ptr(Error(kCancelled, "",
+                                       "the Producer was destroyed before the broker confirmed "
+                                       "this message (it may or may not have been enqueued)"));
+}
+
+// Why the stream ended, as the exception the SDK throws for it.
+std::exception_ptr StreamError(const grpc::Status& status, const grpc::ClientContext& ctx) {
+  try {
+    if (status.ok()) throw Unavailable(kUnavailable, "", "the broker ended the Produce stream");
+    Throw(status, ctx);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+// Errors about the queue itself, which no new stream mends.
+bool Permanent(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const NotFound&) {
+    return true;
+  } catch (const Closed&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+// The stream broke rather than refused something: a new one may work. (Our
+// own cancellation is told apart before this is asked.)
+bool Retryable(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::OK:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::UNAVAILABLE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A message's size as the broker counts it against max_bytes: the payload
+// plus each header's key and value and 8 bytes of lengths.
+template <typename HeaderMap>
+size_t MessageBytes(const std::string& payload, const HeaderMap& headers) {
+  size_t n = payload.size();
+  for (const auto& [key, value] : headers) n += key.size() + value.size() + 8;
+  return n;
 }
 
 std::string RandomProducerId() {
@@ -36,6 +110,8 @@ std::string RandomProducerId() {
 
 using Confirm = std::variant<std::promise<uint64_t>, ConfirmCallback>;
 
+// Sets the future or runs the callback. What a callback throws is dropped:
+// it must not end the receiving thread, and with it the process.
 void Resolve(Confirm& c, uint64_t id, const std::exception_ptr& error) {
   if (auto* promise = std::get_if<std::promise<uint64_t>>(&c)) {
     if (error) {
@@ -43,8 +119,13 @@ void Resolve(Confirm& c, uint64_t id, const std::exception_ptr& error) {
     } else {
       promise->set_value(id);
     }
-  } else if (auto& cb = std::get<ConfirmCallback>(c)) {
+    return;
+  }
+  auto& cb = std::get<ConfirmCallback>(c);
+  if (!cb) return;
+  try {
     cb(id, error);
+  } catch (...) {  // documented: ignored
   }
 }
 
@@ -56,57 +137,80 @@ class ProducerImpl {
       : options_(options),
         queue_(std::move(queue)),
         producer_id_(RandomProducerId()),
-        conn_(std::move(conn)) {
-    OpenStream();
+        conn_(std::move(conn)),
+        max_pending_(std::max<size_t>(1, options.max_batch_messages)),
+        max_in_flight_(std::max<size_t>(1, options.max_in_flight_batches)),
+        batch_messages_(max_pending_),
+        batch_bytes_(std::max<size_t>(1, options.max_batch_bytes)) {
     sender_ = std::thread([this] { SendLoop(); });
     receiver_ = std::thread([this] { ReceiveLoop(); });
   }
 
   ~ProducerImpl() {
-    Flush();
     {
-      std::lock_guard lock(mu_);
-      closing_ = true;
+      std::unique_lock lock(mu_);
+      closing_ = true;  // no more lingering: send everything now
+      send_cv_.notify_one();
+      room_cv_.wait_until(lock, Clock::now() + options_.close_timeout,
+                          [&] { return resolved_ >= accepted_; });
+      aborting_ = true;
+      if (ctx_) ctx_->TryCancel();
+      if (unary_ctx_ != nullptr) unary_ctx_->TryCancel();
     }
     send_cv_.notify_all();
+    room_cv_.notify_all();
+    recv_cv_.notify_all();
     sender_.join();
     receiver_.join();
   }
 
   void Send(OutgoingMessage message, Confirm confirm) {
+    const size_t bytes = MessageBytes(message.payload, message.headers);
     std::unique_lock lock(mu_);
-    // Bounded: at most one batch waits behind the ones in flight.
-    room_cv_.wait(lock, [&] { return failure_ || pending_.size() < options_.max_batch_messages; });
-    if (failure_) {
+    // Bounded: at most one batch waits behind the ones in flight. A confirm
+    // callback does not wait: the room may need its own thread to free.
+    if (pending_.size() >= max_pending_ && t_receiving_for != this) {
+      room_cv_.wait(lock, [&] { return failure_ || aborting_ || pending_.size() < max_pending_; });
+    }
+    if (failure_ || aborting_) {
+      const std::exception_ptr error = failure_ ? failure_ : Destroyed();
       lock.unlock();
-      Resolve(confirm, 0, failure_);
+      Resolve(confirm, 0, error);
       return;
     }
     const bool first = pending_.empty();
-    if (first) oldest_ = std::chrono::steady_clock::now();
-    pending_bytes_ += message.payload.size();
-    pending_.push_back({std::move(message), std::move(confirm)});
-    ++unconfirmed_;
+    if (first) oldest_ = Clock::now();
+    pending_bytes_ += bytes;
+    pending_.push_back({std::move(message), std::move(confirm), bytes});
+    ++accepted_;
     // The sender needs a nudge only to start the linger clock or to send a
     // full batch; waking it for every message would cost a syscall each.
-    const bool wake = first || pending_.size() >= options_.max_batch_messages ||
-                      pending_bytes_ >= options_.max_batch_bytes;
+    const bool wake = first || pending_.size() >= batch_messages_ || pending_bytes_ >= batch_bytes_;
+    const bool wake_receiver = first && receiver_idle_;
     lock.unlock();
     if (wake) send_cv_.notify_one();
+    if (wake_receiver) recv_cv_.notify_one();
   }
 
   void Flush() {
+    if (t_receiving_for == this) {
+      throw std::logic_error(
+          "basin::Producer::flush() called in a confirm callback: it would wait for the "
+          "thread that runs the callback");
+    }
     std::unique_lock lock(mu_);
-    flush_requested_ = true;
+    const uint64_t target = accepted_;
+    if (resolved_ >= target) return;
+    flush_upto_ = std::max(flush_upto_, target);
     send_cv_.notify_one();
-    room_cv_.wait(lock, [&] { return unconfirmed_ == 0; });
-    flush_requested_ = false;
+    room_cv_.wait(lock, [&] { return resolved_ >= target; });
   }
 
  private:
   struct Pending {
     OutgoingMessage message;
     Confirm confirm;
+    size_t bytes;  // as the broker counts them
   };
   // A batch sent and not yet confirmed, kept as sent for a resend.
   struct InFlight {
@@ -115,32 +219,34 @@ class ProducerImpl {
   };
   using Stream = grpc::ClientReaderWriter<v1::ProduceRequest, v1::ProduceResponse>;
 
-  void OpenStream() {
-    ctx_ = std::make_unique<grpc::ClientContext>();
-    stream_ = conn_->stub().Produce(ctx_.get());
-  }
-
   bool BatchReadyLocked() const {
     if (pending_.empty()) return false;
-    return closing_ || flush_requested_ || pending_.size() >= options_.max_batch_messages ||
-           pending_bytes_ >= options_.max_batch_bytes ||
-           std::chrono::steady_clock::now() - oldest_ >= options_.linger;
+    const uint64_t taken = accepted_ - pending_.size();  // the oldest pending is number taken + 1
+    return closing_ || taken < flush_upto_ || pending_.size() >= batch_messages_ ||
+           pending_bytes_ >= batch_bytes_ || Clock::now() - oldest_ >= options_.linger;
   }
 
-  // Takes the next batch off pending_ into a request that names the queue
-  // and the producer (the broker needs them in a stream's first request; they
-  // are cheap, so every request carries them and any may open a stream).
-  std::shared_ptr<const v1::ProduceRequest> TakeBatchLocked(std::vector<Confirm>* confirms) {
+  std::shared_ptr<v1::ProduceRequest> NewRequestLocked(uint64_t first_sequence) {
     auto req = std::make_shared<v1::ProduceRequest>();
+    // The broker needs the queue and the producer in a stream's first request;
+    // they are cheap, so every request carries them and any may open a stream.
     req->set_queue(queue_);
     req->set_batch_id(++batch_id_);
     req->set_producer_id(producer_id_);
-    req->set_first_sequence(next_sequence_);
+    req->set_first_sequence(first_sequence);
+    return req;
+  }
+
+  // Takes the next batch off pending_: at most batch_messages_ messages and
+  // batch_bytes_ bytes, the queue's bounds included, but never none (a message
+  // too large for the queue goes alone and fails by itself).
+  std::shared_ptr<const v1::ProduceRequest> TakeBatchLocked(std::vector<Confirm>* confirms) {
+    auto req = NewRequestLocked(next_sequence_);
     size_t bytes = 0;
-    while (!pending_.empty() && confirms->size() < options_.max_batch_messages &&
-           bytes < options_.max_batch_bytes) {
+    while (!pending_.empty() && confirms->size() < batch_messages_) {
       Pending& p = pending_.front();
-      bytes += p.message.payload.size();
+      if (!confirms->empty() && bytes + p.bytes > batch_bytes_) break;
+      bytes += p.bytes;
       v1::PutMessage* m = req->add_messages();
       m->set_payload(std::move(p.message.payload));
       m->mutable_headers()->insert(p.message.headers.begin(), p.message.headers.end());
@@ -149,8 +255,8 @@ class ProducerImpl {
       pending_.pop_front();
     }
     next_sequence_ += confirms->size();
-    pending_bytes_ -= std::min(pending_bytes_, bytes);
-    if (!pending_.empty()) oldest_ = std::chrono::steady_clock::now();
+    pending_bytes_ -= bytes;
+    if (!pending_.empty()) oldest_ = Clock::now();
     return req;
   }
 
@@ -161,19 +267,8 @@ class ProducerImpl {
       {
         std::unique_lock lock(mu_);
         for (;;) {
-          if (failure_ || (closing_ && pending_.empty() && in_flight_.empty())) {
-            if (!broken_) {
-              writing_ = true;
-              lock.unlock();
-              stream_->WritesDone();
-              lock.lock();
-              writing_ = false;
-              writes_done_ = true;
-              write_cv_.notify_all();
-            }
-            return;
-          }
-          const bool can_send = !broken_ && in_flight_.size() < options_.max_in_flight_batches;
+          if (aborting_ || failure_) return;
+          const bool can_send = !broken_ && in_flight_.size() < max_in_flight_;
           if (can_send && BatchReadyLocked()) break;
           if (!can_send || pending_.empty()) {
             send_cv_.wait(lock);
@@ -198,137 +293,290 @@ class ProducerImpl {
   }
 
   void ReceiveLoop() {
-    std::chrono::steady_clock::time_point broken_since{};
-    auto backoff = std::chrono::milliseconds(20);
-    for (;;) {
-      v1::ProduceResponse resp;
-      while (stream_->Read(&resp)) {
+    t_receiving_for = this;
+    Clock::time_point broken_since{};
+    auto backoff = kFirstBackoff;
+    bool learn = true;
+    while (Open(learn)) {
+      learn = false;
+      if (ReadConfirms()) {
         broken_since = {};
-        backoff = std::chrono::milliseconds(20);
-        InFlight batch;
-        {
-          std::lock_guard lock(mu_);
-          if (in_flight_.empty()) break;
-          batch = std::move(in_flight_.front());
-          in_flight_.pop_front();
-        }
-        send_cv_.notify_one();  // a slot for the next batch
-        for (size_t i = 0; i < batch.confirms.size(); ++i) {
-          const v1::PutResult& r = resp.results(static_cast<int>(i));
-          if (r.error_reason().empty()) {
-            Resolve(batch.confirms[i], r.message_id(), nullptr);
-          } else {
-            Resolve(batch.confirms[i], 0, ErrorFor(r.error_reason(), r.error_message()));
-          }
-        }
-        Confirmed(batch.confirms.size());
+        backoff = kFirstBackoff;
       }
-      // The stream ended. Stop the sender writing to it, then learn why.
-      {
-        std::unique_lock lock(mu_);
-        broken_ = true;
-        write_cv_.wait(lock, [&] { return !writing_; });
-      }
-      const grpc::Status status = stream_->Finish();
-      bool done = false;
+      const grpc::Status status = EndStream();
       {
         std::lock_guard lock(mu_);
-        done = writes_done_ && in_flight_.empty();
+        if (aborting_) break;
       }
-      if (done) return;
-      const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE;
-      const auto now = std::chrono::steady_clock::now();
-      if (broken_since == std::chrono::steady_clock::time_point{}) broken_since = now;
-      if (!retryable || options_.reconnect_for.count() == 0 ||
-          now - broken_since >= options_.reconnect_for) {
-        return FailAll(status);
+      const std::exception_ptr error = StreamError(status, *ctx_);
+      if (Permanent(error)) return FailAll(error, true);
+      if (Retryable(status)) {
+        const auto now = Clock::now();
+        if (broken_since == Clock::time_point{}) broken_since = now;
+        if (now - broken_since < options_.reconnect_for) {
+          if (!Pause(&backoff)) break;
+          continue;
+        }
+        // Out of time: what is unconfirmed fails, and the next send() starts
+        // a new round (rather than reconnecting with nothing to send).
+        FailAll(error, false);
+        broken_since = {};
+        backoff = kFirstBackoff;
+        if (!AwaitWork()) break;
+        continue;
       }
-      std::this_thread::sleep_for(backoff);  // the broker is away: do not spin
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
-      Reopen();
+      // A refusal answers the first unconfirmed batch. A batch the queue can
+      // never hold (its bounds changed, or were unknown) is cut to the bounds
+      // and resent; any other refusal fails that batch alone.
+      if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT && LearnLimits() &&
+          SplitInFlight()) {
+        continue;
+      }
+      FailHead(error);
+      if (!Pause(&backoff)) break;
     }
+    FailAll(Destroyed(), false);
   }
 
-  // A new stream, and every unconfirmed batch resent on it in order (same
-  // sequence numbers, so the broker answers duplicates with their ids).
-  void Reopen() {
+  // Opens a stream and resends every unconfirmed batch on it, in order, with
+  // the same sequence numbers (the broker answers what it already holds with
+  // the original ids). False once the producer is being destroyed.
+  bool Open(bool learn) {
+    if (learn) LearnLimits();
+    {
+      std::lock_guard lock(mu_);
+      if (aborting_) return false;
+      stream_.reset();  // before the context it uses
+      ctx_ = std::make_unique<grpc::ClientContext>();
+    }
+    // From here the destructor may cancel ctx_, even before the call starts.
+    std::unique_ptr<Stream> stream = conn_->stub().Produce(ctx_.get());
     std::vector<std::shared_ptr<const v1::ProduceRequest>> resend;
     {
       std::lock_guard lock(mu_);
-      OpenStream();
+      stream_ = std::move(stream);
+      resend.reserve(in_flight_.size());
       for (const InFlight& b : in_flight_) resend.push_back(b.req);
-      writing_ = true;
     }
+    // broken_ keeps the sender off the stream meanwhile.
     for (const auto& req : resend) {
       if (!stream_->Write(*req)) break;  // shows as the end of the new stream
     }
     {
       std::lock_guard lock(mu_);
-      writing_ = false;
       broken_ = false;
     }
     send_cv_.notify_one();
+    return true;
   }
 
-  void FailAll(const grpc::Status& status) {
-    std::exception_ptr failure;
-    try {
-      if (status.ok()) throw Unavailable(14, "", "Produce stream closed");
-      Throw(status, *ctx_);
-    } catch (...) {
-      failure = std::current_exception();
+  // Reads confirms until the stream ends; true if any came.
+  bool ReadConfirms() {
+    bool any = false;
+    v1::ProduceResponse resp;
+    while (stream_->Read(&resp)) {
+      InFlight batch;
+      {
+        std::lock_guard lock(mu_);
+        if (in_flight_.empty()) {  // a confirm of nothing: end this stream
+          ctx_->TryCancel();
+          continue;
+        }
+        batch = std::move(in_flight_.front());
+        in_flight_.pop_front();
+      }
+      any = true;
+      send_cv_.notify_one();  // a slot for the next batch
+      const size_t answered = static_cast<size_t>(resp.results_size());
+      for (size_t i = 0; i < batch.confirms.size(); ++i) {
+        if (i >= answered) {
+          Resolve(batch.confirms[i], 0,
+                  std::make_exception_ptr(
+                      Error(kInternal, "", "the broker's confirm has no result for this message")));
+          continue;
+        }
+        const v1::PutResult& r = resp.results(static_cast<int>(i));
+        if (r.error_reason().empty()) {
+          Resolve(batch.confirms[i], r.message_id(), nullptr);
+        } else {
+          Resolve(batch.confirms[i], 0, ErrorFor(r.error_reason(), r.error_message()));
+        }
+      }
+      Resolved(batch.confirms.size());
     }
+    return any;
+  }
+
+  // The stream ended: keeps the sender off it, then learns why.
+  grpc::Status EndStream() {
+    {
+      std::unique_lock lock(mu_);
+      broken_ = true;
+      write_cv_.wait(lock, [&] { return !writing_; });
+    }
+    return stream_->Finish();
+  }
+
+  // Reads the queue's max_size and max_bytes and bounds batches by them; true
+  // if they were read. An error leaves the bounds as they were (a missing
+  // queue is the stream's to report).
+  bool LearnLimits() {
+    grpc::ClientContext ctx;
+    SetCallDeadline(&ctx, std::chrono::milliseconds(0));
+    {
+      std::lock_guard lock(mu_);
+      if (aborting_) return false;
+      unary_ctx_ = &ctx;
+    }
+    v1::GetQueueRequest req;
+    req.set_name(queue_);
+    v1::GetQueueResponse resp;
+    const grpc::Status status = conn_->stub().GetQueue(&ctx, req, &resp);
+    std::lock_guard lock(mu_);
+    unary_ctx_ = nullptr;
+    if (!status.ok()) return false;
+    const uint64_t max_size = resp.queue().max_size();
+    const uint64_t max_bytes = resp.queue().options().max_bytes();
+    batch_messages_ = max_pending_;
+    if (max_size != 0) batch_messages_ = std::min<uint64_t>(batch_messages_, max_size);
+    batch_bytes_ = std::max<size_t>(1, options_.max_batch_bytes);
+    if (max_bytes != 0) batch_bytes_ = std::min<uint64_t>(batch_bytes_, max_bytes);
+    return true;
+  }
+
+  // Cuts every unconfirmed batch larger than the bounds into batches within
+  // them, numbered as before; true if the first one was cut.
+  bool SplitInFlight() {
+    std::lock_guard lock(mu_);
+    std::deque<InFlight> out;
+    bool head_split = false;
+    for (InFlight& b : in_flight_) {
+      const int n = b.req->messages_size();
+      size_t total = 0;
+      for (const v1::PutMessage& m : b.req->messages()) {
+        total += MessageBytes(m.payload(), m.headers());
+      }
+      if (static_cast<size_t>(n) <= batch_messages_ && (n <= 1 || total <= batch_bytes_)) {
+        out.push_back(std::move(b));
+        continue;
+      }
+      if (out.empty()) head_split = true;
+      for (int i = 0; i < n;) {
+        auto req = NewRequestLocked(b.req->first_sequence() + static_cast<uint64_t>(i));
+        std::vector<Confirm> confirms;
+        size_t bytes = 0;
+        while (i < n && confirms.size() < batch_messages_) {
+          const v1::PutMessage& m = b.req->messages(i);
+          const size_t one = MessageBytes(m.payload(), m.headers());
+          if (!confirms.empty() && bytes + one > batch_bytes_) break;
+          bytes += one;
+          *req->add_messages() = m;
+          confirms.push_back(std::move(b.confirms[static_cast<size_t>(i)]));
+          ++i;
+        }
+        out.push_back({std::move(req), std::move(confirms)});
+      }
+    }
+    in_flight_.swap(out);
+    return head_split;
+  }
+
+  // Fails the first unconfirmed batch, the one a refusal answered.
+  void FailHead(const std::exception_ptr& error) {
+    InFlight batch;
+    {
+      std::lock_guard lock(mu_);
+      if (in_flight_.empty()) return;
+      batch = std::move(in_flight_.front());
+      in_flight_.pop_front();
+    }
+    send_cv_.notify_one();
+    for (Confirm& c : batch.confirms) Resolve(c, 0, error);
+    Resolved(batch.confirms.size());
+  }
+
+  // Fails every unconfirmed message; a permanent error fails later sends too.
+  void FailAll(const std::exception_ptr& error, bool permanent) {
     std::deque<InFlight> lost;
     std::deque<Pending> unsent;
     {
       std::lock_guard lock(mu_);
-      failure_ = failure;
+      if (permanent) failure_ = error;
       lost.swap(in_flight_);
       unsent.swap(pending_);
+      pending_bytes_ = 0;
     }
     send_cv_.notify_all();
-    size_t n = 0;
+    room_cv_.notify_all();
+    size_t n = unsent.size();
     for (InFlight& b : lost) {
-      for (auto& c : b.confirms) Resolve(c, 0, failure);
+      for (Confirm& c : b.confirms) Resolve(c, 0, error);
       n += b.confirms.size();
     }
-    for (Pending& p : unsent) Resolve(p.confirm, 0, failure);
-    Confirmed(n + unsent.size());
+    for (Pending& p : unsent) Resolve(p.confirm, 0, error);
+    Resolved(n);
   }
 
-  void Confirmed(size_t n) {
+  // `n` more messages, the oldest unresolved ones, are resolved.
+  void Resolved(size_t n) {
     {
       std::lock_guard lock(mu_);
-      unconfirmed_ -= std::min(unconfirmed_, n);
+      resolved_ += n;
     }
     room_cv_.notify_all();
+  }
+
+  // Waits `backoff` (doubling it for next time) unless the producer is being
+  // destroyed; false if it is.
+  bool Pause(std::chrono::milliseconds* backoff) {
+    std::unique_lock lock(mu_);
+    recv_cv_.wait_for(lock, *backoff, [&] { return aborting_; });
+    *backoff = std::min(*backoff * 2, kMaxBackoff);
+    return !aborting_;
+  }
+
+  // Waits for a message to send; false if the producer is being destroyed.
+  bool AwaitWork() {
+    std::unique_lock lock(mu_);
+    receiver_idle_ = true;
+    recv_cv_.wait(lock, [&] { return aborting_ || !pending_.empty(); });
+    receiver_idle_ = false;
+    return !aborting_;
   }
 
   const ProducerOptions options_;
   const std::string queue_;
   const std::string producer_id_;
   const std::shared_ptr<Connection> conn_;
+  const size_t max_pending_;
+  const size_t max_in_flight_;
 
   std::mutex mu_;
   std::condition_variable send_cv_;   // the sender: a batch may be ready
-  std::condition_variable room_cv_;   // send() and flush(): room, confirms
+  std::condition_variable room_cv_;   // send(), flush(), ~Producer: room, confirms
   std::condition_variable write_cv_;  // the receiver: the sender's write ended
-  // Replaced only by the receiver, while broken_ keeps the sender off it.
+  std::condition_variable recv_cv_;   // the receiver: work to do, or destruction
+  // Replaced only by the receiver, while broken_ keeps the sender off them.
   std::unique_ptr<grpc::ClientContext> ctx_;
   std::unique_ptr<Stream> stream_;
+  grpc::ClientContext* unary_ctx_ = nullptr;  // the receiver's GetQueue in progress
+  size_t batch_messages_;                     // bounds of a batch, the queue's included
+  size_t batch_bytes_;
   std::deque<Pending> pending_;
   size_t pending_bytes_ = 0;
-  std::chrono::steady_clock::time_point oldest_;
+  Clock::time_point oldest_;
   std::deque<InFlight> in_flight_;
-  size_t unconfirmed_ = 0;
+  uint64_t accepted_ = 0;    // messages send() took, ever
+  uint64_t resolved_ = 0;    // of those, resolved (in order), callbacks returned
+  uint64_t flush_upto_ = 0;  // send messages up to this number without lingering
   uint64_t batch_id_ = 0;
   uint64_t next_sequence_ = 1;
-  bool flush_requested_ = false;
-  bool closing_ = false;
-  bool broken_ = false;   // the stream ended; the receiver is reconnecting
-  bool writing_ = false;  // a Write or WritesDone is in progress
-  bool writes_done_ = false;
-  std::exception_ptr failure_;
+  bool closing_ = false;   // the destructor waits for the last confirms
+  bool aborting_ = false;  // the destructor stops everything
+  bool broken_ = true;     // no stream to write to: the receiver is (re)opening one
+  bool writing_ = false;   // the sender's Write is in progress
+  bool receiver_idle_ = false;
+  std::exception_ptr failure_;  // permanent: the queue is gone or closed
 
   std::thread sender_;
   std::thread receiver_;

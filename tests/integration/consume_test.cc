@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -243,6 +244,76 @@ TEST(ConsumeTest, EightStreamProducersEightStreamConsumersExactlyOnce) {
   for (auto& s : seen) missing += s.load() == 0;
   EXPECT_EQ(missing, 0);
   EXPECT_EQ(q.info().stats.total_done, static_cast<uint64_t>(kTotal));
+}
+
+// The destructor sends the acks still batched, half-closes and lets the
+// broker end the stream, so the acks are applied before the stream's held
+// messages go back: nothing acked is delivered again.
+TEST(ConsumeTest, DestroyedConsumerKeepsItsLastAcks) {
+  constexpr int kRounds = 20, kPerRound = 10;
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  for (int round = 0; round < kRounds; ++round) {
+    q.put_batch(std::vector<OutgoingMessage>(kPerRound, OutgoingMessage{"m", {}, {}}));
+    Consumer consumer(client, "q", {.prefetch = kPerRound, .ack_batch = 1000});
+    for (int i = 0; i < kPerRound; ++i) consumer.ack(*consumer.next());
+  }
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.consumers.empty(); }));
+  const QueueStats s = q.info().stats;
+  EXPECT_EQ(s.total_redelivered, 0u) << "acks were lost when a consumer was destroyed";
+  EXPECT_EQ(s.total_done, static_cast<uint64_t>(kRounds * kPerRound));
+  EXPECT_EQ(s.unfinished, 0u);
+}
+
+TEST(ConsumeTest, CloseAppliesPendingAcksAndEndsTheStream) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  for (int i = 0; i < 5; ++i) q.put(std::to_string(i));
+  Consumer consumer(client, "q", {.prefetch = 5, .ack_batch = 1000});
+  const Message first = *consumer.next();
+  const Message second = *consumer.next();
+  consumer.ack(first);
+  consumer.close();
+  EXPECT_FALSE(consumer.next().has_value()) << "next() after close()";
+  consumer.ack(second);  // no stream any more: nothing happens
+  consumer.close();      // twice is fine
+  const QueueStats s = q.info().stats;
+  EXPECT_TRUE(s.consumers.empty()) << "the stream ended when close() returned";
+  EXPECT_EQ(s.total_done, 1u);
+  EXPECT_EQ(s.size, 4u) << "what the stream held and did not ack went back";
+}
+
+// Tags are per stream: consumer B's delivery 1 and consumer A's delivery 1
+// carry the same number. Acking A's message through B is refused rather than
+// acking B's own delivery.
+TEST(ConsumeTest, AMessageIsAckedOnlyThroughItsOwnConsumer) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  q.put("a");
+  q.put("b");
+  q.put("unary");
+  Consumer a(client, "q", {.prefetch = 1});
+  const Message from_a = *a.next();
+  Consumer b(client, "q", {.prefetch = 1});
+  const Message from_b = *b.next();
+  const Message from_get = q.get(seconds(5));
+  EXPECT_THROW(b.ack(from_a), std::invalid_argument);
+  EXPECT_THROW(b.release(from_a), std::invalid_argument);
+  EXPECT_THROW(b.extend(from_a), std::invalid_argument);
+  EXPECT_THROW(b.ack(from_get), std::invalid_argument);
+  b.flush();
+  a.ack(from_a);
+  a.flush();
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.total_done == 1; }));
+  // B still holds its own delivery, unacked; it acks it itself.
+  EXPECT_EQ(q.info().stats.in_flight, 2u);
+  b.ack(from_b);
+  b.flush();
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.total_done == 2; }));
+  q.task_done(from_get);
 }
 
 }  // namespace

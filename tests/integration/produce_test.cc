@@ -1,13 +1,17 @@
 // Batches, idempotent puts and the Produce stream against the real broker.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "basin/client.h"
 #include "basin/producer.h"
 #include "broker_process.h"
+#include "returns_within.h"
 
 namespace basin {
 namespace {
@@ -15,7 +19,39 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::BrokerProcess;
+using testing::ReturnsWithin;
 using testing::WaitFor;
+
+// Takes `n` messages off `q`, task_doning each: room for a producer.
+class Drainer {
+ public:
+  Drainer(Queue q, size_t n)
+      : thread_([this, q, n] {
+          while (payloads_.size() < n && !stop_) {
+            try {
+              for (const Message& m : q.get_batch(100, milliseconds(50))) {
+                payloads_.push_back(m.payload());
+                q.task_done(m);
+              }
+            } catch (const Empty&) {
+            }
+          }
+        }) {}
+  ~Drainer() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // Once all `n` are taken: their payloads, in order.
+  const std::vector<std::string>& Wait() {
+    if (thread_.joinable()) thread_.join();
+    return payloads_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::string> payloads_;
+  std::thread thread_;
+};
 
 TEST(ProduceTest, ProducerStallsOnAFullQueueAndLosesNothing) {
   constexpr int kMessages = 5'000;
@@ -106,6 +142,169 @@ TEST(ProduceTest, BatchPutIsAllOrNothingAndBatchGetTakesWhatIsReady) {
   EXPECT_EQ(got[2].payload(), "y");
   for (const Message& m : got) q.task_done(m);
   EXPECT_THROW(q.get_batch(10, milliseconds(50)), Empty);
+}
+
+// A burst larger than a bounded queue could ever hold in one batch is split
+// into batches the queue can take (max_size, max_bytes), instead of being
+// refused whole; a message larger than max_bytes still fails, alone.
+TEST(ProduceTest, BurstIntoASmallQueueIsSplitIntoBatchesThatFit) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto counted = client.queue("counted", {.max_size = 3});
+  auto sized = client.queue("sized", {.max_bytes = 100});
+  // A long linger: unless clamped, each burst goes out as one batch at flush().
+  Producer by_count(client, "counted", {.linger = seconds(60)});
+  Producer by_bytes(client, "sized", {.linger = seconds(60)});
+  std::vector<std::future<uint64_t>> counted_ids, sized_ids;
+  for (int i = 0; i < 20; ++i) counted_ids.push_back(by_count.send(std::to_string(i)));
+  for (int i = 0; i < 10; ++i) {
+    if (i == 4) sized_ids.push_back(by_bytes.send(std::string(150, 'x')));  // > max_bytes
+    sized_ids.push_back(by_bytes.send(std::string(30, static_cast<char>('a' + i))));
+  }
+  Drainer drain_counted(counted, 20), drain_sized(sized, 10);
+  by_count.flush();
+  by_bytes.flush();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(counted_ids[i].get(), static_cast<uint64_t>(i + 1));
+  uint64_t next_id = 1;
+  for (size_t i = 0; i < sized_ids.size(); ++i) {
+    if (i == 4) {
+      EXPECT_THROW(sized_ids[i].get(), MessageTooLarge);
+    } else {
+      EXPECT_EQ(sized_ids[i].get(), next_id++);
+    }
+  }
+  const std::vector<std::string>& got = drain_counted.Wait();
+  ASSERT_EQ(got.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(got[i], std::to_string(i)) << "order";
+  EXPECT_EQ(drain_sized.Wait().size(), 10u);
+}
+
+// An error that is not about the queue itself (here: the queue's cap on
+// blocked putters) fails the batch it answered; the producer goes on.
+TEST(ProduceTest, AFailedBatchFailsOnlyItsOwnMessages) {
+  BrokerProcess broker({"--max-waiters-per-queue", "1"});
+  Client client(broker.address());
+  auto q = client.queue("q", {.max_size = 1});
+  q.put("filler");
+  Producer waiting(client, "q");
+  auto first = waiting.send("first");
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_putters == 1; }));
+  Producer refused(client, "q");
+  EXPECT_THROW(refused.send("refused").get(), TooManyWaiters);
+  q.task_done(q.get(seconds(5)));  // room for "first"
+  EXPECT_EQ(first.get(), 2u);
+  q.task_done(q.get(seconds(5)));
+  EXPECT_EQ(refused.send("later").get(), 3u) << "the earlier error stuck to the producer";
+  EXPECT_EQ(q.get(seconds(5)).payload(), "later");
+}
+
+// A deleted queue is the one error that lasts: what was unconfirmed fails, and
+// so does every later send, even once a queue of that name exists again.
+TEST(ProduceTest, ADeletedQueueFailsEverySendThatFollows) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {.max_size = 1});
+  q.put("filler");
+  Producer producer(client, "q");
+  auto waiting = producer.send("waiting");
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_putters == 1; }));
+  client.delete_queue("q");
+  EXPECT_THROW(waiting.get(), NotFound);
+  EXPECT_THROW(producer.send("after").get(), NotFound);
+  client.queue("q", {});
+  EXPECT_THROW(producer.send("recreated").get(), NotFound);
+  producer.flush();  // nothing unconfirmed: returns at once
+}
+
+// The broker stops reading while a batch waits for room; destroying the
+// producer then waits a bounded time, fails what is unconfirmed and returns.
+TEST(ProduceTest, DestructorIsBoundedWhileTheQueueStaysFull) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {.max_size = 1});
+  q.put("filler");
+  auto producer = std::make_unique<Producer>(client, "q");
+  auto stuck = producer->send("stuck");
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_putters == 1; }));
+  auto destroyed = std::async(std::launch::async, [&] { producer.reset(); });
+  const bool bounded = destroyed.wait_for(seconds(10)) == std::future_status::ready;
+  if (!bounded) q.task_done(q.get(seconds(5)));  // let an unbounded destructor end
+  destroyed.get();
+  EXPECT_TRUE(bounded) << "~Producer waited for a queue that stayed full";
+  EXPECT_THROW(stuck.get(), Error);
+  // The broker dropped the batch with the stream: nothing of it went in.
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_putters == 0; }));
+  EXPECT_EQ(q.info().stats.total_put, 1u);
+}
+
+TEST(ProduceTest, AThrowingConfirmCallbackIsContained) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  client.queue("q", {});
+  Producer producer(client, "q");
+  producer.send("a",
+                [](uint64_t, std::exception_ptr) { throw std::runtime_error("callback bug"); });
+  auto after = producer.send("b");
+  EXPECT_EQ(after.get(), 2u) << "the producer goes on after a callback threw";
+  producer.flush();
+}
+
+// flush() in a confirm callback would wait for its own confirm: it fails at
+// once. send() in a callback never waits for room, so it cannot deadlock.
+TEST(ProduceTest, CallbacksMaySendButNotFlush) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  // One message a batch, one batch in flight: a send that waited for room in a
+  // callback would wait for the callback's own thread.
+  auto producer = std::make_unique<Producer>(
+      client, "q", ProducerOptions{.max_batch_messages = 1, .max_in_flight_batches = 1});
+  auto flush_refused = std::make_shared<std::atomic<bool>>(false);
+  auto chained = std::make_shared<std::atomic<int>>(0);
+  Producer* p = producer.get();
+  p->send("first", [p, flush_refused, chained](uint64_t, std::exception_ptr) {
+    try {
+      p->flush();
+    } catch (const std::logic_error&) {
+      *flush_refused = true;
+    }
+    for (int i = 0; i < 5; ++i) {
+      p->send("chained", [chained](uint64_t, std::exception_ptr error) {
+        if (!error) ++*chained;
+      });
+    }
+  });
+  if (!ReturnsWithin(seconds(10), [p] { p->flush(); })) {
+    producer.release();  // deadlocked: leave it, and its threads, behind
+    FAIL() << "flush() or send() in a confirm callback deadlocked";
+  }
+  EXPECT_TRUE(*flush_refused);
+  ASSERT_TRUE(WaitFor([&] { return *chained == 5; }));
+  EXPECT_EQ(q.info().stats.total_put, 6u);
+}
+
+// Under steady load flush() must return: it waits for what was sent before
+// it was called, not for everything sent since.
+TEST(ProduceTest, FlushWaitsOnlyForMessagesSentBeforeIt) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {.max_size = 1});
+  q.put("filler");
+  Producer producer(client, "q", {.linger = std::chrono::hours(1)});
+  auto before = producer.send("before");
+  auto flushed = std::async(std::launch::async, [&] { producer.flush(); });
+  // The linger is an hour: only flush() sends "before", which waits for room.
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_putters == 1; }));
+  auto after = producer.send("after");
+  q.task_done(q.get(seconds(5)));  // room for one: "before" goes in, the queue is full again
+  const bool returned = flushed.wait_for(seconds(10)) == std::future_status::ready;
+  if (!returned) q.task_done(q.get(seconds(5)));  // room for "after": an old flush() returns
+  flushed.get();
+  EXPECT_TRUE(returned) << "flush() waited for a message sent after it was called";
+  EXPECT_EQ(before.get(), 2u);
+  if (returned) q.task_done(q.get(seconds(5)));
+  producer.flush();
+  EXPECT_EQ(after.get(), 3u);
 }
 
 }  // namespace

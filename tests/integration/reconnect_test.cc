@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -14,13 +16,17 @@
 #include "basin/producer.h"
 #include "broker_process.h"
 #include "tcp_proxy.h"
+#include "temp_dir.h"
 
 namespace basin {
 namespace {
 
+using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::BrokerProcess;
 using testing::TcpProxy;
+using testing::TempDir;
+using testing::WaitFor;
 
 TEST(ReconnectTest, ProducerResendsAcrossCutsAndNothingIsEnqueuedTwice) {
   constexpr int kMessages = 30'000;
@@ -87,6 +93,77 @@ TEST(ReconnectTest, ConsumerReconnectsAndOnlyWhatItHeldComesAgain) {
   const QueueStats s = q.info().stats;
   EXPECT_EQ(s.unfinished, 0u);
   EXPECT_EQ(s.total_done, static_cast<uint64_t>(kMessages));
+}
+
+// The broker is gone with a batch unconfirmed, so the producer is
+// reconnecting (for 30 s by default) when it is destroyed: the destructor
+// stops that, fails the batch and returns.
+TEST(ReconnectTest, ProducerDestroyedWhileReconnectingReturnsPromptly) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {.max_size = 1});
+  q.put("filler");
+  auto producer = std::make_unique<Producer>(client, "q");
+  auto stuck = producer->send("stuck");
+  ASSERT_TRUE(WaitFor([&] { return q.info().stats.waiting_putters == 1; }));
+  broker.Kill();
+  auto destroyed = std::async(std::launch::async, [&] { producer.reset(); });
+  const bool bounded = destroyed.wait_for(seconds(10)) == std::future_status::ready;
+  destroyed.get();
+  EXPECT_TRUE(bounded) << "~Producer kept reconnecting";
+  EXPECT_THROW(stuck.get(), Error);
+}
+
+// When reconnect_for runs out the unconfirmed messages fail, but the producer
+// is not finished: once the broker is back, later sends go through.
+TEST(ReconnectTest, ProducerWorksAgainAfterItsReconnectTimeRanOut) {
+  auto broker = std::make_unique<BrokerProcess>();
+  const std::string address = broker->address();
+  Client client(address);
+  client.queue("q", {});
+  Producer producer(client, "q", {.reconnect_for = milliseconds(200)});
+  EXPECT_EQ(producer.send("before").get(), 1u);
+  broker->Kill();
+  EXPECT_THROW(producer.send("lost").get(), Unavailable);
+  broker = std::make_unique<BrokerProcess>(std::vector<std::string>{"--listen", address});
+  // The queue was in memory: make it again, over the producer's own channel.
+  ASSERT_TRUE(WaitFor([&] { return client.healthy(); }));
+  auto q = client.queue("q", {});
+  EXPECT_EQ(producer.send("after").get(), 1u) << "the producer stayed failed";
+  EXPECT_EQ(q.get(seconds(5)).payload(), "after");
+}
+
+// A producer opened while the broker is away cannot read the queue's bounds
+// then: its first batch is refused as one that can never fit, and the
+// producer reads the bounds, cuts the batch to them and resends.
+TEST(ReconnectTest, ProducerThatMissedTheQueueBoundsCutsARefusedBatch) {
+  TempDir tmp;
+  const std::string data = tmp.Sub("data");
+  auto broker = std::make_unique<BrokerProcess>(std::vector<std::string>{"--data-dir", data});
+  const std::string address = broker->address();
+  Client client(address);
+  client.queue("small", {.max_size = 3, .durable = true});
+  broker->Stop();
+  // One batch of 20, sent once all 20 are there.
+  Producer producer(client, "small", {.max_batch_messages = 20, .linger = seconds(60)});
+  std::vector<std::future<uint64_t>> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(producer.send(std::to_string(i)));
+  broker = std::make_unique<BrokerProcess>(
+      std::vector<std::string>{"--listen", address, "--data-dir", data});
+  ASSERT_TRUE(WaitFor([&] { return client.healthy(); }));
+  auto q = client.queue("small");
+  std::vector<std::string> got;
+  while (got.size() < 20) {
+    for (const Message& m : q.get_batch(20, seconds(20))) {
+      got.push_back(m.payload());
+      q.task_done(m);
+    }
+  }
+  producer.flush();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(got[static_cast<size_t>(i)], std::to_string(i)) << "order";
+    EXPECT_EQ(ids[static_cast<size_t>(i)].get(), static_cast<uint64_t>(i + 1));
+  }
 }
 
 }  // namespace

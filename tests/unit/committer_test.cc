@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "storage_faults.h"
 #include "temp_dir.h"
 
 namespace basin::storage {
@@ -123,6 +124,79 @@ TEST_F(CommitterTest, AFailedWriteLeavesTheLogIntactAndLaterAppendsWork) {
       &error);
   EXPECT_EQ(bodies, (std::vector<std::string>{"before", "after"}));
   EXPECT_TRUE(report.damage.empty());
+}
+
+// One commit whose records span a roll: the roll synced the first ones into
+// the old segment, so they are durable (a restart brings them back) and their
+// caller must hear so, even though the records after the roll could not be
+// written.
+TEST_F(CommitterTest, ACommitSpanningARollReportsExactlyWhatWasMadeDurable) {
+  std::promise<void> blocked, release;
+  std::shared_future<void> released = release.get_future().share();
+  bool first_write = true;
+  testing::StorageFaults faults;
+  const LogOptions options{.max_segment_bytes = 300,
+                           .faults = [&](FileOp op, const std::string& path) {
+                             // The first write holds the committer, so that the next two appends
+                             // wait together and share one commit.
+                             if (op == FileOp::kWrite && std::exchange(first_write, false)) {
+                               blocked.set_value();
+                               released.wait();
+                             }
+                             return faults.Hook()(op, path);
+                           }};
+  const std::string a(150, 'a'), b(150, 'b');
+  {
+    Committer committer(FsyncPolicy::kAlways, milliseconds(5));
+    IoError error;
+    auto log = committer.Adopt(SegmentedLog::Open(
+        dir_, options, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &error));
+    std::promise<bool> first, second, third;
+    log->Append({{1, "first"}}, [&](const IoError* e, uint64_t) { first.set_value(!e); });
+    blocked.get_future().wait();
+    // The disk fills after two more writes: the held one ("first") and the
+    // roll's (`a`, into the first segment); `b`, in the second, fails.
+    faults.Fail(FileOp::kWrite, ENOSPC, "", 2);
+    log->Append({{1, a}}, [&](const IoError* e, uint64_t) { second.set_value(!e); });
+    log->Append({{1, b}}, [&](const IoError* e, uint64_t) { third.set_value(!e); });
+    release.set_value();
+    EXPECT_TRUE(first.get_future().get());
+    EXPECT_TRUE(second.get_future().get()) << "synced by the roll, yet reported as failed";
+    EXPECT_FALSE(third.get_future().get());
+  }
+  std::vector<std::string> bodies;
+  Open(&bodies);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"first", a}));
+}
+
+// Compaction deletes segments whose contents the rewrite restates, so the
+// rewrite is synced first whatever the policy; if it cannot be, nothing is
+// deleted (and under `never` the written records stay).
+TEST_F(CommitterTest, ACompactionDropsNothingUntilItsRewriteIsSynced) {
+  testing::StorageFaults faults;
+  const LogOptions options{.max_segment_bytes = 200, .faults = faults.Hook()};
+  Committer committer(FsyncPolicy::kNever, milliseconds(5));
+  IoError error;
+  auto log = committer.Adopt(SegmentedLog::Open(
+      dir_, options, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &error));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(AppendAndWait(*log, std::string(50, 'x')));
+  const size_t segments = log->segments();
+  ASSERT_GE(segments, 3u);
+  faults.Fail(FileOp::kSync, EIO);
+  log->Compact({{1, "rewrite 1"}}, UINT64_MAX);
+  EXPECT_TRUE(AppendAndWait(*log, "written"));
+  EXPECT_GE(faults.failed(), 1);
+  EXPECT_EQ(log->segments(), segments);
+  faults.Clear();
+  log->Compact({{1, "rewrite 2"}}, UINT64_MAX);
+  EXPECT_TRUE(AppendAndWait(*log, "after"));
+  EXPECT_EQ(log->segments(), 1u);
+  log.reset();
+  std::vector<std::string> bodies;
+  Open(&bodies);
+  ASSERT_GE(bodies.size(), 2u);
+  EXPECT_EQ(std::vector<std::string>(bodies.end() - 2, bodies.end()),
+            (std::vector<std::string>{"rewrite 2", "after"}));
 }
 
 }  // namespace

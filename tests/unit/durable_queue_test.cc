@@ -44,7 +44,7 @@ class ManualJournal final : public QueueJournal {
   void Commit(std::optional<Error> error = std::nullopt) {
     PutCall call = std::move(puts.front());
     puts.pop_front();
-    call.committed(std::move(error));
+    call.committed(std::move(error), Clock::now());
   }
 
   std::deque<PutCall> puts;
@@ -125,7 +125,7 @@ TEST_F(DurableQueueTest, PendingPutsTakeRoomAndBecomeReadyInAdmissionOrder) {
   // The second write is confirmed first; the first batch still leads.
   auto second = std::move(journal_->puts.back());
   journal_->puts.pop_back();
-  second.committed(std::nullopt);
+  second.committed(std::nullopt, Clock::now());
   EXPECT_FALSE(b.has_value());
   EXPECT_FALSE(TryGet(*q)->ok());
   journal_->Commit();

@@ -7,6 +7,7 @@
 #include <future>
 
 #include "broker/storage/queue_records.h"
+#include "storage_faults.h"
 #include "temp_dir.h"
 
 namespace basin::storage {
@@ -57,8 +58,9 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
     keys.dedup_ids = {{"d-1", 1}};
     keys.producer = "p";
     keys.sequences = {{10, 1}, {11, 2}};
-    journal.Put({msgs[0].get(), msgs[1].get(), msgs[2].get(), msgs[3].get()}, keys,
-                [&](std::optional<core::Error> e) { committed.set_value(std::move(e)); });
+    journal.Put(
+        {msgs[0].get(), msgs[1].get(), msgs[2].get(), msgs[3].get()}, keys,
+        [&](std::optional<core::Error> e, core::TimePoint) { committed.set_value(std::move(e)); });
     journal.Binding("orders.*", true);
     journal.Binding("gone", true);
     journal.Binding("gone", false);
@@ -66,7 +68,7 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
     journal.Delivered({1, 2});
     journal.Done({1});
     std::promise<void> closed;
-    journal.Closed([&](std::optional<core::Error>) { closed.set_value(); });
+    journal.Closed([&](std::optional<core::Error>, core::TimePoint) { closed.set_value(); });
     closed.get_future().wait();
   }
   QueueReplay replay;
@@ -107,7 +109,7 @@ TEST(LogJournalTest, CompactionDropsSegmentsWhoseMessagesAreDone) {
   auto put = [&](LogJournal& journal) {
     auto m = Message::Make(next_id++, payload, {});
     std::promise<void> written;
-    journal.Put({m.get()}, {}, [&](std::optional<core::Error> e) {
+    journal.Put({m.get()}, {}, [&](std::optional<core::Error> e, core::TimePoint) {
       EXPECT_FALSE(e.has_value());
       written.set_value();
     });
@@ -160,6 +162,55 @@ TEST(LogJournalTest, CompactionDropsSegmentsWhoseMessagesAreDone) {
   // Ids are not reused after a restart even when every put was compacted
   // away: a stale task_done in the tail must not end a new message.
   EXPECT_EQ(replay.next_id(), next_id);
+}
+
+// Compaction deletes the segments that hold the queue's definition, so the
+// rewrite must be durable first: a power cut right after a compaction finds
+// the definition and the next id. Under fsync=never nothing else is ever
+// synced, so only that order can keep them.
+TEST(LogJournalTest, APowerCutJustAfterACompactionKeepsTheDefinition) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
+  testing::StorageFaults faults;
+  const LogOptions options{.max_segment_bytes = 64 << 10, .faults = faults.Hook()};
+  const std::string first_segment = dir + "/00000000000000000000.log";
+  uint64_t next_id = 1;
+  {
+    IoError io;
+    auto log = SegmentedLog::Open(
+        dir, options, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
+    ASSERT_NE(log, nullptr);
+    // As QueueStore::Create does: the definition is synced before the queue
+    // takes a put.
+    ASSERT_TRUE(log->Append(static_cast<uint8_t>(QueueRecord::kDefined), "definition", &io));
+    ASSERT_TRUE(log->Sync(&io)) << io.message;
+    Committer committer(FsyncPolicy::kNever, std::chrono::milliseconds(1));
+    auto committed = committer.Adopt(std::move(log));
+    auto journal = std::make_shared<LogJournal>(committed, "definition", options.max_segment_bytes);
+    // Puts and task_dones until the first compaction drops the first segment.
+    while (std::filesystem::exists(first_segment) && next_id < 1000) {
+      auto m = Message::Make(next_id++, std::string(1000, 'x'), {});
+      std::promise<void> written;
+      journal->Put({m.get()}, {},
+                   [&](std::optional<core::Error>, core::TimePoint) { written.set_value(); });
+      written.get_future().wait();
+      journal->Done({m->id()});
+      std::promise<void> settled;
+      committed->Append({}, [&](const IoError*, uint64_t) { settled.set_value(); });
+      settled.get_future().wait();
+    }
+    ASSERT_FALSE(std::filesystem::exists(first_segment)) << "no compaction happened";
+  }
+  faults.PowerCut(dir);
+  QueueReplay replay;
+  IoError io;
+  auto log = SegmentedLog::Open(
+      dir, {}, [&](uint64_t p, uint8_t t, std::string_view b) { replay.Apply(p, t, b); }, nullptr,
+      &io);
+  ASSERT_NE(log, nullptr) << io.message;
+  EXPECT_EQ(replay.definition(), "definition");
+  EXPECT_EQ(replay.next_id(), next_id);
+  EXPECT_TRUE(replay.live().empty());
 }
 
 }  // namespace

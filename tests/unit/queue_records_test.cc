@@ -95,8 +95,38 @@ TEST(QueueDefinitionTest, RoundTripsAndRefusesWhatItCannotRead) {
   EXPECT_FALSE(DecodeDefinition("").has_value());
   EXPECT_FALSE(DecodeDefinition(encoded.substr(0, encoded.size() - 1)).has_value());
   std::string future = encoded;
-  future[0] = 2;  // a version this broker does not know
+  future[0] = 3;  // a version this broker does not know
   EXPECT_FALSE(DecodeDefinition(future).has_value());
+}
+
+// Kept exactly: a re-create after a restart compares the restored config with
+// the one asked for, so 1500 ns must not come back as 1 µs.
+TEST(QueueDefinitionTest, ASubMicrosecondVisibilityTimeoutRoundTripsExactly) {
+  core::QueueConfig c;
+  c.name = "fast";
+  c.visibility_timeout = std::chrono::nanoseconds(1500);
+  c.durable = true;
+  EXPECT_EQ(DecodeDefinition(EncodeDefinition(c)), c);
+}
+
+// What a broker before the nanosecond change wrote (version 1, microseconds)
+// still reads.
+TEST(QueueDefinitionTest, AVersionOneDefinitionStillReads) {
+  std::string v1(1, '\x01');
+  v1 += '\x05';
+  v1 += "jobs.";                      // name
+  v1 += '\x0a';                       // max_size 10
+  v1 += std::string("\xc0\x84\x3d");  // 1'000'000 µs
+  v1 += '\x03';                       // max_deliveries
+  v1 += '\x00';                       // no dead-letter queue
+  v1 += '\x00';                       // max_bytes
+  const auto c = DecodeDefinition(v1);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->name, "jobs.");
+  EXPECT_EQ(c->max_size, 10u);
+  EXPECT_EQ(c->visibility_timeout, std::chrono::seconds(1));
+  EXPECT_EQ(c->max_deliveries, 3u);
+  EXPECT_TRUE(c->durable);
 }
 
 }  // namespace

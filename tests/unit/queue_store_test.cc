@@ -47,7 +47,8 @@ TEST_F(QueueStoreTest, CreatedQueuesAreRecoveredAndRemovedOnesAreNot) {
     ASSERT_TRUE(kept.ok());
     auto m = core::Message::Make(1, "hello", {});
     std::promise<void> written;
-    kept.value()->Put({m.get()}, {}, [&](std::optional<core::Error>) { written.set_value(); });
+    kept.value()->Put({m.get()}, {},
+                      [&](std::optional<core::Error>, core::TimePoint) { written.set_value(); });
     written.get_future().wait();
     ASSERT_TRUE(store->Create(Config("removed")).ok());
     store->Remove("removed");
@@ -79,9 +80,78 @@ TEST_F(QueueStoreTest, AnUnreadableQueueIsReportedAndSetAsideNotDeleted) {
   ASSERT_TRUE(store->Create(Config("odd")).ok());
   size_t set_aside = 0;
   for (const auto& e : std::filesystem::directory_iterator(data + "/queues")) {
-    if (e.path().filename().string().starts_with("odd.queue.unrecovered-")) ++set_aside;
+    if (e.path().filename().string().starts_with("odd.queue~unrecovered-")) ++set_aside;
   }
   EXPECT_EQ(set_aside, 1u);
+}
+
+// Queue names may contain ".deleted-": such a queue is a queue, not a
+// delete the broker did not finish.
+TEST_F(QueueStoreTest, AQueueNamedLikeAnOldTombstoneSurvivesARestart) {
+  {
+    auto store = Open();
+    auto journal = store->Create(Config("jobs.deleted-old"));
+    ASSERT_TRUE(journal.ok());
+    for (uint64_t id = 1; id <= 3; ++id) {
+      auto m = core::Message::Make(id, "job " + std::to_string(id), {});
+      std::promise<void> written;
+      journal.value()->Put({m.get()}, {}, [&](std::optional<core::Error> e, core::TimePoint) {
+        EXPECT_FALSE(e.has_value());
+        written.set_value();
+      });
+      written.get_future().wait();
+    }
+  }
+  auto store = Open();
+  auto found = store->Recover();
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found.value().size(), 1u);
+  EXPECT_EQ(found.value()[0].config, Config("jobs.deleted-old"));
+  ASSERT_EQ(found.value()[0].messages.size(), 3u);
+  EXPECT_EQ(found.value()[0].messages[2]->payload(), "job 3");
+}
+
+// Recovery deletes only what it can prove is a tombstone: a name with a
+// character no queue name has. What an older basind left under its ambiguous
+// names stays, with a warning.
+TEST_F(QueueStoreTest, RecoveryDeletesOnlyUnambiguousTombstones) {
+  auto store = Open();
+  const std::string queues = data_ + "/queues/";
+  for (const char* name : {"a.queue~deleted-12-0", "b.queue.deleted-12-0",
+                           "c.queue~unrecovered-12-0", "d.queue.unrecovered-12-0"}) {
+    std::filesystem::create_directories(queues + name);
+    std::ofstream(queues + name + "/00000000000000000000.log") << "x";
+  }
+  auto found = store->Recover();
+  ASSERT_TRUE(found.ok());
+  EXPECT_TRUE(found.value().empty());
+  EXPECT_FALSE(std::filesystem::exists(queues + "a.queue~deleted-12-0"));
+  EXPECT_TRUE(std::filesystem::exists(queues + "b.queue.deleted-12-0"));
+  EXPECT_TRUE(std::filesystem::exists(queues + "c.queue~unrecovered-12-0"));
+  EXPECT_TRUE(std::filesystem::exists(queues + "d.queue.unrecovered-12-0"));
+  bool warned = false;
+  for (const std::string& w : store->recovery_warnings()) {
+    warned |= w.find("b.queue.deleted-12-0") != std::string::npos;
+  }
+  EXPECT_TRUE(warned);
+}
+
+// A definition naming another queue than its directory does is not trusted:
+// recovering it would give two directories one queue, or put a queue's files
+// where deleting it would not find them.
+TEST_F(QueueStoreTest, ALogWhoseDefinitionNamesAnotherQueueIsNotRecovered) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->Create(Config("real")).ok());
+  }
+  std::filesystem::rename(data_ + "/queues/real.queue", data_ + "/queues/other.queue");
+  auto store = Open();
+  auto found = store->Recover();
+  ASSERT_TRUE(found.ok());
+  EXPECT_TRUE(found.value().empty());
+  ASSERT_FALSE(store->recovery_warnings().empty());
+  EXPECT_NE(store->recovery_warnings().back().find("other.queue not recovered"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(data_ + "/queues/other.queue"));
 }
 
 }  // namespace

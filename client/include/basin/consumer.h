@@ -13,10 +13,15 @@
 // The broker never has more than `prefetch` unacknowledged messages out to
 // this consumer. The stream holds their leases: nothing is redelivered while
 // the consumer is connected, unless ack_timeout is set. When the consumer is
-// destroyed, cancelled or disconnected, every message it holds and did not ack
-// goes back to the head of the queue at once. Acks are sent when ack_batch of
-// them wait, and before next() blocks for more messages. Messages from a
-// Consumer are acked and released through it, not through Queue::task_done.
+// closed, destroyed, cancelled or disconnected, every message it holds and did
+// not ack goes back to the head of the queue at once. Acks are sent when
+// ack_batch of them wait, before next() blocks for more messages, and by
+// close() and the destructor, which wait for the broker to apply them.
+//
+// A message is acked, released and extended through the Consumer that
+// delivered it: its delivery tag names that consumer and stream, and another
+// Consumer throws std::invalid_argument for it (as for a message from
+// Queue::get); Queue::task_done refuses it too.
 // One thread at a time may use a Consumer; cancel() may come from any thread.
 //
 // Reconnects: when the stream breaks (UNAVAILABLE: the network dropped, the
@@ -48,12 +53,14 @@ struct ConsumerOptions {
   size_t ack_batch = 64;
   // How long to keep reconnecting after the stream breaks; 0: throw at once.
   std::chrono::milliseconds reconnect_for{30'000};
+  // How long close() and the destructor wait for the broker to end the stream.
+  std::chrono::milliseconds close_timeout{5'000};
 };
 
 class Consumer {
  public:
   Consumer(const Client& client, std::string queue, ConsumerOptions options = {});
-  // Sends pending acks and closes the stream.
+  // close().
   ~Consumer();
   Consumer(const Consumer&) = delete;
   Consumer& operator=(const Consumer&) = delete;
@@ -73,6 +80,13 @@ class Consumer {
   void extend(const Message& m);
   // Sends pending acks now.
   void flush();
+  // Sends pending acks, half-closes the stream and waits (up to close_timeout,
+  // then cancels) for the broker to end it: the acks are applied before what
+  // the stream still holds goes back to the queue. Afterwards next() returns
+  // nullopt and ack/release/extend do nothing. A second call does nothing.
+  void close();
+  // Ends the stream at once, from any thread: next() returns nullopt. Acks not
+  // yet sent are lost (their messages come again).
   void cancel();
   // Deliveries whose ack_timeout passed (they went back to the queue).
   uint64_t expired() const;
