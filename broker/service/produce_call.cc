@@ -67,7 +67,9 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     // admission (its answer, or for a durable queue the `admitted` call before
     // it) comes second reads the next batch, so that wait_id_ is current then.
     // `stepped` lives apart from the call: an `admitted` that runs after the
-    // answer (another thread's) finds it set and touches nothing else.
+    // answer (another thread's) finds it set and touches nothing else. The
+    // one that wins it counts as outstanding (stepping_) until its step is
+    // done, so the call cannot finish — and be deleted — under it.
     {
       // A read that completed as the call failed or finished: drop it. Under
       // mu_ with the count, so the call cannot finish between the check and
@@ -75,12 +77,14 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
       std::lock_guard lock(mu_);
       if (failed_ || finished_) return;
       unanswered_.fetch_add(1);
+      ++stepping_;
     }
     put_state_.store(kPutRunning);
     auto stepped = std::make_shared<std::atomic<bool>>(false);
     auto admitted = [this, stepped] {
       if (stepped->exchange(true)) return;
       if (put_state_.exchange(kPutCalledBack) == kPutReturned) ReadNext();
+      StepDone();
     };
     core::WaitId id = 0;
     queue_->PutBatch(
@@ -158,6 +162,14 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     Act(lock, WriteNextLocked());
   }
 
+  // The batch's step (reading the next one) is over; the last thing the
+  // winner of `stepped` does, since the call may finish here.
+  void StepDone() {
+    std::unique_lock lock(mu_);
+    --stepping_;
+    Act(lock, MaybeFinishLocked());
+  }
+
   // A batch's answer is queued: the last thing its callback does, since the
   // call may finish here.
   void Answered() {
@@ -175,11 +187,11 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
       reads_done_ = true;
       return Act(lock, MaybeFinishLocked());
     }
-    starting_read_ = true;
+    ++starting_read_;
     lock.unlock();
     StartRead(&req_);
     lock.lock();
-    starting_read_ = false;
+    --starting_read_;
     Act(lock, MaybeFinishLocked());
   }
 
@@ -224,7 +236,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   // Finishes when no more reads will come, nothing is being written and no
   // batch waits for room or for the disk.
   Actions MaybeFinishLocked() {
-    if (finished_ || !reads_done_ || writing_ || starting_read_ || (!outbox_.empty() && !broken_)) {
+    if (finished_ || !reads_done_ || writing_ || starting_read_ > 0 || stepping_ > 0 ||
+        (!outbox_.empty() && !broken_)) {
       return {};
     }
     if (unanswered_.load() > 0) return {};
@@ -254,7 +267,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   uint64_t fail_index_ = UINT64_MAX;
   v1::ProduceResponse current_;  // the confirm being written (the writer's)
   bool writing_ = false;
-  bool starting_read_ = false;  // ReadNext is between its decision and StartRead
+  int starting_read_ = 0;  // ReadNexts between their decision and StartRead's return
+  int stepping_ = 0;       // batches whose `stepped` winner has not finished its step
   bool reads_done_ = false;
   bool failed_ = false;
   bool broken_ = false;

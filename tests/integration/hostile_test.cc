@@ -103,7 +103,9 @@ TEST_F(HostileTest, HugeDedupIdsAreRefusedAndKeptOnesAreBounded) {
     ASSERT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT) << s.error_message();
   }
   EXPECT_EQ(q.info().stats.total_put, 0u);
-  EXPECT_LT(Rss(broker_.pid()), before + (64u << 20));
+  // A sanitizer's allocator keeps freed blocks in quarantine: RSS says
+  // nothing there.
+  if (!BASIN_SANITIZED) EXPECT_LT(Rss(broker_.pid()), before + (64u << 20));
   ExpectServingThenStops();
 }
 
