@@ -105,7 +105,9 @@ TEST_F(HostileTest, HugeDedupIdsAreRefusedAndKeptOnesAreBounded) {
   EXPECT_EQ(q.info().stats.total_put, 0u);
   // A sanitizer's allocator keeps freed blocks in quarantine: RSS says
   // nothing there.
-  if (!BASIN_SANITIZED) EXPECT_LT(Rss(broker_.pid()), before + (64u << 20));
+  if (!BASIN_SANITIZED) {
+    EXPECT_LT(Rss(broker_.pid()), before + (64u << 20));
+  }
   ExpectServingThenStops();
 }
 
