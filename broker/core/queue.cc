@@ -146,7 +146,6 @@ void Queue::OnCommitted(uint64_t seq, std::optional<Error> error, TimePoint now)
       }
       if (b.cb) d.Answer(std::move(b.cb), Result<std::vector<PutResult>>(std::move(b.results)));
     }
-    SyncIndexMemory(d);
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -236,6 +235,9 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
   if (Unfinished() == 0) {
     for (JoinWaiter& j : waiters_.TakeJoiners()) d.Answer(std::move(j.cb), Result<void>());
   }
+  // Admissions (and a retry that swept quiet producers) change what the
+  // idempotency index keeps: every path that retries putters comes here.
+  SyncIndexMemory(d);
 }
 
 void Queue::Put(std::string_view payload, const Headers& headers, TimePoint now, TimePoint deadline,
@@ -256,21 +258,18 @@ Queue::Room Queue::TryAdmit(PutWaiter& p, TimePoint now, Deferred& d) {
   const Room room = CheckRoom(r.bytes, true, r.count, r.keys);
   if (room != Room::kYes) return room;
   const uint64_t bytes = r.bytes;
+  PendingBatch durable;  // a durable queue's admitted messages
   if (journal_ == nullptr) {
     index_.Admit(p, now, nullptr, [&](size_t i) { return Enqueue(std::move(p.msgs[i])); });
-    SyncIndexMemory(d);
-    d.Answer(std::move(p.cb), Result<std::vector<PutResult>>(std::move(p.results)));
-    return Room::kYes;
+  } else {
+    index_.Admit(p, now, &durable.keys, [&](size_t i) {
+      const uint64_t id = next_message_id_++;
+      p.msgs[i]->set_id(id);
+      durable.msgs.push_back(std::move(p.msgs[i]));
+      return id;
+    });
   }
-  PendingBatch durable;  // a durable queue's admitted messages
-  index_.Admit(p, now, &durable.keys, [&](size_t i) {
-    const uint64_t id = next_message_id_++;
-    p.msgs[i]->set_id(id);
-    durable.msgs.push_back(std::move(p.msgs[i]));
-    return id;
-  });
-  SyncIndexMemory(d);
-  if (durable.msgs.empty()) {  // all duplicates: nothing to write
+  if (durable.msgs.empty()) {  // in memory (ready now), or all duplicates: answered now
     d.Answer(std::move(p.cb), Result<std::vector<PutResult>>(std::move(p.results)));
     return Room::kYes;
   }
@@ -486,8 +485,7 @@ void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, 
       // its deliveries (or into the dead-letter queue).
       it->msg->undo_delivery();
       --total_delivered_;
-      ready_bytes_ += it->msg->bytes();
-      ready_.push_front(std::move(it->msg));
+      Requeue(std::move(it->msg));
       continue;
     }
     if (how == LeaseEnd::kExpired && c.outbox->PushExpired(it->tag)) d.wakes.push_back(c.outbox);
@@ -507,9 +505,13 @@ Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, Deferred& d) {
     return LeaseEnd::kDeadLettered;
   }
   ++total_redelivered_;
+  Requeue(std::move(msg));
+  return how;
+}
+
+void Queue::Requeue(MessagePtr msg) {
   ready_bytes_ += msg->bytes();
   ready_.push_front(std::move(msg));  // requeues ignore max_size: the message was accepted
-  return how;
 }
 
 bool Queue::OutOfDeliveries(const Message& msg) const {
@@ -909,7 +911,6 @@ TimePoint Queue::ExpireDue(TimePoint now) {
       if (c.turn == 0) TakeTurn(id, c);
     }
     index_.Expire(now);
-    SyncIndexMemory(d);
     ServeWaiters(now, d);
     // The timer that called us is spent; the caller schedules the next one.
     next = NextDeadline();

@@ -282,6 +282,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // What happens to a message whose delivery ended: done, dead-lettered, or
   // back to the head of the queue. Returns how it ended.
   LeaseEnd Settle(MessagePtr msg, LeaseEnd how, Deferred& d);
+  // Back to the head of the ready messages.
+  void Requeue(MessagePtr msg);
   void FailAllWaiters(const Error& e, Deferred& d);
   Result<void> CheckCanWait(TimePoint now, TimePoint deadline) const;
   void ArmDeadline(Deferred& d);

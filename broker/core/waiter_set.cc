@@ -113,16 +113,19 @@ std::vector<WaiterSet::Ended> WaiterSet::TakeAll() {
   return out;
 }
 
-std::vector<PutWaiter> WaiterSet::TakePutters() {
-  std::vector<PutWaiter> out;
-  out.reserve(putters_.size());
-  for (auto& [id, p] : putters_) {
-    deadlines_.erase({p.deadline, id});
-    out.push_back(std::move(p));
+template <typename Map>
+std::vector<typename Map::mapped_type> WaiterSet::TakeEvery(Map& waiters) {
+  std::vector<typename Map::mapped_type> out;
+  out.reserve(waiters.size());
+  for (auto& [id, w] : waiters) {
+    deadlines_.erase({w.deadline, id});
+    out.push_back(std::move(w));
   }
-  putters_.clear();
+  waiters.clear();
   return out;
 }
+
+std::vector<PutWaiter> WaiterSet::TakePutters() { return TakeEvery(putters_); }
 
 std::vector<GetWaiter> WaiterSet::TakeGetters() {
   std::vector<GetWaiter> out;
@@ -138,16 +141,7 @@ std::vector<GetWaiter> WaiterSet::TakeGetters() {
   return out;
 }
 
-std::vector<JoinWaiter> WaiterSet::TakeJoiners() {
-  std::vector<JoinWaiter> out;
-  out.reserve(joiners_.size());
-  for (auto& [id, j] : joiners_) {
-    deadlines_.erase({j.deadline, id});
-    out.push_back(std::move(j));
-  }
-  joiners_.clear();
-  return out;
-}
+std::vector<JoinWaiter> WaiterSet::TakeJoiners() { return TakeEvery(joiners_); }
 
 TimePoint WaiterSet::next_deadline() const {
   return deadlines_.empty() ? kNever : deadlines_.begin()->first;

@@ -117,6 +117,9 @@ class WaiterSet {
 
  private:
   WaitId Index(TimePoint deadline);
+  // Every waiter of `waiters` (putters or joiners), out of the deadline index.
+  template <typename Map>
+  std::vector<typename Map::mapped_type> TakeEvery(Map& waiters);
 
   const size_t max_waiters_;
   Getters getters_;

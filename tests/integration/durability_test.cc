@@ -61,10 +61,14 @@ class DurableBroker {
   std::optional<BrokerProcess> broker_;
 };
 
+// The broker removes finished segments while we look, so a file listed a
+// moment ago may be gone: it then counts as nothing, which is what it is.
 uint64_t DirBytes(const std::string& dir) {
   uint64_t total = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.is_regular_file()) total += e.file_size();
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(e.path(), ec);
+    if (!ec) total += size;
   }
   return total;
 }
