@@ -5,6 +5,7 @@
 #  2. build-tsan/     core and storage unit tests under ThreadSanitizer (gRPC and
 #                     abseil are not instrumented, so TSan runs on those layers alone)
 #  3. build-asan/     every test under AddressSanitizer + UndefinedBehaviorSanitizer
+#     build/          then the soak test (tests/soak): 16 clients for 2 minutes
 #  4. build-fuzz/     each libFuzzer target for a bounded time (clang, ASan+UBSan)
 #  5. build-release/  a user's Release build of basind and the SDK (no -Werror),
 #                     which must compile
@@ -26,6 +27,9 @@ ctest --test-dir build-tsan --output-on-failure -j2 -R '^(QueueTest|BrokerTest|D
 echo "test: every test under AddressSanitizer and UndefinedBehaviorSanitizer"
 sanitizer_build build-asan address
 UBSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-asan --output-on-failure -j2
+
+echo "test: soak, 2 minutes against the real basind (docs/robustness.md, Soak test)"
+./build/tests/soak/basin_soak --seconds 120
 
 echo "test: every test"
 ctest --test-dir build --output-on-failure -j2
