@@ -4,8 +4,15 @@
 
 namespace basin::core {
 
+namespace {
+
+constexpr uint64_t kBitsPerWord = 64;
+
+}  // namespace
+
 std::string LeaseTable::Add(MessagePtr msg, TimePoint expiry) {
   const uint64_t lease = next_lease_++;
+  SetDone(lease, false);
   leases_.emplace(lease, Lease{std::move(msg), expiry});
   expiry_.emplace(expiry, lease);
   return FormatDeliveryTag({incarnation_, lease});
@@ -23,8 +30,7 @@ Result<uint64_t> LeaseTable::Find(std::string_view tag, const std::string& what)
                                              " (wrong queue, or the queue was recreated)"};
   }
   if (leases_.contains(parsed->lease)) return parsed->lease;
-  const auto it = ended_.find(parsed->lease);
-  if (it != ended_.end() && it->second == End::kDone) {
+  if (EndedDone(parsed->lease)) {
     return Error{Errc::kAlreadyDone, "delivery " + shown + " of " + what + " is already done"};
   }
   return Error{Errc::kLeaseExpired, "lease " + shown + " on " + what +
@@ -42,13 +48,26 @@ MessagePtr LeaseTable::Take(uint64_t lease, End how) {
 }
 
 void LeaseTable::Remember(uint64_t lease, End how) {
-  auto [it, fresh] = ended_.insert_or_assign(lease, how);
-  if (!fresh) return;
-  ended_order_.push_back(lease);
-  if (ended_order_.size() > kEndedKept) {
-    ended_.erase(ended_order_.front());
-    ended_order_.pop_front();
+  // Older numbers' slots belong to newer leases now.
+  if (next_lease_ - lease > kEndedKept) return;
+  SetDone(lease, how == End::kDone);
+}
+
+void LeaseTable::SetDone(uint64_t lease, bool done) {
+  if (done_.empty()) {
+    if (!done) return;  // all clear until something is done
+    done_.assign(kEndedKept / kBitsPerWord, 0);
   }
+  const uint64_t slot = lease % kEndedKept;
+  const uint64_t bit = uint64_t{1} << (slot % kBitsPerWord);
+  uint64_t& word = done_[slot / kBitsPerWord];
+  word = done ? (word | bit) : (word & ~bit);
+}
+
+bool LeaseTable::EndedDone(uint64_t lease) const {
+  if (done_.empty() || next_lease_ - lease > kEndedKept) return false;
+  const uint64_t slot = lease % kEndedKept;
+  return (done_[slot / kBitsPerWord] >> (slot % kBitsPerWord)) & 1;
 }
 
 void LeaseTable::Extend(uint64_t lease, TimePoint expiry) {

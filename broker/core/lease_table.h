@@ -1,13 +1,15 @@
 // The unary deliveries of one queue (Get, not the Consume stream, whose
 // deliveries its consumer holds in HeldDeliveries): each message handed out
 // is leased under a number, named on the wire by a delivery tag, until
-// task_done, release or the lease's expiry. Recently ended leases are
-// remembered (a bounded number) so that a late call can be told why it is
-// refused. Owned by a Queue and used under its mutex.
+// task_done, release or the lease's expiry. How recent leases ended is
+// remembered, one bit each in a fixed window of lease numbers, so that a late
+// call can be told why it is refused: the record costs the same 8 KiB however
+// many leases a client makes end — fixed per-queue bookkeeping, like the Queue
+// itself, bounded by the cap on queues rather than charged to --max-memory.
+// Owned by a Queue and used under its mutex.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <set>
 #include <string>
 #include <string_view>
@@ -24,9 +26,10 @@ namespace basin::core {
 class LeaseTable {
  public:
   enum class End : uint8_t { kDone, kExpired, kReleased, kDeadLettered };
-  // How many ended leases are remembered; older ones are refused as
-  // LEASE_EXPIRED rather than ALREADY_DONE.
-  static constexpr size_t kEndedKept = 65'536;
+  // How an ended lease ended is remembered if it is among the last kEndedKept
+  // leases handed out; an older one is refused as LEASE_EXPIRED rather than
+  // ALREADY_DONE.
+  static constexpr uint64_t kEndedKept = 65'536;
 
   // `incarnation` is the queue's: tags of another queue (or an earlier queue
   // of the same name) never match.
@@ -58,12 +61,17 @@ class LeaseTable {
     TimePoint expiry;
   };
 
+  void SetDone(uint64_t lease, bool done);
+  bool EndedDone(uint64_t lease) const;
+
   const uint64_t incarnation_;
   uint64_t next_lease_ = 1;
   std::unordered_map<uint64_t, Lease> leases_;
   std::set<std::pair<TimePoint, uint64_t>> expiry_;
-  std::unordered_map<uint64_t, End> ended_;
-  std::deque<uint64_t> ended_order_;
+  // Bit `lease % kEndedKept`: the lease numbered so ended by task_done. A
+  // lease number clears its bit when handed out, so a bit always belongs to
+  // the newest number of its slot.
+  std::vector<uint64_t> done_;
 };
 
 }  // namespace basin::core

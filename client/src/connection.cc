@@ -45,6 +45,18 @@ void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait) {
   ctx->set_deadline(std::chrono::system_clock::now() + wait + kAnswerSlack);
 }
 
+bool Broken(const grpc::Status& status, const grpc::ClientContext& ctx) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return true;
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+      return !ctx.GetServerTrailingMetadata().contains("basin-error-reason");
+    default:
+      return false;
+  }
+}
+
 void Throw(const grpc::Status& status, const grpc::ClientContext& ctx) {
   std::string reason;
   const auto& trailers = ctx.GetServerTrailingMetadata();

@@ -32,6 +32,12 @@ class Connection {
 // Gives a call time for the broker to answer after a wait of `wait`.
 void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait);
 
+// True when a call ended because its connection broke rather than because
+// the broker refused it: UNAVAILABLE, or INTERNAL/UNKNOWN without a
+// `basin-error-reason` (gRPC's codes for a reset stream; the broker never
+// answers with them). A broken stream may work again on a new one.
+bool Broken(const grpc::Status& status, const grpc::ClientContext& ctx);
+
 // Throws the exception matching the status's `basin-error-reason`.
 [[noreturn]] void Throw(const grpc::Status& status, const grpc::ClientContext& ctx);
 

@@ -119,8 +119,8 @@ class ConsumerImpl {
         }
         const auto now = std::chrono::steady_clock::now();
         if (broken_since == std::chrono::steady_clock::time_point{}) broken_since = now;
-        if (status.error_code() != grpc::StatusCode::UNAVAILABLE ||
-            options_.reconnect_for.count() == 0 || now - broken_since >= options_.reconnect_for) {
+        if (!Broken(status, *ctx_) || options_.reconnect_for.count() == 0 ||
+            now - broken_since >= options_.reconnect_for) {
           finished_ = true;
           Throw(status, *ctx_);
         }
@@ -196,9 +196,11 @@ class ConsumerImpl {
     stream_->Finish();
   }
 
+  // Not under mu_: a write blocked on a broker that stopped reading holds it,
+  // and cancelling is how that write is ended.
   void Cancel() {
     cancelled_ = true;
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(ctx_mu_);
     ctx_->TryCancel();
   }
 
@@ -209,8 +211,13 @@ class ConsumerImpl {
   // A stream and its first request. The previous stream, if any, has ended.
   void OpenLocked() {
     stream_.reset();  // before the context it uses
-    ctx_ = std::make_unique<grpc::ClientContext>();
-    stream_ = conn_->stub().Consume(ctx_.get());
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    grpc::ClientContext* started = ctx.get();
+    {
+      std::lock_guard lock(ctx_mu_);
+      ctx_ = std::move(ctx);  // the old one dies here, never under a Cancel
+    }
+    stream_ = conn_->stub().Consume(started);
     ++generation_;
     writable_ = true;
     pending_acks_.clear();  // they named the old stream's tags
@@ -263,6 +270,8 @@ class ConsumerImpl {
   const uint64_t id_;  // in every tag this consumer hands out
   std::deque<Message> ready_;
   std::mutex mu_;  // guards the stream's writes, its replacement and the acks
+  // Guards ctx_'s replacement against Cancel; taken under mu_, never around it.
+  std::mutex ctx_mu_;
   std::unique_ptr<grpc::ClientContext> ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::ConsumeRequest, v1::ConsumeResponse>> stream_;
   uint64_t generation_ = 0;  // streams opened so far; the current one's number

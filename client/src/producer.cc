@@ -38,6 +38,9 @@ constexpr int kInternal = 13;
 constexpr int kUnavailable = 14;
 constexpr std::chrono::milliseconds kFirstBackoff{20};
 constexpr std::chrono::milliseconds kMaxBackoff{1000};
+// The broker's cap on one Produce request (docs/api.md): a larger batch could
+// never be sent.
+constexpr size_t kMaxBatchMessages = 10'000;
 
 // The receiving thread of the producer it serves: confirms run there.
 thread_local const void* t_receiving_for = nullptr;
@@ -81,15 +84,8 @@ bool Permanent(const std::exception_ptr& error) {
 
 // The stream broke rather than refused something: a new one may work. (Our
 // own cancellation is told apart before this is asked.)
-bool Retryable(const grpc::Status& status) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::OK:
-    case grpc::StatusCode::CANCELLED:
-    case grpc::StatusCode::UNAVAILABLE:
-      return true;
-    default:
-      return false;
-  }
+bool Retryable(const grpc::Status& status, const grpc::ClientContext& ctx) {
+  return status.ok() || status.error_code() == grpc::StatusCode::CANCELLED || Broken(status, ctx);
 }
 
 // A message's size as the broker counts it against max_bytes: the payload
@@ -138,7 +134,7 @@ class ProducerImpl {
         queue_(std::move(queue)),
         producer_id_(RandomProducerId()),
         conn_(std::move(conn)),
-        max_pending_(std::max<size_t>(1, options.max_batch_messages)),
+        max_pending_(std::clamp<size_t>(options.max_batch_messages, 1, kMaxBatchMessages)),
         max_in_flight_(std::max<size_t>(1, options.max_in_flight_batches)),
         batch_messages_(max_pending_),
         batch_bytes_(std::max<size_t>(1, options.max_batch_bytes)) {
@@ -310,7 +306,7 @@ class ProducerImpl {
       }
       const std::exception_ptr error = StreamError(status, *ctx_);
       if (Permanent(error)) return FailAll(error, true);
-      if (Retryable(status)) {
+      if (Retryable(status, *ctx_)) {
         const auto now = Clock::now();
         if (broken_since == Clock::time_point{}) broken_since = now;
         if (now - broken_since < options_.reconnect_for) {

@@ -13,6 +13,7 @@
 #include "basin/consumer.h"
 #include "basin/producer.h"
 #include "broker_process.h"
+#include "returns_within.h"
 
 namespace basin {
 namespace {
@@ -20,6 +21,7 @@ namespace {
 using std::chrono::seconds;
 using testing::BrokerProcess;
 using testing::Process;
+using testing::ReturnsWithin;
 using testing::WaitFor;
 
 TEST(ConsumeTest, PrefetchIsNeverExceeded) {
@@ -314,6 +316,47 @@ TEST(ConsumeTest, AMessageIsAckedOnlyThroughItsOwnConsumer) {
   b.flush();
   ASSERT_TRUE(WaitFor([&] { return q.info().stats.total_done == 2; }));
   q.task_done(from_get);
+}
+
+// cancel() is how a caller ends a consumer stuck on a broker that stopped
+// reading, so it must not wait for the write that is stuck.
+TEST(ConsumeTest, CancelEndsAWriteBlockedOnAFrozenBroker) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  q.put("m");
+  Consumer consumer(client, "q", {.prefetch = 1, .ack_batch = 10'000});
+  const Message m = *consumer.next();
+  ASSERT_EQ(kill(broker.pid(), SIGSTOP), 0);
+  // Requests of 10,000 acks each fill the connection's buffers; then a write
+  // blocks, holding the consumer's stream.
+  std::atomic<uint64_t> acks{0};
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    while (!stop) {
+      consumer.ack(m);
+      acks.fetch_add(1);
+    }
+  });
+  uint64_t seen = acks.load();
+  auto still_since = std::chrono::steady_clock::now();
+  const auto give_up = still_since + seconds(60);
+  while (std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const uint64_t now_seen = acks.load();
+    if (now_seen != seen) {
+      seen = now_seen;
+      still_since = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - still_since > std::chrono::milliseconds(500)) {
+      break;
+    }
+  }
+  ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "the writes never blocked";
+  const bool returned = ReturnsWithin(seconds(10), [&] { consumer.cancel(); });
+  stop = true;
+  kill(broker.pid(), SIGCONT);
+  writer.join();
+  EXPECT_TRUE(returned) << "cancel() waited for the blocked write";
 }
 
 }  // namespace

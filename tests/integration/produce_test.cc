@@ -87,6 +87,22 @@ TEST(ProduceTest, ProducerStallsOnAFullQueueAndLosesNothing) {
   EXPECT_EQ(s.unfinished, 0u);
 }
 
+TEST(ProduceTest, ABatchSizeAboveTheBrokersCapIsTakenAsTheCap) {
+  // The broker refuses a request of more than 10,000 messages: a producer
+  // asked for larger batches must never build one.
+  constexpr int kMessages = 25'000;
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  Producer producer(client, "q", {.max_batch_messages = 1'000'000, .linger = seconds(10)});
+  std::vector<std::future<uint64_t>> ids;
+  ids.reserve(kMessages);
+  for (int i = 0; i < kMessages; ++i) ids.push_back(producer.send("m"));
+  producer.flush();
+  for (int i = 0; i < kMessages; ++i) ASSERT_EQ(ids[i].get(), static_cast<uint64_t>(i + 1));
+  EXPECT_EQ(q.info().stats.size, static_cast<uint64_t>(kMessages));
+}
+
 TEST(ProduceTest, ProducerReportsInvalidMessagesAndMissingQueues) {
   BrokerProcess broker({"--max-message-bytes", "1KiB"});
   Client client(broker.address());

@@ -166,9 +166,10 @@ void SlowSubscriberScenario(SubscribeOptions::Overflow policy) {
   EXPECT_GT(stats.dropped, 0u);
   // Under AddressSanitizer freed memory sits in quarantine: RSS says nothing.
   // jemalloc keeps per-thread caches and one arena per thread or so: allow it
-  // 3 MiB of slack (2 MiB was once exceeded by a page). Unbounded, the buffer
-  // would have grown by 20 MiB.
-  constexpr uint64_t kAllocatorSlack = 3 << 20;
+  // 6 MiB of slack (2 MiB was once exceeded by a page, 3 MiB by 155 KB in CI
+  // with gRPC's write buffers). Unbounded, the buffer alone would have grown
+  // by 20 MiB, above the whole allowance.
+  constexpr uint64_t kAllocatorSlack = 6 << 20;
   if (!BASIN_SANITIZED) {
     EXPECT_LE(peak_rss.load(), idle_rss + 2 * kBufferBytes + kAllocatorSlack)
         << "idle " << idle_rss << " peak " << peak_rss.load();

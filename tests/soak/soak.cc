@@ -3,8 +3,7 @@
 //   basin_soak [--seconds N] [--long] [--seed S] [--rss-margin-mib M]
 //
 // Starts basind (127.0.0.1:0, a temporary --data-dir, a small --max-memory),
-// warms it up (every path once, and each queue's memory of ended leases
-// filled) and records its RSS, threads and open fds; then runs 16 workers
+// warms it up (every path once) and records its RSS, threads and open fds; then runs 16 workers
 // (workers.h) for N seconds (default 120; --long: 3 hours unless --seconds
 // says otherwise) against eight queues (queues.h), with random sizes,
 // timeouts, disconnects mid-batch, cancelled calls and SIGKILLed client
@@ -74,8 +73,6 @@ constexpr const char* kBrokerMallocConf =
     "background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0";
 constexpr int kThreadMargin = 2;
 constexpr int kFdMargin = 2;
-// More than a queue remembers of ended leases (LeaseTable::kEndedKept).
-constexpr size_t kPrimedLeases = 66'000;
 
 // The 16 workers.
 constexpr WorkerKind kWorkers[] = {
@@ -281,65 +278,11 @@ void CreateQueues(const Client& client) {
   }
 }
 
-// Fills each producible queue's memory of ended leases, so that the baseline
-// holds it: the broker remembers how the last 65,536 leases of a queue ended
-// (to tell ALREADY_DONE from LEASE_EXPIRED), about 3.4 MiB a queue once full
-// — bounded state kept by design, which a run fills at its own pace and which
-// would otherwise read as growth. Unary puts, gets and task_dones of empty
-// messages, one thread a queue.
-void PrimeEndedLeases(SoakContext& ctx) {
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < kProducible.size(); ++i) {
-    threads.emplace_back([&ctx, i] {
-      const int q = kProducible[i];
-      const QueueSpec& spec = kQueues[static_cast<size_t>(q)];
-      const size_t batch = spec.max_size == 0 ? 50 : std::min<size_t>(spec.max_size, 50);
-      const uint32_t inc = static_cast<uint32_t>(i + 1);
-      uint32_t seq = 0;
-      try {
-        const Client client(ctx.address);
-        const Queue queue = client.queue(spec.name);
-        for (size_t leases = 0; leases < kPrimedLeases;) {
-          std::vector<OutgoingMessage> msgs;
-          std::vector<uint64_t> ids;
-          for (size_t k = 0; k < batch; ++k) {
-            ids.push_back(MakeId(kWarmUpWorker, inc, seq++));
-            ctx.ledger->Sent(ids.back(), q);
-            msgs.push_back(OutgoingMessage{MakePayload(ids.back()), IdHeaders(ids.back()), {}});
-          }
-          const auto outcomes = queue.put_batch(msgs);
-          for (size_t k = 0; k < ids.size(); ++k) {
-            if (k < outcomes.size() && outcomes[k].ok()) ctx.ledger->Confirmed(ids[k], q);
-          }
-          for (size_t left = batch; left > 0;) {
-            for (const Message& m : queue.get_batch(left)) {
-              ctx.ledger->Received(IdOf(m.headers()), q, m.delivery_count(), m.payload());
-              queue.task_done(m);
-              ctx.ledger->Finished(IdOf(m.headers()), q, m.delivery_count());
-              --left;
-              ++leases;
-            }
-          }
-        }
-      } catch (const std::exception& e) {
-        ctx.ledger->Fail(std::string("priming ") + spec.name + ": " + e.what());
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-}
-
 // Every path once (stream and unary puts and gets, durable segments opened),
 // so the baseline includes what the broker sets up on first use.
 void WarmUp(SoakContext& ctx) {
   const Client client(ctx.address);
   CreateQueues(client);
-  // First, while the queues are empty: its batches fill a small queue.
-  const auto t0 = Clock::now();
-  PrimeEndedLeases(ctx);
-  std::cerr << "soak: ended-lease memory primed in "
-            << std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count() << " ms"
-            << std::endl;
   uint32_t seq = 0;
   for (int q : kProducible) {
     const std::string name = kQueues[static_cast<size_t>(q)].name;

@@ -25,7 +25,8 @@
 // One thread at a time may use a Consumer; cancel() may come from any thread.
 //
 // Reconnects: when the stream breaks (UNAVAILABLE: the network dropped, the
-// broker restarted) the consumer opens a new one, for up to `reconnect_for`.
+// broker restarted; or a reset stream, INTERNAL/UNKNOWN without a broker
+// reason) the consumer opens a new one, for up to `reconnect_for`.
 // The broker requeued what the old stream held, so those messages come again
 // (delivery count + 1): messages received before the break and not yet acked
 // are delivered again, and acking them afterwards does nothing. Processing

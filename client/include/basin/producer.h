@@ -61,6 +61,8 @@ class ProducerImpl;
 }
 
 struct ProducerOptions {
+  // At most 10,000 (the broker's cap on one request); larger values are taken
+  // as 10,000.
   size_t max_batch_messages = 500;
   size_t max_batch_bytes = 1 << 20;
   // How long a message may wait for its batch to fill before it is sent.
