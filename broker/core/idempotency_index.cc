@@ -50,7 +50,6 @@ const PutWaiter::Resolution& IdempotencyIndex::Resolve(PutWaiter& p, TimePoint n
         r.duplicates.emplace_back(i, *original);
         continue;
       }
-      r.keys += ProducerSequences::kBytesPerId;
     }
     const std::string& dedup = p.dedup_ids[i];
     if (!dedup.empty()) {
@@ -65,6 +64,10 @@ const PutWaiter::Resolution& IdempotencyIndex::Resolve(PutWaiter& p, TimePoint n
       }
       r.keys += DedupBytes(dedup.size());
     }
+    // Only a message that is admitted records its sequence: a duplicate or an
+    // in-batch copy keeps nothing, and charging it could refuse a resend of
+    // pure duplicates for want of memory.
+    if (origin != nullptr) r.keys += ProducerSequences::kBytesPerId;
     ++r.count;
     r.bytes += p.msgs[i]->bytes();
   }

@@ -40,6 +40,7 @@ WaitId WaiterSet::AddTurn(uint64_t consumer, Getters::node_type& spare) {
     getters_.emplace(id, GetWaiter{kNever, {}, 1, 0, nullptr, consumer});
   } else {
     spare.key() = id;
+    spare.mapped().consumer = consumer;  // the spare may be another consumer's old turn
     getters_.insert(std::move(spare));
   }
   ++turns_;
@@ -55,6 +56,7 @@ WaiterSet::Getters::node_type WaiterSet::TakeTurn(WaitId turn) {
 void WaiterSet::PopGetter() {
   auto it = getters_.begin();
   deadlines_.erase({it->second.deadline, it->first});
+  if (it->second.consumer != 0) --turns_;  // keeps waiting_getters() true for any caller
   getters_.erase(it);
 }
 
