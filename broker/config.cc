@@ -125,6 +125,8 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       "bytes of messages the broker holds before puts wait (default: half of RAM or cgroup limit)")(
       "max-wait", po::value(&max_wait)->default_value(max_wait),
       "longest one blocking call waits; clients re-issue")(
+      "max-queues", po::value(&c.limits.max_queues)->default_value(c.limits.max_queues),
+      "queues in the broker, dead-letter queues included, before TOO_MANY_QUEUES")(
       "max-waiters-per-queue", po::value(&max_waiters)->default_value(max_waiters),
       "blocked calls one queue accepts before TOO_MANY_WAITERS")(
       "default-visibility-timeout",
@@ -213,6 +215,7 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   }
   c.limits.max_subscriber_buffer_messages = max_sub_messages;
   for (const auto& [flag, value] : std::initializer_list<std::pair<const char*, size_t>>{
+           {"max-queues", c.limits.max_queues},
            {"max-subscriptions", caps.max_subscriptions},
            {"max-subscriptions-per-connection", caps.max_subscriptions_per_connection},
            {"max-subscription-terms", caps.max_subscription_terms},

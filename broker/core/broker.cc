@@ -94,6 +94,11 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
     return Error{Errc::kQueueExists,
                  "queue '" + config.name + "' is being deleted; retry the create"};
   }
+  if (queues_.size() + creating_.size() >= limits_.max_queues) {
+    return Error{Errc::kTooManyQueues, "the broker has " + std::to_string(queues_.size()) +
+                                           " queues (limit " + std::to_string(limits_.max_queues) +
+                                           "); delete one first"};
+  }
   auto dead_letter = FindDeadLetter(config);
   if (!dead_letter.ok()) return dead_letter.error();
   if (!config.durable)

@@ -30,6 +30,9 @@ namespace basin::core {
 struct BrokerLimits {
   uint64_t max_message_bytes = 1 << 20;
   uint64_t max_memory = 0;  // 0 = unlimited
+  // Queues in the broker (dead-letter queues included): each costs fixed
+  // bookkeeping outside --max-memory, and a durable one an open file.
+  size_t max_queues = 10'000;
   size_t max_waiters_per_queue = 100'000;
   Duration max_wait = std::chrono::seconds(60);
   Duration max_lease = std::chrono::hours(12);

@@ -61,6 +61,8 @@ WireError ToWire(Errc errc) {
       return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_SUBSCRIPTIONS"};
     case Errc::kTooManyBindings:
       return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_BINDINGS"};
+    case Errc::kTooManyQueues:
+      return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_QUEUES"};
     case Errc::kShutdown:
       return {StatusCode::UNAVAILABLE, "SHUTTING_DOWN"};
     case Errc::kStorageUnavailable:

@@ -79,6 +79,24 @@ TEST_F(BadInputTest, QueueNames) {
   EXPECT_THROW(client_.queue("nosuch").get_nowait(), NotFound);
 }
 
+TEST(QueueLimitTest, NewQueuesBeyondMaxQueuesAreRefused) {
+  BrokerProcess broker({"--max-queues", "3"});
+  Client client(broker.address());
+  client.queue("dead", {});
+  client.queue("a", {.dead_letter_queue = "dead"});
+  client.queue("b", {});
+  try {
+    client.queue("c", {});
+    FAIL() << "a fourth queue was created";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), static_cast<int>(StatusCode::RESOURCE_EXHAUSTED));
+    EXPECT_EQ(e.reason(), "TOO_MANY_QUEUES");
+  }
+  EXPECT_NO_THROW(client.queue("b", {}));
+  client.delete_queue("b");
+  EXPECT_NO_THROW(client.queue("c", {}));
+}
+
 TEST_F(BadInputTest, CreateWithOtherSettingsIsAlreadyExists) {
   client_.queue("q", {.max_size = 1});
   EXPECT_NO_THROW(client_.queue("q", {.max_size = 1}));

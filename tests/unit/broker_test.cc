@@ -29,6 +29,21 @@ TEST(BrokerTest, CreateIsIdempotentForTheSameSettings) {
   EXPECT_EQ(b.CreateQueue(Config("q", 4)).error().code, Errc::kQueueExists);
 }
 
+TEST(BrokerTest, QueuesAreCapped) {
+  BrokerLimits limits;
+  limits.max_queues = 2;
+  Broker b(limits, nullptr);
+  ASSERT_TRUE(b.CreateQueue(Config("a")).ok());
+  ASSERT_TRUE(b.CreateQueue(Config("b")).ok());
+  const auto refused = b.CreateQueue(Config("c"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kTooManyQueues);
+  EXPECT_NE(refused.error().message.find("limit 2"), std::string::npos);
+  EXPECT_TRUE(b.CreateQueue(Config("a")).ok()) << "an identical create is not a new queue";
+  ASSERT_TRUE(b.DeleteQueue("a").ok());
+  EXPECT_TRUE(b.CreateQueue(Config("c")).ok()) << "a delete frees a place";
+}
+
 TEST(BrokerTest, NamesAreChecked) {
   Broker b(BrokerLimits{}, nullptr);
   for (const std::string& bad :
