@@ -83,6 +83,13 @@ uint64_t DefaultMaxMemory() {
 
 namespace {
 
+// The least --max-memory accepted. A few bytes (a unit left off) would start
+// a broker that can hold nothing: a quarter goes to pub/sub, where a single
+// subscription to a 32-word pattern costs some 14 KiB, and queues get the
+// rest (at 1 byte: a 1-byte share and no room for queues at all). 1 MiB is
+// still small, but a broker that works, if barely.
+constexpr uint64_t kMinMaxMemory = uint64_t{1} << 20;
+
 // BASIN_MAX_MESSAGE_BYTES -> max-message-bytes, for every known flag.
 std::string EnvToFlag(const po::options_description& desc, const std::string& env) {
   const std::string prefix = "BASIN_";
@@ -122,9 +129,9 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       "max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
       "largest message (payload + headers)")(
       "max-memory", po::value(&max_memory),
-      "bytes of messages the broker holds before puts wait (default: half of RAM or cgroup limit)")(
-      "max-wait", po::value(&max_wait)->default_value(max_wait),
-      "longest one blocking call waits; clients re-issue")(
+      "bytes of messages the broker holds before puts wait, at least 1MiB (default: half of RAM "
+      "or cgroup limit)")("max-wait", po::value(&max_wait)->default_value(max_wait),
+                          "longest one blocking call waits; clients re-issue")(
       "max-queues", po::value(&c.limits.max_queues)->default_value(c.limits.max_queues),
       "queues in the broker, dead-letter queues included, before TOO_MANY_QUEUES")(
       "max-waiters-per-queue", po::value(&max_waiters)->default_value(max_waiters),
@@ -154,8 +161,13 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       "max-tracked-topics",
       po::value(&caps.max_tracked_topics)->default_value(caps.max_tracked_topics),
       "topics whose counters ListTopics keeps; past it new topics are not counted")(
+      "max-pattern-nodes",
+      po::value(&caps.max_pattern_nodes)->default_value(caps.max_pattern_nodes),
+      "nodes of the pattern index (subscription patterns and bindings) before "
+      "TOO_MANY_PATTERN_NODES; a publish visits at most 32 times this many")(
       "max-subscriber-memory", po::value(&max_sub_memory),
-      "part of --max-memory subscriber buffers may hold (default: a quarter of it)")(
+      "part of --max-memory set aside for pub/sub: subscriber buffers, subscriptions, bindings "
+      "and the pattern index; queues get the rest (default: a quarter of it)")(
       "data-dir", po::value(&c.data_dir),
       "directory for durable queues (default: none; durable queues are refused)")(
       "fsync", po::value(&c.fsync)->default_value(c.fsync),
@@ -190,8 +202,10 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
     return std::nullopt;
   }
 
-  auto fail = [exit_code](const std::string& flag, const std::string& value) {
-    std::cerr << "basind: invalid value '" << value << "' for --" << flag << "\n";
+  auto fail = [exit_code](const std::string& flag, const std::string& value,
+                          const std::string& why = "") {
+    std::cerr << "basind: invalid value '" << value << "' for --" << flag
+              << (why.empty() ? "" : ": " + why) << "\n";
     *exit_code = 2;
     return std::nullopt;
   };
@@ -202,10 +216,10 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   c.limits.max_message_bytes = *bytes;
   if (max_memory.empty()) {
     c.limits.max_memory = DefaultMaxMemory();
-  } else if (auto m = ParseBytes(max_memory); m && *m > 0) {
+  } else if (auto m = ParseBytes(max_memory); m && *m >= kMinMaxMemory) {
     c.limits.max_memory = *m;
   } else {
-    return fail("max-memory", max_memory);
+    return fail("max-memory", max_memory, "at least 1MiB");
   }
   c.limits.max_waiters_per_queue = max_waiters;
   const auto sub_bytes = ParseBytes(max_sub_bytes);
@@ -220,14 +234,16 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
            {"max-subscriptions-per-connection", caps.max_subscriptions_per_connection},
            {"max-subscription-terms", caps.max_subscription_terms},
            {"max-bindings", caps.max_bindings},
-           {"max-tracked-topics", caps.max_tracked_topics}}) {
+           {"max-tracked-topics", caps.max_tracked_topics},
+           {"max-pattern-nodes", caps.max_pattern_nodes}}) {
     // Each bounds what one client can make the broker keep: zero would refuse
     // everything, and anything above 2^32 is no bound at all.
     if (value == 0 || value > (size_t{1} << 32)) return fail(flag, std::to_string(value));
   }
   if (max_sub_memory.empty()) {
     caps.max_subscriber_memory = c.limits.max_memory / 4;
-  } else if (auto m = ParseBytes(max_sub_memory); m && *m > 0 && *m <= c.limits.max_memory) {
+  } else if (auto m = ParseBytes(max_sub_memory); m && *m > 0 && *m < c.limits.max_memory) {
+    // Set aside from --max-memory: all of it would leave queues nothing.
     caps.max_subscriber_memory = *m;
   } else {
     return fail("max-subscriber-memory", max_sub_memory);

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "broker/config.h"
 #include "broker/core/broker.h"
@@ -15,6 +16,7 @@
 #include "broker/logging.h"
 #include "broker/server.h"
 #include "broker/storage/committer.h"
+#include "broker/storage/file_limit.h"
 #include "broker/storage/queue_store.h"
 
 int main(int argc, char** argv) {
@@ -34,6 +36,15 @@ int main(int argc, char** argv) {
   // A write past a file size limit must fail the write (a durable put then
   // gets UNAVAILABLE), not kill the broker.
   std::signal(SIGXFSZ, SIG_IGN);
+  // Each durable queue holds a file open from recovery on: at the soft limit
+  // recovery would stop with EMFILE.
+  std::string limit_error;
+  const uint64_t open_files = basin::storage::RaiseOpenFileLimit(&limit_error);
+  if (!limit_error.empty()) {
+    spdlog::warn("open-file limit stays at {}: {}", open_files, limit_error);
+  } else {
+    spdlog::info("open-file limit {}", open_files);
+  }
 
   basin::DeadlineTimer timer;
   basin::Dispatcher dispatcher(1);

@@ -178,8 +178,10 @@ Result<Broker::Recovery> Broker::Recover(TimePoint now) {
   for (auto& [queue, r] : restored) {
     out.messages += r.messages.size();
     queue->Restore(std::move(r.messages), r.next_id, r.closed, r.keys, now);
+    // Kept beyond the caps and the subscriber share, charged all the same:
+    // refused, a binding would vanish from routing while its log keeps it.
     for (const std::string& pattern : r.bindings) {
-      if (auto bound = router_.Bind(pattern, queue); !bound.ok()) {
+      if (auto bound = router_.RestoreBinding(pattern, queue); !bound.ok()) {
         out.warnings.push_back("queue '" + r.config.name + "': binding '" + pattern +
                                "' not restored: " + bound.error().message);
       }

@@ -13,7 +13,6 @@ bool ConsumerOutbox::BecomeBusyLocked() {
 bool ConsumerOutbox::Push(StreamDelivery d) {
   std::lock_guard lock(mu_);
   if (end_) return false;
-  if (memory_ != nullptr) memory_->ForceReserve(d.bytes);
   deliveries_.push_back(std::move(d));
   return BecomeBusyLocked();
 }
@@ -33,17 +32,16 @@ bool ConsumerOutbox::PushUnknown(std::vector<uint64_t> tags) {
   return BecomeBusyLocked();
 }
 
-bool ConsumerOutbox::End(Error why, uint64_t* freed) {
+bool ConsumerOutbox::End(Error why) {
   std::lock_guard lock(mu_);
   if (end_ || finished_) return false;
   end_ = std::move(why);
   // The queue takes them back; they were never written.
-  for (const StreamDelivery& d : deliveries_) *freed += d.bytes;
   deliveries_.clear();
   return BecomeBusyLocked();
 }
 
-uint64_t ConsumerOutbox::DropUnwritten(const std::vector<uint64_t>& tags, uint64_t* freed) {
+uint64_t ConsumerOutbox::DropUnwritten(const std::vector<uint64_t>& tags) {
   std::lock_guard lock(mu_);
   // Tags are pushed rising and written from the front: everything held from
   // the front's tag on is unwritten, everything below it was written.
@@ -51,45 +49,30 @@ uint64_t ConsumerOutbox::DropUnwritten(const std::vector<uint64_t>& tags, uint64
   const uint64_t first_unwritten = deliveries_.front().tag;
   if (tags.empty() || tags.back() < first_unwritten) return first_unwritten;
   std::erase_if(deliveries_, [&](const StreamDelivery& d) {
-    if (!std::binary_search(tags.begin(), tags.end(), d.tag)) return false;
-    *freed += d.bytes;
-    return true;
+    return std::binary_search(tags.begin(), tags.end(), d.tag);
   });
   return first_unwritten;
 }
 
-std::optional<ConsumerPull> ConsumerOutbox::Next(size_t max_deliveries, TimePoint now) {
+std::optional<ConsumerPull> ConsumerOutbox::Next(size_t max_deliveries) {
   ConsumerPull out;
-  uint64_t pulled = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (end_) {
-      finished_ = true;
-      out.end = *end_;
-      return out;
-    }
-    if (deliveries_.empty() && expired_.empty() && unknown_.empty()) {
-      idle_ = true;
-      return std::nullopt;
-    }
-    while (!deliveries_.empty() && out.deliveries.size() < max_deliveries) {
-      pulled += deliveries_.front().bytes;
-      out.deliveries.push_back(std::move(deliveries_.front()));
-      deliveries_.pop_front();
-    }
-    out.expired.swap(expired_);
-    out.unknown_tags.swap(unknown_);
-  }
-  // Written from here on: the stream's own buffers, bounded by one response.
-  if (memory_ != nullptr) memory_->Release(pulled, now);
-  return out;
-}
-
-uint64_t ConsumerOutbox::unwritten_bytes() {
   std::lock_guard lock(mu_);
-  uint64_t total = 0;
-  for (const StreamDelivery& d : deliveries_) total += d.bytes;
-  return total;
+  if (end_) {
+    finished_ = true;
+    out.end = *end_;
+    return out;
+  }
+  if (deliveries_.empty() && expired_.empty() && unknown_.empty()) {
+    idle_ = true;
+    return std::nullopt;
+  }
+  while (!deliveries_.empty() && out.deliveries.size() < max_deliveries) {
+    out.deliveries.push_back(std::move(deliveries_.front()));
+    deliveries_.pop_front();
+  }
+  out.expired.swap(expired_);
+  out.unknown_tags.swap(unknown_);
+  return out;
 }
 
 }  // namespace basin::core

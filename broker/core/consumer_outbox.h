@@ -7,9 +7,16 @@
 // Bounded: deliveries waiting here are also held by the consumer, so there
 // are never more than its prefetch (a delivery the queue takes back before it
 // was written — expired, released, acked unseen, the consumer ended — is
-// dropped from here too, never written late); their copies are charged to
-// the broker's memory budget until written; the notices (expired and unknown
-// tags) keep at most kMaxNotices each, the excess dropped (they are advice).
+// dropped from here too, never written late); the notices (expired and
+// unknown tags) keep at most kMaxNotices each, the excess dropped (they are
+// advice).
+//
+// Memory: a delivery here is a hold on the queue's own message block
+// (MessageRef), not a copy, and costs nothing beyond the message, which the
+// queue charges while the consumer holds it. Once pulled, the stream's holds
+// last until it has built its response (at most one response's deliveries),
+// and may outlive the queue's charge if the message is acked meanwhile, as
+// the response's own copy does.
 #pragma once
 
 #include <cstdint>
@@ -21,16 +28,14 @@
 
 #include "broker/core/errc.h"
 #include "broker/core/lock_rank.h"
-#include "broker/core/memory_budget.h"
-#include "broker/core/queue_types.h"
-#include "broker/core/time.h"
+#include "broker/core/message.h"
 
 namespace basin::core {
 
 struct StreamDelivery {
   uint64_t tag = 0;  // per-stream sequence, from 1
-  Delivery delivery;
-  uint64_t bytes = 0;  // charged to the memory budget while it waits here
+  MessageRef message;
+  uint32_t delivery_count = 0;  // as of this hand-out (the message's own may change)
 };
 
 struct ConsumerPull {
@@ -44,39 +49,30 @@ class ConsumerOutbox {
  public:
   static constexpr size_t kMaxNotices = 65'536;
 
-  // `memory` may be null (nothing charged).
-  ConsumerOutbox(std::function<void()> wake, MemoryBudget* memory)
-      : wake_(std::move(wake)), memory_(memory) {}
+  explicit ConsumerOutbox(std::function<void()> wake) : wake_(std::move(wake)) {}
 
   // Each returns true when the caller must call Wake() once its locks are
   // released.
   bool Push(StreamDelivery d);
   bool PushExpired(uint64_t tag);
   bool PushUnknown(std::vector<uint64_t> tags);
-  // Ends the stream; unwritten deliveries are dropped and their bytes added
-  // to *freed, for the caller to release once its locks are released.
-  bool End(Error why, uint64_t* freed);
+  // Ends the stream; unwritten deliveries are dropped.
+  bool End(Error why);
   void Wake() const { wake_(); }
 
   // The queue took these deliveries back (tags rising): those not yet
   // written are dropped. Returns the lowest tag that was still unwritten
-  // (UINT64_MAX if none was): every tag below it had been written. Their
-  // bytes are added to *freed.
-  uint64_t DropUnwritten(const std::vector<uint64_t>& tags, uint64_t* freed);
+  // (UINT64_MAX if none was): every tag below it had been written.
+  uint64_t DropUnwritten(const std::vector<uint64_t>& tags);
 
   // Up to `max_deliveries` deliveries plus every notice, or the end; nullopt
   // (now idle) when there is nothing. After the end, do not call again.
-  // Releases the pulled deliveries' bytes: call with no lock held.
-  std::optional<ConsumerPull> Next(size_t max_deliveries, TimePoint now);
-
-  // Bytes of the deliveries waiting here (what is charged for them).
-  uint64_t unwritten_bytes();
+  std::optional<ConsumerPull> Next(size_t max_deliveries);
 
  private:
   bool BecomeBusyLocked();
 
   const std::function<void()> wake_;
-  MemoryBudget* const memory_;
   RankedMutex<LockRank::kConsumerOutbox> mu_;
   std::deque<StreamDelivery> deliveries_;  // tags rising
   std::vector<uint64_t> expired_;

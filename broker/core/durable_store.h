@@ -34,7 +34,13 @@ class DurableStore {
   virtual Result<std::shared_ptr<QueueJournal>> Create(const QueueConfig& config) = 0;
   // Forgets a deleted queue and everything it held.
   virtual void Remove(const std::string& name) = 0;
-  // Every durable queue found at start, in no particular order.
+  // Every durable queue found at start, in no particular order. An error if
+  // a queue could not be read for a reason outside its data that a restart
+  // cures once it is removed (too many open files, a full disk): the broker
+  // must not start without that queue, or a create of its name would find
+  // its messages in the way. A queue whose own files fail (a bad sector) is
+  // left out instead, with its files: one bad sector must not keep every
+  // other queue down.
   virtual Result<std::vector<Recovered>> Recover() = 0;
 };
 

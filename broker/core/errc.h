@@ -39,6 +39,7 @@ enum class Errc {
   kSlowSubscriber,        // a subscription overflowed under the disconnect policy
   kTooManySubscriptions,  // --max-subscriptions or --max-subscriptions-per-connection reached
   kTooManyBindings,       // --max-bindings reached
+  kTooManyPatternNodes,   // --max-pattern-nodes reached
   kTooManyQueues,         // --max-queues reached
   kShutdown,              // the broker is stopping
   kStorageUnavailable,    // a durable queue's log could not be written (disk full, I/O error)
@@ -47,22 +48,22 @@ enum class Errc {
 
 // Every Errc, for tables and tests.
 inline constexpr Errc kAllErrcs[] = {
-    Errc::kInvalidArgument,  Errc::kInvalidName,
-    Errc::kInvalidTimeout,   Errc::kInvalidDeliveryTag,
-    Errc::kReservedHeader,   Errc::kMessageTooLarge,
-    Errc::kQueueExists,      Errc::kQueueNotFound,
-    Errc::kQueueDeleted,     Errc::kDeadLetterNotFound,
-    Errc::kDeadLetterInUse,  Errc::kQueueFull,
-    Errc::kBrokerMemory,     Errc::kTooManyWaiters,
-    Errc::kTooManyProducers, Errc::kQueueEmpty,
-    Errc::kJoinTimeout,      Errc::kQueueClosed,
-    Errc::kQueueDrained,     Errc::kLeaseExpired,
-    Errc::kUnknownDelivery,  Errc::kAlreadyDone,
-    Errc::kInvalidTopic,     Errc::kBindingNotFound,
-    Errc::kSlowSubscriber,   Errc::kTooManySubscriptions,
-    Errc::kTooManyBindings,  Errc::kTooManyQueues,
-    Errc::kShutdown,         Errc::kStorageUnavailable,
-    Errc::kCancelled,
+    Errc::kInvalidArgument,    Errc::kInvalidName,
+    Errc::kInvalidTimeout,     Errc::kInvalidDeliveryTag,
+    Errc::kReservedHeader,     Errc::kMessageTooLarge,
+    Errc::kQueueExists,        Errc::kQueueNotFound,
+    Errc::kQueueDeleted,       Errc::kDeadLetterNotFound,
+    Errc::kDeadLetterInUse,    Errc::kQueueFull,
+    Errc::kBrokerMemory,       Errc::kTooManyWaiters,
+    Errc::kTooManyProducers,   Errc::kQueueEmpty,
+    Errc::kJoinTimeout,        Errc::kQueueClosed,
+    Errc::kQueueDrained,       Errc::kLeaseExpired,
+    Errc::kUnknownDelivery,    Errc::kAlreadyDone,
+    Errc::kInvalidTopic,       Errc::kBindingNotFound,
+    Errc::kSlowSubscriber,     Errc::kTooManySubscriptions,
+    Errc::kTooManyBindings,    Errc::kTooManyPatternNodes,
+    Errc::kTooManyQueues,      Errc::kShutdown,
+    Errc::kStorageUnavailable, Errc::kCancelled,
 };
 // kCancelled stays last, so this catches an Errc missing from the list.
 static_assert(std::size(kAllErrcs) == static_cast<size_t>(Errc::kCancelled) + 1);

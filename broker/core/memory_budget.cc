@@ -7,8 +7,9 @@ bool MemoryBudget::TryReserve(uint64_t n) {
     used_.fetch_add(n);
     return true;
   }
+  const uint64_t limit = queue_limit();
   uint64_t cur = used_.load();
-  while (cur + n <= limit_) {
+  while (cur + n <= limit) {
     if (used_.compare_exchange_weak(cur, cur + n)) return true;
   }
   return false;
@@ -42,21 +43,35 @@ void MemoryBudget::Release(uint64_t n, TimePoint now) {
   }
 }
 
+MemoryShare::MemoryShare(MemoryBudget* whole, uint64_t cap) : whole_(whole), cap_(cap) {
+  whole_->set_aside_.fetch_add(cap);
+}
+
+MemoryShare::~MemoryShare() { whole_->set_aside_.fetch_sub(cap_.load()); }
+
+void MemoryShare::set_cap(uint64_t cap) {
+  const uint64_t old = cap_.exchange(cap);
+  whole_->set_aside_.fetch_add(cap - old);  // modular: a smaller cap subtracts
+}
+
 bool MemoryShare::TryReserve(uint64_t n) {
   const uint64_t cap = cap_.load();
   uint64_t cur = used_.load();
   do {
     if (cap != 0 && cur + n > cap) return false;
   } while (!used_.compare_exchange_weak(cur, cur + n));
-  if (whole_->TryReserve(n)) return true;
-  used_.fetch_sub(n);
-  return false;
+  whole_->shared_.fetch_add(n);
+  return true;
 }
 
-void MemoryShare::Release(uint64_t n, TimePoint now) {
-  if (n == 0) return;
+void MemoryShare::ForceReserve(uint64_t n) {
+  used_.fetch_add(n);
+  whole_->shared_.fetch_add(n);
+}
+
+void MemoryShare::Release(uint64_t n) {
   used_.fetch_sub(n);
-  whole_->Release(n, now);
+  whole_->shared_.fetch_sub(n);
 }
 
 }  // namespace basin::core

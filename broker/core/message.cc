@@ -32,9 +32,25 @@ std::string_view GetString(const char*& in) {
 
 }  // namespace
 
-void MessageDeleter::operator()(Message* m) const {
+void Message::Unref(const Message* m) {
+  // acq_rel: whoever frees sees every other holder's reads finished.
+  if (m->holds_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   m->~Message();
-  ::operator delete(m);
+  ::operator delete(const_cast<Message*>(m));
+}
+
+void MessageDeleter::operator()(Message* m) const { Message::Unref(m); }
+
+MessageRef::MessageRef(const Message& m) : m_(&m) {
+  m.holds_.fetch_add(1, std::memory_order_relaxed);
+}
+
+MessageRef::MessageRef(const MessageRef& o) : m_(o.m_) {
+  if (m_ != nullptr) m_->holds_.fetch_add(1, std::memory_order_relaxed);
+}
+
+MessageRef::~MessageRef() {
+  if (m_ != nullptr) Message::Unref(m_);
 }
 
 uint64_t Message::AccountedBytes(std::string_view payload, const Headers& headers) {

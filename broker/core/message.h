@@ -1,13 +1,20 @@
 // A queued message is one heap block: this small header, the encoded headers and
 // the payload, back to back. A ready message costs that block plus one pointer in
 // the queue's deque; lease state lives apart, in the queue's map of deliveries.
+//
+// Ownership: the queue owns a message (MessagePtr: one owner, who may change
+// its delivery count, under the queue's lock). A stream that must write it
+// after the lock is released holds a MessageRef instead of a copy: the block
+// lives until the owner and every ref have let it go.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "broker/core/errc.h"
 
@@ -24,6 +31,32 @@ struct MessageDeleter {
   void operator()(Message* m) const;
 };
 using MessagePtr = std::unique_ptr<Message, MessageDeleter>;
+
+// A reader's hold on a message's block. Through it read only what never
+// changes once the message is enqueued: id, payload, headers, bytes. The
+// delivery count changes under the queue's lock; copy it there. Dropping the
+// last hold frees the block (no lock needed; no memory budget is involved:
+// the owner's charge covers it, see ConsumerOutbox).
+class MessageRef {
+ public:
+  MessageRef() = default;
+  explicit MessageRef(const Message& m);
+  MessageRef(const MessageRef& o);
+  MessageRef(MessageRef&& o) noexcept : m_(o.m_) { o.m_ = nullptr; }
+  MessageRef& operator=(MessageRef o) noexcept {
+    std::swap(m_, o.m_);
+    return *this;
+  }
+  ~MessageRef();
+
+  const Message* get() const { return m_; }
+  const Message* operator->() const { return m_; }
+  const Message& operator*() const { return *m_; }
+  explicit operator bool() const { return m_ != nullptr; }
+
+ private:
+  const Message* m_ = nullptr;
+};
 
 class Message {
  public:
@@ -62,18 +95,25 @@ class Message {
 
  private:
   friend struct MessageDeleter;
+  friend class MessageRef;
   Message() = default;
   const char* data() const { return reinterpret_cast<const char*>(this + 1); }
   char* data() { return reinterpret_cast<char*>(this + 1); }
+  // Drops one hold (the owner's or a ref's); the last frees the block.
+  static void Unref(const Message* m);
 
-  // Five 32-bit fields, no padding: a 100-byte message is a 120-byte block,
-  // which glibc's allocator serves from a 128-byte chunk.
+  // Six 32-bit fields, no padding, so that the header adds little to every
+  // message: a 100-byte message is a 124-byte block. jemalloc, when the
+  // broker links it, serves that from its 128-byte class; glibc's malloc (the
+  // fallback, since jemalloc is optional) adds its 8-byte size field and
+  // rounds up to 16 bytes: a 144-byte chunk.
   uint32_t id_lo_ = 0;
   uint32_t id_hi_ = 0;
   uint32_t delivery_count_ = 0;
   uint32_t headers_len_ = 0;
   uint32_t payload_len_ = 0;
+  mutable std::atomic<uint32_t> holds_{1};  // the owner and every MessageRef
 };
-static_assert(sizeof(Message) == 20);
+static_assert(sizeof(Message) == 24);
 
 }  // namespace basin::core

@@ -28,7 +28,7 @@ Queue::~Queue() {
   uint64_t bytes = ready_bytes_ + pending_.bytes() + leases_.bytes() + index_charged_;
   for (auto& [id, consumer] : consumers_) {
     bytes += consumer.held.bytes();
-    consumer.outbox->End(Error{Errc::kQueueDeleted, Describe() + " is gone"}, &bytes);
+    consumer.outbox->End(Error{Errc::kQueueDeleted, Describe() + " is gone"});
   }
   if (memory_ != nullptr && bytes > 0) memory_->Release(bytes, Clock::now());
 }
@@ -368,9 +368,9 @@ std::optional<Error> Queue::TooLargeForQueue(uint64_t bytes) const {
 
 Error Queue::NoRoomError(bool memory) const {
   if (memory) {
-    return Error{Errc::kBrokerMemory, "broker memory limit of " + std::to_string(memory_->limit()) +
-                                          " bytes reached; " + Describe() +
-                                          " cannot take the message"};
+    return Error{Errc::kBrokerMemory,
+                 "broker memory limit for queues of " + std::to_string(memory_->queue_limit()) +
+                     " bytes reached; " + Describe() + " cannot take the message"};
   }
   return Error{Errc::kQueueFull, Describe() + " is full (max_size " +
                                      std::to_string(config_.max_size) + ", max_bytes " +
@@ -475,7 +475,7 @@ void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, 
   std::vector<uint64_t> tags;
   tags.reserve(taken.size());
   for (const auto& t : taken) tags.push_back(t.tag);
-  const uint64_t first_unwritten = c.outbox->DropUnwritten(tags, &d.bytes_freed);
+  const uint64_t first_unwritten = c.outbox->DropUnwritten(tags);
   // Requeues go to the head: the last one requeued is delivered first, so walk
   // backwards to keep them in the order they were delivered.
   for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
@@ -655,16 +655,15 @@ void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
   c.turn = 0;
   // One message a turn: consumers and blocked Gets share the queue fairly.
   MessagePtr msg = TakeReady(d);
-  const uint64_t bytes = msg->bytes();
-  Delivery delivery{
-      msg->id(),    std::string(msg->payload()), msg->headers(), msg->delivery_count(), {},
-      c.ack_timeout};
+  // The stream writes the queue's own block after the lock: no copy, and
+  // nothing to charge beyond what `held` is charged for the message.
+  StreamDelivery delivery{0, MessageRef(*msg), msg->delivery_count()};
   const TimePoint expiry =
       c.ack_timeout > Duration::zero() ? AddSaturating(now, c.ack_timeout) : kNever;
-  const uint64_t tag = c.held.Add(std::move(msg), expiry);
+  delivery.tag = c.held.Add(std::move(msg), expiry);
   ++stream_held_;
   ++c.delivered;
-  if (c.outbox->Push({tag, std::move(delivery), bytes})) d.wakes.push_back(c.outbox);
+  if (c.outbox->Push(std::move(delivery))) d.wakes.push_back(c.outbox);
   if (expiry != kNever) IndexConsumer(consumer, c);
   TakeTurn(consumer, c);
 }
@@ -677,7 +676,7 @@ void Queue::ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, Deferred& 
   // What the outbox still holds was never written: EndHeld drops it there
   // and puts it back undelivered; then the outbox ends.
   EndHeld(c, c.held.TakeUpTo(UINT64_MAX), LeaseEnd::kReleased, d);
-  if (c.outbox->End(std::move(why), &d.bytes_freed)) d.wakes.push_back(c.outbox);
+  if (c.outbox->End(std::move(why))) d.wakes.push_back(c.outbox);
   if (c.indexed_expiry != kNever) consumer_expiry_.erase({c.indexed_expiry, id});
   c.indexed_expiry = kNever;
 }
@@ -700,7 +699,7 @@ Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_ti
       return Error{Errc::kQueueDrained, Describe() + " is closed and drained"};
     }
     out.id = next_consumer_++;
-    out.outbox = std::make_shared<ConsumerOutbox>(std::move(wake), memory_);
+    out.outbox = std::make_shared<ConsumerOutbox>(std::move(wake));
     ConsumerState& c = consumers_[out.id];
     c.prefetch = prefetch;
     c.ack_timeout = std::min(ack_timeout, limits_.max_lease);
@@ -861,7 +860,7 @@ uint64_t Queue::AccountedBytes() const {
   uint64_t total = index_.bytes() + leases_.bytes();
   for (const MessagePtr& m : ready_) total += m->bytes();
   total += pending_.bytes();
-  for (const auto& [id, c] : consumers_) total += c.held.bytes() + c.outbox->unwritten_bytes();
+  for (const auto& [id, c] : consumers_) total += c.held.bytes();
   return total;
 }
 

@@ -189,7 +189,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   QueueStats Stats() const;
   // Bytes the queue holds against the broker's memory budget, counted by
   // walking everything it keeps (messages ready, leased, held by consumers
-  // or pending, consumers' unwritten copies, idempotency keys): what the
+  // or pending, idempotency keys): what the
   // budget's books must show. For tests; costs O(messages).
   uint64_t AccountedBytes() const;
 

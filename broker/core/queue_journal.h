@@ -46,8 +46,9 @@ class QueueJournal {
   virtual void Delivered(const std::vector<uint64_t>& ids) = 0;
   virtual void Done(const std::vector<uint64_t>& ids) = 0;
   virtual void Closed(Committed committed) = 0;
-  // The queue was deleted: write nothing more. Returns once no write of this
-  // journal is in progress. Called without the queue's lock (a write in
+  // The queue was deleted: write nothing more, and let go of the files now
+  // (the Queue may live on in a call that still holds it). Returns once no
+  // write of this journal is in progress. Called without the queue's lock (a write in
   // progress may be calling back into the queue).
   virtual void Deleted() = 0;
 };

@@ -8,13 +8,34 @@ namespace basin::core {
 namespace {
 
 // What a subscription costs to keep besides its terms' characters: the
-// object, its buffer, its map and trie entries. An estimate, charged so that
-// many subscriptions with many terms count against memory like messages do.
-constexpr uint64_t kSubscriptionOverhead = 512;
-constexpr uint64_t kTermOverhead = 128;
+// object, its buffer, its entries in the exact-topic map and at its patterns'
+// trie nodes (the nodes are charged apart, once, by the trie). An estimate,
+// charged so that many subscriptions with many terms count against memory
+// like messages do; measured with mallinfo2 (glibc): a subscription to one
+// exact topic takes about 1,570 bytes, most of it the empty buffer's 512-byte
+// deque block, the exact-topic map's entry and the routes' bucket arrays.
+constexpr uint64_t kSubscriptionOverhead = 1'280;
+constexpr uint64_t kTermOverhead = 320;
+
+// What a binding costs to keep: a node in bindings_ and one in bound_ (a tree
+// node holding two strings and, in bindings_, the queue's pointer) and an
+// entry in its trie node's set, each with the allocator's header, and both
+// names twice. The set's bucket array, allocated by the node's first binding
+// and kept until the node goes, is charged with every binding: a charge of its
+// own, whatever else the node holds, is one that Bind and RemoveBindingLocked
+// agree on. Its trie nodes are charged apart.
+constexpr uint64_t kBlockOverhead = 16;
+constexpr uint64_t kBindingOverhead =
+    2 * (4 * sizeof(void*) + 2 * sizeof(std::string) + kBlockOverhead) +
+    sizeof(std::shared_ptr<Queue>) + 3 * sizeof(void*) + kBlockOverhead + kFirstBucketsBytes;
+
+uint64_t BindingBytes(const std::string& pattern, const std::string& queue) {
+  return kBindingOverhead + 2 * (pattern.size() + queue.size());
+}
 
 uint64_t ShareCap(const TopicCaps& caps, const MemoryBudget& memory) {
-  return caps.max_subscriber_memory != 0 ? caps.max_subscriber_memory : memory.limit() / 4;
+  if (caps.max_subscriber_memory != 0) return caps.max_subscriber_memory;
+  return memory.limit() == 0 ? 0 : std::max<uint64_t>(1, memory.limit() / 4);
 }
 
 // Counts dropped messages by topic and lets them go (releasing their memory
@@ -98,9 +119,10 @@ void TopicRouter::CollectLocked(std::string_view topic, const TopicWords& words,
 bool TopicRouter::MakeRoom(const std::vector<Receiver>& receivers, uint64_t bytes,
                            DropTally* dropped) {
   if (subscriber_memory_.TryReserve(bytes)) return true;
+  // The share is set aside from --max-memory, so only its own cap refuses:
+  // what queues hold never makes a subscriber drop a message.
   const uint64_t cap = subscriber_memory_.cap();
-  const uint64_t whole = memory_->limit();
-  if ((cap != 0 && bytes > cap) || (whole != 0 && bytes > whole)) return false;
+  if (cap != 0 && bytes > cap) return false;
   // Older messages make way for the new one, as they do in a full buffer:
   // round robin over the receivers, until it fits or none has anything left to
   // drop. A message is freed when the last buffer holding it drops it.
@@ -256,9 +278,9 @@ Result<std::shared_ptr<Subscription>> TopicRouter::Subscribe(SubscriptionOptions
   for (const auto& p : options.patterns) footprint += kTermOverhead + p.size();
   if (!subscriber_memory_.TryReserve(footprint)) {
     return Error{Errc::kBrokerMemory,
-                 "no memory for a subscription: the broker's memory for subscribers "
+                 "no memory for a subscription: the broker's memory for pub/sub "
                  "(--max-subscriber-memory, " +
-                     std::to_string(subscriber_memory_.cap()) + " bytes) or --max-memory is full"};
+                     std::to_string(subscriber_memory_.cap()) + " bytes) is full"};
   }
   // Declared before the lock: a refused subscription gives it back after.
   MemoryCharge charge(&subscriber_memory_, footprint);
@@ -274,6 +296,14 @@ Result<std::shared_ptr<Subscription>> TopicRouter::Subscribe(SubscriptionOptions
     return Error{Errc::kTooManySubscriptions,
                  "this connection has " + std::to_string(owned->second) +
                      " live subscriptions, the broker's --max-subscriptions-per-connection"};
+  }
+  // The patterns' trie paths first, each within the node cap and charged:
+  // a refusal takes back what the earlier ones added.
+  for (size_t i = 0; i < options.patterns.size(); ++i) {
+    if (auto grown = GrowLocked(ParsePattern(options.patterns[i])); !grown.ok()) {
+      for (size_t j = 0; j < i; ++j) PruneLocked(ParsePattern(options.patterns[j]));
+      return grown.error();
+    }
   }
   auto sub = std::make_shared<Subscription>(next_id_++, std::move(options), std::move(wake),
                                             std::move(charge));
@@ -307,7 +337,7 @@ void TopicRouter::RemoveLocked(const Subscription& sub) {
     Routes* routes = trie_.Find(words);
     if (routes == nullptr) continue;
     routes->subs.erase(&sub);
-    if (routes->empty()) trie_.Prune(words);
+    if (routes->empty()) PruneLocked(words);
   }
   std::lock_guard stats(stats_mu_);
   for (const auto& t : sub.options().topics) {
@@ -330,15 +360,38 @@ void TopicRouter::Unsubscribe(const std::shared_ptr<Subscription>& sub, Error wh
 Result<bool> TopicRouter::Bind(const std::string& pattern, std::shared_ptr<Queue> queue) {
   if (auto ok = ValidateTopicPattern(pattern); !ok.ok()) return ok.error();
   std::unique_lock lock(mu_);
+  return BindLocked(pattern, std::move(queue), false);
+}
+
+Result<bool> TopicRouter::RestoreBinding(const std::string& pattern, std::shared_ptr<Queue> queue) {
+  if (auto ok = ValidateTopicPattern(pattern); !ok.ok()) return ok.error();
+  std::unique_lock lock(mu_);
+  return BindLocked(pattern, std::move(queue), true);
+}
+
+Result<bool> TopicRouter::BindLocked(const std::string& pattern, std::shared_ptr<Queue> queue,
+                                     bool force) {
   auto key = std::make_pair(pattern, queue->name());
   if (bindings_.count(key) != 0) return false;
-  if (bindings_.size() >= limits_.caps.max_bindings) {
+  if (!force && bindings_.size() >= limits_.caps.max_bindings) {
     return Error{Errc::kTooManyBindings, "the broker has " + std::to_string(bindings_.size()) +
                                              " bindings, its --max-bindings"};
   }
+  const TopicWords words = ParsePattern(pattern);
+  if (auto grown = GrowLocked(words, force); !grown.ok()) return grown.error();
+  const uint64_t bytes = BindingBytes(key.first, key.second);
+  if (force) {
+    subscriber_memory_.ForceReserve(bytes);
+  } else if (!subscriber_memory_.TryReserve(bytes)) {
+    PruneLocked(words);
+    return Error{Errc::kBrokerMemory,
+                 "no memory for a binding: the broker's memory for pub/sub "
+                 "(--max-subscriber-memory, " +
+                     std::to_string(subscriber_memory_.cap()) + " bytes) is full"};
+  }
   bound_.emplace(key.second, key.first);
   auto it = bindings_.emplace(std::move(key), std::move(queue)).first;
-  trie_.At(ParsePattern(it->first.first)).bindings.insert(&*it);
+  trie_.At(words).bindings.insert(&*it);
   return true;
 }
 
@@ -346,10 +399,41 @@ void TopicRouter::RemoveBindingLocked(BindingMap::iterator it) {
   const TopicWords words = ParsePattern(it->first.first);
   if (Routes* routes = trie_.Find(words); routes != nullptr) {
     routes->bindings.erase(&*it);
-    if (routes->empty()) trie_.Prune(words);
+    if (routes->empty()) PruneLocked(words);
   }
+  subscriber_memory_.Release(BindingBytes(it->first.first, it->first.second));
   bound_.erase({it->first.second, it->first.first});
   bindings_.erase(it);
+}
+
+Result<void> TopicRouter::GrowLocked(const TopicWords& pattern, bool force) {
+  uint64_t bytes = 0;
+  const size_t missing = trie_.Missing(pattern, &bytes);
+  if (missing == 0) return {};
+  if (force) {
+    subscriber_memory_.ForceReserve(bytes);
+    trie_.At(pattern);
+    return {};
+  }
+  if (trie_.nodes() + missing > limits_.caps.max_pattern_nodes) {
+    return Error{Errc::kTooManyPatternNodes,
+                 "the broker's pattern index has " + std::to_string(trie_.nodes()) +
+                     " nodes and this pattern needs " + std::to_string(missing) +
+                     " more; its --max-pattern-nodes is " +
+                     std::to_string(limits_.caps.max_pattern_nodes)};
+  }
+  if (!subscriber_memory_.TryReserve(bytes)) {
+    return Error{Errc::kBrokerMemory,
+                 "no memory for a pattern: the broker's memory for pub/sub "
+                 "(--max-subscriber-memory, " +
+                     std::to_string(subscriber_memory_.cap()) + " bytes) is full"};
+  }
+  trie_.At(pattern);
+  return {};
+}
+
+void TopicRouter::PruneLocked(const TopicWords& pattern) {
+  subscriber_memory_.Release(trie_.Prune(pattern));
 }
 
 Result<void> TopicRouter::Unbind(const std::string& pattern, const std::string& queue) {
@@ -383,8 +467,6 @@ std::vector<std::string> TopicRouter::BindingsOf(const std::string& queue) const
 }
 
 std::vector<TopicStats> TopicRouter::ListTopics() const {
-  // Two snapshots, each a copy under one lock; the topics x patterns work
-  // happens after, under no lock, on an index of its own.
   std::vector<TopicStats> out;
   {
     std::lock_guard lock(stats_mu_);
@@ -393,48 +475,56 @@ std::vector<TopicStats> TopicRouter::ListTopics() const {
       out.push_back({name, 0, c.published, c.delivered, c.dropped, c.routed});
     }
   }
-  std::vector<SubPtr> subs;
-  {
+  // Counted on the live index: a copy of it would cost as much as the index
+  // and be charged to nobody. Publishes share the lock. A hold ends once its
+  // topics have cost kListSliceSteps, not after a number of topics: 256
+  // topics could each cost 32 x --max-pattern-nodes visits. Nothing found
+  // under one hold (an iterator, a node, an entry) is kept past it: only the
+  // names in `out`, which are ours.
+  std::vector<const Subscription*> several;
+  for (size_t i = 0; i < out.size();) {
     std::shared_lock lock(mu_);
-    subs.reserve(subs_.size());
-    for (const auto& [id, sub] : subs_) subs.push_back(sub);
-  }
-  // A subscription with one pattern and no topics can match a topic once
-  // only: those are counted; others go through a set, to count them once.
-  struct Holders {
-    uint64_t single = 0;
-    std::vector<const Subscription*> several;
-    bool empty() const { return single == 0 && several.empty(); }
-  };
-  std::unordered_map<std::string_view, uint64_t> exact;
-  TopicTrie<Holders> patterns;
-  for (const SubPtr& sub : subs) {
-    const SubscriptionOptions& o = sub->options();
-    for (const std::string& t : o.topics) ++exact[t];
-    const bool single = o.topics.empty() && o.patterns.size() == 1;
-    for (const std::string& p : o.patterns) {
-      Holders& h = patterns.At(ParsePattern(p));
-      if (single) {
-        ++h.single;
-      } else {
-        h.several.push_back(sub.get());
-      }
-    }
-  }
-  std::unordered_set<const Subscription*> counted;
-  for (TopicStats& s : out) {
-    if (auto it = exact.find(s.name); it != exact.end()) s.subscribers = it->second;
-    counted.clear();
-    patterns.Match(SplitTopic(s.name), [&](const Holders& h) {
-      s.subscribers += h.single;
-      for (const Subscription* sub : h.several) {
-        const auto& topics = sub->options().topics;
-        if (std::binary_search(topics.begin(), topics.end(), s.name)) continue;
-        if (counted.insert(sub).second) ++s.subscribers;
-      }
-    });
+    list_holds_.fetch_add(1, std::memory_order_relaxed);
+    size_t steps = 0;
+    do {
+      out[i].subscribers = CountSubscribersLocked(out[i].name, &several, &steps);
+      ++i;
+    } while (i < out.size() && steps < kListSliceSteps);
   }
   return out;
+}
+
+uint64_t TopicRouter::CountSubscribersLocked(const std::string& topic,
+                                             std::vector<const Subscription*>* several,
+                                             size_t* steps) const {
+  uint64_t n = 0;
+  if (auto it = by_topic_.find(topic); it != by_topic_.end()) n = it->second.size();
+  const TopicWords words = SplitTopic(topic);
+  *steps += words.size();
+  // Subscriptions with several patterns may match at several nodes: they are
+  // collected and counted once, after a sort. A hash set cleared per topic
+  // would cost its bucket count each time, however few entries the topic has
+  // (a set grown by one widely matched topic stays that wide).
+  several->clear();
+  trie_.Match(
+      words,
+      [&](const Routes& routes) {
+        *steps += routes.subs.size();
+        for (const auto& [key, match] : routes.subs) {
+          const SubscriptionOptions& o = match.sub->options();
+          if (std::binary_search(o.topics.begin(), o.topics.end(), topic)) continue;  // counted
+          // One pattern ends at one node, which a match visits once.
+          if (o.patterns.size() == 1) {
+            ++n;
+          } else {
+            several->push_back(key);
+          }
+        }
+      },
+      steps);
+  std::sort(several->begin(), several->end());
+  n += std::unique(several->begin(), several->end()) - several->begin();
+  return n;
 }
 
 std::vector<BindingInfo> TopicRouter::ListBindings() const {
@@ -448,6 +538,11 @@ std::vector<BindingInfo> TopicRouter::ListBindings() const {
 size_t TopicRouter::pattern_nodes() const {
   std::shared_lock lock(mu_);
   return trie_.nodes();
+}
+
+uint64_t TopicRouter::pattern_bytes() const {
+  std::shared_lock lock(mu_);
+  return trie_.bytes();
 }
 
 void TopicRouter::Shutdown() {

@@ -14,19 +14,26 @@
 //   Bind / Unbind / RemoveBindingsTo
 //                topic-to-queue bindings; the Broker calls these under its own
 //                lock so that a binding never outlives its queue.
+//   ListTopics   counts each tracked topic's subscribers on the live index, a
+//                slice of topics at a time under the shared lock, each slice
+//                ended by the work done (kListSliceSteps): no copy of the
+//                index is made.
 //   SetCaps      the caps of TopicCaps; called once, before the router is
 //                shared between threads (main does, before serving).
 //
 // Routing: exact topics of subscriptions sit in a hash map; their patterns and
 // all bindings in one word trie (topic_trie.h), so a publish looks only at the
-// patterns that can match its topic, and never backtracks.
+// patterns that can match its topic, and never backtracks. The trie's nodes
+// are capped (TopicCaps::max_pattern_nodes): a publish visits at most topic
+// words x nodes of them under the shared lock.
 //
 // Memory: a published message is one shared allocation, charged once to the
 // subscriber share of the broker's memory budget (TopicCaps::
 // max_subscriber_memory) and released when the last buffer or stream lets it
-// go; a subscription's own topics and patterns are charged there too. The
-// share is part of --max-memory, so subscribers, idle or not, can never take
-// what it leaves to queues.
+// go; a subscription's own topics and patterns, every binding and every node
+// of the trie are charged there too. The share is set aside from --max-memory
+// (see MemoryShare): subscribers, idle or not, can never take what it leaves
+// to queues, and queues that fill theirs cannot stop pub/sub.
 //
 // Ordering: a publisher's messages reach each subscription in publish order,
 // since a publish hands the message to every buffer before it returns.
@@ -35,10 +42,10 @@
 // then patterns in sorted order).
 //
 // Lock order: mu_ before stats_mu_. Neither is held while offering to a
-// subscription or a queue, or while anything is let go that may release memory
-// (a release wakes queues that wait for memory, which lock them).
+// subscription or a queue (a queue runs callbacks and wakes streams).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -71,6 +78,7 @@ struct TopicCaps {
   size_t max_subscription_terms = 1'024;            // topics + patterns of one subscription
   size_t max_bindings = 100'000;                    // broker-wide
   size_t max_tracked_topics = 100'000;              // topics ListTopics keeps counters for
+  size_t max_pattern_nodes = 100'000;               // nodes of the trie: a publish's work
   uint64_t max_subscriber_memory = 0;               // 0 = a quarter of the budget's limit
 };
 
@@ -128,6 +136,13 @@ class TopicRouter {
 
   // Returns false when the binding already existed.
   Result<bool> Bind(const std::string& pattern, std::shared_ptr<Queue> queue);
+  // Bind for a binding a durable queue's log holds, at start: kept beyond
+  // --max-bindings, --max-pattern-nodes and the subscriber share, and
+  // charged all the same (as recovered queues are kept beyond --max-queues).
+  // Refusing it would drop it from routing while the log keeps it, so that
+  // it would come back, or not, at some later restart. Only an invalid
+  // pattern is refused.
+  Result<bool> RestoreBinding(const std::string& pattern, std::shared_ptr<Queue> queue);
   Result<void> Unbind(const std::string& pattern, const std::string& queue);
   void RemoveBindingsTo(const std::string& queue);
   std::vector<std::string> BindingsOf(const std::string& queue) const;
@@ -135,16 +150,26 @@ class TopicRouter {
   // Ordered by name: the tracked topics (published to or subscribed to by
   // exact name; at most TopicCaps::max_tracked_topics of them).
   std::vector<TopicStats> ListTopics() const;
+  // ListTopics lets go of the shared lock once a slice of topics has cost
+  // this many steps (trie nodes visited and subscription entries looked at),
+  // and counts at least one topic per hold. What bounds a hold is its work,
+  // not its topics: one topic can cost 32 x --max-pattern-nodes visits.
+  static constexpr size_t kListSliceSteps = size_t{1} << 20;
+  // Holds of the shared lock ListTopics has taken, ever (for tests).
+  uint64_t list_holds() const { return list_holds_.load(std::memory_order_relaxed); }
   // Ordered by pattern, then queue.
   std::vector<BindingInfo> ListBindings() const;
 
   // Ends every subscription with kShutdown and refuses new ones.
   void Shutdown();
 
-  // Bytes held in the subscriber share: buffered messages and subscriptions.
+  // Bytes held in the subscriber share: buffered messages, subscriptions,
+  // bindings and the pattern trie.
   uint64_t subscriber_memory() const { return subscriber_memory_.used(); }
   // Nodes of the pattern trie (for tests: unsubscribing prunes it).
   size_t pattern_nodes() const;
+  // What the pattern trie's nodes are charged (part of subscriber_memory()).
+  uint64_t pattern_bytes() const;
 
  private:
   using SubPtr = std::shared_ptr<Subscription>;
@@ -188,6 +213,17 @@ class TopicRouter {
   // Under mu_ (shared).
   void CollectLocked(std::string_view topic, const TopicWords& words,
                      std::vector<Receiver>* receivers, Targets* queues) const;
+  // Subscriptions a publish to `topic` reaches now; adds the work done to
+  // `steps`. `several` is scratch, kept between calls for its capacity.
+  uint64_t CountSubscribersLocked(const std::string& topic,
+                                  std::vector<const Subscription*>* several, size_t* steps) const;
+  // Under mu_ (exclusive). Creates the trie path of `pattern` (entries
+  // empty), within --max-pattern-nodes and charged to the share, or says why
+  // not; with `force`, charged beyond both.
+  Result<void> GrowLocked(const TopicWords& pattern, bool force = false);
+  Result<bool> BindLocked(const std::string& pattern, std::shared_ptr<Queue> queue, bool force);
+  // Removes what of the path of `pattern` nothing uses, and its charge.
+  void PruneLocked(const TopicWords& pattern);
   // Reserves `bytes` in the subscriber share, making the receivers drop their
   // oldest messages if it is full. False if it cannot.
   bool MakeRoom(const std::vector<Receiver>& receivers, uint64_t bytes, DropTally* dropped);
@@ -217,6 +253,7 @@ class TopicRouter {
   std::set<std::pair<std::string, std::string>> bound_;  // (queue, pattern)
   uint64_t next_id_ = 1;
   bool shutting_down_ = false;
+  mutable std::atomic<uint64_t> list_holds_{0};
 
   // Guards topics_ and evictable_; taken under mu_ (Subscribe, Unsubscribe)
   // or alone, and nothing is taken under it.

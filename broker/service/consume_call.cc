@@ -81,7 +81,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
         return;
       }
     }
-    std::optional<core::ConsumerPull> pulled = outbox_->Next(kBatchDeliveries, core::Clock::now());
+    std::optional<core::ConsumerPull> pulled = outbox_->Next(kBatchDeliveries);
     if (!pulled) return;
     if (pulled->end) {
       queue_->DetachConsumer(id_, *pulled->end, core::Clock::now());
@@ -90,10 +90,10 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
       return Finish(client_done_.load() ? grpc::Status::OK : grpc::Status::CANCELLED);
     }
     resp_.Clear();
-    for (core::StreamDelivery& d : pulled->deliveries) {
+    for (const core::StreamDelivery& d : pulled->deliveries) {
       v1::StreamDelivery* out = resp_.add_deliveries();
       out->set_delivery_tag(d.tag);
-      ToProto(std::move(d.delivery), out->mutable_message());
+      ToProto(d, out->mutable_message());
     }
     resp_.mutable_expired()->Assign(pulled->expired.begin(), pulled->expired.end());
     resp_.mutable_unknown_tags()->Assign(pulled->unknown_tags.begin(), pulled->unknown_tags.end());
@@ -105,7 +105,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
       // The stream broke: take the consumer's messages back and finish.
       queue_->DetachConsumer(id_, core::Error{core::Errc::kCancelled, "stream broken"},
                              core::Clock::now());
-      outbox_->Next(1, core::Clock::now());  // the end: nobody else writes
+      outbox_->Next(1);  // the end: nobody else writes
       return Finish(grpc::Status::CANCELLED);
     }
     WriteNext();

@@ -89,6 +89,15 @@ void ToProto(core::Delivery&& delivery, v1::Message* out) {
   out->set_delivery_count(delivery.delivery_count);
 }
 
+void ToProto(const core::StreamDelivery& delivery, v1::Message* out) {
+  const core::Message& m = *delivery.message;
+  out->set_message_id(m.id());
+  out->set_payload(std::string(m.payload()));
+  const core::Headers headers = m.headers();
+  out->mutable_headers()->insert(headers.begin(), headers.end());
+  out->set_delivery_count(delivery.delivery_count);
+}
+
 void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
              v1::QueueInfo* out) {
   out->mutable_bindings()->Assign(bindings.begin(), bindings.end());

@@ -36,6 +36,8 @@ std::vector<core::MessageSpec> ToSpecs(
 void ToProto(const core::PutResult& result, v1::PutResult* out);
 // Moves the delivery's payload into `out`.
 void ToProto(core::Delivery&& delivery, v1::Message* out);
+// Copies the message out of the queue's block the delivery holds.
+void ToProto(const core::StreamDelivery& delivery, v1::Message* out);
 
 // The queue's settings, statistics and `bindings` (topics bound to it).
 void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,

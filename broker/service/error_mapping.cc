@@ -61,6 +61,8 @@ WireError ToWire(Errc errc) {
       return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_SUBSCRIPTIONS"};
     case Errc::kTooManyBindings:
       return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_BINDINGS"};
+    case Errc::kTooManyPatternNodes:
+      return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_PATTERN_NODES"};
     case Errc::kTooManyQueues:
       return {StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_QUEUES"};
     case Errc::kShutdown:

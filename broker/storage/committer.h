@@ -48,11 +48,13 @@ class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
     uint8_t type;
     std::string body;
   };
-  // Queues the records (in order) for the committer; `done` (may be empty:
-  // the caller does not wait) runs on the committer's thread, with an error
-  // only if one of these records (or one queued before them in the same
-  // commit) is not durable: records a failed commit had already made durable
-  // are reported durable, since a restart brings them back.
+  // Queues the records (in order) for the committer, as one group: they go
+  // into one segment, so they come back after a restart all or none (see
+  // SegmentedLog::Append). `done` (may be empty: the caller does not wait)
+  // runs on the committer's thread, with an error only if one of these
+  // records (or one queued before them in the same commit) is not durable:
+  // records a failed commit had already made durable are reported durable,
+  // since a restart brings them back.
   void Append(std::vector<Pending> records, DurableCallback done);
   // Compaction: appends `rewrite` (what the dropped segments held that is
   // still true, such as the queue's definition) and, once it is synced —
@@ -60,10 +62,14 @@ class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
   // `position`. If the rewrite cannot be made durable nothing is deleted.
   void Compact(std::vector<Pending> rewrite, uint64_t position);
   // Writes nothing more (the log's queue was deleted): later appends are
-  // dropped and their callbacks never run. Returns once no commit of this
-  // log is in progress, so the owner may then remove its files.
+  // dropped and their callbacks never run, and the log's files are closed
+  // now, not when the last holder of the queue lets go (a reactor can hold
+  // a deleted queue for as long as its call lasts, and an open fd keeps the
+  // deleted files' space). Returns once no commit of this log is in
+  // progress, so the owner may then remove its files.
   void Close();
-  // The log's segment files now (waits out a commit in progress).
+  // The log's segment files now (waits out a commit in progress); 0 once
+  // closed.
   size_t segments();
 
  private:
@@ -78,13 +84,14 @@ class CommittedLog : public std::enable_shared_from_this<CommittedLog> {
   RankedMutex<LockRank::kCommittedLog> mu_;         // guards what follows
   bool closed_ = false;
   std::vector<Pending> pending_;
-  struct Waiting {
-    size_t first;  // index in pending_ of its first record
-    size_t end;    // one past its last
-    DurableCallback done;
+  // What one Append or Compact queued.
+  struct Group {
+    size_t first;          // index in pending_ of its first record
+    size_t end;            // one past its last
+    DurableCallback done;  // may be empty
   };
-  std::vector<Waiting> callbacks_;
-  // A compaction's drop point, and the records (pending_[0, drop_after_))
+  std::vector<Group> groups_;
+  // A compaction's drop point, and the groups (groups_[0, drop_after_))
   // that must be durable before it is acted on: its rewrite.
   uint64_t drop_before_ = 0;
   size_t drop_after_ = 0;
@@ -112,8 +119,15 @@ class Committer {
   void Run();
   // Writes what the log has waiting, syncs it, runs its callbacks.
   void Commit(CommittedLog& log);
+  // Appends each group and writes (and under a syncing policy syncs) them;
+  // false at the first failure. Fills the position and end of each group
+  // appended.
+  bool AppendGroups(SegmentedLog& log, const std::vector<CommittedLog::Pending>& records,
+                    const std::vector<CommittedLog::Group>& groups,
+                    std::vector<uint64_t>* positions, std::vector<uint64_t>* ends, IoError* error);
 
   const FsyncPolicy policy_;
+  const bool sync_;  // not `never`
   const std::chrono::microseconds interval_;
   RankedMutex<LockRank::kCommitter> mu_;
   std::condition_variable_any cv_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 
 #include "broker/storage/varint.h"
 
@@ -119,6 +120,17 @@ bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) 
     case QueueRecord::kPutKeys: {
       auto keys = DecodePutKeys(body);
       if (!keys) return false;
+      // Only the keys of puts that came back. Damage, or a power cut that
+      // kept some pages of a batch and not others, can leave the keys record
+      // without some of the puts before it (segment_replay.h); a key for a
+      // message that exists nowhere would answer the client's resend as a
+      // duplicate of it. The record follows its batch's puts in one group,
+      // and nothing can end them in between, so a put of this batch that
+      // was replayed is still live here (ids are never reused).
+      const auto replayed = [&](const auto& key) { return live_.contains(key.second); };
+      std::erase_if(keys->dedup_ids, std::not_fn(replayed));
+      std::erase_if(keys->sequences, std::not_fn(replayed));
+      if (keys->dedup_ids.empty() && keys->sequences.empty()) return true;
       keys_.push_back(std::move(*keys));
       return true;
     }

@@ -64,7 +64,8 @@ class QueueReplay {
   // restart that finds the queue empty.
   uint64_t next_id() const { return next_id_; }
   const std::set<std::string>& bindings() const { return bindings_; }
-  // Dedup ids and producer sequences of the puts still in the log, in order.
+  // Dedup ids and producer sequences of the puts still in the log, in order;
+  // only those whose put was replayed.
   const std::vector<core::PutKeys>& keys() const { return keys_; }
 
  private:

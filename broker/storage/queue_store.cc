@@ -49,6 +49,47 @@ bool IsAside(std::string_view entry, std::string_view mark) {
          IsDigits(suffix.substr(dash + 1));
 }
 
+// Whether a failed system call is one the machine's state caused — a limit,
+// memory, space, the data directory's permissions or mount — so that the
+// same log opens once that is put right. Permissions and a read-only mount
+// are among them: they are the whole directory's matter, and skipping every
+// queue for them would start a broker without its queues.
+bool CurableByARestart(int err) {
+  switch (err) {
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case ENOSPC:
+    case EDQUOT:
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Why the log of the queue directory `dir_name` did not open, as an error
+// Recover can act on. EMFILE, ENOSPC and the like say nothing about the log:
+// skipping the queue would hide it until a create of its name set its
+// messages aside, so they stop recovery (and the broker's start) —
+// kStorageUnavailable — until the cause is removed. Anything else is that
+// queue's own matter and is kInvalidArgument: the queue is skipped with a
+// warning and its files stay. That is a log that cannot be used as it is (a
+// later format), and a failed read or write of its files (EIO: a bad
+// sector): no restart cures that, and one bad sector must not keep every
+// other queue down.
+core::Error Unopened(const std::string& dir_name, const IoError& io) {
+  if (io.refused || !CurableByARestart(io.error)) {
+    return core::Error{core::Errc::kInvalidArgument, io.message};
+  }
+  return StorageUnavailable("cannot open queue directory " + dir_name + ": " + io.message +
+                            "; recovery stops rather than start without this queue: remove the "
+                            "cause (the open-file limit, memory, a full disk, permissions, a "
+                            "read-only mount) and start again");
+}
+
 std::string Describe(const Damage& d) {
   return d.truncated ? "torn tail of " + std::to_string(d.skipped) + " bytes at offset " +
                            std::to_string(d.offset) + " cut off"
@@ -164,7 +205,7 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
         if (!replay.Apply(position, type, body)) ++bad_records;
       },
       &report, &io);
-  if (log == nullptr) return StorageUnavailable(io.message);
+  if (log == nullptr) return Unopened(dir_name, io);
   for (const Damage& d : report.damage)
     warnings_.push_back(dir_name + "/" + d.segment + ": " + Describe(d));
   for (const std::string& name : report.ignored) {
@@ -231,24 +272,26 @@ core::Result<std::vector<QueueStore::Recovered>> QueueStore::Recover() {
   if (ec) return StorageUnavailable("cannot list " + queues_dir_ + ": " + ec.message());
   std::sort(entries.begin(), entries.end());
   std::vector<Recovered> out;
-  for (const auto& [name, is_directory] : entries) RecoverEntry(name, is_directory, &out);
+  for (const auto& [name, is_directory] : entries) {
+    if (auto fatal = RecoverEntry(name, is_directory, &out)) return *fatal;
+  }
   return out;
 }
 
-void QueueStore::RecoverEntry(const std::string& name, bool is_directory,
-                              std::vector<Recovered>* out) {
+std::optional<core::Error> QueueStore::RecoverEntry(const std::string& name, bool is_directory,
+                                                    std::vector<Recovered>* out) {
   if (IsAside(name, kDeletedMark)) {
     // A delete the broker did not finish.
     std::error_code ec;
     std::filesystem::remove_all(queues_dir_ + "/" + name, ec);
     if (ec) warnings_.push_back(name + ": a deleted queue's files not removed: " + ec.message());
-    return;
+    return std::nullopt;
   }
   if (IsAside(name, kSetAsideMark)) {
     warnings_.push_back(name +
                         ": a log recovery could not read, set aside when its queue was created "
                         "again; left for someone to look at or remove");
-    return;
+    return std::nullopt;
   }
   if (!is_directory || !QueueOfDir(name)) {
     const bool older = name.find(kOldDeletedMark) != std::string::npos ||
@@ -258,16 +301,18 @@ void QueueStore::RecoverEntry(const std::string& name, bool is_directory,
                         "queue's own name can look like, so not deleted; remove it by hand if "
                         "it is not wanted"
                       : ": not a queue's directory; left alone"));
-    return;
+    return std::nullopt;
   }
   auto queue = RecoverQueue(name);
   if (!queue.ok()) {
+    if (queue.error().code == core::Errc::kStorageUnavailable) return queue.error();
     warnings_.push_back(name + " not recovered: " + queue.error().message +
                         "; its files stay where they are (set aside if a queue of that name "
                         "is created)");
-    return;
+    return std::nullopt;
   }
   out->push_back(std::move(queue.value()));
+  return std::nullopt;
 }
 
 }  // namespace basin::storage

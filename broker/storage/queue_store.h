@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,11 @@ class QueueStore final : public core::DurableStore {
   core::Result<std::shared_ptr<core::QueueJournal>> Create(
       const core::QueueConfig& config) override;
   void Remove(const std::string& name) override;
+  // Queues whose logs are not usable (no definition, a later format, a
+  // read or write of their files failing: EIO) are skipped with a warning;
+  // a failure a restart can cure once its cause is removed (EMFILE, ENFILE,
+  // ENOMEM, ENOSPC, EDQUOT; EACCES, EPERM, EROFS) fails the whole recovery,
+  // naming the queue.
   core::Result<std::vector<Recovered>> Recover() override;
 
   // What the last Recover found wrong and repaired (torn tails, damaged
@@ -53,9 +59,14 @@ class QueueStore final : public core::DurableStore {
   // DIR + mark + a suffix no other directory has: where a directory is
   // renamed to, out of recovery's way (with mu_ held).
   std::string AsideName(const std::string& dir, std::string_view mark);
-  // What Recover does with one entry of DIR/queues.
-  void RecoverEntry(const std::string& name, bool is_directory, std::vector<Recovered>* out);
-  // Opens one queue's log and replays it.
+  // What Recover does with one entry of DIR/queues; an error if the broker
+  // must not start (a queue's files could not be opened, for a cause a
+  // restart cures once it is removed).
+  std::optional<core::Error> RecoverEntry(const std::string& name, bool is_directory,
+                                          std::vector<Recovered>* out);
+  // Opens one queue's log and replays it; kStorageUnavailable if a system
+  // call failed in a way a restart can cure, another error if the log is not
+  // one to recover.
   core::Result<Recovered> RecoverQueue(const std::string& dir_name);
 
   const std::string dir_;

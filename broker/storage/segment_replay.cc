@@ -23,7 +23,9 @@ bool Fail(IoError* error, const std::string& what, int err) {
 // verified does, and kMaxRecordLength bounds that).
 class FileWindow {
  public:
-  FileWindow(int fd, uint64_t size) : fd_(fd), size_(size) {}
+  // `faults` (tests only) may fail each read, as a bad sector would.
+  FileWindow(int fd, uint64_t size, const FaultHook& faults, const std::string& path)
+      : fd_(fd), size_(size), faults_(faults), path_(path) {}
 
   // `n` bytes at `offset`, valid until the next call; false if the file ends
   // first, or cannot be read (then error() is set).
@@ -47,6 +49,11 @@ class FileWindow {
     buffer_.resize(want);
     start_ = offset;
     for (size_t done = 0; done < want;) {
+      if (const int err = faults_ ? faults_(FileOp::kRead, path_) : 0) {
+        error_ = err;
+        buffer_.clear();
+        return false;
+      }
       const ssize_t r =
           ::pread(fd_, buffer_.data() + done, want - done, static_cast<off_t>(offset + done));
       if (r < 0 && errno == EINTR) continue;
@@ -62,6 +69,8 @@ class FileWindow {
 
   const int fd_;
   const uint64_t size_;
+  const FaultHook& faults_;
+  const std::string& path_;
   std::string buffer_;
   uint64_t start_ = 0;
   int error_ = 0;
@@ -157,15 +166,17 @@ class Replayer {
         continue;
       }
       if (file_.error() != 0) return;
-      // Nothing is written after a torn write, so in the tail the log ends
-      // here; in a sealed segment, look for the next record written where it
-      // stands.
-      if (tail_) return Damaged(at, true);
+      // Look for the next record written where it stands, in the tail too:
+      // whether this is a torn write is known only at the end.
       if (damage_from == kIntact) damage_from = at;
       ++at;
     }
-    if (damage_from != kIntact)
-      report_.damage.push_back({name_, damage_from, at - damage_from, false});
+    if (damage_from == kIntact) return;
+    // Nothing verifies after it: in the tail, taken for a torn write, which
+    // the log cuts off (good_end is where it starts). Damage with a record
+    // that verifies after it was skipped above, wherever it is: cutting there
+    // would drop that record, perhaps one answered long ago.
+    report_.damage.push_back({name_, damage_from, at - damage_from, tail_});
   }
 
   // Format-1 CRCs do not bind a position, so after damage nothing in the
@@ -207,8 +218,8 @@ class Replayer {
 }  // namespace
 
 bool ReplaySegment(const std::string& dir, const std::string& name, uint64_t base, bool tail,
-                   const SegmentedLog::Visitor& visit, ReplayReport* report, SegmentReplay* out,
-                   IoError* error) {
+                   const FaultHook& faults, const SegmentedLog::Visitor& visit,
+                   ReplayReport* report, SegmentReplay* out, IoError* error) {
   const std::string path = dir + "/" + name;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Fail(error, "open " + path, errno);
@@ -220,7 +231,7 @@ bool ReplaySegment(const std::string& dir, const std::string& name, uint64_t bas
   }
   *out = SegmentReplay{};
   out->size = static_cast<uint64_t>(st.st_size);
-  FileWindow file(fd, out->size);
+  FileWindow file(fd, out->size, faults, path);
   Replayer(file, name, base, tail, visit, *report, *out).Run();
   ::close(fd);
   if (file.error() != 0) return Fail(error, "read " + path, file.error());

@@ -27,7 +27,7 @@ bool Fail(IoError* error, const std::string& what, int err = errno) {
 
 // A refusal that is not a failed system call.
 bool Refuse(IoError* error, std::string why, int err) {
-  if (error != nullptr) *error = {std::move(why), err};
+  if (error != nullptr) *error = {std::move(why), err, true};
   return false;
 }
 
@@ -60,6 +60,31 @@ uint64_t NewSalt() {
   // predict it, which the time to the nanosecond and the pid cover well enough.
   return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
          static_cast<uint64_t>(::getpid()) << 40;
+}
+
+// Writes zeros over bytes [from, to) of `fd`; 0 or an errno. The tail is
+// opened O_APPEND, and for such a file Linux's pwrite ignores its offset and
+// appends: the flag is lifted for the write.
+int WriteZeros(int fd, uint64_t from, uint64_t to) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_APPEND) != 0) return errno;
+  static const char kZeros[64 << 10] = {};
+  int err = 0;
+  for (uint64_t at = from; at < to;) {
+    const ssize_t n =
+        ::pwrite(fd, kZeros, std::min<uint64_t>(sizeof kZeros, to - at), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    at += static_cast<uint64_t>(n);
+  }
+  // Nothing more is written through this fd (the bytes end their segment:
+  // must_roll_), so a flag that does not come back costs nothing; the file
+  // offset is still its end in any case.
+  ::fcntl(fd, F_SETFL, flags);
+  return err;
 }
 
 bool WriteAll(int fd, std::string_view bytes) {
@@ -152,7 +177,9 @@ std::unique_ptr<SegmentedLog> SegmentedLog::Open(const std::string& dir, const L
     const bool last = s + 1 == files.size();
     const std::string name = SegmentName(files[s].base);
     SegmentReplay replay;
-    if (!ReplaySegment(dir, name, files[s].base, last, visit, &r, &replay, error)) return nullptr;
+    if (!ReplaySegment(dir, name, files[s].base, last, options.faults, visit, &r, &replay, error)) {
+      return nullptr;
+    }
     if (replay.start == SegmentStart::kNewer) {
       Refuse(error, dir + "/" + name + " is of a later log format than this basind reads", EPROTO);
       return nullptr;
@@ -243,6 +270,7 @@ void SegmentedLog::Become(uint64_t base, NewSegment next) {
   segments_.push_back({base, kSegmentHeaderBytes});
   written_ = synced_ = kSegmentHeaderBytes;
   must_roll_ = false;
+  unerased_ = false;
 }
 
 bool SegmentedLog::AdoptTail(uint64_t base, uint64_t good_end, uint64_t salt, IoError* error) {
@@ -297,49 +325,106 @@ bool SegmentedLog::CreateSegment(uint64_t base, bool replace, NewSegment* out, I
 }
 
 std::optional<uint64_t> SegmentedLog::Append(uint8_t type, std::string_view body, IoError* error) {
-  const uint64_t bytes = RecordBytes(body.size());
-  if (body.size() >= kMaxRecordLength) {
-    Fail(error, "append to " + dir_ + ": a record of " + std::to_string(bytes) + " bytes", EFBIG);
-    buffer_.clear();
-    segments_.back().size = written_;
-    return std::nullopt;
-  }
-  const uint64_t size = segments_.back().size;
-  if (must_roll_ || (size > kSegmentHeaderBytes && size + bytes > options_.max_segment_bytes)) {
-    bool created = false;
-    if (!Roll(&created, error)) return std::nullopt;
-    // Not created (EMFILE, ENOSPC): the record goes into this segment, past
-    // its size, and the next append tries again. Unless bytes that are not
-    // records end it: nothing may follow those.
-    if (!created && must_roll_) {
-      buffer_.clear();
-      segments_.back().size = written_;
+  const LogRecord record{type, body};
+  return Append(std::span(&record, 1), error);
+}
+
+std::optional<uint64_t> SegmentedLog::Append(std::span<const LogRecord> group, IoError* error) {
+  uint64_t bytes = 0;
+  for (const LogRecord& r : group) {
+    if (r.body.size() >= kMaxRecordLength) {
+      Fail(error,
+           "append to " + dir_ + ": a record of " + std::to_string(RecordBytes(r.body.size())) +
+               " bytes",
+           EFBIG);
+      ForgetBuffered();
       return std::nullopt;
     }
+    bytes += RecordBytes(r.body.size());
   }
-  const uint64_t position = end();
-  EncodeRecord(buffer_, salt_, position, type, body);
-  segments_.back().size += bytes;
-  return position;
+  if (!MakeRoom(bytes, error)) return std::nullopt;
+  const uint64_t first = end();
+  for (const LogRecord& r : group) {
+    EncodeRecord(buffer_, salt_, end(), r.type, r.body);
+    segments_.back().size += RecordBytes(r.body.size());
+  }
+  return first;
+}
+
+bool SegmentedLog::MakeRoom(uint64_t bytes, IoError* error) {
+  if (!EraseRefused(error)) {
+    ForgetBuffered();
+    return false;
+  }
+  const uint64_t size = segments_.back().size;
+  if (!must_roll_ && (size <= kSegmentHeaderBytes || size + bytes <= options_.max_segment_bytes)) {
+    return true;
+  }
+  bool created = false;
+  if (!Roll(&created, error)) return false;
+  // Not created (EMFILE, ENOSPC; or not tried, a roll having failed less
+  // than roll_retry ago): the group goes into this segment, past its size,
+  // and a later append tries again. Unless bytes that are not records end
+  // it: nothing may follow those.
+  if (!created && must_roll_) {
+    if (error != nullptr) *error = roll_error_;
+    ForgetBuffered();
+    return false;
+  }
+  return true;
 }
 
 bool SegmentedLog::Roll(bool* created, IoError* error) {
+  *created = false;
+  if (Now() < retry_roll_at_) return true;
   const uint64_t base = end();
   // The next segment is made before the current one is touched, so that if
   // it cannot be, the current one is intact and stays the tail.
   NewSegment next;
-  *created = CreateSegment(base, false, &next, error);
-  if (!*created) return true;
+  if (!CreateSegment(base, false, &next, &roll_error_)) {
+    retry_roll_at_ = Now() + options_.roll_retry;
+    return true;
+  }
+  retry_roll_at_ = {};
   // What is buffered belongs to the current segment. If it cannot be made
-  // durable it is forgotten, and the new file starts past the log's end.
-  if (!Sync(error)) {
+  // durable it is forgotten (unless it was answered once written), and the
+  // new file starts past the log's end.
+  if (!(answer_when_written_ ? SyncWritten(&roll_error_) : Sync(&roll_error_))) {
     ::close(next.fd);
-    ::unlink(PathOf(base).c_str());
-    *created = false;
+    RemoveAbandoned(base);
+    // A failing fdatasync (under `never` the usual way a roll fails) tends
+    // to fail again: without a wait, every append that needs the roll would
+    // pay for another create, header write, two fsyncs and unlink.
+    retry_roll_at_ = Now() + options_.roll_retry;
+    if (error != nullptr) *error = roll_error_;
     return false;
   }
   Become(base, next);
+  *created = true;
   return true;
+}
+
+void SegmentedLog::RemoveAbandoned(uint64_t base) {
+  const std::string path = PathOf(base);
+  int err = Injected(FileOp::kUnlink, path);
+  if (err == 0 && ::unlink(path.c_str()) != 0) err = errno;
+  // The directory is synced, so that a crash cannot bring the name back:
+  // left, the file would be a segment past the log's end, its header the
+  // start of the tail after a gap, and the segment before it would be taken
+  // for a sealed one (a torn end there then reads as damage, not a torn
+  // write). If the unlink or the sync fails, recovery still copes: once the
+  // log has grown past the file's base it is provably empty and removed
+  // (RemoveLeftovers), and before that it is an empty tail.
+  if (err == 0 && Injected(FileOp::kSyncDir, dir_) == 0) SyncDir(dir_, nullptr);
+}
+
+std::chrono::steady_clock::time_point SegmentedLog::Now() const {
+  return options_.clock ? options_.clock() : std::chrono::steady_clock::now();
+}
+
+void SegmentedLog::ForgetBuffered() {
+  buffer_.clear();
+  segments_.back().size = written_;
 }
 
 bool SegmentedLog::Flush(IoError* error) {
@@ -377,6 +462,7 @@ bool SegmentedLog::SyncWritten(IoError* error) { return Flush(error) && DataSync
 
 bool SegmentedLog::DataSync(IoError* error) {
   if (synced_ == written_) return true;
+  if (!EraseRefused(error)) return false;
   const std::string path = PathOf(segments_.back().base);
   int err = Injected(FileOp::kSync, path);
   if (err == 0 && ::fdatasync(fd_) != 0) err = errno;
@@ -391,14 +477,41 @@ void SegmentedLog::CutBack(uint64_t size) {
   if (err != 0 || ::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
     // The bytes stay. Replay would take them for a torn write and cut off
     // whatever followed them, so nothing more goes into this segment. Positions
-    // must match the file, so count them.
+    // must match the file, so count them; but they hold no record any more.
     const off_t actual = ::lseek(fd_, 0, SEEK_END);
-    if (actual < 0 || static_cast<uint64_t>(actual) > size) must_roll_ = true;
+    if (actual < 0 || static_cast<uint64_t>(actual) > size) {
+      stray_from_ = must_roll_ ? std::min(stray_from_, size) : size;
+      must_roll_ = true;
+      // Whole records among them would verify at replay (skipped past as
+      // damage, never cut as a torn write once the log goes on after them),
+      // and the next roll's sync would make them durable: a batch its
+      // caller was told had failed would come back after a restart. Zeros
+      // cannot verify.
+      unerased_ = true;
+    }
     if (actual > 0) size = static_cast<uint64_t>(actual);
   }
   written_ = size;
   synced_ = std::min(synced_, size);
   segments_.back().size = size;
+  EraseRefused(nullptr);
+}
+
+bool SegmentedLog::EraseRefused(IoError* error) {
+  if (!unerased_) return true;
+  if (stray_from_ < written_) {
+    const std::string path = PathOf(segments_.back().base);
+    int err = Injected(FileOp::kErase, path);
+    if (err == 0) err = WriteZeros(fd_, stray_from_, written_);
+    if (err != 0) {
+      return Fail(error,
+                  "overwrite refused records at offset " + std::to_string(stray_from_) + " of " +
+                      path + " that a failed cut left",
+                  err);
+    }
+  }
+  unerased_ = false;
+  return true;
 }
 
 bool SegmentedLog::DropBefore(uint64_t position, IoError* error) {

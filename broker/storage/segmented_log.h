@@ -11,15 +11,21 @@
 // durable (fdatasync). The caller decides when to sync — that is where group
 // commit lives. A failed Flush or Sync (a full disk, an I/O error) cuts the
 // file back to where it was before and forgets the records that were not
-// made safe, so the log never holds half a batch and the next append (once
-// space returns) follows intact records; synced_end() then tells the caller
-// which of its records are durable. Not thread-safe: one owner.
+// made safe (if the cut fails, overwrites them with zeros and goes on in a
+// new segment), so the log never holds half a batch and the next append
+// (once space returns) follows intact records; synced_end() then tells the
+// caller which of its records are durable. Records are appended in groups that
+// share one segment (a put batch is answered as one). Not thread-safe: one
+// owner.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,14 +35,17 @@ namespace basin::storage {
 struct SegmentFile;
 struct SegmentReplay;
 
-// The system calls that change a log's files, for LogOptions::faults.
+// The system calls on a log's files that tests make fail, for
+// LogOptions::faults.
 enum class FileOp {
   kCreate,    // a new segment file: open, header, fdatasync (then kSyncDir)
   kWrite,     // buffered records written to the tail
   kSync,      // fdatasync of the tail (also of a new segment's header)
   kTruncate,  // a torn tail or a failed write cut off
+  kErase,     // refused records that could not be cut off overwritten with zeros
   kUnlink,    // a segment dropped, or a failed roll's file removed
-  kSyncDir,   // the directory, after a file was created
+  kSyncDir,   // the directory, after a file was created or a failed roll's removed
+  kRead,      // a read of a segment at replay (a bad sector: EIO)
 };
 // Tests' fault injection: called before each such call with the file (or
 // directory) it is about; a non-zero return is an errno the call then fails
@@ -49,6 +58,21 @@ using FaultHook = std::function<int(FileOp op, const std::string& path)>;
 struct LogOptions {
   uint64_t max_segment_bytes = 64ull << 20;
   FaultHook faults = nullptr;
+  // After a roll failed — the next segment could not be created (EMFILE,
+  // ENOSPC), or the current one could not be synced — rolls are not tried
+  // again before this has passed: a retry at every append would cost a
+  // failing open (or a create, header write, fdatasyncs and unlink) per
+  // record while the limit, the full disk or the failing disk lasts.
+  std::chrono::milliseconds roll_retry = std::chrono::seconds(1);
+  // The time roll_retry is measured with; empty: steady_clock. Tests set it,
+  // so that they pass time without sleeping.
+  std::function<std::chrono::steady_clock::time_point()> clock = nullptr;
+};
+
+// A record to append.
+struct LogRecord {
+  uint8_t type;
+  std::string_view body;
 };
 
 // A damaged stretch found by Replay.
@@ -77,6 +101,10 @@ struct ReplayReport {
 struct IoError {
   std::string message;
   int error = 0;  // errno (ENOSPC for a full disk)
+  // Not a failed system call but the log's contents (a later format, a
+  // segment inside another): trying again cannot help, nor can an operator
+  // by raising a limit or freeing space.
+  bool refused = false;
 };
 
 // fsyncs a directory, so that the names created or removed in it survive a
@@ -99,33 +127,50 @@ class SegmentedLog {
   SegmentedLog(const SegmentedLog&) = delete;
   SegmentedLog& operator=(const SegmentedLog&) = delete;
 
-  // Buffers a record and returns its position. Rolls to a new segment first
-  // when the current one is full; the roll syncs the records buffered so far
-  // into the old segment. If the new segment cannot be created (EMFILE,
-  // ENOSPC) the record goes into the current one and the roll is tried again
-  // at the next append. Null if the record cannot be taken: then every
-  // record buffered since the last Sync is forgotten (synced_end() says
-  // which are safe).
+  // Buffers a group of records in one segment and returns the position of
+  // the first. Rolls to a new segment first when the group does not fit in
+  // the current one; the roll syncs the records buffered so far into the
+  // old segment. Never between two records of a group: a put batch is
+  // answered as one, and split by a roll, a batch whose later records failed
+  // would come back in part after a restart although it was refused. So a
+  // segment can pass max_segment_bytes by one group. If the new segment
+  // cannot be created (EMFILE, ENOSPC) the group goes into the current one
+  // and the roll is tried again at an append once options.roll_retry has
+  // passed; the same after a roll whose sync failed (the append that met
+  // that failure is refused). Null if the group cannot be taken: then the records buffered
+  // since the last Flush are forgotten — and if it was the roll's sync that
+  // failed, what that sync forgets too: under Sync every record since the
+  // last Sync, written or not; after AnswerWhenWritten nothing written.
+  // synced_end() says which are safe. Also null, at once, while records a
+  // failed cut left in the file cannot be erased (see CutBack).
+  std::optional<uint64_t> Append(std::span<const LogRecord> group, IoError* error);
+  // A group of one.
   std::optional<uint64_t> Append(uint8_t type, std::string_view body, IoError* error);
   // Writes buffered records to the file. On failure they are forgotten.
   bool Flush(IoError* error);
   // Flush, then fdatasync: every record appended so far survives a crash.
-  // On failure every record since the last Sync is forgotten.
+  // On failure every record since the last Sync is forgotten. Fails too
+  // while refused records a failed cut left cannot be erased: syncing would
+  // make them durable.
   bool Sync(IoError* error);
   // The same for a caller that has already counted written records as safe
   // (fsync=never): a failed fdatasync cuts nothing off, it only leaves
   // synced_end() where it was.
   bool SyncWritten(IoError* error);
+  // For such a caller, from now on: the sync of a roll is a SyncWritten too.
+  // It answered the records once they were written, so a failed fdatasync
+  // at a roll must not cut them off; the roll fails, the records stay.
+  void AnswerWhenWritten() { answer_when_written_ = true; }
   // Deletes segments that hold only positions below `position`.
   bool DropBefore(uint64_t position, IoError* error);
 
   // The position the next record will get.
   uint64_t end() const { return segments_.back().base + segments_.back().size; }
   // Every record that ends at or before this survives a crash.
-  uint64_t synced_end() const { return segments_.back().base + synced_; }
+  uint64_t synced_end() const { return segments_.back().base + RecordsUpTo(synced_); }
   // Every record that ends at or before this is in the file (survives the
   // process, not the machine).
-  uint64_t written_end() const { return segments_.back().base + written_; }
+  uint64_t written_end() const { return segments_.back().base + RecordsUpTo(written_); }
   size_t segments() const { return segments_.size(); }
 
  private:
@@ -139,6 +184,12 @@ class SegmentedLog {
     uint64_t salt = 0;
   };
   SegmentedLog(std::string dir, LogOptions options);
+  // `offset` of the tail, short of the bytes a failed cut left: they are no
+  // records (the records a failed write or sync left there are refused, and
+  // erased).
+  uint64_t RecordsUpTo(uint64_t offset) const {
+    return must_roll_ ? std::min(offset, stray_from_) : offset;
+  }
   std::string PathOf(uint64_t base) const;
   // The errno a test's fault hook chooses for this call, or 0.
   int Injected(FileOp op, const std::string& path) const;
@@ -154,14 +205,32 @@ class SegmentedLog {
   // Creates the segment for `base` and makes it the tail.
   bool UseNewSegment(uint64_t base, bool replace, IoError* error);
   void Become(uint64_t base, NewSegment next);
+  // Rolls first if a group of `bytes` does not fit in the tail; false if the
+  // group cannot be taken.
+  bool MakeRoom(uint64_t bytes, IoError* error);
   // Starts the next segment at end(); false if the records buffered so far
-  // were lost (`*created` false: the current segment is intact and stays
-  // the tail).
+  // could not be made safe (`*created` false: the current segment stays the
+  // tail, also when the roll is not tried before retry_roll_at_).
   bool Roll(bool* created, IoError* error);
+  // Removes the file of a roll that did not happen (it holds only a header).
+  void RemoveAbandoned(uint64_t base);
+  std::chrono::steady_clock::time_point Now() const;
+  // Forgets the records buffered since the last Flush.
+  void ForgetBuffered();
   // fdatasync of the tail; on success synced_ catches up with written_.
   bool DataSync(IoError* error);
-  // Cuts the tail segment back to `size` bytes and forgets the rest.
+  // Cuts the tail segment back to `size` bytes and forgets the rest. If the
+  // cut fails, the bytes past `size` stay in the file, and whole records
+  // among them would verify at replay — records their callers were told
+  // failed — so they are overwritten with zeros; if that fails too they are
+  // left to EraseRefused.
   void CutBack(uint64_t size);
+  // Overwrites the tail's bytes from stray_from_ on with zeros if a failed
+  // cut left refused records there; false (with the error) while it cannot.
+  // Until it can, appends and syncs fail: a sync would make those records
+  // durable, and the log answering later records as if all were well would
+  // hide that a restart brings back records that were refused.
+  bool EraseRefused(IoError* error);
 
   const std::string dir_;
   const LogOptions options_;
@@ -171,9 +240,18 @@ class SegmentedLog {
   std::string buffer_;             // appended, not yet written
   uint64_t written_ = 0;           // bytes of the tail segment in its file
   uint64_t synced_ = 0;            // of those, made durable
-  // The tail holds bytes that are not records (a failed write could not be
-  // cut off): nothing more may follow them in this segment.
+  // The tail holds bytes that are not records from stray_from_ on (a failed
+  // write could not be cut off): nothing more may follow them in this
+  // segment, and they count as neither written nor synced.
   bool must_roll_ = false;
+  uint64_t stray_from_ = 0;
+  // Those bytes may still hold refused records: not yet overwritten.
+  bool unerased_ = false;
+  bool answer_when_written_ = false;
+  // A failed roll: no roll is tried before then, and while must_roll_
+  // holds, appends fail at once with the roll's error.
+  std::chrono::steady_clock::time_point retry_roll_at_{};
+  IoError roll_error_;
 };
 
 }  // namespace basin::storage

@@ -130,6 +130,7 @@ void Router(const std::vector<std::string_view>& lines) {
   caps.max_subscription_terms = 16;
   caps.max_bindings = 8;
   caps.max_tracked_topics = 16;
+  caps.max_pattern_nodes = 24;
   caps.max_subscriber_memory = 32 << 10;
   TopicRouter& router = broker.topics();
   router.SetCaps(caps);
@@ -234,11 +235,14 @@ void Router(const std::vector<std::string_view>& lines) {
         break;
     }
     CHECK(router.subscriber_memory() <= caps.max_subscriber_memory);
+    CHECK(router.pattern_nodes() <= caps.max_pattern_nodes);
+    CHECK(router.pattern_bytes() <= router.subscriber_memory());
   }
   for (const auto& s : subs) router.Unsubscribe(s, Error{Errc::kCancelled, "fuzz"});
   subs.clear();
-  CHECK(router.subscriber_memory() == 0);
   for (const std::string& p : router.BindingsOf("q")) CHECK(broker.UnbindQueue(p, "q").ok());
+  // Bindings and the trie are charged to the share too.
+  CHECK(router.subscriber_memory() == 0);
   CHECK(router.pattern_nodes() == 0);
 }
 

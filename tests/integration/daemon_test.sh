@@ -6,10 +6,20 @@ source "$(dirname "$0")/lib.sh"
 basind=$1
 basinctl=$2
 
-"$basind" --help | grep -q -- '--max-message-bytes' || fail "--help"
+# grep without -q reads all of the help: -q would exit at the match, and a
+# help longer than the pipe's first write (4 KiB) would then die of SIGPIPE,
+# which pipefail reports as a failure.
+"$basind" --help | grep -- '--max-message-bytes' >/dev/null || fail "--help"
 expect_exit 2 "$basind" --no-such-flag
 expect_exit 2 "$basind" --max-wait soon
 expect_exit 2 "$basind" --log-format xml
+# --max-memory below 1 MiB (a unit left off) is refused, naming the flag and the minimum.
+# (timeout: were it accepted, basind would serve until killed.)
+status=0
+err=$(timeout 10 "$basind" --listen 127.0.0.1:0 --max-memory 1000 2>&1) || status=$?
+[ "$status" -eq 2 ] || fail "--max-memory 1000 exited $status, expected 2"
+grep -q -- "--max-memory: at least 1MiB" <<<"$err" || fail "--max-memory 1000: $err"
+expect_exit 2 timeout 10 "$basind" --listen 127.0.0.1:0 --max-memory 1
 
 # The environment fills in flags; a message over the env-set limit names it.
 BASIN_MAX_MESSAGE_BYTES=100 start_broker "$basind"

@@ -157,7 +157,9 @@ TEST(FailureTest, AWaitNeverOutlastsTheCallsDeadline) {
 }
 
 TEST(FailureTest, MemoryLimitFailsPutsWithBrokerMemory) {
-  BrokerProcess broker({"--max-memory", "1KiB"});
+  // Queues get --max-memory (at least 1 MiB) less the part set aside for
+  // pub/sub: 1 KiB.
+  BrokerProcess broker({"--max-memory", "1MiB", "--max-subscriber-memory", "1047552"});
   Client client(broker.address());
   auto q = client.queue("big", {});
   q.put(std::string(1000, 'x'));

@@ -360,6 +360,46 @@ TEST(TopicTest, IdleSubscribersCannotStarveQueues) {
   EXPECT_GT(gap, 0u);
 }
 
+// The subscriber share was a cap inside --max-memory, not a reserve: queues
+// that filled memory refused every Subscribe with BROKER_MEMORY and lost every
+// published message.
+TEST(TopicTest, QueuesThatFillMemoryDoNotStopPubSub) {
+  BrokerProcess broker({"--max-memory", "8MiB"});  // 2 MiB set aside for pub/sub
+  Client client(broker.address());
+  auto work = client.queue("work", {});
+  const std::string chunk(100'000, 'q');
+  int queued = 0;
+  try {
+    for (; queued < 100; ++queued) work.put(chunk, Timeout(milliseconds(0)));
+  } catch (const BrokerMemory&) {
+  }
+  EXPECT_GE(queued, 55);  // about 6 MiB: the queues' part
+  EXPECT_LT(queued, 65);
+  auto sub = client.subscribe({"t"}, {.patterns = {"t.#"}});
+  const std::string payload(10'000, 'p');
+  for (int n = 0; n < 20; ++n) ASSERT_EQ(client.publish("t", payload).receivers, 1u);
+  for (int n = 0; n < 20; ++n) {
+    auto m = sub.next();
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->dropped_before, 0u);
+  }
+  EXPECT_THROW(work.put(chunk, Timeout(milliseconds(0))), BrokerMemory);
+}
+
+// A publish walks at most 32 x --max-pattern-nodes nodes under the router's lock.
+TEST(TopicTest, PatternNodesAreCapped) {
+  BrokerProcess broker({"--max-pattern-nodes", "6"});
+  Client client(broker.address());
+  client.queue("q", {});
+  auto sub = client.subscribe({}, {.patterns = {"a.b.c.d"}});
+  ExpectRefused([&] { client.subscribe({}, {.patterns = {"x.y.z"}}); }, "TOO_MANY_PATTERN_NODES");
+  ExpectRefused([&] { client.bind_queue("x.y.z", "q"); }, "TOO_MANY_PATTERN_NODES");
+  EXPECT_TRUE(client.bind_queue("a.b.c.d.#", "q"));  // the fifth node
+  EXPECT_TRUE(client.bind_queue("a.b.c.e", "q"));    // the sixth: the cap
+  EXPECT_TRUE(client.bind_queue("a.b", "q"));        // no new one
+  EXPECT_EQ(client.publish("a.b.c.d", "x").receivers, 1u);
+}
+
 TEST(TopicTest, BindingsAndTrackedTopicsAreCapped) {
   BrokerProcess broker({"--max-bindings", "2", "--max-tracked-topics", "10"});
   Client client(broker.address());
@@ -382,8 +422,12 @@ TEST(TopicTest, AbsurdCapFlagsAreRefused) {
            {"--max-subscription-terms", "-1"},
            {"--max-bindings", "18446744073709551615"},
            {"--max-tracked-topics", "0"},
+           {"--max-pattern-nodes", "0"},
            {"--max-memory", "1GiB", "--max-subscriber-memory", "2GiB"},
-           {"--max-subscriber-memory", "0"}}) {
+           {"--max-memory", "1GiB", "--max-subscriber-memory", "1GiB"},
+           {"--max-subscriber-memory", "0"},
+           {"--max-memory", "1"},           // a 1-byte share, no room for queues
+           {"--max-memory", "1048575"}}) {  // below the 1 MiB minimum
     std::vector<std::string> argv = {"--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), args.begin(), args.end());
     Process basind(testing::BasindPath(), argv);

@@ -93,7 +93,8 @@ TEST(BrokerTest, ListIsOrderedByName) {
 
 TEST(BrokerTest, MemoryLimitMakesPutsWaitAndFreeingWakesThem) {
   BrokerLimits limits;
-  limits.max_memory = 10;
+  limits.max_memory = 13;  // 3 set aside for pub/sub: queues get 10
+  limits.topic_caps.max_subscriber_memory = 3;
   Broker b(limits, nullptr);
   auto q1 = b.CreateQueue(Config("one")).value().queue;
   auto q2 = b.CreateQueue(Config("two")).value().queue;
@@ -119,7 +120,8 @@ TEST(BrokerTest, MemoryLimitMakesPutsWaitAndFreeingWakesThem) {
 
 TEST(BrokerTest, MemoryWaitTimesOutWithBrokerMemory) {
   BrokerLimits limits;
-  limits.max_memory = 4;
+  limits.max_memory = 5;  // 1 set aside for pub/sub: queues get 4
+  limits.topic_caps.max_subscriber_memory = 1;
   Broker b(limits, nullptr);
   auto q = b.CreateQueue(Config("q")).value().queue;
   const TimePoint now = TimePoint() + seconds(1);

@@ -610,7 +610,7 @@ TEST_F(QueueTest, BatchGetReturnsWhatIsReadyUpToTheLimits) {
 // Streaming consumers: prefetch, acks by tag and range, release on detach.
 std::vector<uint64_t> Tags(ConsumerOutbox& outbox) {
   std::vector<uint64_t> tags;
-  auto pulled = outbox.Next(100, TimePoint());
+  auto pulled = outbox.Next(100);
   if (pulled) {
     for (const auto& d : pulled->deliveries) tags.push_back(d.tag);
   }
@@ -632,7 +632,7 @@ TEST_F(QueueTest, ConsumerGetsAtMostPrefetchAndMoreAsItAcks) {
   q->ConsumerAck(c.value().id, {}, 2, now_);  // ack everything up to 2
   EXPECT_EQ(Tags(*c.value().outbox), (std::vector<uint64_t>{3, 4}));
   q->ConsumerAck(c.value().id, {4, 99}, 0, now_);
-  auto pulled = c.value().outbox->Next(100, now_);
+  auto pulled = c.value().outbox->Next(100);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->deliveries.at(0).tag, 5u);
   EXPECT_EQ(pulled->unknown_tags, std::vector<uint64_t>{99});
@@ -666,7 +666,7 @@ TEST_F(QueueTest, DetachReturnsEverythingHeldToTheHead) {
       2, {}, [] {}, now_);
   Tags(*c.value().outbox);
   q->DetachConsumer(c.value().id, Error{Errc::kCancelled, "gone"}, now_);
-  EXPECT_TRUE(c.value().outbox->Next(10, now_)->end.has_value());
+  EXPECT_TRUE(c.value().outbox->Next(10)->end.has_value());
   EXPECT_EQ(q->Stats().in_flight, 0u);
   Delivery a = MustGet(*q);
   EXPECT_EQ(a.payload, "a");
@@ -685,10 +685,10 @@ TEST_F(QueueTest, ConsumersAndBlockedGetsShareOneRotation) {
   Put(*q, "3");  // then the consumer again
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g.result->value().payload, "2");
-  auto pulled = c.value().outbox->Next(10, now_);
+  auto pulled = c.value().outbox->Next(10);
   ASSERT_EQ(pulled->deliveries.size(), 2u);
-  EXPECT_EQ(pulled->deliveries[0].delivery.payload, "1");
-  EXPECT_EQ(pulled->deliveries[1].delivery.payload, "3");
+  EXPECT_EQ(pulled->deliveries[0].message->payload(), "1");
+  EXPECT_EQ(pulled->deliveries[1].message->payload(), "3");
   EXPECT_EQ(q->Stats().waiting_getters, 0u);
 }
 
@@ -699,13 +699,13 @@ TEST_F(QueueTest, AckTimeoutRequeuesAndReportsTheTag) {
       1, seconds(5), [] {}, now_);
   EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
   Advance(*q, seconds(5));
-  auto pulled = c.value().outbox->Next(10, now_);
+  auto pulled = c.value().outbox->Next(10);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->expired, std::vector<uint64_t>{1});
   // The credit came back, so the same consumer gets the message again.
   ASSERT_EQ(pulled->deliveries.size(), 1u);
   EXPECT_EQ(pulled->deliveries[0].tag, 2u);
-  EXPECT_EQ(pulled->deliveries[0].delivery.delivery_count, 2u);
+  EXPECT_EQ(pulled->deliveries[0].delivery_count, 2u);
 }
 
 TEST_F(QueueTest, ClosingAndDrainingEndsConsumers) {
@@ -716,7 +716,7 @@ TEST_F(QueueTest, ClosingAndDrainingEndsConsumers) {
   q->Close(now_);
   EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
   q->ConsumerAck(c.value().id, {1}, 0, now_);
-  auto end = c.value().outbox->Next(10, now_);
+  auto end = c.value().outbox->Next(10);
   ASSERT_TRUE(end->end.has_value());
   EXPECT_EQ(end->end->code, Errc::kQueueDrained);
   EXPECT_EQ(q->AttachConsumer(
@@ -878,18 +878,69 @@ TEST_F(QueueTest, UnwrittenExpiredDeliveriesAreDroppedNotDuplicated) {
     ExpectConserved();
   }
   EXPECT_EQ(broker_.memory().used(), one_round);
-  auto pulled = c.value().outbox->Next(100, now_);
+  auto pulled = c.value().outbox->Next(100);
   ASSERT_TRUE(pulled.has_value());
   // Only the two deliveries it holds now, and no notices for copies it
   // never saw.
   ASSERT_EQ(pulled->deliveries.size(), 2u);
   EXPECT_TRUE(pulled->expired.empty());
-  EXPECT_EQ(pulled->deliveries[0].delivery.payload, std::string(100, 'x'));
+  EXPECT_EQ(pulled->deliveries[0].message->payload(), std::string(100, 'x'));
   // Copies it never saw were not deliveries: a small max_deliveries cannot
   // dead-letter a message nobody received.
-  EXPECT_EQ(pulled->deliveries[0].delivery.delivery_count, 1u);
+  EXPECT_EQ(pulled->deliveries[0].delivery_count, 1u);
   EXPECT_EQ(q->Stats().total_redelivered, 0u);
   ExpectConserved();
+}
+
+// A delivery waiting to be written once held a second copy of its payload,
+// charged on top of the message: a consumer that did not read cost the
+// broker twice its prefetch.
+TEST_F(QueueTest, UnwrittenDeliveriesShareTheQueuesCopy) {
+  auto q = Make("shared");
+  for (int i = 0; i < 8; ++i) Put(*q, std::string(1000, static_cast<char>('a' + i)));
+  const uint64_t queued = broker_.memory().used();
+  EXPECT_GE(queued, 8'000u);
+  auto c = q->AttachConsumer(
+      8, {}, [] {}, now_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(q->Stats().in_flight, 8u);
+  EXPECT_EQ(broker_.memory().used(), queued);  // not 2x
+  ExpectConserved();
+  EXPECT_EQ(Tags(*c.value().outbox).size(), 8u);
+  EXPECT_EQ(broker_.memory().used(), queued);
+  ExpectConserved();
+}
+
+// The stream writes from the queue's block after the queue's lock, even when
+// the message is acked (and let go by the queue) in between.
+TEST_F(QueueTest, PulledDeliveriesOutliveTheirAck) {
+  auto q = Make("pulled");
+  Put(*q, std::string(1000, 'x'), {}, Headers{{"k", "v"}});
+  auto c = q->AttachConsumer(
+      1, {}, [] {}, now_);
+  ASSERT_TRUE(c.ok());
+  auto pulled = c.value().outbox->Next(10);
+  ASSERT_TRUE(pulled.has_value());
+  ASSERT_EQ(pulled->deliveries.size(), 1u);
+  q->ConsumerAck(c.value().id, {}, UINT64_MAX, now_);
+  EXPECT_EQ(q->Stats().total_done, 1u);
+  EXPECT_EQ(broker_.memory().used(), 0u);  // the queue's charge ends with the ack
+  const StreamDelivery& d = pulled->deliveries[0];
+  EXPECT_EQ(d.message->payload(), std::string(1000, 'x'));
+  EXPECT_EQ(d.message->headers(), (Headers{{"k", "v"}}));
+  EXPECT_EQ(d.delivery_count, 1u);
+  ExpectConserved();
+}
+
+TEST(MessageTest, RefsKeepTheBlockUntilTheLastLetsGo) {
+  MessagePtr owner = Message::Make(7, "payload", {{"h", "1"}});
+  MessageRef a(*owner);
+  MessageRef b = a;
+  owner.reset();
+  EXPECT_EQ(b->payload(), "payload");
+  a = MessageRef();
+  EXPECT_EQ(b->id(), 7u);
+  EXPECT_EQ(b->headers().at("h"), "1");
 }
 
 TEST_F(QueueTest, AckingUnseenDeliveriesDropsThemFromTheOutbox) {
@@ -898,7 +949,7 @@ TEST_F(QueueTest, AckingUnseenDeliveriesDropsThemFromTheOutbox) {
   auto c = q->AttachConsumer(
       3, {}, [] {}, now_);
   q->ConsumerRelease(c.value().id, {}, UINT64_MAX, now_);  // before reading anything
-  auto pulled = c.value().outbox->Next(100, now_);
+  auto pulled = c.value().outbox->Next(100);
   ASSERT_TRUE(pulled.has_value());
   // The released copies (tags 1-3) never arrive; the redeliveries do.
   ASSERT_EQ(pulled->deliveries.size(), 3u);
@@ -913,7 +964,7 @@ TEST_F(QueueTest, NoticesOfUnknownTagsAreBounded) {
   std::vector<uint64_t> bogus(ConsumerOutbox::kMaxNotices, 7);
   q->ConsumerAck(c.value().id, bogus, 0, now_);
   q->ConsumerAck(c.value().id, bogus, 0, now_);
-  auto pulled = c.value().outbox->Next(100, now_);
+  auto pulled = c.value().outbox->Next(100);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->unknown_tags.size(), ConsumerOutbox::kMaxNotices);
 }
@@ -980,7 +1031,7 @@ TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
         break;
       case 7:
         for (Stream& s : streams) {
-          if (auto pulled = s.outbox->Next(rng() % 4, now_); pulled && !pulled->end) {
+          if (auto pulled = s.outbox->Next(rng() % 4); pulled && !pulled->end) {
             for (const auto& d : pulled->deliveries) s.seen.push_back(d.tag);
           }
         }

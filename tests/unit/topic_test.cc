@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <future>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -13,6 +16,25 @@
 #include "broker/core/topic_name.h"
 #include "broker/core/topic_router.h"
 #include "broker/core/topic_trie.h"
+#include "broker/storage/committer.h"
+#include "broker/storage/queue_store.h"
+#include "temp_dir.h"
+
+// Whether the heap in use can be read from glibc (mallinfo2): not under a
+// sanitizer, whose allocator glibc does not see.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define BASIN_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define BASIN_TEST_SANITIZED 1
+#endif
+#if defined(__GLIBC__) && !defined(BASIN_TEST_SANITIZED)
+#include <malloc.h>
+#define BASIN_TEST_MALLINFO 1
+#endif
 
 namespace basin::core {
 namespace {
@@ -227,6 +249,61 @@ TEST(TopicTrieTest, PruneRemovesWhatNothingUses) {
   }
   EXPECT_EQ(trie.nodes(), 0u);
   EXPECT_EQ(trie.Find(ParsePattern("a")), nullptr);
+}
+
+// Bytes glibc's malloc has handed out and not taken back, headers and
+// rounding included; nullopt where another allocator serves the test.
+std::optional<uint64_t> HeapInUse() {
+#ifdef BASIN_TEST_MALLINFO
+  return mallinfo2().uordblks;
+#else
+  return std::nullopt;
+#endif
+}
+
+// `n` valid patterns of literal words that no two patterns share: the trie's
+// costliest shape, a node per word. Every other one has 32 short words, the
+// rest 14 words too long for a string's inline buffer (a block of their own).
+std::vector<std::string> LongLiteralPatterns(size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    const bool short_words = i % 2 == 0;
+    std::string p;
+    for (size_t w = 0; w < (short_words ? kMaxTopicWords : 14); ++w) {
+      std::string word = std::to_string(i) + "w" + std::to_string(w);
+      if (!short_words) word.resize(17, '-');
+      p += (w ? "." : "") + word;
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+size_t WordsIn(const std::vector<std::string>& patterns) {
+  size_t n = 0;
+  for (const std::string& p : patterns) n += SplitTopic(p).size();
+  return n;
+}
+
+// A node's word map allocates 13 buckets with its first literal child and
+// keeps them: NodeBytes left them out, so a long literal pattern was charged
+// about three quarters of the heap it took.
+TEST(TopicTrieTest, NodesAreChargedAtLeastWhatTheyTakeFromTheHeap) {
+  if (!HeapInUse()) GTEST_SKIP() << "the heap in use cannot be read here";
+  auto trie = std::make_unique<TopicTrie<std::vector<int>>>();
+  const std::vector<std::string> patterns = LongLiteralPatterns(200);
+  std::vector<TopicWords> parsed;
+  for (const std::string& p : patterns) parsed.push_back(ParsePattern(p));
+  const uint64_t before = *HeapInUse();
+  for (const TopicWords& w : parsed) trie->At(w);
+  const uint64_t grown = *HeapInUse() - before;
+  ASSERT_EQ(trie->nodes(), WordsIn(patterns));
+  if (grown < trie->nodes() * 100) GTEST_SKIP() << "the heap did not grow: not glibc's malloc";
+  EXPECT_GE(trie->bytes(), grown);
+  EXPECT_LE(trie->bytes(), grown * 3 / 2);  // and not a guess far above it
+  for (const TopicWords& w : parsed) trie->Prune(w);
+  EXPECT_EQ(trie->nodes(), 0u);
+  EXPECT_EQ(trie->bytes(), 0u);
 }
 
 PublishedPtr Msg(const std::string& topic, const std::string& payload) {
@@ -549,6 +626,47 @@ TEST_F(TopicRouterTest, BindingsAreCapped) {
   EXPECT_TRUE(broker_.BindQueue("c", "q").value());
 }
 
+// Bindings and their trie nodes once cost nothing against memory.
+TEST_F(TopicRouterTest, BindingsAreChargedWithTheirTrieNodes) {
+  QueueConfig q;
+  q.name = "q";
+  ASSERT_TRUE(broker_.CreateQueue(q).ok());
+  const std::string pattern = Repeat("word", kMaxTopicWords - 1, "#");
+  ASSERT_TRUE(broker_.BindQueue(pattern, "q").value());
+  TopicRouter& router = broker_.topics();
+  EXPECT_EQ(router.pattern_nodes(), kMaxTopicWords);
+  EXPECT_GE(router.pattern_bytes(), uint64_t{kMaxTopicWords} * 200);
+  EXPECT_GT(router.subscriber_memory(), router.pattern_bytes() + 2 * pattern.size());
+  // A second binding of the same pattern shares the nodes.
+  QueueConfig q2;
+  q2.name = "q2";
+  ASSERT_TRUE(broker_.CreateQueue(q2).ok());
+  const uint64_t one = router.subscriber_memory();
+  ASSERT_TRUE(broker_.BindQueue(pattern, "q2").value());
+  EXPECT_LT(router.subscriber_memory() - one, one - router.pattern_bytes() + 10);
+  ASSERT_TRUE(broker_.UnbindQueue(pattern, "q").ok());
+  ASSERT_TRUE(broker_.DeleteQueue("q2").ok());
+  EXPECT_EQ(router.pattern_nodes(), 0u);
+  EXPECT_EQ(router.subscriber_memory(), 0u);
+}
+
+TEST_F(TopicRouterTest, BindingsAreRefusedBeyondTheNodeCap) {
+  TopicCaps caps;
+  caps.max_pattern_nodes = 4;
+  broker_.topics().SetCaps(caps);
+  QueueConfig q;
+  q.name = "q";
+  ASSERT_TRUE(broker_.CreateQueue(q).ok());
+  ASSERT_TRUE(broker_.BindQueue("a.b.c", "q").value());
+  auto refused = broker_.BindQueue("x.y", "q");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kTooManyPatternNodes);
+  EXPECT_TRUE(broker_.topics().BindingsOf("q") == std::vector<std::string>{"a.b.c"});
+  EXPECT_TRUE(broker_.BindQueue("a.b.c.#", "q").value());  // one more node: the last
+  EXPECT_TRUE(broker_.BindQueue("a.b", "q").value());      // no new node
+  EXPECT_EQ(broker_.topics().pattern_nodes(), 4u);
+}
+
 TEST_F(TopicRouterTest, ShutdownEndsSubscriptions) {
   auto s = Sub({"t"});
   broker_.Shutdown();
@@ -586,6 +704,18 @@ class TopicCapsTest : public ::testing::Test {
     router_.Publish(topic, payload, {}, TimePoint(), [&](Result<PublishOutcome> r) { out = r; });
     EXPECT_TRUE(out.has_value() && out->ok());
     return out.has_value() && out->ok() ? out->value() : PublishOutcome{};
+  }
+  // An in-memory queue to bind, outside any Broker.
+  std::shared_ptr<Queue> MakeQueue(const std::string& name) {
+    QueueConfig c;
+    c.name = name;
+    c.visibility_timeout = seconds(30);
+    return std::make_shared<Queue>(c, 1, QueueLimits{}, &memory_, nullptr, nullptr, nullptr);
+  }
+  void SetShare(uint64_t bytes) {
+    TopicCaps caps;
+    caps.max_subscriber_memory = bytes;
+    router_.SetCaps(caps);
   }
   MemoryBudget memory_;
   TopicRouter router_;
@@ -678,6 +808,278 @@ TEST_F(TopicCapsTest, ASharedMessageIsChargedOnce) {
   EXPECT_EQ(memory_.used(), 0u);
 }
 
+// A pattern of 32 words is 32 nodes of the trie, each a few hundred bytes:
+// it was charged as 128 bytes plus its characters.
+TEST_F(TopicCapsTest, TrieNodesAreChargedAtTheirSize) {
+  const std::string pattern = Repeat("w", kMaxTopicWords - 1, "*");
+  auto sub = Sub("c", {}, {pattern});
+  EXPECT_EQ(router_.pattern_nodes(), kMaxTopicWords);
+  EXPECT_GE(router_.pattern_bytes(), uint64_t{kMaxTopicWords} * 200);
+  EXPECT_GE(router_.subscriber_memory(), uint64_t{kMaxTopicWords} * 200 + pattern.size());
+  EXPECT_EQ(memory_.used(), router_.subscriber_memory());
+  // A second subscription to the same pattern pays for its entry, not the nodes.
+  const uint64_t first = router_.subscriber_memory();
+  auto again = Sub("c", {}, {pattern});
+  EXPECT_LT(router_.subscriber_memory() - first, first - router_.pattern_bytes() + 10);
+  router_.Unsubscribe(sub, Error{Errc::kCancelled, "gone"});
+  EXPECT_EQ(router_.pattern_nodes(), kMaxTopicWords);
+  router_.Unsubscribe(again, Error{Errc::kCancelled, "gone"});
+  sub.reset();
+  again.reset();
+  EXPECT_EQ(router_.pattern_nodes(), 0u);
+  EXPECT_EQ(router_.subscriber_memory(), 0u);
+  EXPECT_EQ(memory_.used(), 0u);
+}
+
+// A publish walks at most topic words x nodes: the nodes are capped, and a
+// subscription that needs more is refused whole.
+TEST_F(TopicCapsTest, PatternNodesAreCapped) {
+  TopicCaps caps;
+  caps.max_pattern_nodes = 8;
+  router_.SetCaps(caps);
+  auto five = Sub("c", {}, {"a.b.c.d.e"});
+  auto refused = TrySub("c", {}, {"x.y.z.w"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kTooManyPatternNodes);
+  EXPECT_NE(refused.error().message.find("--max-pattern-nodes"), std::string::npos);
+  // Its first pattern fits, its second does not: neither stays.
+  const uint64_t before = router_.subscriber_memory();
+  refused = TrySub("c", {"exact"}, {"p.q", "r.s.t.u"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kTooManyPatternNodes);
+  EXPECT_EQ(router_.pattern_nodes(), 5u);
+  EXPECT_EQ(router_.subscriber_memory(), before);
+  // Shared prefixes cost nothing new; exact topics are not in the trie.
+  auto shared = Sub("c", {"t1", "t2"}, {"a.b", "a.b.c.d.f", "a.b.c.*"});
+  EXPECT_EQ(router_.pattern_nodes(), 7u);
+  EXPECT_EQ(Publish("a.b.c.d.e", "x").receivers, 1u);
+  router_.Unsubscribe(five, Error{Errc::kCancelled, "gone"});  // frees `e`
+  EXPECT_TRUE(TrySub("c", {}, {"x.y"}).ok());
+  EXPECT_EQ(router_.pattern_nodes(), 8u);
+}
+
+// A binding's first entry at a node allocates its set's 13 buckets, and every
+// node its word map's: both were left out, so bindings of long patterns were
+// charged some three quarters of their heap, one-word ones some 85%.
+TEST_F(TopicCapsTest, BindingsAndTheirNodesAreChargedAtLeastWhatTheyTakeFromTheHeap) {
+  if (!HeapInUse()) GTEST_SKIP() << "the heap in use cannot be read here";
+  auto q = MakeQueue("q");
+  const std::vector<std::string> long_patterns = LongLiteralPatterns(200);
+  const std::vector<std::string> one_word = [] {
+    std::vector<std::string> out;
+    for (int i = 0; i < 2'000; ++i) out.push_back("word" + std::to_string(i));
+    return out;
+  }();
+  for (const std::vector<std::string>* patterns : {&long_patterns, &one_word}) {
+    const uint64_t charged_before = router_.subscriber_memory();
+    const uint64_t before = *HeapInUse();
+    for (const std::string& p : *patterns) ASSERT_TRUE(router_.Bind(p, q).value()) << p;
+    const uint64_t grown = *HeapInUse() - before;
+    const uint64_t charged = router_.subscriber_memory() - charged_before;
+    if (grown < patterns->size() * 100) GTEST_SKIP() << "the heap did not grow: not glibc's malloc";
+    EXPECT_GE(charged, grown) << patterns->front();
+    EXPECT_LE(charged, grown * 3 / 2) << patterns->front();
+  }
+  EXPECT_EQ(router_.pattern_nodes(), WordsIn(long_patterns) + one_word.size());
+  router_.RemoveBindingsTo("q");
+  EXPECT_EQ(router_.pattern_nodes(), 0u);
+  EXPECT_EQ(router_.subscriber_memory(), 0u);
+}
+
+// A bind whose trie path fits in the share but whose binding then does not
+// must give the path back: nodes left behind would hold memory and make
+// publishes walk them for nothing.
+TEST_F(TopicCapsTest, ABindingRefusedForMemoryLeavesNoNodesOrCharge) {
+  auto q = MakeQueue("q");
+  auto sub = Sub("c", {}, {"a.x"});  // `a` is there before, and stays
+  const size_t nodes = router_.pattern_nodes();
+  const uint64_t node_bytes = router_.pattern_bytes();
+  const uint64_t used = router_.subscriber_memory();
+  // What the bind costs: its two new nodes and the binding.
+  ASSERT_TRUE(router_.Bind("a.b.c", q).value());
+  const uint64_t path = router_.pattern_bytes() - node_bytes;
+  const uint64_t cost = router_.subscriber_memory() - used;
+  ASSERT_TRUE(router_.Unbind("a.b.c", "q").ok());
+  ASSERT_EQ(router_.subscriber_memory(), used);
+  ASSERT_GT(cost, path);
+  // Room for the path, not for the binding after it.
+  SetShare(used + cost - 1);
+  auto refused = router_.Bind("a.b.c", q);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kBrokerMemory);
+  EXPECT_NE(refused.error().message.find("no memory for a binding"), std::string::npos)
+      << refused.error().message;  // the trie grew first
+  EXPECT_EQ(router_.pattern_nodes(), nodes);
+  EXPECT_EQ(router_.pattern_bytes(), node_bytes);
+  EXPECT_EQ(router_.subscriber_memory(), used);
+  EXPECT_TRUE(router_.BindingsOf("q").empty());
+  EXPECT_EQ(Publish("a.b.c", "x").queues, 0u);
+  SetShare(used + cost);  // exactly enough
+  EXPECT_TRUE(router_.Bind("a.b.c", q).value());
+}
+
+// A subscription's patterns grow the trie one by one; when a later one finds
+// no memory, what the earlier ones grew must go too, with its charge.
+TEST_F(TopicCapsTest, ASubscriptionRefusedForMemoryLeavesNoNodesOrCharge) {
+  auto other = Sub("c", {}, {"p.q"});  // `p` and `p.q` are there before, and stay
+  const size_t nodes = router_.pattern_nodes();
+  const uint64_t node_bytes = router_.pattern_bytes();
+  const uint64_t used = router_.subscriber_memory();
+  // What the subscription costs; its patterns grow in sorted order, so
+  // `p.q.r.s` (two new nodes) before `z.y.x` (three).
+  const std::vector<std::string> patterns = {"z.y.x", "p.q.r.s"};
+  auto probe = Sub("c", {"t"}, patterns);
+  const uint64_t cost = router_.subscriber_memory() - used;
+  router_.Unsubscribe(probe, Error{Errc::kCancelled, "gone"});
+  probe.reset();
+  ASSERT_EQ(router_.subscriber_memory(), used);
+  ASSERT_EQ(router_.pattern_nodes(), nodes);
+  // Room for the subscription and `p.q.r.s`, not for all of `z.y.x`.
+  SetShare(used + cost - 1);
+  auto refused = TrySub("c", {"t"}, patterns);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kBrokerMemory);
+  EXPECT_NE(refused.error().message.find("no memory for a pattern"), std::string::npos)
+      << refused.error().message;  // not the subscription's own charge
+  EXPECT_EQ(router_.pattern_nodes(), nodes);
+  EXPECT_EQ(router_.pattern_bytes(), node_bytes);
+  EXPECT_EQ(router_.subscriber_memory(), used);
+  EXPECT_EQ(Publish("p.q.r.s", "x").receivers, 0u);
+  SetShare(used + cost);  // exactly enough
+  EXPECT_TRUE(TrySub("c", {"t"}, patterns).ok());
+}
+
+// The topics of the ListTopics tests below: 12 words, the first ten `w`.
+std::string FanTopic(size_t i) {
+  return Repeat("w", 10, "x" + std::to_string(i % 20) + ".y" + std::to_string(i / 20));
+}
+
+// 1,024 patterns, every one matching every FanTopic: {w,*}^10 then `#`.
+std::vector<std::string> FanPatterns() {
+  std::vector<std::string> out;
+  for (size_t bits = 0; bits < 1024; ++bits) {
+    std::string p;
+    for (size_t w = 0; w < 10; ++w) p += (bits >> w & 1) ? "*." : "w.";
+    out.push_back(p + "#");
+  }
+  return out;
+}
+
+// A hold of the shared lock used to count 256 topics whatever they cost: up
+// to 32 x --max-pattern-nodes node visits each. It now ends by work.
+TEST_F(TopicCapsTest, ListTopicsEndsEachHoldOfTheLockByWork) {
+  constexpr size_t kTopics = 600;
+  std::vector<std::string> topics;
+  for (size_t i = 0; i < kTopics; ++i) topics.push_back(FanTopic(i));
+  auto tracker = Sub("c", topics);  // tracks them all, one subscriber each
+  std::vector<std::shared_ptr<Subscription>> fans;
+  constexpr size_t kFans = 10;
+  for (size_t i = 0; i < kFans; ++i) fans.push_back(Sub("c", {}, FanPatterns()));
+  const uint64_t holds = router_.list_holds();
+  const auto listed = router_.ListTopics();
+  const uint64_t taken = router_.list_holds() - holds;
+  ASSERT_EQ(listed.size(), kTopics);
+  for (const TopicStats& t : listed) ASSERT_EQ(t.subscribers, kFans + 1) << t.name;
+  // Each topic looks at kFans x 1,024 entries at least: a hold covers at most
+  // kListSliceSteps of them (and one topic more).
+  const uint64_t entries = kTopics * kFans * 1024;
+  EXPECT_GE(taken, entries / TopicRouter::kListSliceSteps);
+  // ...and not much more than that: nodes visited add at most 12 x the trie.
+  const uint64_t most = kTopics * (kFans * 1024 + 12 * (router_.pattern_nodes() + 1) + 12);
+  EXPECT_LE(taken, most / TopicRouter::kListSliceSteps + 1);
+}
+
+// Subscriptions come and go while ListTopics counts, between its holds of the
+// lock: nothing found under one hold may be used under the next, and once
+// quiet every count is what a brute-force count says.
+TEST_F(TopicCapsTest, ListTopicsCountsRightWhileSubscriptionsChange) {
+  constexpr size_t kTopics = 600;
+  std::vector<std::string> topics;
+  for (size_t i = 0; i < kTopics; ++i) topics.push_back(FanTopic(i));
+  // Stable: a tracker of every topic, two fans (so that a listing takes
+  // several holds), and a few narrower patterns.
+  std::vector<SubscriptionOptions> stable;
+  auto add = [&](std::vector<std::string> t, std::vector<std::string> p) {
+    SubscriptionOptions o;
+    o.topics = std::move(t);
+    o.patterns = std::move(p);
+    return o;
+  };
+  stable.push_back(add(topics, {}));
+  stable.push_back(add({}, FanPatterns()));
+  stable.push_back(add({}, FanPatterns()));
+  stable.push_back(add({}, {"#.x3.*", "#.y7"}));
+  stable.push_back(add({topics[5]}, {"w.#.x5.#"}));
+  std::vector<std::shared_ptr<Subscription>> held;
+  for (const auto& o : stable) held.push_back(Sub("c", o.topics, o.patterns));
+
+  // What the churn thread subscribes: exact topics of the tracked set and
+  // patterns of every kind, one to three terms.
+  std::vector<SubscriptionOptions> kinds = {
+      add({}, {"#"}),
+      add({topics[1], topics[42]}, {}),
+      add({}, {"#.x1.*", "*.*.*.*.*.*.*.*.*.*.x1.y0"}),
+      add({topics[100]}, {"w.w.#.y5", "#.x0.#"}),
+      add({}, {"w.*.w.#.x7.y3", "#.y11", "#.x19.#"}),
+      add({}, {"#.x2.y2"}),
+  };
+  std::atomic<bool> stop{false};
+  std::vector<std::pair<size_t, std::shared_ptr<Subscription>>> churned;
+  size_t churns = 0;
+  std::thread churn([&] {
+    std::mt19937 rng(7);
+    while (!stop.load()) {
+      if (churned.size() < 8 && (churned.empty() || rng() % 2 == 0)) {
+        const size_t k = rng() % kinds.size();
+        auto r = router_.Subscribe(kinds[k], [] {});
+        if (r.ok()) churned.emplace_back(k, r.value());
+      } else {
+        const size_t at = rng() % churned.size();
+        router_.Unsubscribe(churned[at].second, Error{Errc::kCancelled, "gone"});
+        churned.erase(churned.begin() + static_cast<std::ptrdiff_t>(at));
+      }
+      ++churns;
+    }
+  });
+  // What each topic's count must be while churning: the stable subscriptions,
+  // plus at most 8 of the churning ones.
+  auto brute = [&](const std::string& topic, const std::vector<SubscriptionOptions>& subs) {
+    uint64_t n = 0;
+    const TopicWords words = SplitTopic(topic);
+    for (const SubscriptionOptions& o : subs) {
+      bool hit = std::find(o.topics.begin(), o.topics.end(), topic) != o.topics.end();
+      for (const std::string& p : o.patterns) hit = hit || MatchWords(ParsePattern(p), words);
+      n += hit ? 1 : 0;
+    }
+    return n;
+  };
+  std::vector<uint64_t> floor;
+  for (const std::string& t : topics) floor.push_back(brute(t, stable));
+  const uint64_t holds = router_.list_holds();
+  size_t listings = 0;
+  for (; listings < 20; ++listings) {
+    const auto listed = router_.ListTopics();
+    ASSERT_EQ(listed.size(), kTopics);
+    for (size_t i = 0; i < kTopics; ++i) {
+      // ListTopics orders by name; FanTopic's order differs.
+      const size_t at = std::find(topics.begin(), topics.end(), listed[i].name) - topics.begin();
+      ASSERT_LT(at, kTopics) << listed[i].name;
+      EXPECT_GE(listed[i].subscribers, floor[at]) << listed[i].name;
+      EXPECT_LE(listed[i].subscribers, floor[at] + 8) << listed[i].name;
+    }
+  }
+  stop = true;
+  churn.join();
+  EXPECT_GT(churns, 0u);
+  EXPECT_GE(router_.list_holds() - holds, 2 * listings);  // several holds per listing
+  // Quiet: every count is exact.
+  std::vector<SubscriptionOptions> live = stable;
+  for (const auto& [k, sub] : churned) live.push_back(kinds[k]);
+  for (const TopicStats& t : router_.ListTopics()) {
+    EXPECT_EQ(t.subscribers, brute(t.name, live)) << t.name;
+  }
+}
+
 class TopicMemoryTest : public TopicCapsTest {
  protected:
   TopicMemoryTest() : TopicCapsTest(4 << 20) {}  // a 1 MiB share by default
@@ -697,6 +1099,27 @@ TEST_F(TopicMemoryTest, IdleSubscribersCannotStarveQueues) {
   auto first = idle[7]->Next(1, 1 << 20);
   ASSERT_TRUE(first.has_value());
   EXPECT_GT(first->messages.at(0).dropped_before, 0u);
+}
+
+// The share was only a cap inside --max-memory: queues that filled memory
+// left subscriptions and publishes nothing, and pub/sub stopped.
+TEST_F(TopicMemoryTest, QueuesThatFillMemoryDoNotStopPubSub) {
+  uint64_t queued = 0;
+  while (memory_.TryReserve(64 << 10)) queued += 64 << 10;
+  EXPECT_EQ(queued, uint64_t{3} << 20);  // --max-memory less the share
+  EXPECT_EQ(memory_.queue_limit(), uint64_t{3} << 20);
+  auto sub = TrySub("c", {"t"}, {"t.#"});
+  ASSERT_TRUE(sub.ok()) << sub.error().message;
+  const std::string payload(10'000, 'p');
+  for (int n = 0; n < 10; ++n) EXPECT_EQ(Publish("t", payload).receivers, 1u);
+  auto got = sub.value()->Next(100, 1 << 20);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->messages.size(), 10u);
+  EXPECT_EQ(got->messages[9].dropped_before, 0u);
+  // ...and what pub/sub holds never gives queues room beyond their part.
+  EXPECT_FALSE(memory_.TryReserve(1));
+  EXPECT_EQ(memory_.used(), queued + router_.subscriber_memory());
+  memory_.Release(queued, TimePoint());
 }
 
 TEST_F(TopicMemoryTest, AFullShareDropsOldestOrDisconnects) {
@@ -748,6 +1171,69 @@ TEST_F(TopicMemoryTest, SubscriptionsThemselvesCountAgainstTheShare) {
   subs.clear();
   EXPECT_EQ(router_.subscriber_memory(), 0u);
   EXPECT_EQ(router_.pattern_nodes(), 0u);
+}
+
+// A durable queue's bindings are in its log. Recovery used to bind them like
+// a client does: past --max-pattern-nodes or the subscriber share, a binding
+// was only logged as not restored while its log kept it, so that it routed
+// nothing now and might come back at some later restart.
+TEST(TopicRecoveryTest, DurableBindingsAreRestoredBeyondTheCapsAndCharged) {
+  basin::testing::TempDir tmp;
+  const std::string dir = tmp.Sub("data");
+  const std::vector<std::string> patterns = {"a.b.c.d", "x.y", "x.#"};
+  auto open = [&](storage::Committer& committer) {
+    std::string error;
+    auto store = storage::QueueStore::Open(dir, {}, &committer, &error);
+    EXPECT_NE(store, nullptr) << error;
+    return store;
+  };
+  QueueConfig q;
+  q.name = "q";
+  q.durable = true;
+  {
+    storage::Committer committer(storage::FsyncPolicy::kBatch, std::chrono::milliseconds(1));
+    auto store = open(committer);
+    ASSERT_NE(store, nullptr);
+    Broker broker(BrokerLimits{}, nullptr, store.get());
+    ASSERT_TRUE(broker.CreateQueue(q).ok());
+    for (const std::string& p : patterns) ASSERT_TRUE(broker.BindQueue(p, "q").value()) << p;
+  }  // the committer writes what waits before it stops
+  // Restarted with caps the bindings exceed: 7 nodes and some 4 KiB of
+  // charges against a cap of 2 nodes and a 1 KiB share.
+  BrokerLimits limits;
+  limits.max_memory = 64 << 20;
+  limits.topic_caps.max_pattern_nodes = 2;
+  limits.topic_caps.max_subscriber_memory = 1 << 10;
+  storage::Committer committer(storage::FsyncPolicy::kBatch, std::chrono::milliseconds(1));
+  auto store = open(committer);
+  ASSERT_NE(store, nullptr);
+  Broker broker(limits, nullptr, store.get());
+  auto recovered = broker.Recover(TimePoint() + seconds(1));
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  EXPECT_TRUE(recovered.value().warnings.empty()) << recovered.value().warnings.front();
+  TopicRouter& router = broker.topics();
+  std::vector<std::string> want = patterns;
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(router.BindingsOf("q"), want);
+  EXPECT_EQ(router.pattern_nodes(), 7u);  // a, a.b, a.b.c, a.b.c.d, x, x.y, x.#
+  // Charged all the same, beyond the share's cap.
+  EXPECT_GT(router.subscriber_memory(), router.pattern_bytes());
+  EXPECT_GT(router.subscriber_memory(), uint64_t{1} << 10);
+  // A durable copy is reported once written, on the committer's thread.
+  std::promise<Result<PublishOutcome>> published;
+  router.Publish("a.b.c.d", "x", {}, TimePoint() + seconds(1),
+                 [&](Result<PublishOutcome> r) { published.set_value(std::move(r)); });
+  auto done = published.get_future();
+  ASSERT_EQ(done.wait_for(seconds(10)), std::future_status::ready);
+  const Result<PublishOutcome> out = done.get();
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out.value().queues, 1u);
+  // New bindings still meet the caps.
+  EXPECT_EQ(broker.BindQueue("m.n", "q").error().code, Errc::kTooManyPatternNodes);
+  // Unbinding gives every byte back.
+  for (const std::string& p : patterns) ASSERT_TRUE(broker.UnbindQueue(p, "q").ok()) << p;
+  EXPECT_EQ(router.pattern_nodes(), 0u);
+  EXPECT_EQ(router.subscriber_memory(), 0u);
 }
 
 }  // namespace
