@@ -129,9 +129,10 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       "max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
       "largest message (payload + headers)")(
       "max-memory", po::value(&max_memory),
-      "bytes of messages the broker holds before puts wait, at least 1MiB (default: half of RAM "
-      "or cgroup limit)")("max-wait", po::value(&max_wait)->default_value(max_wait),
-                          "longest one blocking call waits; clients re-issue")(
+      "bytes the broker holds; queues get it less --max-subscriber-memory before puts wait; at "
+      "least 1MiB, and queues' part at least --max-message-bytes (default: half of RAM or "
+      "cgroup limit)")("max-wait", po::value(&max_wait)->default_value(max_wait),
+                       "longest one blocking call waits; clients re-issue")(
       "max-queues", po::value(&c.limits.max_queues)->default_value(c.limits.max_queues),
       "queues in the broker, dead-letter queues included, before TOO_MANY_QUEUES")(
       "max-waiters-per-queue", po::value(&max_waiters)->default_value(max_waiters),
@@ -247,6 +248,15 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
     caps.max_subscriber_memory = *m;
   } else {
     return fail("max-subscriber-memory", max_sub_memory);
+  }
+  // Queues get --max-memory less the share: a message that fits nowhere there
+  // would wait for good.
+  if (c.limits.max_memory - caps.max_subscriber_memory < c.limits.max_message_bytes) {
+    std::cerr << "basind: --max-memory less --max-subscriber-memory ("
+              << c.limits.max_memory - caps.max_subscriber_memory
+              << " bytes) is below --max-message-bytes (" << c.limits.max_message_bytes << ")\n";
+    *exit_code = 2;
+    return std::nullopt;
   }
   c.limits.max_subscriber_buffer_bytes = *sub_bytes;
   c.limits.default_subscriber_buffer_messages =

@@ -95,9 +95,10 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
                  "queue '" + config.name + "' is being deleted; retry the create"};
   }
   if (queues_.size() + creating_.size() >= limits_.max_queues) {
-    return Error{Errc::kTooManyQueues, "the broker has " + std::to_string(queues_.size()) +
+    return Error{Errc::kTooManyQueues, "the broker has " +
+                                           std::to_string(queues_.size() + creating_.size()) +
                                            " queues (limit " + std::to_string(limits_.max_queues) +
-                                           "); delete one first"};
+                                           ", those being created included); delete one first"};
   }
   auto dead_letter = FindDeadLetter(config);
   if (!dead_letter.ok()) return dead_letter.error();

@@ -325,6 +325,15 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
                         " (max_size " + std::to_string(config_.max_size) + ", max_bytes " +
                         std::to_string(config_.max_bytes) + ")"});
   }
+  // Nor can a batch larger than the queues' part of --max-memory: waiting
+  // for it would hold up every later put on the queue for good.
+  if (const uint64_t limit = memory_ == nullptr ? 0 : memory_->queue_limit();
+      limit != 0 && total > limit) {
+    return cb(Error{Errc::kInvalidArgument,
+                    "a batch of " + std::to_string(total) +
+                        " bytes can never fit the broker's memory for queues (" +
+                        std::to_string(limit) + " bytes: --max-memory less the subscriber share)"});
+  }
   p.cb = std::move(cb);
   p.admitted = std::move(admitted);
 

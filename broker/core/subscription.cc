@@ -88,6 +88,12 @@ PublishedPtr Subscription::DropOldest() {
   return std::move(dropped.front());
 }
 
+uint64_t Subscription::droppable_bytes() const {
+  std::lock_guard lock(mu_);
+  if (end_ || options_.policy != OverflowPolicy::kDropOldest) return 0;
+  return buffered_bytes_;
+}
+
 Subscription::Offered Subscription::Lose(PublishedPtr message) {
   Offered out;
   bool wake = false;

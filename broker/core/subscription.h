@@ -93,6 +93,9 @@ class Subscription {
   // buffer is empty, ended, or its policy is disconnect (which never loses a
   // message silently). The caller drops the result with no lock held.
   PublishedPtr DropOldest();
+  // The most DropOldest could give up now (buffered bytes; a message shared
+  // with other buffers frees less).
+  uint64_t droppable_bytes() const;
   // `message` could not be buffered for lack of broker memory: drop_oldest
   // counts it in the gap notice, disconnect ends the stream.
   Offered Lose(PublishedPtr message);
@@ -119,7 +122,7 @@ class Subscription {
   const std::function<void()> wake_;
   const MemoryCharge footprint_;
 
-  RankedMutex<LockRank::kSubscription> mu_;  // guards everything below; taken alone
+  mutable RankedMutex<LockRank::kSubscription> mu_;  // guards everything below; taken alone
   std::deque<Delivered> buffer_;
   uint64_t buffered_bytes_ = 0;
   uint64_t pending_gap_ = 0;  // dropped with nothing buffered after them yet

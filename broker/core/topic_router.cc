@@ -123,6 +123,14 @@ bool TopicRouter::MakeRoom(const std::vector<Receiver>& receivers, uint64_t byte
   // what queues hold never makes a subscriber drop a message.
   const uint64_t cap = subscriber_memory_.cap();
   if (cap != 0 && bytes > cap) return false;
+  // Dropping frees at most what the receivers buffer. When even all of it
+  // cannot make room (the share is held by subscriptions, bindings and index
+  // nodes, or by other subscribers' messages), the message is lost without
+  // emptying every receiver's buffer for nothing.
+  uint64_t droppable = 0;
+  for (const Receiver& r : receivers) droppable += r.sub->droppable_bytes();
+  const uint64_t used = subscriber_memory_.used();
+  if (cap != 0 && used - std::min(used, droppable) + bytes > cap) return false;
   // Older messages make way for the new one, as they do in a full buffer:
   // round robin over the receivers, until it fits or none has anything left to
   // drop. A message is freed when the last buffer holding it drops it.

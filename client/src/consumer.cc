@@ -216,6 +216,9 @@ class ConsumerImpl {
     {
       std::lock_guard lock(ctx_mu_);
       ctx_ = std::move(ctx);  // the old one dies here, never under a Cancel
+      // A cancel() that came while there was no stream (the reconnect's
+      // backoff) reached only the old context.
+      if (cancelled_.load()) ctx_->TryCancel();
     }
     stream_ = conn_->stub().Consume(started);
     ++generation_;

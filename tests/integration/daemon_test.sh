@@ -20,6 +20,12 @@ err=$(timeout 10 "$basind" --listen 127.0.0.1:0 --max-memory 1000 2>&1) || statu
 [ "$status" -eq 2 ] || fail "--max-memory 1000 exited $status, expected 2"
 grep -q -- "--max-memory: at least 1MiB" <<<"$err" || fail "--max-memory 1000: $err"
 expect_exit 2 timeout 10 "$basind" --listen 127.0.0.1:0 --max-memory 1
+# 1 MiB less the default quarter for pub/sub leaves queues less than one
+# largest message (1 MiB): such a put could never be admitted.
+status=0
+err=$(timeout 10 "$basind" --listen 127.0.0.1:0 --max-memory 1MiB 2>&1) || status=$?
+[ "$status" -eq 2 ] || fail "--max-memory 1MiB exited $status, expected 2"
+grep -q -- "is below --max-message-bytes" <<<"$err" || fail "--max-memory 1MiB: $err"
 
 # The environment fills in flags; a message over the env-set limit names it.
 BASIN_MAX_MESSAGE_BYTES=100 start_broker "$basind"

@@ -159,7 +159,8 @@ TEST(FailureTest, AWaitNeverOutlastsTheCallsDeadline) {
 TEST(FailureTest, MemoryLimitFailsPutsWithBrokerMemory) {
   // Queues get --max-memory (at least 1 MiB) less the part set aside for
   // pub/sub: 1 KiB.
-  BrokerProcess broker({"--max-memory", "1MiB", "--max-subscriber-memory", "1047552"});
+  BrokerProcess broker({"--max-memory", "1MiB", "--max-subscriber-memory", "1047552",
+                        "--max-message-bytes", "1KiB"});
   Client client(broker.address());
   auto q = client.queue("big", {});
   q.put(std::string(1000, 'x'));
@@ -167,6 +168,22 @@ TEST(FailureTest, MemoryLimitFailsPutsWithBrokerMemory) {
   Message m = q.get();
   q.task_done(m);  // frees the memory
   EXPECT_NO_THROW(q.put(std::string(100, 'y'), milliseconds(100)));
+}
+
+// A batch larger than the queues' part of --max-memory can never be admitted:
+// refused at once, rather than waiting at the head of the queue's putters and
+// holding up every later put there.
+TEST(FailureTest, ABatchLargerThanTheQueuesMemoryIsRefusedAtOnce) {
+  // Queues get 544 KiB; gRPC takes requests up to --max-message-bytes + 64 KiB
+  // (576 KiB), so a batch of 558,000 bytes reaches the queue.
+  BrokerProcess broker({"--max-memory", "1MiB", "--max-subscriber-memory", "480KiB",
+                        "--max-message-bytes", "512KiB"});
+  Client client(broker.address());
+  auto q = client.queue("q", {});
+  std::vector<OutgoingMessage> batch(9, OutgoingMessage{std::string(62'000, 'b'), {}, {}});
+  EXPECT_THROW(q.put_batch(batch, std::chrono::seconds(30)), InvalidArgument);
+  q.put("small", milliseconds(100));  // the queue is not held up
+  EXPECT_EQ(q.info().stats.size, 1u);
 }
 
 }  // namespace

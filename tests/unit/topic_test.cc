@@ -1150,6 +1150,35 @@ TEST_F(TopicMemoryTest, AFullShareDropsOldestOrDisconnects) {
   EXPECT_EQ(lossy->Next(100, 1 << 20)->messages.at(0).dropped_before, 1u);
 }
 
+// Subscriptions, bindings and index nodes hold the share too, and dropping
+// frees none of that: a publish that cannot fit even if its receivers drop
+// everything they buffer is lost without emptying their buffers for nothing.
+TEST_F(TopicMemoryTest, APublishThatCannotFitDropsNothingForIt) {
+  TopicCaps caps;
+  caps.max_subscriber_memory = 64 << 10;
+  caps.max_subscriptions_per_connection = 1'000'000;
+  caps.max_subscriptions = 1'000'000;
+  router_.SetCaps(caps);
+  auto lossy = Sub("a", {"t"});
+  const std::string payload(10'000, 'p');
+  ASSERT_EQ(Publish("t", payload).receivers, 1u);
+  ASSERT_EQ(Publish("t", payload).receivers, 1u);
+  std::vector<std::shared_ptr<Subscription>> fixed;
+  for (int i = 0;; ++i) {
+    auto r = TrySub("c", {"other" + std::to_string(i)});
+    if (!r.ok()) break;
+    fixed.push_back(r.value());
+  }
+  ASSERT_GT(fixed.size(), 10u);
+  EXPECT_EQ(Publish("t", std::string(30'000, 'x')).receivers, 0u);
+  Publish("t", "");  // fits after dropping one old message at most
+  auto got = lossy->Next(100, 1 << 20);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_GE(got->messages.size(), 2u) << "the buffer was emptied for a message that never fit";
+  EXPECT_EQ(got->messages[0].message->payload, payload);
+  for (auto& f : fixed) router_.Unsubscribe(f, Error{Errc::kCancelled, "gone"});
+}
+
 TEST_F(TopicMemoryTest, SubscriptionsThemselvesCountAgainstTheShare) {
   TopicCaps caps;
   caps.max_subscriber_memory = 64 << 10;
