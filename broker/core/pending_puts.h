@@ -43,6 +43,12 @@ class PendingPuts {
   // The number the next Admit will return.
   uint64_t next_seq() const { return next_seq_; }
   bool empty() const { return batches_.empty(); }
+  // The id of the oldest pending message, 0 if none: later ids were admitted
+  // after it, so every pending message's id is at or above it.
+  uint64_t oldest_id() const {
+    return batches_.empty() || batches_.front().msgs.empty() ? 0
+                                                             : batches_.front().msgs.front()->id();
+  }
   uint64_t count() const { return count_; }  // messages
   uint64_t bytes() const { return bytes_; }
 

@@ -255,6 +255,16 @@ Queue::Room Queue::TryAdmit(PutWaiter& p, TimePoint now, Deferred& d) {
   // Duplicates take no room: found once (the index keeps the answer on the
   // putter), so a batch that waits for room costs O(1) a retry.
   const PutWaiter::Resolution& r = index_.Resolve(p, now);
+  // A repeat of a durable put still on its way to the disk is not answered
+  // with the original's id yet: that write may fail, and the repeat would then
+  // have confirmed a message that is nowhere. Pending batches settle in id
+  // order, so the original is pending when its id is at or past the oldest
+  // pending message's.
+  if (const uint64_t oldest = pending_.oldest_id(); oldest != 0) {
+    for (const auto& [i, original] : r.duplicates) {
+      if (original >= oldest) return Room::kOriginalPending;
+    }
+  }
   const Room room = CheckRoom(r.bytes, true, r.count, r.keys);
   if (room != Room::kYes) return room;
   const uint64_t bytes = r.bytes;
@@ -354,11 +364,15 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
     } else if (room = waiters_.putters().empty() ? TryAdmit(p, now, d) : Room::kFull;
                room == Room::kYes) {
       ServeWaiters(now, d);
-    } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
+    } else if (auto can = CheckCanWait(now, room == Room::kOriginalPending ? kNever : deadline);
+               !can.ok()) {
       d.Answer(std::move(p.cb), can.error());
-    } else if (deadline <= now) {
+    } else if (deadline <= now && room != Room::kOriginalPending) {
       d.Answer(std::move(p.cb), NoRoomError(room == Room::kNoMemory));
     } else {
+      // A repeat waits for its original's write even when the caller would
+      // not wait for room: the disk answers within one sync.
+      if (deadline <= now) p.deadline = kNever;
       p.blocked_on_memory = room == Room::kNoMemory;
       *wait_id = waiters_.AddPutter(std::move(p));
     }

@@ -211,7 +211,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     WaiterSet::Getters::node_type spare_turn;
     TimePoint indexed_expiry = kNever;  // its entry in consumer_expiry_
   };
-  enum class Room : uint8_t { kYes, kFull, kNoMemory };
+  // kOriginalPending: the batch repeats a durable put whose write is not yet
+  // answered; it waits for that answer (a failed write makes it new work).
+  enum class Room : uint8_t { kYes, kFull, kNoMemory, kOriginalPending };
 
   // Work collected under the lock and done after it is released: answering
   // callers, moving dead letters, freeing memory (which may call back into a

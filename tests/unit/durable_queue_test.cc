@@ -154,6 +154,39 @@ TEST_F(DurableQueueTest, AFailedWriteRefusesThePutAndGivesItsRoomBack) {
   EXPECT_EQ(TryGet(*q)->value().payload, "lost");
 }
 
+// A repeat of a put whose write is still pending used to be answered at once
+// with the original's id: when that write then failed, the repeat had
+// confirmed a message that was nowhere. It now waits for the original.
+TEST_F(DurableQueueTest, ARepeatOfAPendingPutWaitsForItsOriginal) {
+  auto q = Make();
+  const BatchOrigin origin{"p", 1};
+  auto& original = Put(*q, "m", origin);
+  auto& repeat = Put(*q, "m", origin);  // a resend after a reconnect, say
+  EXPECT_FALSE(repeat.has_value()) << "answered before the original's write";
+  ASSERT_EQ(journal_->puts.size(), 1u) << "the repeat is not written";
+  journal_->Commit();
+  ASSERT_TRUE(original.has_value() && original->ok());
+  ASSERT_TRUE(repeat.has_value() && repeat->ok());
+  EXPECT_EQ(repeat->value(), original->value());
+  EXPECT_EQ(q->Stats().total_put, 1u);
+}
+
+TEST_F(DurableQueueTest, ARepeatOfAPutWhoseWriteFailsIsNewWork) {
+  auto q = Make();
+  const BatchOrigin origin{"p", 1};
+  auto& original = Put(*q, "m", origin);
+  auto& repeat = Put(*q, "m", origin);
+  journal_->Commit(Error{Errc::kStorageUnavailable, "storage: disk full"});
+  ASSERT_TRUE(original.has_value());
+  EXPECT_EQ(original->error().code, Errc::kStorageUnavailable);
+  EXPECT_FALSE(repeat.has_value()) << "confirmed a message whose write failed";
+  ASSERT_EQ(journal_->puts.size(), 1u) << "the repeat is written as new work";
+  journal_->Commit();
+  ASSERT_TRUE(repeat.has_value() && repeat->ok());
+  EXPECT_EQ(TryGet(*q)->value().payload, "m");
+  EXPECT_EQ(q->Stats().total_put, 1u);
+}
+
 TEST_F(DurableQueueTest, CloseWaitsForPendingPutsBeforeDraining) {
   auto q = Make();
   Put(*q, "a");
