@@ -49,8 +49,7 @@ MessagePtr LeaseTable::Take(uint64_t lease, End how) {
 
 void LeaseTable::Remember(uint64_t lease, End how) {
   // Older numbers' slots belong to newer leases now.
-  if (next_lease_ - lease > kEndedKept) return;
-  SetDone(lease, how == End::kDone);
+  if (InWindow(lease)) SetDone(lease, how == End::kDone);
 }
 
 void LeaseTable::SetDone(uint64_t lease, bool done) {
@@ -65,7 +64,7 @@ void LeaseTable::SetDone(uint64_t lease, bool done) {
 }
 
 bool LeaseTable::EndedDone(uint64_t lease) const {
-  if (done_.empty() || next_lease_ - lease > kEndedKept) return false;
+  if (done_.empty() || !InWindow(lease)) return false;
   const uint64_t slot = lease % kEndedKept;
   return (done_[slot / kBitsPerWord] >> (slot % kBitsPerWord)) & 1;
 }

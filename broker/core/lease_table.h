@@ -61,6 +61,8 @@ class LeaseTable {
     TimePoint expiry;
   };
 
+  // Among the last kEndedKept numbers handed out: its bit is still its own.
+  bool InWindow(uint64_t lease) const { return next_lease_ - lease <= kEndedKept; }
   void SetDone(uint64_t lease, bool done);
   bool EndedDone(uint64_t lease) const;
 

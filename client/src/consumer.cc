@@ -233,7 +233,6 @@ class ConsumerImpl {
           static_cast<int32_t>(options_.ack_timeout.count() % 1000) * 1'000'000);
     }
     stream_->Write(start);
-    if (cancelled_.load()) ctx_->TryCancel();
   }
 
   // The message's number on the current stream; none if it came on an
