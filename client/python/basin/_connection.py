@@ -1,0 +1,167 @@
+"""One gRPC channel to a broker per process, and the call helpers on it.
+
+Fork safety: a channel is never used across ``fork()``. The connection
+remembers which process opened its channel and opens a fresh one in a child
+on first use; gRPC's own fork support (``GRPC_ENABLE_FORK_SUPPORT``, set by
+``basin/__init__.py`` before grpc is imported) keeps gRPC's core usable in
+the child.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable, Optional, Type, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+
+from . import errors
+from .v1 import queue_pb2_grpc, topic_pb2_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:7878"
+
+# Longest wait asked of the broker in one call; a longer wait is re-issued
+# (the broker caps one call at --max-wait, 60 s by default, anyway).
+MAX_CALL_WAIT = 30.0
+# Slack for the broker to answer after the wait it was asked for, so a timed
+# call ends with the broker's typed answer rather than a transport deadline.
+ANSWER_SLACK = 10.0
+
+_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # A restarted broker is back within a second or two: retry soon and often
+    # rather than on gRPC's default backoff (1 s growing to 2 min).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    # Each connection owns its socket: a channel made after the broker
+    # restarted must not inherit one the old broker left dead.
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+]
+
+T = TypeVar("T")
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def check_timeout(timeout: Optional[float]) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+
+
+class Connection:
+    """A lazily opened channel to one broker, reopened in a forked child."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS) -> None:
+        self.address = address
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._channel: Any = None
+        self._queue_stub: Any = None
+        self._topic_stub: Any = None
+
+    def _open(self) -> None:
+        pid = os.getpid()
+        with self._lock:
+            if self._pid == pid:
+                return
+            # The parent's channel is dropped, not closed: closing it here
+            # would act on state the parent still uses.
+            channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            self._queue_stub = queue_pb2_grpc.QueueServiceStub(channel)
+            self._topic_stub = topic_pb2_grpc.TopicServiceStub(channel)
+            self._channel = channel
+            self._pid = pid
+
+    @property
+    def channel(self) -> Any:
+        if self._pid != os.getpid():
+            self._open()
+        return self._channel
+
+    @property
+    def queues(self) -> Any:
+        """The QueueService stub of this process's channel."""
+        if self._pid != os.getpid():
+            self._open()
+        return self._queue_stub
+
+    @property
+    def topics(self) -> Any:
+        """The TopicService stub of this process's channel."""
+        if self._pid != os.getpid():
+            self._open()
+        return self._topic_stub
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the channel is connected, False after ``timeout``."""
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid() and self._channel is not None:
+                self._channel.close()
+            self._channel = None
+            self._pid = -1
+
+    def call(self, method: Callable[..., T], request: Any,
+             timeout: Optional[float] = ANSWER_SLACK) -> T:
+        """A unary call; a failure raises the typed basin exception."""
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
+
+    def wait_call(self, method: Callable[..., T], make_request: Callable[[Any], Any],
+                  block: bool, timeout: Optional[float],
+                  timed_out: Type[errors.Error]) -> T:
+        """A call that waits on the broker (put, get, join).
+
+        ``make_request(wait)`` builds the request for a wait (a Duration).
+        A call the broker ended at its per-call cap (``timed_out`` with time
+        left) is re-issued, so an untimed call waits as long as it takes.
+        """
+        check_timeout(timeout)
+        if not block:
+            timeout = 0.0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = MAX_CALL_WAIT
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
+            try:
+                return method(make_request(duration(wait)), timeout=wait + ANSWER_SLACK)
+            except grpc.RpcError as e:
+                error = errors.from_rpc_error(e)
+            if isinstance(error, timed_out) and (deadline is None
+                                                 or deadline - time.monotonic() > 0):
+                continue
+            raise error
+
+
+_defaults: dict[str, Connection] = {}
+_defaults_lock = threading.Lock()
+
+
+def default_connection(address: str) -> Connection:
+    """The process-wide shared connection to ``address``."""
+    with _defaults_lock:
+        conn = _defaults.get(address)
+        if conn is None:
+            conn = _defaults[address] = Connection(address)
+        return conn

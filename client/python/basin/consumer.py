@@ -1,0 +1,292 @@
+"""``basin.Consumer``: fast consumption over one Consume stream.
+
+    with basin.Consumer("orders", prefetch=500) as consumer:
+        for msg in consumer:            # ends once the queue is closed and drained
+            process(msg.value)
+            msg.ack()                   # task_done, sent in batches
+
+The broker never has more than ``prefetch`` unacknowledged messages out to
+this consumer, and the stream holds their leases: nothing is redelivered
+while the consumer is connected, unless ``ack_timeout`` (seconds) is set.
+When the consumer is closed, cancelled or disconnected, every message it
+holds and did not ack goes back to the head of the queue at once. Acks are
+sent when ``ack_batch`` of them wait, before the consumer waits for more
+messages, and by ``flush()`` and ``close()``.
+
+Reconnects: when the stream breaks (the broker restarted, the network
+dropped) the consumer opens a new one, for up to ``reconnect_for``
+seconds. The broker requeued what the old stream held, so those messages
+come again (delivery count + 1); acking one received before the break does
+nothing. Processing must therefore be idempotent: at least once, as with any
+broker.
+
+One thread at a time may take messages; ``cancel()`` may come from any
+thread. A Consumer belongs to the process that made it: make one in each.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue as stdqueue
+import threading
+import time
+from typing import Any, Deque, Iterator, List, Optional, Tuple
+
+import grpc
+
+from . import errors
+from ._connection import DEFAULT_ADDRESS, Connection, check_timeout, default_connection, duration
+from .message import Message
+from .serializers import SerializerSpec, resolve
+from .v1 import queue_pb2 as pb
+
+__all__ = ["Consumer"]
+
+_END = object()
+
+
+class _Stream:
+    """One Consume call: its number, its outgoing requests, its call object."""
+
+    __slots__ = ("number", "requests", "call")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.requests: "stdqueue.SimpleQueue[Optional[pb.ConsumeRequest]]" = \
+            stdqueue.SimpleQueue()
+        self.call: Any = None
+
+
+class Consumer:
+    """Prefetching, batched-ack, reconnecting consumer of one queue (see the module doc)."""
+
+    def __init__(self, queue: str, *, address: str = DEFAULT_ADDRESS, client: Any = None,
+                 serializer: SerializerSpec = "pickle", prefetch: int = 100,
+                 ack_timeout: Optional[float] = None, ack_batch: int = 64,
+                 reconnect_for: float = 30.0, close_timeout: float = 5.0) -> None:
+        if not 1 <= prefetch <= 10_000:
+            raise ValueError("prefetch must be 1 to 10,000")
+        if ack_batch < 1:
+            raise ValueError("ack_batch must be at least 1")
+        if ack_timeout is not None and ack_timeout <= 0:
+            raise ValueError("ack_timeout must be positive")
+        self._queue = queue
+        self._conn: Connection = client._conn if client is not None else default_connection(
+            address)
+        self._serializer = resolve(serializer)
+        self._prefetch = prefetch
+        self._ack_timeout = ack_timeout
+        self._ack_batch = ack_batch
+        self._reconnect_for = reconnect_for
+        self._close_timeout = close_timeout
+        self._pid = os.getpid()
+
+        self._lock = threading.Lock()
+        # Responses and the end of the stream, from the receiving thread.
+        self._inbox: "stdqueue.SimpleQueue[Any]" = stdqueue.SimpleQueue()
+        self._ready: Deque[Message] = collections.deque()
+        self._acks: List[int] = []
+        self._stream: Optional[_Stream] = None
+        self._stream_number = 0
+        self._ended: Optional[BaseException] = None  # why no more messages come
+        self._cancelled = False
+        self._closing = False
+        self._expired = 0
+        self._reconnects = 0
+        # A wrong queue name or a broker that is down fails the constructor
+        # rather than the first get.
+        self._conn.call(self._conn.queues.GetQueue, pb.GetQueueRequest(name=queue))
+        first = self._open_stream()
+        self._receiver = threading.Thread(target=self._run, args=(first,),
+                                          name=f"basin-consumer-{queue}", daemon=True)
+        self._receiver.start()
+
+    # -- the stream (receiving thread) -----------------------------------
+
+    def _open_stream(self) -> _Stream:
+        with self._lock:
+            self._stream_number += 1
+            stream = _Stream(self._stream_number)
+            self._stream = stream
+        hello = pb.ConsumeRequest(queue=self._queue, prefetch=self._prefetch)
+        if self._ack_timeout is not None:
+            hello.ack_timeout.CopyFrom(duration(self._ack_timeout))
+        stream.requests.put(hello)
+        stream.call = self._conn.queues.Consume(self._requests(stream))
+        return stream
+
+    @staticmethod
+    def _requests(stream: _Stream) -> Iterator[pb.ConsumeRequest]:
+        while True:
+            request = stream.requests.get()
+            if request is None:
+                return
+            yield request
+
+    def _run(self, stream: _Stream) -> None:
+        broken_since: Optional[float] = None
+        while True:
+            end: BaseException
+            try:
+                for response in stream.call:
+                    broken_since = None
+                    self._inbox.put((stream.number, response))
+                end = errors.Closed("the consumer's stream ended",
+                                    grpc.StatusCode.CANCELLED)
+            except grpc.RpcError as e:
+                if not (self._cancelled or self._closing) and errors.broken(e):
+                    now = time.monotonic()
+                    broken_since = broken_since or now
+                    if now - broken_since < self._reconnect_for:
+                        stream.requests.put(None)
+                        self._conn.wait_ready(min(1.0, self._reconnect_for))
+                        with self._lock:
+                            self._reconnects += 1
+                        try:
+                            stream = self._open_stream()
+                        except grpc.RpcError as again:
+                            end = errors.from_rpc_error(again)
+                            break
+                        continue
+                end = errors.from_rpc_error(e)
+                if self._cancelled or self._closing:
+                    end = errors.Closed("the consumer was cancelled", grpc.StatusCode.CANCELLED)
+            except Exception as e:  # noqa: BLE001 (a bug must not hang get())
+                end = errors.Error(f"consumer stream failed: {e!r}")
+            break
+        stream.requests.put(None)
+        self._inbox.put((_END, end))
+
+    # -- taking messages -------------------------------------------------
+
+    def get(self, timeout: Optional[float] = None) -> Message:
+        """The next message, waiting up to ``timeout`` seconds (None: as long
+        as it takes) then :class:`basin.Empty`. :class:`basin.Closed` once
+        the queue is closed and drained (or after ``close``/``cancel``),
+        :class:`basin.NotFound` if it is deleted."""
+        check_timeout(timeout)
+        while not self._ready:
+            if self._ended is not None:
+                raise self._ended
+            self.flush()
+            try:
+                item = self._inbox.get(timeout=timeout)
+            except stdqueue.Empty:
+                raise errors.Empty(f"no message from {self._queue!r} within {timeout} s",
+                                   grpc.StatusCode.DEADLINE_EXCEEDED, "QUEUE_EMPTY") from None
+            self._take(item)
+        return self._ready.popleft()
+
+    def _take(self, item: Tuple[Any, Any]) -> None:
+        number, response = item
+        if number is _END:
+            self._ended = response
+            return
+        if self._stream is None or number != self._stream.number:
+            return  # from a stream that broke: those messages were requeued
+        self._expired += len(response.expired)
+        queue, source, serializer = self._queue, self, self._serializer
+        self._ready.extend(Message(queue, d.message, d.delivery_tag, source, serializer, number)
+                           for d in response.deliveries)
+
+    def __iter__(self) -> Iterator[Message]:
+        """Yields messages until the queue is closed and drained, or the
+        consumer is closed or cancelled."""
+        while True:
+            try:
+                yield self.get()
+            except errors.Closed:
+                return
+
+    # -- acks, releases, extensions ---------------------------------------
+
+    def _current(self, message: Message) -> Optional[_Stream]:
+        if message._source is not self:
+            raise ValueError(f"{message!r} was not delivered by this Consumer")
+        stream = self._stream
+        if stream is None or stream.number != message._stream or self._ended is not None:
+            return None  # its stream is gone: the broker requeued it
+        return stream
+
+    def ack(self, message: Message) -> None:
+        """Finishes the message (task_done); sent in batches."""
+        stream = self._current(message)
+        if stream is None:
+            return
+        self._acks.append(message._tag)
+        if len(self._acks) >= self._ack_batch:
+            self.flush()
+
+    def _finish(self, message: Message) -> None:
+        self.ack(message)
+
+    def _release(self, message: Message) -> None:
+        stream = self._current(message)
+        if stream is not None:
+            self.flush()
+            stream.requests.put(pb.ConsumeRequest(releases=[message._tag]))
+
+    def _extend(self, message: Message, seconds: Optional[float]) -> None:
+        if seconds is not None:
+            raise ValueError("a Consumer's message is extended by its ack_timeout; "
+                             "call extend() without seconds")
+        stream = self._current(message)
+        if stream is not None:
+            stream.requests.put(pb.ConsumeRequest(extends=[message._tag]))
+
+    def flush(self) -> None:
+        """Sends the pending acks now."""
+        if not self._acks:
+            return
+        acks, self._acks = self._acks, []
+        stream = self._stream
+        if stream is not None and self._ended is None:
+            stream.requests.put(pb.ConsumeRequest(acks=acks))
+
+    # -- ending ----------------------------------------------------------
+
+    @property
+    def expired(self) -> int:
+        """Deliveries whose ack_timeout passed (they went back to the queue)."""
+        return self._expired
+
+    @property
+    def reconnects(self) -> int:
+        """Streams opened after a break."""
+        return self._reconnects
+
+    def close(self) -> None:
+        """Sends pending acks, ends the stream and waits (up to
+        close_timeout, then cancels) for the broker to end it: the acks are
+        applied before what the stream still holds goes back to the queue.
+        Afterwards ``get`` raises :class:`basin.Closed`. A second call does nothing."""
+        if self._closing or os.getpid() != self._pid:
+            return
+        self.flush()
+        self._closing = True
+        stream = self._stream
+        if stream is not None:
+            stream.requests.put(None)  # half-close: the broker ends the stream
+        self._receiver.join(self._close_timeout)
+        if self._receiver.is_alive() and stream is not None:
+            stream.call.cancel()
+            self._receiver.join()
+        self._ended = errors.Closed("the consumer is closed", grpc.StatusCode.CANCELLED)
+        self._ready.clear()
+
+    def cancel(self) -> None:
+        """Ends the stream at once, from any thread; ``get`` then raises
+        :class:`basin.Closed` (and iteration stops). Acks not yet sent are
+        lost (their messages come again)."""
+        self._cancelled = True
+        stream = self._stream
+        if stream is not None and stream.call is not None:
+            stream.call.cancel()
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+

@@ -1,0 +1,93 @@
+"""A delivered message: its value, its bytes, and the delivery to finish."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Protocol
+
+from .serializers import Serializer
+
+__all__ = ["Message"]
+
+_UNSET: Any = object()
+
+
+class _Source(Protocol):
+    """What handed a message out and finishes it: a queue or a Consumer."""
+
+    def _finish(self, message: "Message") -> None: ...
+
+    def _release(self, message: "Message") -> None: ...
+
+    def _extend(self, message: "Message", seconds: Optional[float]) -> None: ...
+
+
+class Message:
+    """One delivery of a message.
+
+    ``value`` is the payload decoded by the queue's serializer (decoded on
+    first access); ``payload`` the raw bytes. ``task_done()`` (alias
+    ``ack()``) finishes it, ``release()`` gives it back to the head of the
+    queue at once, ``extend()`` says it is still being worked on.
+    """
+
+    __slots__ = ("queue", "_pb", "_tag", "_source", "_serializer", "_value", "_stream")
+
+    def __init__(self, queue: str, pb: Any, tag: Any, source: _Source,
+                 serializer: Serializer, stream: int = 0) -> None:
+        self.queue = queue
+        self._pb = pb
+        self._tag = tag
+        self._source = source
+        self._serializer = serializer
+        self._value = _UNSET
+        self._stream = stream
+
+    @property
+    def value(self) -> Any:
+        """The payload decoded by the serializer."""
+        if self._value is _UNSET:
+            self._value = self._serializer.loads(self._pb.payload)
+        return self._value
+
+    @property
+    def payload(self) -> bytes:
+        """The message's bytes as put."""
+        return bytes(self._pb.payload)
+
+    @property
+    def id(self) -> int:
+        """Per-queue id, rising in put order."""
+        return int(self._pb.message_id)
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        """Application headers, plus ``basin-`` headers set by the broker."""
+        return dict(self._pb.headers)
+
+    @property
+    def delivery_count(self) -> int:
+        """Hand-outs of this message, this one included (1 the first time)."""
+        return int(self._pb.delivery_count)
+
+    @property
+    def delivery_tag(self) -> str:
+        """Names this delivery (opaque)."""
+        return str(self._tag)
+
+    def task_done(self) -> None:
+        """Finishes the message (TaskDone / ack)."""
+        self._source._finish(self)
+
+    ack = task_done
+
+    def release(self) -> None:
+        """Gives the message back to the head of the queue at once (a nack)."""
+        self._source._release(self)
+
+    def extend(self, seconds: Optional[float] = None) -> None:
+        """Still working on it: the lease (or ack_timeout) starts again."""
+        self._source._extend(self, seconds)
+
+    def __repr__(self) -> str:
+        return (f"<basin.Message queue={self.queue!r} id={self.id} "
+                f"delivery_count={self.delivery_count}>")

@@ -1,0 +1,379 @@
+"""``basin.Producer``: fast, batched, asynchronous puts over one Produce stream.
+
+    with basin.Producer("orders") as producer:
+        future = producer.send({"order": 1})      # concurrent.futures.Future
+        producer.send({"order": 2})
+        producer.flush()                          # every send so far confirmed
+        print(future.result())                    # the message's id
+
+Messages are batched by count, bytes and ``linger`` (seconds a message may
+wait for its batch to fill); at most ``max_in_flight_batches`` batches are
+unconfirmed at once, so a full queue (the broker stops reading the stream)
+blocks ``send()`` once that many are out. A batch never holds more than the
+queue can ever take (its ``max_size`` and ``max_bytes``, read at start).
+
+A future's result is the message's id once the broker holds it, or the
+typed exception saying why not. A failed message or batch fails its own
+futures only. Two errors are permanent, because they are about the queue
+itself: :class:`basin.NotFound` and :class:`basin.Closed`: every
+unconfirmed and later send fails with it.
+
+Reconnects: when the stream breaks (broker restart, network), the producer
+opens a new one and resends every unconfirmed batch unchanged for up to
+``reconnect_for`` seconds. Messages are numbered under a random producer
+id, and the broker answers a number it already holds with the original id,
+so a confirm lost with the connection never enqueues a message twice.
+
+Thread-safe. Callbacks added to the futures run on the producer's
+receiving thread: they must not block on a later message's future. Call
+``close()`` (or use ``with``): messages still batched when the interpreter
+exits without it are lost. A Producer belongs to the process that made it (its threads do not survive
+``fork``): make one in each process.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from typing import Any, Deque, Dict, Iterator, List, Optional
+
+import grpc
+
+from . import errors
+from ._connection import DEFAULT_ADDRESS, ANSWER_SLACK, Connection, default_connection
+from .queues import MAX_BATCH
+from .serializers import SerializerSpec, resolve
+from .v1 import queue_pb2 as pb
+
+__all__ = ["Producer"]
+
+_PERMANENT = (errors.NotFound, errors.Closed)
+
+
+class _Batch:
+    __slots__ = ("batch_id", "first_sequence", "payloads", "headers", "futures", "nbytes",
+                 "opened", "request")
+
+    def __init__(self, opened: float) -> None:
+        self.batch_id = 0
+        self.first_sequence = 0
+        self.payloads: List[bytes] = []
+        self.headers: List[Optional[Dict[str, str]]] = []
+        self.futures: List["Future[int]"] = []
+        self.nbytes = 0
+        self.opened = opened
+        self.request: Any = None
+
+
+class _Stream:
+    """One Produce call: the requests it has been given, and whether it died."""
+
+    __slots__ = ("dead", "sent")
+
+    def __init__(self) -> None:
+        self.dead = False
+        self.sent = 0  # batches of `unconfirmed` yielded on this stream
+
+
+class Producer:
+    """Batched, confirmed, reconnecting puts into one queue (see the module doc)."""
+
+    def __init__(self, queue: str, *, address: str = DEFAULT_ADDRESS, client: Any = None,
+                 serializer: SerializerSpec = "pickle", max_batch_messages: int = 500,
+                 max_batch_bytes: int = 1 << 20, linger: float = 0.001,
+                 max_in_flight_batches: int = 16, reconnect_for: float = 30.0,
+                 close_timeout: float = 5.0) -> None:
+        if max_batch_messages < 1 or max_batch_bytes < 1 or max_in_flight_batches < 1:
+            raise ValueError("batch limits and max_in_flight_batches must be at least 1")
+        if linger < 0 or reconnect_for < 0 or close_timeout < 0:
+            raise ValueError("linger, reconnect_for and close_timeout must not be negative")
+        self._queue = queue
+        self._conn: Connection = client._conn if client is not None else default_connection(
+            address)
+        self._dumps = resolve(serializer).dumps
+        info = self._conn.call(self._conn.queues.GetQueue, pb.GetQueueRequest(name=queue)).queue
+        self._max_messages = min(max_batch_messages, MAX_BATCH)
+        if info.max_size:
+            self._max_messages = min(self._max_messages, int(info.max_size))
+        self._max_bytes = max_batch_bytes
+        if info.options.max_bytes:
+            self._max_bytes = min(self._max_bytes, int(info.options.max_bytes))
+        self._linger = linger
+        self._max_in_flight = max_in_flight_batches
+        self._reconnect_for = reconnect_for
+        self._close_timeout = close_timeout
+        self._producer_id = uuid.uuid4().hex
+        self._pid = os.getpid()
+
+        self._cond = threading.Condition()
+        self._open: Optional[_Batch] = None
+        # Sealed batches not yet confirmed, in order; the stream sends them
+        # from `_Stream.sent` on, and resends all of them after a reconnect.
+        self._unconfirmed: Deque[_Batch] = collections.deque()
+        self._next_batch_id = 1
+        self._next_sequence = 1
+        self._done_batch_id = 0  # every batch up to this one is confirmed or failed
+        self._permanent: Optional[errors.Error] = None
+        self._closing = False
+        self._stopped = False
+        self._stream: Optional[_Stream] = None
+        self._call: Any = None
+        self._reconnects = 0
+        self._receiver = threading.Thread(target=self._run, name=f"basin-producer-{queue}",
+                                          daemon=True)
+        self._receiver.start()
+
+    # -- sending ---------------------------------------------------------
+
+    def send(self, obj: Any, headers: Optional[Dict[str, str]] = None) -> "Future[int]":
+        """Queues ``obj`` for the next batch; the future gives its id."""
+        if os.getpid() != self._pid:
+            raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
+        payload = self._dumps(obj)
+        future: "Future[int]" = Future()
+        size = len(payload) + (sum(len(k) + len(v) for k, v in headers.items()) if headers else 0)
+        with self._cond:
+            if self._permanent is not None or self._closing:
+                error: Exception = self._permanent or errors.Error(
+                    "the producer is closed", grpc.StatusCode.CANCELLED)
+                future.set_exception(error)
+                return future
+            batch = self._open
+            if batch is not None and (len(batch.payloads) >= self._max_messages
+                                      or batch.nbytes + size > self._max_bytes):
+                self._seal_locked()
+                batch = None
+            if batch is None:
+                batch = self._open = _Batch(time.monotonic())
+                self._cond.notify_all()  # the sender waits for the linger from now
+            batch.payloads.append(payload)
+            batch.headers.append(headers)
+            batch.futures.append(future)
+            batch.nbytes += size
+            if len(batch.payloads) >= self._max_messages or batch.nbytes >= self._max_bytes:
+                self._seal_locked()
+        return future
+
+    def send_many(self, objs: List[Any]) -> "List[Future[int]]":
+        """``send`` for each object."""
+        return [self.send(o) for o in objs]
+
+    def _seal_locked(self) -> None:
+        """Moves the open batch to the unconfirmed ones (waiting for room)."""
+        while (len(self._unconfirmed) >= self._max_in_flight and self._permanent is None
+               and not self._stopped):
+            self._cond.wait()
+        batch = self._open
+        self._open = None
+        if batch is None:
+            return
+        if self._permanent is not None or self._stopped:
+            error = self._permanent or errors.Error("the producer is closed",
+                                                    grpc.StatusCode.CANCELLED)
+            self._fail_batches([batch], error)
+            return
+        batch.batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        batch.first_sequence = self._next_sequence
+        self._next_sequence += len(batch.payloads)
+        self._unconfirmed.append(batch)
+        self._cond.notify_all()
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Sends what is batched at once and waits until every message sent
+        before the call is confirmed or failed. Returns False if ``timeout``
+        passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._open is not None:
+                self._seal_locked()
+            target = self._next_batch_id - 1
+            while self._done_batch_id < target:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    # -- the stream ------------------------------------------------------
+
+    def _requests(self, stream: _Stream) -> Iterator[pb.ProduceRequest]:
+        """The stream's requests: unconfirmed batches in order, sealing the
+        open batch when its linger is up; ends (half-close) when closing
+        with nothing left to send."""
+        while True:
+            with self._cond:
+                while True:
+                    if stream.dead or self._stopped:
+                        return
+                    if stream.sent < len(self._unconfirmed):
+                        batch = self._unconfirmed[stream.sent]
+                        stream.sent += 1
+                        break
+                    batch_open = self._open
+                    if batch_open is not None:
+                        left = batch_open.opened + self._linger - time.monotonic()
+                        if left <= 0 or self._closing:
+                            if len(self._unconfirmed) < self._max_in_flight:
+                                self._seal_locked()
+                                continue
+                            left = None
+                        self._cond.wait(left)
+                        continue
+                    if self._closing and not self._unconfirmed:
+                        return
+                    self._cond.wait()
+            if batch.request is None:
+                batch.request = self._build(batch)
+            yield batch.request
+
+    def _build(self, batch: _Batch) -> pb.ProduceRequest:
+        request = pb.ProduceRequest(queue=self._queue, batch_id=batch.batch_id,
+                                    producer_id=self._producer_id,
+                                    first_sequence=batch.first_sequence)
+        add = request.messages.add
+        for payload, headers in zip(batch.payloads, batch.headers):
+            if headers:
+                add(payload=payload, headers=headers)
+            else:
+                add(payload=payload)
+        return request
+
+    def _run(self) -> None:
+        """The receiving thread: opens streams, matches confirms to batches,
+        reconnects when a stream breaks."""
+        broken_since: Optional[float] = None
+        while True:
+            with self._cond:
+                if self._stopped or (self._closing and not self._unconfirmed
+                                     and self._open is None):
+                    break
+                stream = self._stream = _Stream()
+            error: Optional[errors.Error] = None
+            try:
+                call = self._call = self._conn.queues.Produce(self._requests(stream))
+                for response in call:
+                    broken_since = None
+                    self._confirm(response)
+                with self._cond:
+                    if not (self._closing or self._stopped):
+                        # The broker ended the stream without an error: not expected.
+                        error = errors.Unavailable("the broker ended the Produce stream")
+            except grpc.RpcError as e:
+                if self._stopped:
+                    break
+                if errors.broken(e):
+                    now = time.monotonic()
+                    broken_since = broken_since or now
+                    if now - broken_since < self._reconnect_for:
+                        self._restart(stream)
+                        self._conn.wait_ready(min(1.0, self._reconnect_for))
+                        continue
+                error = errors.from_rpc_error(e)
+            except Exception as e:  # noqa: BLE001 (a bug must not hang the futures)
+                error = errors.Error(f"producer stream failed: {e!r}")
+            with self._cond:
+                stream.dead = True
+                failed = list(self._unconfirmed)
+                self._unconfirmed.clear()
+                if error is not None and isinstance(error, _PERMANENT):
+                    self._permanent = error
+                    if self._open is not None:
+                        failed.append(self._open)
+                        self._open = None
+                self._cond.notify_all()
+            if error is not None:
+                self._fail_batches(failed, error)
+            broken_since = None
+        self._finish_stop()
+
+    def _restart(self, stream: _Stream) -> None:
+        with self._cond:
+            stream.dead = True
+            self._reconnects += 1
+            self._cond.notify_all()
+
+    def _confirm(self, response: pb.ProduceResponse) -> None:
+        with self._cond:
+            if not self._unconfirmed or self._unconfirmed[0].batch_id != response.batch_id:
+                return  # an answer to a batch already failed
+            batch = self._unconfirmed.popleft()
+            self._stream_sent_dec()
+            self._done_batch_id = batch.batch_id
+            self._cond.notify_all()
+        for future, result in zip(batch.futures, response.results):
+            if result.error_reason:
+                future.set_exception(errors.from_reason(result.error_reason,
+                                                        result.error_message))
+            else:
+                future.set_result(int(result.message_id))
+
+    def _stream_sent_dec(self) -> None:
+        if self._stream is not None and self._stream.sent > 0:
+            self._stream.sent -= 1
+
+    def _fail_batches(self, batches: List[_Batch], error: Exception) -> None:
+        for batch in batches:
+            for future in batch.futures:
+                if not future.done():
+                    future.set_exception(error)
+        with self._cond:
+            if batches and batches[-1].batch_id:
+                self._done_batch_id = max(self._done_batch_id, batches[-1].batch_id)
+            self._cond.notify_all()
+
+    def _finish_stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            left = list(self._unconfirmed)
+            self._unconfirmed.clear()
+            if self._open is not None:
+                left.append(self._open)
+                self._open = None
+            self._cond.notify_all()
+        self._fail_batches(left, errors.Error("the producer was closed before the broker "
+                                              "confirmed this message",
+                                              grpc.StatusCode.CANCELLED))
+
+    # -- closing ---------------------------------------------------------
+
+    @property
+    def reconnects(self) -> int:
+        """Streams opened after a break."""
+        return self._reconnects
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Sends what is batched, waits up to ``timeout`` (default
+        ``close_timeout``) for every confirm, then stops: what is still
+        unconfirmed fails with a CANCELLED :class:`basin.Error` (the broker
+        may or may not hold those). A second call does nothing."""
+        if os.getpid() != self._pid:
+            return
+        wait = self._close_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._cond:
+            if self._closing:
+                return
+            if self._open is not None and self._permanent is None:
+                self._seal_locked()
+            self._closing = True
+            self._cond.notify_all()
+        self._receiver.join(max(0.0, deadline - time.monotonic()))
+        if self._receiver.is_alive():
+            with self._cond:
+                self._stopped = True
+                self._cond.notify_all()
+            if self._call is not None:
+                self._call.cancel()
+            self._receiver.join(ANSWER_SLACK)
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+

@@ -1,0 +1,1 @@
+"""Stubs generated from proto/basin/v1 at build time (see gen_stubs.py)."""
