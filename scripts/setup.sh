@@ -2,7 +2,8 @@
 # Installs what Basin needs from Debian 12's packages (only what is missing),
 # then configures and builds into build/. Sourced by start.sh and test.sh.
 #   BASIN_SETUP_TOOLS=1  also installs the test tools (GoogleTest, clang-format,
-#                        clang and libFuzzer, npm and buf).
+#                        clang and libFuzzer, npm and buf, pytest, mypy, redis-py,
+#                        venv and pip for the Python package's tests).
 #   BASIN_CMAKE_ARGS     extra arguments for configuring build/ (test.sh adds
 #                        -DBASIN_WERROR=ON).
 set -euo pipefail
@@ -13,9 +14,11 @@ sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=(g++ cmake ninja-build pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libboost-dev libboost-program-options-dev libspdlog-dev libbenchmark-dev
-  libgtest-dev libgmock-dev libjemalloc-dev)
+  libgtest-dev libgmock-dev libjemalloc-dev
+  python3 python3-grpcio python3-protobuf)
 if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
-  packages+=(clang-format clang-14 libclang-rt-14-dev)
+  packages+=(clang-format clang-14 libclang-rt-14-dev
+    python3-pytest python3-mypy python3-redis python3-venv python3-pip python3-setuptools)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 

@@ -55,9 +55,9 @@ def duration(seconds: float) -> duration_pb2.Duration:
     return d
 
 
-def check_timeout(timeout: Optional[float]) -> None:
-    if timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number")
+def clamp_timeout(timeout: Optional[float]) -> Optional[float]:
+    """multiprocessing's rule: a negative timeout is no wait at all."""
+    return None if timeout is None else max(0.0, float(timeout))
 
 
 class Connection:
@@ -136,9 +136,7 @@ class Connection:
         A call the broker ended at its per-call cap (``timed_out`` with time
         left) is re-issued, so an untimed call waits as long as it takes.
         """
-        check_timeout(timeout)
-        if not block:
-            timeout = 0.0
+        timeout = clamp_timeout(timeout) if block else 0.0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = MAX_CALL_WAIT

@@ -36,7 +36,7 @@ from typing import Any, Deque, Iterator, List, Optional, Tuple
 import grpc
 
 from . import errors
-from ._connection import DEFAULT_ADDRESS, Connection, check_timeout, default_connection, duration
+from ._connection import DEFAULT_ADDRESS, Connection, clamp_timeout, default_connection, duration
 from .message import Message
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -165,7 +165,7 @@ class Consumer:
         as it takes) then :class:`basin.Empty`. :class:`basin.Closed` once
         the queue is closed and drained (or after ``close``/``cancel``),
         :class:`basin.NotFound` if it is deleted."""
-        check_timeout(timeout)
+        timeout = clamp_timeout(timeout)
         while not self._ready:
             if self._ended is not None:
                 raise self._ended

@@ -216,12 +216,13 @@ class Producer:
                         break
                     batch_open = self._open
                     if batch_open is not None:
-                        left = batch_open.opened + self._linger - time.monotonic()
-                        if left <= 0 or self._closing:
+                        left: Optional[float] = (batch_open.opened + self._linger
+                                                 - time.monotonic())
+                        if left is not None and left <= 0 or self._closing:
                             if len(self._unconfirmed) < self._max_in_flight:
                                 self._seal_locked()
                                 continue
-                            left = None
+                            left = None  # wait for a confirm to make room
                         self._cond.wait(left)
                         continue
                     if self._closing and not self._unconfirmed:

@@ -22,6 +22,11 @@ matches exactly one word and ``#`` zero or more (``news.*`` matches
 ``news.eu``, not ``news.eu.fr``; ``news.#`` matches both and ``news``).
 Redis's ``news*`` is Basin's ``news.#`` when the names are dotted.
 
+``unsubscribe()`` ends the subscription at once for this PubSub: nothing
+of it is delivered afterwards (items received before stay in order). The
+broker learns of it a moment later, so a publish right after may still
+count it as a receiver.
+
 As in Redis, each subscribe is its own subscription: a message published
 to a topic that is both subscribed and matched by a pattern arrives twice
 (``message`` and ``pmessage``). ``subscribe()`` returns once the broker has
@@ -34,10 +39,11 @@ while the connection is down, messages are lost, and ``listen()`` raises
 
 from __future__ import annotations
 
+import collections
 import os
-import queue as stdqueue
 import threading
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+import time
+from typing import Any, Deque, Dict, Iterator, Optional, Tuple, Union
 
 import grpc
 
@@ -86,14 +92,15 @@ class _Subscription:
 
     def _read(self, owner: "PubSub") -> None:
         kind = "pmessage" if self.is_pattern else "message"
-        inbox = owner._inbox
         decode = owner._decode
         try:
             for response in self.call:
                 if response.HasField("subscribed"):
                     self.confirmed.set()
+                if self.cancelled:
+                    break  # unsubscribed: nothing of it is delivered afterwards
                 for m in response.messages:
-                    inbox.put({
+                    owner._push(self, {
                         "type": kind,
                         "pattern": decode(m.pattern.encode()) if self.is_pattern else None,
                         "channel": decode(m.topic.encode()),
@@ -101,25 +108,29 @@ class _Subscription:
                         "dropped_before": int(m.dropped_before),
                     })
             if not self.cancelled:
-                inbox.put(errors.Unavailable(f"the subscription to {self.term!r} ended"))
+                owner._push(None, errors.Unavailable(f"the subscription to {self.term!r} ended"))
         except grpc.RpcError as e:
             if not self.cancelled:
                 self.error = errors.from_rpc_error(e)
                 if self.confirmed.is_set():
-                    inbox.put(self.error)
+                    owner._push(None, self.error)
         finally:
             self.confirmed.set()  # wakes a subscribe() waiting on a failed stream
 
-    def cancel(self) -> None:
+    def cancel(self, owner: "PubSub") -> None:
         self.cancelled = True
         self.call.cancel()
+        with owner._cond:
+            owner._cond.notify_all()  # a reader waiting for room gives up
 
 
 class PubSub:
     """Subscriptions to topics and patterns, read like redis-py's PubSub.
 
     ``buffer_messages`` / ``buffer_bytes`` (0: the broker's defaults, 10,000
-    and 16 MiB) bound what the broker buffers for each subscription;
+    and 16 MiB) bound what the broker buffers for each subscription, and
+    ``buffer_messages`` also what this PubSub holds unread (beyond it the
+    subscriptions stop reading, so the broker's buffers fill);
     ``overflow`` says what happens beyond: "drop_oldest" (the default; the
     next message carries ``dropped_before``) or "disconnect" (``listen()``
     raises :class:`basin.SlowSubscriber`).
@@ -137,10 +148,26 @@ class PubSub:
         self._buffer_bytes = buffer_bytes
         self._policy = _POLICIES[overflow]
         self._lock = threading.Lock()
-        self._inbox: "stdqueue.SimpleQueue[Any]" = stdqueue.SimpleQueue()
+        # Items received and not yet read. Bounded like the broker's buffer:
+        # a reader finding it full stops reading its stream, so a slow
+        # program makes the broker apply the overflow policy instead of
+        # this process's memory growing.
+        self._cond = threading.Condition()
+        self._items: Deque[Any] = collections.deque()
+        self._max_items = buffer_messages or 10_000
         self._channels: Dict[str, _Subscription] = {}
         self._patterns: Dict[str, _Subscription] = {}
         self._pid = os.getpid()
+
+    def _push(self, sub: Optional[_Subscription], item: Any) -> None:
+        """Adds an item; a subscription's message waits for room first."""
+        with self._cond:
+            while sub is not None and len(self._items) >= self._max_items:
+                if sub.cancelled:
+                    return
+                self._cond.wait()
+            self._items.append(item)
+            self._cond.notify_all()
 
     def _decode(self, value: bytes) -> Any:
         return value.decode() if self._decode_responses else value
@@ -178,8 +205,9 @@ class PubSub:
             with self._lock:
                 table[term] = sub
                 count = self._count()
-            self._inbox.put({"type": kind, "pattern": None, "channel": self._decode(term.encode()),
-                             "data": count, "dropped_before": 0})
+            self._push(None, {"type": kind, "pattern": None,
+                              "channel": self._decode(term.encode()), "data": count,
+                              "dropped_before": 0})
 
     def _remove(self, terms: Tuple[Any, ...], is_pattern: bool) -> None:
         table = self._patterns if is_pattern else self._channels
@@ -189,11 +217,12 @@ class PubSub:
                      for t in terms] or list(table)
             removed = [(n, table.pop(n)) for n in names if n in table]
         for name, sub in removed:
-            sub.cancel()
+            sub.cancel(self)
             with self._lock:
                 count = self._count()
-            self._inbox.put({"type": kind, "pattern": None, "channel": self._decode(name.encode()),
-                             "data": count, "dropped_before": 0})
+            self._push(None, {"type": kind, "pattern": None,
+                              "channel": self._decode(name.encode()), "data": count,
+                              "dropped_before": 0})
 
     def subscribe(self, *topics: Union[str, bytes]) -> None:
         """Subscribes to exact topic names; returns once each is live."""
@@ -215,12 +244,16 @@ class PubSub:
                     timeout: Optional[float] = 0.0) -> Optional[Dict[str, Any]]:
         """The next item, or None if none comes within ``timeout`` seconds
         (None: wait as long as it takes)."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
-            try:
-                item = (self._inbox.get(timeout=timeout) if timeout != 0
-                        else self._inbox.get_nowait())
-            except stdqueue.Empty:
-                return None
+            with self._cond:
+                while not self._items:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return None
+                    self._cond.wait(left)
+                item = self._items.popleft()
+                self._cond.notify_all()
             if isinstance(item, BaseException):
                 raise item
             if ignore_subscribe_messages and item["type"] not in ("message", "pmessage"):
@@ -230,7 +263,7 @@ class PubSub:
     def listen(self) -> Iterator[Dict[str, Any]]:
         """Yields items while anything is subscribed (and what is already
         received after the last unsubscribe)."""
-        while self.subscribed or not self._inbox.empty():
+        while self.subscribed or self._items:
             item = self.get_message(timeout=None if self.subscribed else 0)
             if item is not None:
                 yield item
@@ -242,7 +275,7 @@ class PubSub:
             self._channels.clear()
             self._patterns.clear()
         for sub in subs:
-            sub.cancel()
+            sub.cancel(self)
         for sub in subs:
             sub.thread.join(ANSWER_SLACK)
 

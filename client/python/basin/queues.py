@@ -35,7 +35,7 @@ MAX_BATCH = 10_000
 
 
 def _seconds(d: Any) -> float:
-    return float(d.seconds) + d.nanos / 1e9
+    return float(d.seconds) + float(d.nanos) / 1e9
 
 
 class Queue:
@@ -309,7 +309,8 @@ class Queue:
 
     def info(self) -> pb.QueueInfo:
         """The queue's settings and counters (``basin.v1.queue_pb2.QueueInfo``)."""
-        return self._info()
+        info: pb.QueueInfo = self._info()
+        return info
 
     def qsize(self) -> int:
         """Messages waiting to be taken (not counting those taken and not finished)."""
