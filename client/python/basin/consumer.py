@@ -165,7 +165,12 @@ class Consumer:
         as it takes) then :class:`basin.Empty`. :class:`basin.Closed` once
         the queue is closed and drained (or after ``close``/``cancel``),
         :class:`basin.NotFound` if it is deleted."""
-        timeout = clamp_timeout(timeout)
+        if not self._ready:
+            self._refill(clamp_timeout(timeout))
+        return self._ready.popleft()
+
+    def _refill(self, timeout: Optional[float]) -> None:
+        """Waits for deliveries (sending the pending acks first)."""
         while not self._ready:
             if self._ended is not None:
                 raise self._ended
@@ -176,7 +181,6 @@ class Consumer:
                 raise errors.Empty(f"no message from {self._queue!r} within {timeout} s",
                                    grpc.StatusCode.DEADLINE_EXCEEDED, "QUEUE_EMPTY") from None
             self._take(item)
-        return self._ready.popleft()
 
     def _take(self, item: Tuple[Any, Any]) -> None:
         number, response = item
@@ -193,9 +197,12 @@ class Consumer:
     def __iter__(self) -> Iterator[Message]:
         """Yields messages until the queue is closed and drained, or the
         consumer is closed or cancelled."""
+        ready = self._ready
         while True:
+            while ready:
+                yield ready.popleft()
             try:
-                yield self.get()
+                self._refill(None)
             except errors.Closed:
                 return
 
@@ -211,15 +218,18 @@ class Consumer:
 
     def ack(self, message: Message) -> None:
         """Finishes the message (task_done); sent in batches."""
-        stream = self._current(message)
-        if stream is None:
-            return
-        self._acks.append(message._tag)
-        if len(self._acks) >= self._ack_batch:
-            self.flush()
+        if message._source is not self:
+            raise ValueError(f"{message!r} was not delivered by this Consumer")
+        self._finish(message)
 
     def _finish(self, message: Message) -> None:
-        self.ack(message)
+        # The hot path of msg.ack(): the message is this consumer's.
+        if message._stream != self._stream_number or self._ended is not None:
+            return  # its stream is gone: the broker requeued it
+        acks = self._acks
+        acks.append(message._tag)
+        if len(acks) >= self._ack_batch:
+            self.flush()
 
     def _release(self, message: Message) -> None:
         stream = self._current(message)

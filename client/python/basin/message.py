@@ -78,7 +78,9 @@ class Message:
         """Finishes the message (TaskDone / ack)."""
         self._source._finish(self)
 
-    ack = task_done
+    def ack(self) -> None:
+        """Finishes the message (TaskDone / ack)."""
+        self._source._finish(self)
 
     def release(self) -> None:
         """Gives the message back to the head of the queue at once (a nack)."""

@@ -44,7 +44,10 @@ from typing import Any, Deque, Dict, Iterator, List, Optional
 import grpc
 
 from . import errors
+from . import _forks
 from ._connection import DEFAULT_ADDRESS, ANSWER_SLACK, Connection, default_connection
+from ._futures import BatchFuture, complete
+from ._wire import put_message, produce_request
 from .queues import MAX_BATCH
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -52,21 +55,22 @@ from .v1 import queue_pb2 as pb
 __all__ = ["Producer"]
 
 _PERMANENT = (errors.NotFound, errors.Closed)
+PRODUCE_METHOD = "/basin.v1.QueueService/Produce"
 
 
 class _Batch:
-    __slots__ = ("batch_id", "first_sequence", "payloads", "headers", "futures", "nbytes",
-                 "opened", "request")
+    __slots__ = ("batch_id", "first_sequence", "frames", "futures", "cond", "nbytes", "opened",
+                 "request")
 
     def __init__(self, opened: float) -> None:
         self.batch_id = 0
         self.first_sequence = 0
-        self.payloads: List[bytes] = []
-        self.headers: List[Optional[Dict[str, str]]] = []
+        self.frames: List[bytes] = []  # encoded PutMessages (_wire.put_message)
         self.futures: List["Future[int]"] = []
+        self.cond = threading.Condition()  # the futures' (_futures.BatchFuture)
         self.nbytes = 0
         self.opened = opened
-        self.request: Any = None
+        self.request: Optional[bytes] = None
 
 
 class _Stream:
@@ -106,10 +110,14 @@ class Producer:
         self._max_in_flight = max_in_flight_batches
         self._reconnect_for = reconnect_for
         self._close_timeout = close_timeout
-        self._producer_id = uuid.uuid4().hex
-        self._pid = os.getpid()
+        self._queue_bytes = queue.encode()
+        self._producer_id = uuid.uuid4().hex.encode()
+        self._forks = _forks.count
 
-        self._cond = threading.Condition()
+        # `_lock` guards the state below; send() takes it directly (cheaper
+        # than entering the Condition), waits go through `_cond`.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._open: Optional[_Batch] = None
         # Sealed batches not yet confirmed, in order; the stream sends them
         # from `_Stream.sent` on, and resends all of them after a reconnect.
@@ -131,30 +139,29 @@ class Producer:
 
     def send(self, obj: Any, headers: Optional[Dict[str, str]] = None) -> "Future[int]":
         """Queues ``obj`` for the next batch; the future gives its id."""
-        if os.getpid() != self._pid:
+        if _forks.count != self._forks:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
-        payload = self._dumps(obj)
-        future: "Future[int]" = Future()
-        size = len(payload) + (sum(len(k) + len(v) for k, v in headers.items()) if headers else 0)
-        with self._cond:
+        frame = put_message(self._dumps(obj), headers)
+        size = len(frame)
+        with self._lock:
             if self._permanent is not None or self._closing:
-                error: Exception = self._permanent or errors.Error(
-                    "the producer is closed", grpc.StatusCode.CANCELLED)
-                future.set_exception(error)
-                return future
+                refused: "Future[int]" = Future()
+                refused.set_exception(self._permanent or errors.Error(
+                    "the producer is closed", grpc.StatusCode.CANCELLED))
+                return refused
             batch = self._open
-            if batch is not None and (len(batch.payloads) >= self._max_messages
+            if batch is not None and (len(batch.frames) >= self._max_messages
                                       or batch.nbytes + size > self._max_bytes):
                 self._seal_locked()
                 batch = None
             if batch is None:
                 batch = self._open = _Batch(time.monotonic())
                 self._cond.notify_all()  # the sender waits for the linger from now
-            batch.payloads.append(payload)
-            batch.headers.append(headers)
+            future = BatchFuture(batch.cond)
+            batch.frames.append(frame)
             batch.futures.append(future)
             batch.nbytes += size
-            if len(batch.payloads) >= self._max_messages or batch.nbytes >= self._max_bytes:
+            if len(batch.frames) >= self._max_messages or batch.nbytes >= self._max_bytes:
                 self._seal_locked()
         return future
 
@@ -179,7 +186,7 @@ class Producer:
         batch.batch_id = self._next_batch_id
         self._next_batch_id += 1
         batch.first_sequence = self._next_sequence
-        self._next_sequence += len(batch.payloads)
+        self._next_sequence += len(batch.frames)
         self._unconfirmed.append(batch)
         self._cond.notify_all()
 
@@ -201,7 +208,7 @@ class Producer:
 
     # -- the stream ------------------------------------------------------
 
-    def _requests(self, stream: _Stream) -> Iterator[pb.ProduceRequest]:
+    def _requests(self, stream: _Stream) -> Iterator[bytes]:
         """The stream's requests: unconfirmed batches in order, sealing the
         open batch when its linger is up; ends (half-close) when closing
         with nothing left to send."""
@@ -228,21 +235,11 @@ class Producer:
                     if self._closing and not self._unconfirmed:
                         return
                     self._cond.wait()
-            if batch.request is None:
-                batch.request = self._build(batch)
+            if batch.request is None:  # built once, resent unchanged after a reconnect
+                batch.request = produce_request(self._queue_bytes, batch.batch_id,
+                                                self._producer_id, batch.first_sequence,
+                                                batch.frames)
             yield batch.request
-
-    def _build(self, batch: _Batch) -> pb.ProduceRequest:
-        request = pb.ProduceRequest(queue=self._queue, batch_id=batch.batch_id,
-                                    producer_id=self._producer_id,
-                                    first_sequence=batch.first_sequence)
-        add = request.messages.add
-        for payload, headers in zip(batch.payloads, batch.headers):
-            if headers:
-                add(payload=payload, headers=headers)
-            else:
-                add(payload=payload)
-        return request
 
     def _run(self) -> None:
         """The receiving thread: opens streams, matches confirms to batches,
@@ -256,7 +253,10 @@ class Producer:
                 stream = self._stream = _Stream()
             error: Optional[errors.Error] = None
             try:
-                call = self._call = self._conn.queues.Produce(self._requests(stream))
+                produce = self._conn.channel.stream_stream(
+                    PRODUCE_METHOD, request_serializer=None,
+                    response_deserializer=pb.ProduceResponse.FromString)
+                call = self._call = produce(self._requests(stream))
                 for response in call:
                     broken_since = None
                     self._confirm(response)
@@ -306,12 +306,14 @@ class Producer:
             self._stream_sent_dec()
             self._done_batch_id = batch.batch_id
             self._cond.notify_all()
-        for future, result in zip(batch.futures, response.results):
+        ids: List[int] = []
+        failures: Optional[Dict[int, BaseException]] = None
+        for i, result in enumerate(response.results):
             if result.error_reason:
-                future.set_exception(errors.from_reason(result.error_reason,
-                                                        result.error_message))
-            else:
-                future.set_result(int(result.message_id))
+                failures = failures or {}
+                failures[i] = errors.from_reason(result.error_reason, result.error_message)
+            ids.append(result.message_id)
+        complete(batch.cond, batch.futures, ids, failures)
 
     def _stream_sent_dec(self) -> None:
         if self._stream is not None and self._stream.sent > 0:
@@ -319,9 +321,7 @@ class Producer:
 
     def _fail_batches(self, batches: List[_Batch], error: Exception) -> None:
         for batch in batches:
-            for future in batch.futures:
-                if not future.done():
-                    future.set_exception(error)
+            complete(batch.cond, batch.futures, None, error)
         with self._cond:
             if batches and batches[-1].batch_id:
                 self._done_batch_id = max(self._done_batch_id, batches[-1].batch_id)
@@ -352,7 +352,7 @@ class Producer:
         ``close_timeout``) for every confirm, then stops: what is still
         unconfirmed fails with a CANCELLED :class:`basin.Error` (the broker
         may or may not hold those). A second call does nothing."""
-        if os.getpid() != self._pid:
+        if _forks.count != self._forks:
             return
         wait = self._close_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
