@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Protocol
+from typing import Any, Dict, Optional
 
 from .serializers import Serializer
 
 __all__ = ["Message"]
 
 _UNSET: Any = object()
-
-
-class _Source(Protocol):
-    """What handed a message out and finishes it: a queue or a Consumer."""
-
-    def _finish(self, message: "Message") -> None: ...
-
-    def _release(self, message: "Message") -> None: ...
-
-    def _extend(self, message: "Message", seconds: Optional[float]) -> None: ...
 
 
 class Message:
@@ -30,9 +20,11 @@ class Message:
     queue at once, ``extend()`` says it is still being worked on.
     """
 
+    # _source is what handed the message out and finishes it: a queue
+    # (_finish/_release/_extend) or a Consumer.
     __slots__ = ("queue", "_pb", "_tag", "_source", "_serializer", "_value", "_stream")
 
-    def __init__(self, queue: str, pb: Any, tag: Any, source: _Source,
+    def __init__(self, queue: str, pb: Any, tag: Any, source: Any,
                  serializer: Serializer, stream: int = 0) -> None:
         self.queue = queue
         self._pb = pb

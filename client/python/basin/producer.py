@@ -34,7 +34,6 @@ exits without it are lost. A Producer belongs to the process that made it (its t
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 import uuid

@@ -38,6 +38,57 @@ def _seconds(d: Any) -> float:
     return float(d.seconds) + float(d.nanos) / 1e9
 
 
+def wanted_settings(maxsize: int, durable: Optional[bool],
+                    visibility_timeout: Optional[float], max_deliveries: Optional[int],
+                    dead_letter_queue: Optional[str],
+                    max_bytes: Optional[int]) -> Dict[str, Any]:
+    """The settings given explicitly (the others never conflict)."""
+    wanted: Dict[str, Any] = {}
+    if maxsize > 0:
+        wanted["maxsize"] = int(maxsize)
+    if durable is not None:
+        wanted["durable"] = bool(durable)
+    if visibility_timeout is not None:
+        if visibility_timeout <= 0:
+            raise ValueError("visibility_timeout must be positive")
+        wanted["visibility_timeout"] = float(visibility_timeout)
+    if max_deliveries is not None:
+        wanted["max_deliveries"] = int(max_deliveries)
+    if dead_letter_queue is not None:
+        wanted["dead_letter_queue"] = dead_letter_queue
+    if max_bytes is not None:
+        wanted["max_bytes"] = int(max_bytes)
+    return wanted
+
+
+def create_request(name: str, wanted: Dict[str, Any]) -> pb.CreateQueueRequest:
+    """CreateQueue with the given settings and the broker's defaults for the rest."""
+    options = pb.QueueOptions(max_deliveries=wanted.get("max_deliveries", 0),
+                              dead_letter_queue=wanted.get("dead_letter_queue", ""),
+                              max_bytes=wanted.get("max_bytes", 0),
+                              durable=wanted.get("durable", False))
+    if "visibility_timeout" in wanted:
+        options.visibility_timeout.CopyFrom(duration(wanted["visibility_timeout"]))
+    return pb.CreateQueueRequest(name=name, max_size=wanted.get("maxsize", 0), options=options)
+
+
+def check_settings(name: str, info: Any, wanted: Dict[str, Any]) -> None:
+    """AlreadyExists unless the existing queue has every wanted setting."""
+    have = {
+        "maxsize": int(info.max_size),
+        "durable": bool(info.options.durable),
+        "visibility_timeout": _seconds(info.options.visibility_timeout),
+        "max_deliveries": int(info.options.max_deliveries),
+        "dead_letter_queue": info.options.dead_letter_queue,
+        "max_bytes": int(info.options.max_bytes),
+    }
+    differ = [f"{k}={have[k]!r} (asked for {v!r})" for k, v in wanted.items()
+              if (abs(have[k] - v) > 1e-3 if k == "visibility_timeout" else have[k] != v)]
+    if differ:
+        raise errors.AlreadyExists(f"queue {name!r} exists with " + ", ".join(differ),
+                                   grpc.StatusCode.ALREADY_EXISTS, "QUEUE_EXISTS")
+
+
 class Queue:
     """A named bounded queue on a Basin broker, with ``multiprocessing.Queue``'s methods.
 
@@ -80,55 +131,19 @@ class Queue:
     def _attach(self, maxsize: int, durable: Optional[bool],
                 visibility_timeout: Optional[float], max_deliveries: Optional[int],
                 dead_letter_queue: Optional[str], max_bytes: Optional[int]) -> None:
-        wanted: Dict[str, Any] = {}
-        if maxsize > 0:
-            wanted["maxsize"] = int(maxsize)
-        if durable is not None:
-            wanted["durable"] = bool(durable)
-        if visibility_timeout is not None:
-            if visibility_timeout <= 0:
-                raise ValueError("visibility_timeout must be positive")
-            wanted["visibility_timeout"] = float(visibility_timeout)
-        if max_deliveries is not None:
-            wanted["max_deliveries"] = int(max_deliveries)
-        if dead_letter_queue is not None:
-            wanted["dead_letter_queue"] = dead_letter_queue
-        if max_bytes is not None:
-            wanted["max_bytes"] = int(max_bytes)
+        wanted = wanted_settings(maxsize, durable, visibility_timeout, max_deliveries,
+                                 dead_letter_queue, max_bytes)
         try:
             info = self._info()
         except errors.NotFound:
-            options = pb.QueueOptions(
-                max_deliveries=wanted.get("max_deliveries", 0),
-                dead_letter_queue=wanted.get("dead_letter_queue", ""),
-                max_bytes=wanted.get("max_bytes", 0), durable=wanted.get("durable", False))
-            if "visibility_timeout" in wanted:
-                options.visibility_timeout.CopyFrom(duration(wanted["visibility_timeout"]))
-            request = pb.CreateQueueRequest(name=self._name, max_size=wanted.get("maxsize", 0),
-                                            options=options)
             try:
-                info = self._conn.call(self._conn.queues.CreateQueue, request).queue
+                info = self._conn.call(self._conn.queues.CreateQueue,
+                                       create_request(self._name, wanted)).queue
             except errors.AlreadyExists:
                 # Another process created it meanwhile, with other settings:
                 # only the settings given here must agree.
                 info = self._info()
-        self._check_settings(info, wanted)
-
-    def _check_settings(self, info: Any, wanted: Dict[str, Any]) -> None:
-        have = {
-            "maxsize": int(info.max_size),
-            "durable": bool(info.options.durable),
-            "visibility_timeout": _seconds(info.options.visibility_timeout),
-            "max_deliveries": int(info.options.max_deliveries),
-            "dead_letter_queue": info.options.dead_letter_queue,
-            "max_bytes": int(info.options.max_bytes),
-        }
-        differ = [f"{k}={have[k]!r} (asked for {v!r})" for k, v in wanted.items()
-                  if (abs(have[k] - v) > 1e-3 if k == "visibility_timeout" else have[k] != v)]
-        if differ:
-            raise errors.AlreadyExists(
-                f"queue {self._name!r} exists with " + ", ".join(differ),
-                grpc.StatusCode.ALREADY_EXISTS, "QUEUE_EXISTS")
+        check_settings(self._name, info, wanted)
 
     def __reduce__(self) -> Tuple[Any, ...]:
         # For the spawn and forkserver start methods: the child attaches by
