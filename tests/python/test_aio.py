@@ -1,9 +1,15 @@
-"""basin.aio against the real broker."""
+"""basin.aio against the real broker.
+
+Each test runs in a spawned process: once grpc.aio has run in a process,
+gRPC cannot be used in children fork()ed from it (grpcio's fork handlers
+fail in the child), and the other tests fork.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List
+import multiprocessing
+from typing import Any, Callable, List
 
 import pytest
 
@@ -12,9 +18,20 @@ import basin.aio
 from conftest import unique
 
 
+def isolated(scenario: Callable[[str], None], address: str) -> None:
+    process = multiprocessing.get_context("spawn").Process(target=scenario, args=(address,))
+    process.start()
+    process.join(120)
+    assert process.exitcode == 0, "the scenario failed: its traceback is on stderr above"
+
+
 def test_aio_joinable_queue(broker: Any) -> None:
+    isolated(_aio_joinable_queue, broker.address)
+
+
+def _aio_joinable_queue(address: str) -> None:
     async def main() -> None:
-        q = basin.aio.JoinableQueue(unique("aio"), 2, address=broker.address)
+        q = basin.aio.JoinableQueue(unique("aio"), 2, address=address)
         await q.put({"n": 1})
         await q.put_nowait({"n": 2})
         assert await q.full()
@@ -38,17 +55,21 @@ def test_aio_joinable_queue(broker: Any) -> None:
             await q.task_done()
         assert got == ["a", "b"]
         with pytest.raises(basin.AlreadyExists):
-            await basin.aio.JoinableQueue(q.name, 5, address=broker.address).attach()
+            await basin.aio.JoinableQueue(q.name, 5, address=address).attach()
     asyncio.run(main())
 
 
 def test_aio_consumer_and_gathered_puts(broker: Any) -> None:
+    isolated(_aio_consumer_and_gathered_puts, broker.address)
+
+
+def _aio_consumer_and_gathered_puts(address: str) -> None:
     async def main() -> None:
         name = unique("aio-consumer")
-        q = basin.aio.JoinableQueue(name, address=broker.address)
+        q = basin.aio.JoinableQueue(name, address=address)
         await asyncio.gather(*(q.put(i) for i in range(500)))
         seen: List[int] = []
-        async with basin.aio.Consumer(name, address=broker.address, prefetch=50) as consumer:
+        async with basin.aio.Consumer(name, address=address, prefetch=50) as consumer:
             async for msg in consumer:
                 seen.append(msg.value)
                 await msg.ack()
@@ -57,17 +78,21 @@ def test_aio_consumer_and_gathered_puts(broker: Any) -> None:
         assert sorted(seen) == list(range(500))
         await q.join(timeout=10)
         with pytest.raises(basin.NotFound):
-            await basin.aio.Consumer(unique("nowhere"), address=broker.address).start()
+            await basin.aio.Consumer(unique("nowhere"), address=address).start()
     asyncio.run(main())
 
 
 def test_aio_pubsub(broker: Any) -> None:
+    isolated(_aio_pubsub, broker.address)
+
+
+def _aio_pubsub(address: str) -> None:
     async def main() -> None:
         base = unique("aio_news").replace("-", "_")
-        p = basin.aio.PubSub(broker.address, decode_responses=True)
+        p = basin.aio.PubSub(address, decode_responses=True)
         await p.subscribe(f"{base}.eu")
         await p.psubscribe(f"{base}.#")
-        assert await basin.aio.publish(f"{base}.eu", "hi", address=broker.address) == 2
+        assert await basin.aio.publish(f"{base}.eu", "hi", address=address) == 2
         items = []
         async for item in p.listen():
             items.append(item)

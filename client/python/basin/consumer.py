@@ -171,12 +171,14 @@ class Consumer:
 
     def _refill(self, timeout: Optional[float]) -> None:
         """Waits for deliveries (sending the pending acks first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._ready:
             if self._ended is not None:
                 raise self._ended
             self.flush()
             try:
-                item = self._inbox.get(timeout=timeout)
+                item = self._inbox.get(
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
             except stdqueue.Empty:
                 raise errors.Empty(f"no message from {self._queue!r} within {timeout} s",
                                    grpc.StatusCode.DEADLINE_EXCEEDED, "QUEUE_EMPTY") from None

@@ -115,7 +115,7 @@ class Producer:
 
         # `_lock` guards the state below; send() takes it directly (cheaper
         # than entering the Condition), waits go through `_cond`.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: _seal_locked may fail a batch
         self._cond = threading.Condition(self._lock)
         self._open: Optional[_Batch] = None
         # Sealed batches not yet confirmed, in order; the stream sends them
@@ -152,6 +152,12 @@ class Producer:
             if batch is not None and (len(batch.frames) >= self._max_messages
                                       or batch.nbytes + size > self._max_bytes):
                 self._seal_locked()
+                if self._permanent is not None or self._stopped:
+                    # Stopped while waiting for room: the full batch failed.
+                    refused = Future()
+                    refused.set_exception(self._permanent or errors.Error(
+                        "the producer is closed", grpc.StatusCode.CANCELLED))
+                    return refused
                 batch = None
             if batch is None:
                 batch = self._open = _Batch(time.monotonic())
@@ -168,26 +174,32 @@ class Producer:
         """``send`` for each object."""
         return [self.send(o) for o in objs]
 
-    def _seal_locked(self) -> None:
-        """Moves the open batch to the unconfirmed ones (waiting for room)."""
+    def _seal_locked(self, deadline: Optional[float] = None) -> bool:
+        """Moves the open batch to the unconfirmed ones, waiting for room
+        until ``deadline`` (time.monotonic(); None: as long as it takes).
+        False if the deadline passed first: the batch stays open."""
         while (len(self._unconfirmed) >= self._max_in_flight and self._permanent is None
                and not self._stopped):
-            self._cond.wait()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._cond.wait(left)
         batch = self._open
         self._open = None
         if batch is None:
-            return
+            return True
         if self._permanent is not None or self._stopped:
             error = self._permanent or errors.Error("the producer is closed",
                                                     grpc.StatusCode.CANCELLED)
             self._fail_batches([batch], error)
-            return
+            return True
         batch.batch_id = self._next_batch_id
         self._next_batch_id += 1
         batch.first_sequence = self._next_sequence
         self._next_sequence += len(batch.frames)
         self._unconfirmed.append(batch)
         self._cond.notify_all()
+        return True
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Sends what is batched at once and waits until every message sent
@@ -195,8 +207,8 @@ class Producer:
         passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            if self._open is not None:
-                self._seal_locked()
+            if self._open is not None and not self._seal_locked(deadline):
+                return False
             target = self._next_batch_id - 1
             while self._done_batch_id < target:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -358,8 +370,8 @@ class Producer:
         with self._cond:
             if self._closing:
                 return
-            if self._open is not None and self._permanent is None:
-                self._seal_locked()
+            # The stream seals the open batch as soon as there is room (a
+            # full queue may give none before the deadline).
             self._closing = True
             self._cond.notify_all()
         self._receiver.join(max(0.0, deadline - time.monotonic()))

@@ -78,7 +78,10 @@ class _Subscription:
     def __init__(self, owner: "PubSub", term: str, is_pattern: bool) -> None:
         self.term = term
         self.is_pattern = is_pattern
-        self.confirmed = threading.Event()
+        self.confirmed = threading.Event()  # the broker answered (or the stream failed)
+        self.live = False  # the broker confirmed the subscription
+        # The "subscribe" item is in the PubSub's items: messages may follow it.
+        self.announced = threading.Event()
         self.error: Optional[errors.Error] = None
         self.cancelled = False
         request = pb.SubscribeRequest(buffer_messages=owner._buffer_messages,
@@ -96,7 +99,10 @@ class _Subscription:
         try:
             for response in self.call:
                 if response.HasField("subscribed"):
+                    self.live = True
                     self.confirmed.set()
+                if response.messages:
+                    self.announced.wait()
                 if self.cancelled:
                     break  # unsubscribed: nothing of it is delivered afterwards
                 for m in response.messages:
@@ -119,6 +125,7 @@ class _Subscription:
 
     def cancel(self, owner: "PubSub") -> None:
         self.cancelled = True
+        self.announced.set()
         self.call.cancel()
         with owner._cond:
             owner._cond.notify_all()  # a reader waiting for room gives up
@@ -200,14 +207,17 @@ class PubSub:
                     continue
             sub = _Subscription(self, term, is_pattern)
             sub.confirmed.wait()
-            if sub.error is not None:
-                raise sub.error
+            if not sub.live:
+                sub.cancel(self)
+                raise sub.error or errors.Unavailable(
+                    f"the subscription to {term!r} ended before the broker confirmed it")
             with self._lock:
                 table[term] = sub
                 count = self._count()
             self._push(None, {"type": kind, "pattern": None,
                               "channel": self._decode(term.encode()), "data": count,
                               "dropped_before": 0})
+            sub.announced.set()
 
     def _remove(self, terms: Tuple[Any, ...], is_pattern: bool) -> None:
         table = self._patterns if is_pattern else self._channels
