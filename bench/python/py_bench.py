@@ -67,11 +67,12 @@ REDIS_BATCH = 500
 STREAM_QUEUE_MAX = 100_000  # basin-bench --mode stream's bound
 UNARY_QUEUE_MAX = 10_000  # basin-bench --mode unary's bound
 
-ALL_CASES = ["basin-stream", "redis-batch", "mp-joinable", "cpp-stream", "basin-unary",
+ALL_CASES = ["basin-stream", "basin-batch", "redis-batch", "mp-joinable", "cpp-stream", "basin-unary",
              "redis-unary", "cpp-unary"]
 UNARY_CASES = {"basin-unary", "redis-unary", "cpp-unary"}
 DESCRIPTION = {
     "basin-stream": "basin Producer → Consumer (ack each)",
+    "basin-batch": f"basin Producer.send_many ×{REDIS_BATCH} → Consumer.batches (ack each batch)",
     "redis-batch": f"redis-py LPUSH ×{REDIS_BATCH} → RPOP count {REDIS_BATCH}",
     "mp-joinable": "multiprocessing.JoinableQueue put → get + task_done",
     "basin-unary": "basin.JoinableQueue put → get + task_done (1 per call)",
@@ -164,6 +165,49 @@ def basin_stream_consumer(cfg: Dict[str, Any]) -> Callable[[], Dict[str, Any]]:
                 if count == n:
                     break
         consumer.close()  # the last acks, applied before the stream ends
+        return {"t_end": now(), "count": count, "nbytes": nbytes}
+    return run
+
+
+def basin_batch_producer(cfg: Dict[str, Any]) -> Callable[[], Dict[str, Any]]:
+    import basin
+    producer = basin.Producer(cfg["name"], address=cfg["basin"], serializer="bytes",
+                              max_batch_messages=cfg["batch"], linger=cfg["linger"])
+    n = cfg["n"]
+    chunk = [PAYLOAD] * REDIS_BATCH
+
+    def run() -> Dict[str, Any]:
+        futures = []
+        t_first = now()
+        left = n
+        while left > 0:
+            futures.append(producer.send_many(chunk if left >= REDIS_BATCH else chunk[:left]))
+            left -= REDIS_BATCH
+        producer.flush()
+        t_end = now()
+        producer.close()
+        failed = sum(1 for f in futures if f.exception() is not None)
+        return {"t_first": t_first, "t_end": t_end, "failed": failed}
+    return run
+
+
+def basin_batch_consumer(cfg: Dict[str, Any]) -> Callable[[], Dict[str, Any]]:
+    import basin
+    consumer = basin.Consumer(cfg["name"], address=cfg["basin"], serializer="bytes",
+                              prefetch=cfg["prefetch"], ack_batch=cfg["ack_batch"])
+    n = cfg["n"]
+
+    def run() -> Dict[str, Any]:
+        count = nbytes = 0
+        if n:
+            for batch in consumer.batches():
+                for item in batch:  # as the redis consumer does with its items
+                    nbytes += len(item)
+                count += len(batch)
+                batch.ack()
+                if count >= n:
+                    break
+        consumer.close()
         return {"t_end": now(), "count": count, "nbytes": nbytes}
     return run
 
@@ -296,6 +340,7 @@ def redis_unary_consumer(cfg: Dict[str, Any]) -> Callable[[], Dict[str, Any]]:
 
 WORKERS: Dict[str, Tuple[Callable[..., Any], Callable[..., Any]]] = {
     "basin-stream": (basin_stream_producer, basin_stream_consumer),
+    "basin-batch": (basin_batch_producer, basin_batch_consumer),
     "redis-batch": (redis_batch_producer, redis_batch_consumer),
     "mp-joinable": (mp_producer, mp_consumer),
     "basin-unary": (basin_unary_producer, basin_unary_consumer),
@@ -341,7 +386,7 @@ def server_ticks(pids: Dict[str, int]) -> Dict[str, int]:
     return ticks
 
 
-SERVER_OF = {"basin-stream": "basind", "basin-unary": "basind", "redis-batch": "redis",
+SERVER_OF = {"basin-stream": "basind", "basin-batch": "basind", "basin-unary": "basind", "redis-batch": "redis",
              "redis-unary": "redis", "cpp-stream": "basind", "cpp-unary": "basind"}
 
 
@@ -358,7 +403,7 @@ def prepare(case: str, cfg: Dict[str, Any], ctx: Any) -> Callable[[], None]:
     name, n = cfg["name"], cfg["n"]
     if case.startswith("basin-"):
         import basin
-        maxsize = STREAM_QUEUE_MAX if case == "basin-stream" else UNARY_QUEUE_MAX
+        maxsize = UNARY_QUEUE_MAX if case in UNARY_CASES else STREAM_QUEUE_MAX
         q = basin.JoinableQueue(name, maxsize, address=cfg["basin"], serializer="bytes")
         stats = q.info().stats
         if stats.total_put or stats.unfinished:

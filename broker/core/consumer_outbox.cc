@@ -54,7 +54,7 @@ uint64_t ConsumerOutbox::DropUnwritten(const std::vector<uint64_t>& tags) {
   return first_unwritten;
 }
 
-std::optional<ConsumerPull> ConsumerOutbox::Next(size_t max_deliveries) {
+std::optional<ConsumerPull> ConsumerOutbox::Next(size_t max_deliveries, uint64_t max_bytes) {
   ConsumerPull out;
   std::lock_guard lock(mu_);
   if (end_) {
@@ -66,7 +66,9 @@ std::optional<ConsumerPull> ConsumerOutbox::Next(size_t max_deliveries) {
     idle_ = true;
     return std::nullopt;
   }
-  while (!deliveries_.empty() && out.deliveries.size() < max_deliveries) {
+  uint64_t bytes = 0;
+  while (!deliveries_.empty() && out.deliveries.size() < max_deliveries && bytes < max_bytes) {
+    bytes += deliveries_.front().message->bytes();
     out.deliveries.push_back(std::move(deliveries_.front()));
     deliveries_.pop_front();
   }

@@ -65,9 +65,10 @@ class ConsumerOutbox {
   // (UINT64_MAX if none was): every tag below it had been written.
   uint64_t DropUnwritten(const std::vector<uint64_t>& tags);
 
-  // Up to `max_deliveries` deliveries plus every notice, or the end; nullopt
-  // (now idle) when there is nothing. After the end, do not call again.
-  std::optional<ConsumerPull> Next(size_t max_deliveries);
+  // Up to `max_deliveries` deliveries, stopping once they reach `max_bytes`
+  // (always at least one), plus every notice, or the end; nullopt (now idle)
+  // when there is nothing. After the end, do not call again.
+  std::optional<ConsumerPull> Next(size_t max_deliveries, uint64_t max_bytes);
 
  private:
   bool BecomeBusyLocked();

@@ -180,3 +180,59 @@ def test_producer_and_consumer_reconnect_across_a_broker_restart(durable_broker:
     assert all(len(ids_seen) == 1 for ids_seen in received.values())
     assert wait_until(lambda: q.info().stats.unfinished == 0, timeout=30), q.info().stats
     assert producer.reconnects >= 1
+
+
+def test_send_many_and_batches(broker: Any) -> None:
+    name = unique("batches")
+    q = basin.JoinableQueue(name, 700, address=broker.address, serializer="bytes")
+    with basin.Producer(name, address=broker.address, serializer="bytes",
+                        max_batch_messages=300) as producer:
+        first = producer.send(b"single")
+        many = producer.send_many([b"%d" % i for i in range(1000)])  # spans several batches
+        empty = producer.send_many([])
+        got: List[bytes] = []
+        with basin.Consumer(name, address=broker.address, serializer="bytes",
+                            prefetch=500) as consumer:
+            for batch in consumer.batches():
+                got.extend(batch)
+                assert len(batch) == len(batch.payloads) == len(batch.messages)
+                batch.ack()
+                if len(got) == 1001:
+                    break
+        ids = many.result(timeout=30)
+    assert first.result() < ids[0] and ids == sorted(ids) and len(set(ids)) == 1000
+    assert empty.result() == []
+    assert got == [b"single"] + [b"%d" % i for i in range(1000)]
+    assert wait_until(lambda: q.info().stats.unfinished == 0)
+
+
+def test_send_many_reports_each_failure(broker: Any) -> None:
+    name = unique("batch-failures")
+    basin.JoinableQueue(name, address=broker.address, serializer="bytes")
+    with basin.Producer(name, address=broker.address, serializer="bytes") as producer:
+        future = producer.send_many([b"ok", b"x" * ((1 << 20) + 1024), b"fine"])
+        with pytest.raises(basin.MessageTooLarge) as e:
+            future.result(timeout=30)
+    results = e.value.results  # type: ignore[attr-defined]
+    assert isinstance(results[0], int) and isinstance(results[2], int)
+    assert isinstance(results[1], basin.MessageTooLarge)
+
+
+def test_batch_release_and_mixed_get(broker: Any) -> None:
+    name = unique("batch-release")
+    q = basin.JoinableQueue(name, address=broker.address)
+    q.put_many(range(10))
+    consumer = basin.Consumer(name, address=broker.address, prefetch=10)
+    first = consumer.get(timeout=30)
+    rest = consumer.get_batch(timeout=30)  # what get() left, as a batch
+    assert first.value == 0 and list(rest) == list(range(1, len(rest) + 1))
+    rest.release()
+    first.ack()
+    again = []
+    while len(again) < 9:
+        batch = consumer.get_batch(timeout=30)
+        again.extend(batch.values)
+        batch.ack()
+    assert sorted(again) == list(range(1, 10))
+    consumer.close()
+    assert wait_until(lambda: q.info().stats.unfinished == 0)

@@ -610,7 +610,7 @@ TEST_F(QueueTest, BatchGetReturnsWhatIsReadyUpToTheLimits) {
 // Streaming consumers: prefetch, acks by tag and range, release on detach.
 std::vector<uint64_t> Tags(ConsumerOutbox& outbox) {
   std::vector<uint64_t> tags;
-  auto pulled = outbox.Next(100);
+  auto pulled = outbox.Next(100, 1 << 20);
   if (pulled) {
     for (const auto& d : pulled->deliveries) tags.push_back(d.tag);
   }
@@ -632,7 +632,7 @@ TEST_F(QueueTest, ConsumerGetsAtMostPrefetchAndMoreAsItAcks) {
   q->ConsumerAck(c.value().id, {}, 2, now_);  // ack everything up to 2
   EXPECT_EQ(Tags(*c.value().outbox), (std::vector<uint64_t>{3, 4}));
   q->ConsumerAck(c.value().id, {4, 99}, 0, now_);
-  auto pulled = c.value().outbox->Next(100);
+  auto pulled = c.value().outbox->Next(100, 1 << 20);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->deliveries.at(0).tag, 5u);
   EXPECT_EQ(pulled->unknown_tags, std::vector<uint64_t>{99});
@@ -641,6 +641,25 @@ TEST_F(QueueTest, ConsumerGetsAtMostPrefetchAndMoreAsItAcks) {
   ASSERT_EQ(s.consumers.size(), 1u);
   EXPECT_EQ(s.consumers[0].in_flight, 2u);
   EXPECT_EQ(s.consumers[0].acked, 3u);
+  ExpectConserved();
+}
+
+TEST_F(QueueTest, ConsumerPullStopsAtItsByteBoundButTakesOne) {
+  auto q = Make("stream");
+  for (int i = 0; i < 5; ++i) Put(*q, "ab");  // 2 bytes each
+  auto c = q->AttachConsumer(
+      10, {}, [] {}, now_);
+  ASSERT_TRUE(c.ok());
+  ConsumerOutbox& outbox = *c.value().outbox;
+  auto first = outbox.Next(100, 1);  // over the bound with one: that one
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->deliveries.size(), 1u);
+  auto next = outbox.Next(100, 3);  // 2 < 3 takes another, then 4 >= 3
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->deliveries.size(), 2u);
+  auto rest = outbox.Next(1, 1 << 20);  // the count bound
+  ASSERT_TRUE(rest.has_value());
+  EXPECT_EQ(rest->deliveries.size(), 1u);
   ExpectConserved();
 }
 
@@ -666,7 +685,7 @@ TEST_F(QueueTest, DetachReturnsEverythingHeldToTheHead) {
       2, {}, [] {}, now_);
   Tags(*c.value().outbox);
   q->DetachConsumer(c.value().id, Error{Errc::kCancelled, "gone"}, now_);
-  EXPECT_TRUE(c.value().outbox->Next(10)->end.has_value());
+  EXPECT_TRUE(c.value().outbox->Next(10, 1 << 20)->end.has_value());
   EXPECT_EQ(q->Stats().in_flight, 0u);
   Delivery a = MustGet(*q);
   EXPECT_EQ(a.payload, "a");
@@ -685,7 +704,7 @@ TEST_F(QueueTest, ConsumersAndBlockedGetsShareOneRotation) {
   Put(*q, "3");  // then the consumer again
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g.result->value().payload, "2");
-  auto pulled = c.value().outbox->Next(10);
+  auto pulled = c.value().outbox->Next(10, 1 << 20);
   ASSERT_EQ(pulled->deliveries.size(), 2u);
   EXPECT_EQ(pulled->deliveries[0].message->payload(), "1");
   EXPECT_EQ(pulled->deliveries[1].message->payload(), "3");
@@ -699,7 +718,7 @@ TEST_F(QueueTest, AckTimeoutRequeuesAndReportsTheTag) {
       1, seconds(5), [] {}, now_);
   EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
   Advance(*q, seconds(5));
-  auto pulled = c.value().outbox->Next(10);
+  auto pulled = c.value().outbox->Next(10, 1 << 20);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->expired, std::vector<uint64_t>{1});
   // The credit came back, so the same consumer gets the message again.
@@ -716,7 +735,7 @@ TEST_F(QueueTest, ClosingAndDrainingEndsConsumers) {
   q->Close(now_);
   EXPECT_EQ(Tags(*c.value().outbox), std::vector<uint64_t>{1});
   q->ConsumerAck(c.value().id, {1}, 0, now_);
-  auto end = c.value().outbox->Next(10);
+  auto end = c.value().outbox->Next(10, 1 << 20);
   ASSERT_TRUE(end->end.has_value());
   EXPECT_EQ(end->end->code, Errc::kQueueDrained);
   EXPECT_EQ(q->AttachConsumer(
@@ -878,7 +897,7 @@ TEST_F(QueueTest, UnwrittenExpiredDeliveriesAreDroppedNotDuplicated) {
     ExpectConserved();
   }
   EXPECT_EQ(broker_.memory().used(), one_round);
-  auto pulled = c.value().outbox->Next(100);
+  auto pulled = c.value().outbox->Next(100, 1 << 20);
   ASSERT_TRUE(pulled.has_value());
   // Only the two deliveries it holds now, and no notices for copies it
   // never saw.
@@ -919,7 +938,7 @@ TEST_F(QueueTest, PulledDeliveriesOutliveTheirAck) {
   auto c = q->AttachConsumer(
       1, {}, [] {}, now_);
   ASSERT_TRUE(c.ok());
-  auto pulled = c.value().outbox->Next(10);
+  auto pulled = c.value().outbox->Next(10, 1 << 20);
   ASSERT_TRUE(pulled.has_value());
   ASSERT_EQ(pulled->deliveries.size(), 1u);
   q->ConsumerAck(c.value().id, {}, UINT64_MAX, now_);
@@ -949,7 +968,7 @@ TEST_F(QueueTest, AckingUnseenDeliveriesDropsThemFromTheOutbox) {
   auto c = q->AttachConsumer(
       3, {}, [] {}, now_);
   q->ConsumerRelease(c.value().id, {}, UINT64_MAX, now_);  // before reading anything
-  auto pulled = c.value().outbox->Next(100);
+  auto pulled = c.value().outbox->Next(100, 1 << 20);
   ASSERT_TRUE(pulled.has_value());
   // The released copies (tags 1-3) never arrive; the redeliveries do.
   ASSERT_EQ(pulled->deliveries.size(), 3u);
@@ -964,7 +983,7 @@ TEST_F(QueueTest, NoticesOfUnknownTagsAreBounded) {
   std::vector<uint64_t> bogus(ConsumerOutbox::kMaxNotices, 7);
   q->ConsumerAck(c.value().id, bogus, 0, now_);
   q->ConsumerAck(c.value().id, bogus, 0, now_);
-  auto pulled = c.value().outbox->Next(100);
+  auto pulled = c.value().outbox->Next(100, 1 << 20);
   ASSERT_TRUE(pulled.has_value());
   EXPECT_EQ(pulled->unknown_tags.size(), ConsumerOutbox::kMaxNotices);
 }
@@ -1031,7 +1050,7 @@ TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
         break;
       case 7:
         for (Stream& s : streams) {
-          if (auto pulled = s.outbox->Next(rng() % 4); pulled && !pulled->end) {
+          if (auto pulled = s.outbox->Next(rng() % 4, 1 + rng() % 8); pulled && !pulled->end) {
             for (const auto& d : pulled->deliveries) s.seen.push_back(d.tag);
           }
         }

@@ -22,7 +22,7 @@ _os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "1")
 
 from ._connection import DEFAULT_ADDRESS, default_connection  # noqa: E402
 from .client import Client, PublishResult  # noqa: E402
-from .consumer import Consumer  # noqa: E402
+from .consumer import Consumer, MessageBatch  # noqa: E402
 from .errors import (  # noqa: E402
     AlreadyDone, AlreadyExists, BrokerMemory, Closed, DeliveryError, Empty, Error, Full,
     InvalidArgument, JoinTimeout, LeaseExpired, MessageTooLarge, NotFound, SlowSubscriber,
@@ -36,7 +36,8 @@ from .serializers import Serializer  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_ADDRESS", "Client", "Queue", "JoinableQueue", "Message", "Producer", "Consumer",
+    "DEFAULT_ADDRESS", "Client", "Queue", "JoinableQueue", "Message", "MessageBatch", "Producer",
+    "Consumer",
     "PubSub", "PublishResult", "Serializer", "publish", "bind_queue", "unbind_queue",
     "Error", "Full", "BrokerMemory", "Empty", "Closed", "JoinTimeout", "NotFound",
     "AlreadyExists", "DeliveryError", "LeaseExpired", "UnknownDelivery", "AlreadyDone",

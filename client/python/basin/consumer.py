@@ -41,7 +41,7 @@ from .message import Message
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "MessageBatch"]
 
 _END = object()
 
@@ -171,30 +171,61 @@ class Consumer:
 
     def _refill(self, timeout: Optional[float]) -> None:
         """Waits for deliveries (sending the pending acks first)."""
+        number, deliveries = self._next_deliveries(timeout)
+        queue, source, serializer = self._queue, self, self._serializer
+        self._ready.extend(Message(queue, d.message, d.delivery_tag, source, serializer, number)
+                           for d in deliveries)
+
+    def _next_deliveries(self, timeout: Optional[float]) -> Tuple[int, Any]:
+        """The next response's deliveries on the current stream (sending the
+        pending acks first): (stream number, deliveries)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._ready:
+        while True:
             if self._ended is not None:
                 raise self._ended
             self.flush()
             try:
-                item = self._inbox.get(
+                number, response = self._inbox.get(
                     timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
             except stdqueue.Empty:
                 raise errors.Empty(f"no message from {self._queue!r} within {timeout} s",
                                    grpc.StatusCode.DEADLINE_EXCEEDED, "QUEUE_EMPTY") from None
-            self._take(item)
+            if number is _END:
+                self._ended = response
+                continue
+            if self._stream is None or number != self._stream.number:
+                continue  # from a stream that broke: those messages were requeued
+            self._expired += len(response.expired)
+            if response.deliveries:
+                return number, response.deliveries
 
-    def _take(self, item: Tuple[Any, Any]) -> None:
-        number, response = item
-        if number is _END:
-            self._ended = response
+    def get_batch(self, timeout: Optional[float] = None) -> "MessageBatch":
+        """The messages that arrived together (up to the broker's 256 per
+        response, or what ``get`` left), waiting as ``get`` does. Cheaper per
+        message than ``get``: values come as a list, one ``ack()`` for all."""
+        if self._ready:
+            left = list(self._ready)
+            self._ready.clear()
+            return MessageBatch(self, left[0]._stream, None, left)
+        number, deliveries = self._next_deliveries(clamp_timeout(timeout))
+        return MessageBatch(self, number, deliveries, None)
+
+    def batches(self) -> Iterator["MessageBatch"]:
+        """Yields ``get_batch()`` until the queue is closed and drained, or the
+        consumer is closed or cancelled."""
+        while True:
+            try:
+                yield self.get_batch()
+            except errors.Closed:
+                return
+
+    def _ack_tags(self, stream: int, tags: Any) -> None:
+        if stream != self._stream_number or self._ended is not None:
             return
-        if self._stream is None or number != self._stream.number:
-            return  # from a stream that broke: those messages were requeued
-        self._expired += len(response.expired)
-        queue, source, serializer = self._queue, self, self._serializer
-        self._ready.extend(Message(queue, d.message, d.delivery_tag, source, serializer, number)
-                           for d in response.deliveries)
+        acks = self._acks
+        acks.extend(tags)
+        if len(acks) >= self._ack_batch:
+            self.flush()
 
     def __iter__(self) -> Iterator[Message]:
         """Yields messages until the queue is closed and drained, or the
@@ -302,3 +333,70 @@ class Consumer:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+
+
+class MessageBatch:
+    """Messages a Consumer received together: ``values`` (decoded),
+    ``payloads`` (bytes), ``messages`` (Message objects, made on first use),
+    one ``ack()`` for all. Iterating yields the values."""
+
+    __slots__ = ("_consumer", "_stream", "_deliveries", "_messages", "_payloads")
+
+    def __init__(self, consumer: Consumer, stream: int, deliveries: Any,
+                 messages: Optional[List[Message]]) -> None:
+        self._consumer = consumer
+        self._stream = stream
+        self._deliveries = deliveries
+        self._messages = messages
+        self._payloads: Optional[List[bytes]] = None
+
+    def __len__(self) -> int:
+        return len(self._messages if self._messages is not None else self._deliveries)
+
+    @property
+    def payloads(self) -> List[bytes]:
+        if self._payloads is None:
+            if self._messages is not None:
+                self._payloads = [m._pb.payload for m in self._messages]
+            else:
+                self._payloads = [d.message.payload for d in self._deliveries]
+        return self._payloads
+
+    @property
+    def values(self) -> List[Any]:
+        serializer = self._consumer._serializer
+        if serializer.name == "bytes":
+            return self.payloads
+        loads = serializer.loads
+        return [loads(p) for p in self.payloads]
+
+    @property
+    def messages(self) -> List[Message]:
+        if self._messages is None:
+            c = self._consumer
+            self._messages = [Message(c._queue, d.message, d.delivery_tag, c, c._serializer,
+                                      self._stream) for d in self._deliveries]
+        return self._messages
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values)
+
+    def _tags(self) -> Any:
+        if self._messages is not None:
+            return [m._tag for m in self._messages]
+        deliveries = self._deliveries
+        first, last = deliveries[0].delivery_tag, deliveries[-1].delivery_tag
+        if last - first + 1 == len(deliveries):  # tags are consecutive on a stream
+            return range(first, last + 1)
+        return [d.delivery_tag for d in deliveries]
+
+    def ack(self) -> None:
+        """Finishes every message of the batch (sent with the consumer's acks)."""
+        self._consumer._ack_tags(self._stream, self._tags())
+
+    def release(self) -> None:
+        """Gives every message of the batch back to the head of the queue."""
+        c = self._consumer
+        if self._stream == c._stream_number and c._ended is None and c._stream is not None:
+            c.flush()
+            c._stream.requests.put(pb.ConsumeRequest(releases=list(self._tags())))
