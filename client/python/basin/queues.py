@@ -293,19 +293,12 @@ class Queue:
         if message.queue != self._name or not isinstance(message._tag, str):
             raise ValueError(f"{message!r} was not delivered by queue {self._name!r}"
                              " (a Consumer's messages are acked through it)")
-        owner = message._source
-        if isinstance(owner, Queue):
-            outstanding = owner._local()
-            with owner._lock:
-                outstanding.pop(message._tag, None)
+        _forget(message)
         self._conn.call(self._conn.queues.TaskDone,
                         pb.TaskDoneRequest(queue=self._name, delivery_tag=message._tag))
 
     def _release(self, message: Message) -> None:
-        if isinstance(message._source, Queue):
-            outstanding = message._source._local()
-            with message._source._lock:
-                outstanding.pop(message._tag, None)
+        _forget(message)
         self._conn.call(self._conn.queues.Release,
                         pb.ReleaseRequest(queue=self._name, delivery_tag=message._tag))
 
@@ -411,6 +404,16 @@ class JoinableQueue(Queue):
     def unfinished(self) -> int:
         """Messages put and not yet finished (waiting or being worked on)."""
         return int(self._info().stats.unfinished)
+
+
+def _forget(message: Message) -> None:
+    """Drops a delivery from the unfinished ones of the queue object that
+    handed it out (task_done() without an argument no longer picks it)."""
+    owner = message._source
+    if isinstance(owner, Queue):
+        outstanding = owner._local()
+        with owner._lock:
+            outstanding.pop(message._tag, None)
 
 
 def _rebuild(cls: Any, name: str, address: str, serializer: SerializerSpec) -> Queue:
