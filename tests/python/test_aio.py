@@ -108,3 +108,68 @@ def _aio_pubsub(address: str) -> None:
             await p.subscribe("bad topic")
         await p.close()
     asyncio.run(main())
+
+
+def test_aio_consumer_get_timeout_keeps_the_stream(broker: Any) -> None:
+    isolated(_aio_consumer_get_timeout_keeps_the_stream, broker.address)
+
+
+def _aio_consumer_get_timeout_keeps_the_stream(address: str) -> None:
+    async def main() -> None:
+        name = unique("aio-timeout")
+        q = basin.aio.JoinableQueue(name, address=address)
+        await q.attach()
+        async with basin.aio.Consumer(name, address=address, prefetch=2,
+                                      ack_timeout=30) as consumer:
+            with pytest.raises(basin.Empty):
+                await consumer.get(timeout=0.05)  # a timed-out wait ends only itself
+            await q.put_many(list(range(10)))
+            got = []
+            for _ in range(10):
+                m = await consumer.get(timeout=30)
+                got.append(m.value)
+                await m.ack()
+            assert got == list(range(10))
+        await q.join(timeout=30)
+        # The loop's channel is per loop: a second asyncio.run makes its own.
+    asyncio.run(main())
+    asyncio.run(main())
+
+
+def test_aio_pubsub_edges(broker: Any) -> None:
+    isolated(_aio_pubsub_edges, broker.address)
+
+
+def _aio_pubsub_edges(address: str) -> None:
+    async def main() -> None:
+        topic, other = unique("aio-t"), unique("aio-t")
+        p = basin.aio.PubSub(address, buffer_messages=3)
+        await p.subscribe(topic)
+        # The default timeout (0) returns what is already here.
+        assert (await p.get_message())["type"] == "subscribe"  # type: ignore[index]
+        for i in range(10):
+            await basin.aio.publish(topic, str(i), address=address)
+        # The unread items fill up (3); subscribing more must not wait for room.
+        await asyncio.wait_for(p.subscribe(other), 30)
+        await asyncio.wait_for(p.unsubscribe(topic), 30)
+        kinds = []
+        while True:
+            item = await p.get_message(timeout=0.5)
+            if item is None:
+                break
+            kinds.append((item["type"], item["channel"]))
+        assert ("subscribe", other.encode()) in kinds
+        after = kinds[kinds.index(("unsubscribe", topic.encode())):]
+        assert ("message", topic.encode()) not in after
+        # close() from another task ends a listen() that waits.
+        seen: List[Any] = []
+
+        async def listen() -> None:
+            async for item in p.listen():
+                seen.append(item)
+
+        listener = asyncio.ensure_future(listen())
+        await asyncio.sleep(0)  # let it start waiting
+        await p.close()
+        await asyncio.wait_for(listener, 30)
+    asyncio.run(main())

@@ -9,6 +9,7 @@ the child.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -56,8 +57,14 @@ def duration(seconds: float) -> duration_pb2.Duration:
 
 
 def clamp_timeout(timeout: Optional[float]) -> Optional[float]:
-    """multiprocessing's rule: a negative timeout is no wait at all."""
-    return None if timeout is None else max(0.0, float(timeout))
+    """multiprocessing's rule: a negative timeout is no wait at all; an
+    infinite one is no timeout."""
+    if timeout is None:
+        return None
+    seconds = float(timeout)
+    if math.isnan(seconds):
+        raise ValueError("timeout must be a number of seconds, not NaN")
+    return None if math.isinf(seconds) and seconds > 0 else max(0.0, seconds)
 
 
 class Connection:
@@ -106,10 +113,14 @@ class Connection:
 
     def wait_ready(self, timeout: float) -> bool:
         """True once the channel is connected, False after ``timeout``."""
+        ready = grpc.channel_ready_future(self.channel)
         try:
-            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+            ready.result(timeout=timeout)
             return True
         except grpc.FutureTimeoutError:
+            # Left subscribed, it would keep the channel connecting (and a
+            # gRPC thread polling it) forever; a fork would then kill the child.
+            ready.cancel()
             return False
 
     def close(self) -> None:

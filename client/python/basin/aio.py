@@ -32,8 +32,10 @@ per event loop and process.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
-from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
+import weakref
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 
 import grpc
 
@@ -41,7 +43,7 @@ from . import errors
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
 from .message import Message
-from .pubsub import _POLICIES, Data, encode_data
+from .pubsub import _POLICIES, Data, encode_data, message_item
 from .queues import MAX_BATCH, _seconds, check_settings, create_request, wanted_settings
 from .serializers import Serializer, SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -49,18 +51,39 @@ from .v1 import queue_pb2_grpc, topic_pb2, topic_pb2_grpc
 
 __all__ = ["Queue", "JoinableQueue", "Consumer", "PubSub", "AioMessage", "publish"]
 
-_channels: Dict[Tuple[str, int, int], Any] = {}
+# Per event loop (weakly: a finished loop's channels go with it), per
+# process and address: its stubs. grpc.aio channels belong to one loop.
+_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Tuple[str, int], Any]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def _stubs(address: str) -> Tuple[Any, Any]:
-    """This event loop's channel to ``address`` (grpc.aio channels belong to one loop)."""
-    key = (address, os.getpid(), id(asyncio.get_running_loop()))
-    entry = _channels.get(key)
+    """This event loop's channel to ``address``."""
+    loop = asyncio.get_running_loop()
+    per_loop = _channels.get(loop)
+    if per_loop is None:
+        per_loop = _channels[loop] = {}
+    key = (address, os.getpid())
+    entry = per_loop.get(key)
     if entry is None:
         channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-        entry = _channels[key] = (queue_pb2_grpc.QueueServiceStub(channel),
-                                  topic_pb2_grpc.TopicServiceStub(channel))
+        entry = per_loop[key] = (queue_pb2_grpc.QueueServiceStub(channel),
+                                 topic_pb2_grpc.TopicServiceStub(channel))
     return entry
+
+
+async def _wait_event(event: asyncio.Event, timeout: Optional[float]) -> bool:
+    """True once ``event`` is set, False after ``timeout`` seconds (None:
+    no limit). Cancelling a wait on an Event loses nothing, unlike
+    cancelling a read of a stream (which cancels the whole call)."""
+    if timeout is None:
+        await event.wait()
+        return True
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return event.is_set()
 
 
 async def _call(method: Any, request: Any, timeout: Optional[float] = ANSWER_SLACK) -> Any:
@@ -294,7 +317,11 @@ class JoinableQueue(Queue):
 
 
 class Consumer:
-    """``basin.Consumer`` for asyncio (without reconnects)."""
+    """``basin.Consumer`` for asyncio (without reconnects).
+
+    A task reads the stream into an inbox of at most ``prefetch`` deliveries
+    not yet taken, so ``get(timeout)`` waits on the inbox, never on the
+    stream (whose read would be cancelled with the call)."""
 
     def __init__(self, queue: str, *, address: str = DEFAULT_ADDRESS,
                  serializer: SerializerSpec = "pickle", prefetch: int = 100,
@@ -303,6 +330,8 @@ class Consumer:
             raise ValueError("prefetch must be 1 to 10,000")
         if ack_batch < 1:
             raise ValueError("ack_batch must be at least 1")
+        if ack_timeout is not None and ack_timeout <= 0:
+            raise ValueError("ack_timeout must be positive")
         self._queue = queue
         self._address = address
         self._serializer = resolve(serializer)
@@ -310,48 +339,83 @@ class Consumer:
         self._ack_timeout = ack_timeout
         self._ack_batch = ack_batch
         self._call: Any = None
-        self._ready: List[AioMessage] = []
+        self._reader: "Optional[asyncio.Task[None]]" = None
+        self._inbox: Deque[Any] = collections.deque()  # responses, then the end (an exception)
+        self._inbox_deliveries = 0
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._ready: Deque[AioMessage] = collections.deque()
         self._acks: List[int] = []
         self._ended: Optional[BaseException] = None
+        self._closing = False
 
     async def start(self) -> None:
         """Opens the stream (done by the first ``get`` or ``async with``)."""
-        if self._call is not None:
+        if self._call is not None or self._ended is not None:
             return
         queues = _stubs(self._address)[0]
         await _call(queues.GetQueue, pb.GetQueueRequest(name=self._queue))
+        if self._call is not None:
+            return  # another task started it meanwhile
         self._call = queues.Consume()
         hello = pb.ConsumeRequest(queue=self._queue, prefetch=self._prefetch)
         if self._ack_timeout is not None:
             hello.ack_timeout.CopyFrom(duration(self._ack_timeout))
         await self._call.write(hello)
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        end: BaseException
+        try:
+            while True:
+                while self._inbox_deliveries >= self._prefetch and not self._closing:
+                    self._room.clear()
+                    await self._room.wait()
+                response = await self._call.read()
+                if response is grpc.aio.EOF:
+                    end = errors.Closed("the consumer's stream ended", grpc.StatusCode.CANCELLED)
+                    break
+                self._inbox_deliveries += len(response.deliveries)
+                self._inbox.append(response)
+                self._arrived.set()
+        except grpc.RpcError as e:
+            end = errors.from_rpc_error(e)
+            if e.code() == grpc.StatusCode.CANCELLED:
+                end = errors.Closed("the consumer is closed", e.code())
+        except asyncio.CancelledError:
+            end = errors.Closed("the consumer is closed", grpc.StatusCode.CANCELLED)
+        except Exception as e:  # noqa: BLE001 (a bug must not hang get())
+            end = errors.Error(f"consumer stream failed: {e!r}")
+        self._inbox.append(end)
+        self._arrived.set()
 
     async def get(self, timeout: Optional[float] = None) -> AioMessage:
         """The next message; :class:`basin.Empty` after ``timeout`` seconds,
         :class:`basin.Closed` once the queue is closed and drained."""
         await self.start()
+        loop = asyncio.get_running_loop()
+        timeout = clamp_timeout(timeout)
+        deadline = None if timeout is None else loop.time() + timeout
         while not self._ready:
             if self._ended is not None:
                 raise self._ended
             await self.flush()
-            try:
-                response = await asyncio.wait_for(self._call.read(), clamp_timeout(timeout))
-            except asyncio.TimeoutError:
-                raise errors.Empty(f"no message from {self._queue!r} within {timeout} s",
-                                   grpc.StatusCode.DEADLINE_EXCEEDED, "QUEUE_EMPTY") from None
-            except grpc.RpcError as e:
-                self._ended = errors.from_rpc_error(e)
-                if e.code() == grpc.StatusCode.CANCELLED:
-                    self._ended = errors.Closed("the consumer is closed", e.code())
+            if not self._inbox:
+                self._arrived.clear()
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                if not await _wait_event(self._arrived, left) and not self._inbox:
+                    raise errors.Empty(f"no message from {self._queue!r} within {timeout} s",
+                                       grpc.StatusCode.DEADLINE_EXCEEDED, "QUEUE_EMPTY")
                 continue
-            if response is grpc.aio.EOF:
-                self._ended = errors.Closed("the consumer's stream ended",
-                                            grpc.StatusCode.CANCELLED)
+            response = self._inbox.popleft()
+            if isinstance(response, BaseException):
+                self._ended = response
                 continue
+            self._inbox_deliveries -= len(response.deliveries)
+            self._room.set()
             self._ready.extend(AioMessage(self._queue, d.message, d.delivery_tag, self,
                                           self._serializer) for d in response.deliveries)
-            self._ready.reverse()
-        return self._ready.pop()
+        return self._ready.popleft()
 
     def __aiter__(self) -> AsyncIterator[AioMessage]:
         return self._iterate()
@@ -363,41 +427,59 @@ class Consumer:
             except errors.Closed:
                 return
 
+    def _live(self) -> bool:
+        return self._ended is None and self._call is not None and not self._closing
+
     async def _afinish(self, message: Message) -> None:
-        if self._ended is None:
+        if self._live():
             self._acks.append(message._tag)
             if len(self._acks) >= self._ack_batch:
                 await self.flush()
 
     async def _arelease(self, message: Message) -> None:
-        if self._ended is None:
+        if self._live():
             await self.flush()
             await self._call.write(pb.ConsumeRequest(releases=[message._tag]))
 
     async def _aextend(self, message: Message, seconds: Optional[float]) -> None:
-        if self._ended is None:
+        if seconds is not None:
+            raise ValueError("a Consumer's message is extended by its ack_timeout; "
+                             "call extend() without seconds")
+        if self._live():
             await self._call.write(pb.ConsumeRequest(extends=[message._tag]))
 
     async def flush(self) -> None:
         """Sends the pending acks now."""
-        if self._acks and self._ended is None and self._call is not None:
+        if self._acks and self._live():
             acks, self._acks = self._acks, []
             await self._call.write(pb.ConsumeRequest(acks=acks))
 
     async def close(self) -> None:
-        """Sends pending acks, ends the stream and waits for the broker to end it."""
-        if self._call is None or self._ended is not None:
-            self._ended = self._ended or errors.Closed("the consumer is closed")
+        """Sends pending acks, ends the stream and waits (up to 10 s, then
+        cancels) for the broker to end it: the acks are applied before what
+        the stream still holds goes back to the queue."""
+        if self._closing:
             return
-        await self.flush()
-        await self._call.done_writing()
+        if self._call is None or self._reader is None:
+            self._closing = True
+            self._ended = self._ended or errors.Closed("the consumer is closed",
+                                                       grpc.StatusCode.CANCELLED)
+            return
         try:
-            while await asyncio.wait_for(self._call.read(), ANSWER_SLACK) is not grpc.aio.EOF:
-                pass  # deliveries after the half-close go back to the queue
+            await self.flush()
+            self._closing = True
+            self._room.set()  # the reader reads on to the end of the stream
+            await self._call.done_writing()
+            await asyncio.wait_for(asyncio.shield(self._reader), ANSWER_SLACK)
         except (grpc.RpcError, asyncio.TimeoutError):
+            pass
+        finally:
+            self._closing = True
             self._call.cancel()
-        self._ended = errors.Closed("the consumer is closed", grpc.StatusCode.CANCELLED)
-        self._ready.clear()
+            self._reader.cancel()
+            self._ended = errors.Closed("the consumer is closed", grpc.StatusCode.CANCELLED)
+            self._ready.clear()
+            self._inbox.clear()
 
     async def __aenter__(self) -> "Consumer":
         await self.start()
@@ -407,9 +489,29 @@ class Consumer:
         await self.close()
 
 
+class _Sub:
+    """One aio subscription: its stream and the task reading it."""
+
+    __slots__ = ("term", "is_pattern", "call", "task", "cancelled")
+
+    def __init__(self, term: str, is_pattern: bool, call: Any) -> None:
+        self.term = term
+        self.is_pattern = is_pattern
+        self.call = call
+        self.task: "Optional[asyncio.Task[None]]" = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.call.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+
 class PubSub:
     """``basin.PubSub`` for asyncio: the same items, from ``await get_message()``
-    and ``async for item in listen()``."""
+    and ``async for item in listen()``. Unread items are bounded as in the
+    blocking PubSub; (un)subscribe items and errors never wait for room."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, *, decode_responses: bool = False,
                  buffer_messages: int = 0, buffer_bytes: int = 0,
@@ -420,8 +522,11 @@ class PubSub:
         self._decode_responses = decode_responses
         self._options = dict(buffer_messages=buffer_messages, buffer_bytes=buffer_bytes,
                              overflow_policy=_POLICIES[overflow])
-        self._items: "asyncio.Queue[Any]" = asyncio.Queue(buffer_messages or 10_000)
-        self._subs: Dict[Tuple[str, bool], "asyncio.Task[None]"] = {}
+        self._items: Deque[Any] = collections.deque()
+        self._max_items = buffer_messages or 10_000
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._subs: Dict[Tuple[str, bool], _Sub] = {}
 
     def _decode(self, value: bytes) -> Any:
         return value.decode() if self._decode_responses else value
@@ -429,6 +534,10 @@ class PubSub:
     @property
     def subscribed(self) -> bool:
         return bool(self._subs)
+
+    def _push(self, item: Any) -> None:
+        self._items.append(item)
+        self._arrived.set()
 
     async def _add(self, terms: Tuple[Any, ...], is_pattern: bool) -> None:
         topics = _stubs(self._address)[1]
@@ -445,44 +554,55 @@ class PubSub:
                 raise errors.from_rpc_error(e) from None
             if first is grpc.aio.EOF:
                 raise errors.Unavailable(f"the subscription to {term!r} ended")
-            self._subs[(term, is_pattern)] = asyncio.ensure_future(
-                self._read(call, term, is_pattern, first))
-            await self._items.put({"type": "psubscribe" if is_pattern else "subscribe",
-                                   "pattern": None, "channel": self._decode(term.encode()),
-                                   "data": len(self._subs), "dropped_before": 0})
+            if (term, is_pattern) in self._subs:  # another task subscribed meanwhile
+                call.cancel()
+                continue
+            sub = self._subs[(term, is_pattern)] = _Sub(term, is_pattern, call)
+            self._push({"type": "psubscribe" if is_pattern else "subscribe",
+                        "pattern": None, "channel": self._decode(term.encode()),
+                        "data": len(self._subs), "dropped_before": 0})
+            sub.task = asyncio.ensure_future(self._read(sub, first))
 
-    async def _read(self, call: Any, term: str, is_pattern: bool, first: Any) -> None:
-        kind = "pmessage" if is_pattern else "message"
+    async def _read(self, sub: _Sub, first: Any) -> None:
+        kind = "pmessage" if sub.is_pattern else "message"
         response = first
+        error: BaseException
         try:
             while response is not grpc.aio.EOF:
                 for m in response.messages:
-                    await self._items.put({
-                        "type": kind,
-                        "pattern": self._decode(m.pattern.encode()) if is_pattern else None,
-                        "channel": self._decode(m.topic.encode()),
-                        "data": self._decode(m.payload),
-                        "dropped_before": int(m.dropped_before)})
-                response = await call.read()
-            await self._items.put(errors.Unavailable(f"the subscription to {term!r} ended"))
+                    while len(self._items) >= self._max_items and not sub.cancelled:
+                        self._room.clear()
+                        await self._room.wait()
+                    if sub.cancelled:
+                        return  # nothing of it after its "unsubscribe" item
+                    self._push(message_item(kind, m, sub.is_pattern, self._decode_responses))
+                response = await sub.call.read()
+            error = errors.Unavailable(f"the subscription to {sub.term!r} ended")
         except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.CANCELLED:
-                await self._items.put(errors.from_rpc_error(e))
+            error = errors.from_rpc_error(e)
         except asyncio.CancelledError:
-            call.cancel()
+            sub.call.cancel()
             raise
+        except Exception as e:  # noqa: BLE001 (a bug must not end it silently)
+            error = errors.Error(f"the subscription to {sub.term!r} failed: {e!r}")
+        if not sub.cancelled:
+            # Dead: out of the table (subscribing again opens a new one).
+            if self._subs.get((sub.term, sub.is_pattern)) is sub:
+                del self._subs[(sub.term, sub.is_pattern)]
+            self._push(error)
 
     async def _remove(self, terms: Tuple[Any, ...], is_pattern: bool) -> None:
         names = [t.decode() if isinstance(t, (bytes, bytearray)) else str(t) for t in terms]
         keys = [(n, is_pattern) for n in names] or [k for k in self._subs if k[1] == is_pattern]
         for key in keys:
-            task = self._subs.pop(key, None)
-            if task is None:
+            sub = self._subs.pop(key, None)
+            if sub is None:
                 continue
-            task.cancel()
-            await self._items.put({"type": "punsubscribe" if is_pattern else "unsubscribe",
-                                   "pattern": None, "channel": self._decode(key[0].encode()),
-                                   "data": len(self._subs), "dropped_before": 0})
+            sub.cancel()
+            self._room.set()
+            self._push({"type": "punsubscribe" if is_pattern else "unsubscribe",
+                        "pattern": None, "channel": self._decode(key[0].encode()),
+                        "data": len(self._subs), "dropped_before": 0})
 
     async def subscribe(self, *topics: Any) -> None:
         await self._add(topics, False)
@@ -498,17 +618,20 @@ class PubSub:
 
     async def get_message(self, ignore_subscribe_messages: bool = False,
                           timeout: Optional[float] = 0.0) -> Optional[Dict[str, Any]]:
+        """The next item, or None if none comes within ``timeout`` seconds
+        (None: as long as it takes, or until nothing is subscribed)."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + max(0.0, timeout)
+        timeout = clamp_timeout(timeout)
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
-            try:
-                if deadline is None:
-                    item = await self._items.get()
-                else:
-                    item = await asyncio.wait_for(self._items.get(),
-                                                  max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                return None
+            while not self._items:
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0 or not self._subs:
+                    return None
+                self._arrived.clear()
+                await _wait_event(self._arrived, left)
+            item = self._items.popleft()
+            self._room.set()
             if isinstance(item, BaseException):
                 raise item
             if ignore_subscribe_messages and item["type"] not in ("message", "pmessage"):
@@ -516,17 +639,25 @@ class PubSub:
             return item  # type: ignore[no-any-return]
 
     async def listen(self) -> AsyncIterator[Dict[str, Any]]:
-        while self.subscribed or not self._items.empty():
+        """Yields items while anything is subscribed (and what is already
+        received after the last unsubscribe)."""
+        while self.subscribed or self._items:
             item = await self.get_message(timeout=None if self.subscribed else 0)
             if item is not None:
                 yield item
 
     async def close(self) -> None:
-        tasks = list(self._subs.values())
+        """Ends every subscription and drops unread items; a ``listen()``
+        waiting in another task returns."""
+        subs = list(self._subs.values())
         self._subs.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for sub in subs:
+            sub.cancel()
+        await asyncio.gather(*(s.task for s in subs if s.task is not None),
+                             return_exceptions=True)
+        self._items.clear()
+        self._room.set()
+        self._arrived.set()
 
     async def __aenter__(self) -> "PubSub":
         return self

@@ -83,10 +83,17 @@ class Consumer:
         self._pid = os.getpid()
 
         self._lock = threading.Lock()
-        # Responses and the end of the stream, from the receiving thread.
+        # Responses and the end of the stream, from the receiving thread. It
+        # holds at most `prefetch` deliveries not yet taken (`_room`): with
+        # an ack_timeout the broker sends more as leases expire, and a
+        # stalled program must make it wait, not grow this process.
         self._inbox: "stdqueue.SimpleQueue[Any]" = stdqueue.SimpleQueue()
+        self._room = threading.Condition()
+        self._inbox_deliveries = 0
         self._ready: Deque[Message] = collections.deque()
+        # Acks not sent yet, and the stream whose delivery tags they are.
         self._acks: List[int] = []
+        self._acks_stream = 0
         self._stream: Optional[_Stream] = None
         self._stream_number = 0
         self._ended: Optional[BaseException] = None  # why no more messages come
@@ -98,14 +105,18 @@ class Consumer:
         # rather than the first get.
         self._conn.call(self._conn.queues.GetQueue, pb.GetQueueRequest(name=queue))
         first = self._open_stream()
+        assert first is not None
         self._receiver = threading.Thread(target=self._run, args=(first,),
                                           name=f"basin-consumer-{queue}", daemon=True)
         self._receiver.start()
 
     # -- the stream (receiving thread) -----------------------------------
 
-    def _open_stream(self) -> _Stream:
+    def _open_stream(self) -> Optional[_Stream]:
+        """A new Consume stream, or None when the consumer is closing."""
         with self._lock:
+            if self._cancelled or self._closing:
+                return None
             self._stream_number += 1
             stream = _Stream(self._stream_number)
             self._stream = stream
@@ -114,6 +125,10 @@ class Consumer:
             hello.ack_timeout.CopyFrom(duration(self._ack_timeout))
         stream.requests.put(hello)
         stream.call = self._conn.queues.Consume(self._requests(stream))
+        # cancel() may have run between the check and the call: it found
+        # no call to cancel, so this does it.
+        if self._cancelled:
+            stream.call.cancel()
         return stream
 
     @staticmethod
@@ -131,6 +146,9 @@ class Consumer:
             try:
                 for response in stream.call:
                     broken_since = None
+                    self._wait_for_room()
+                    with self._room:
+                        self._inbox_deliveries += len(response.deliveries)
                     self._inbox.put((stream.number, response))
                 end = errors.Closed("the consumer's stream ended",
                                     grpc.StatusCode.CANCELLED)
@@ -144,19 +162,32 @@ class Consumer:
                         with self._lock:
                             self._reconnects += 1
                         try:
-                            stream = self._open_stream()
+                            reopened = self._open_stream()
                         except grpc.RpcError as again:
                             end = errors.from_rpc_error(again)
                             break
-                        continue
+                        if reopened is not None:
+                            stream = reopened
+                            continue
                 end = errors.from_rpc_error(e)
                 if self._cancelled or self._closing:
                     end = errors.Closed("the consumer was cancelled", grpc.StatusCode.CANCELLED)
             except Exception as e:  # noqa: BLE001 (a bug must not hang get())
                 end = errors.Error(f"consumer stream failed: {e!r}")
+            if self._cancelled or self._closing:
+                end = errors.Closed("the consumer was cancelled", grpc.StatusCode.CANCELLED)
             break
         stream.requests.put(None)
         self._inbox.put((_END, end))
+
+    def _wait_for_room(self) -> None:
+        """Waits while `prefetch` deliveries wait to be taken, unless the
+        consumer is closing (then the stream is read to its end, so the
+        acks sent before the half-close are applied)."""
+        with self._room:
+            while self._inbox_deliveries >= self._prefetch and not (
+                    self._cancelled or self._closing):
+                self._room.wait(0.5)
 
     # -- taking messages -------------------------------------------------
 
@@ -179,6 +210,8 @@ class Consumer:
     def _next_deliveries(self, timeout: Optional[float]) -> Tuple[int, Any]:
         """The next response's deliveries on the current stream (sending the
         pending acks first): (stream number, deliveries)."""
+        if os.getpid() != self._pid:
+            raise RuntimeError("a basin.Consumer cannot be used in a forked child: make one there")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._ended is not None:
@@ -193,6 +226,10 @@ class Consumer:
             if number is _END:
                 self._ended = response
                 continue
+            if response.deliveries:
+                with self._room:
+                    self._inbox_deliveries -= len(response.deliveries)
+                    self._room.notify()
             if self._stream is None or number != self._stream.number:
                 continue  # from a stream that broke: those messages were requeued
             self._expired += len(response.expired)
@@ -200,7 +237,7 @@ class Consumer:
                 return number, response.deliveries
 
     def get_batch(self, timeout: Optional[float] = None) -> "MessageBatch":
-        """The messages that arrived together (up to the broker's 256 per
+        """The messages that arrived together (up to the broker's 1,024 per
         response, or what ``get`` left), waiting as ``get`` does. Cheaper per
         message than ``get``: values come as a list, one ``ack()`` for all."""
         if self._ready:
@@ -222,6 +259,8 @@ class Consumer:
     def _ack_tags(self, stream: int, tags: Any) -> None:
         if stream != self._stream_number or self._ended is not None:
             return
+        if stream != self._acks_stream:
+            self._acks, self._acks_stream = [], stream  # the old stream's are void
         acks = self._acks
         acks.extend(tags)
         if len(acks) >= self._ack_batch:
@@ -259,6 +298,8 @@ class Consumer:
         # The hot path of msg.ack(): the message is this consumer's.
         if message._stream != self._stream_number or self._ended is not None:
             return  # its stream is gone: the broker requeued it
+        if message._stream != self._acks_stream:
+            self._acks, self._acks_stream = [], message._stream  # the old stream's are void
         acks = self._acks
         acks.append(message._tag)
         if len(acks) >= self._ack_batch:
@@ -284,7 +325,9 @@ class Consumer:
             return
         acks, self._acks = self._acks, []
         stream = self._stream
-        if stream is not None and self._ended is None:
+        # Tags name deliveries of one stream: after a reconnect, the acks
+        # pending for the old one are void (the broker requeued those).
+        if stream is not None and stream.number == self._acks_stream and self._ended is None:
             stream.requests.put(pb.ConsumeRequest(acks=acks))
 
     # -- ending ----------------------------------------------------------
@@ -307,14 +350,20 @@ class Consumer:
         if self._closing or os.getpid() != self._pid:
             return
         self.flush()
-        self._closing = True
-        stream = self._stream
+        with self._lock:  # _open_stream opens no stream after this
+            self._closing = True
+            stream = self._stream
+        with self._room:
+            self._room.notify_all()  # a receiver waiting for room reads on
         if stream is not None:
             stream.requests.put(None)  # half-close: the broker ends the stream
         self._receiver.join(self._close_timeout)
-        if self._receiver.is_alive() and stream is not None:
-            stream.call.cancel()
-            self._receiver.join()
+        if self._receiver.is_alive():
+            with self._lock:
+                stream = self._stream
+            if stream is not None and stream.call is not None:
+                stream.call.cancel()
+            self._receiver.join(self._close_timeout)
         self._ended = errors.Closed("the consumer is closed", grpc.StatusCode.CANCELLED)
         self._ready.clear()
 
@@ -322,8 +371,11 @@ class Consumer:
         """Ends the stream at once, from any thread; ``get`` then raises
         :class:`basin.Closed` (and iteration stops). Acks not yet sent are
         lost (their messages come again)."""
-        self._cancelled = True
-        stream = self._stream
+        with self._lock:  # _open_stream opens no stream after this
+            self._cancelled = True
+            stream = self._stream
+        with self._room:
+            self._room.notify_all()
         if stream is not None and stream.call is not None:
             stream.call.cancel()
 

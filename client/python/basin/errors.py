@@ -127,6 +127,8 @@ _BY_REASON: Dict[str, Type[Error]] = {
     "MESSAGE_TOO_LARGE": MessageTooLarge,
     "TOO_MANY_WAITERS": TooManyWaiters,
     "SLOW_SUBSCRIBER": SlowSubscriber,
+    "SHUTTING_DOWN": Unavailable,
+    "STORAGE_UNAVAILABLE": Unavailable,
 }
 
 
@@ -161,11 +163,13 @@ def from_rpc_error(error: grpc.RpcError) -> Error:
 def broken(error: grpc.RpcError) -> bool:
     """True for a call the transport broke (the broker restarted, the network
     dropped, a stream was reset), which a Producer or Consumer may redo on a
-    new stream; false for an answer the broker gave on purpose."""
+    new stream; false for an answer the broker gave on purpose. A CANCELLED
+    the caller did not ask for is a break: a broker stopping resets its
+    streams that way."""
     code = error.code() if hasattr(error, "code") else None
     if code == grpc.StatusCode.UNAVAILABLE:
         return True
-    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED):
         return reason_of(error) == ""
     return False
 

@@ -58,7 +58,7 @@ PRODUCE_METHOD = "/basin.v1.QueueService/Produce"
 
 
 class _Batch:
-    __slots__ = ("batch_id", "first_sequence", "frames", "futures", "cond", "nbytes", "opened",
+    __slots__ = ("batch_id", "first_sequence", "frames", "futures", "lock", "nbytes", "opened",
                  "request")
 
     def __init__(self, opened: float) -> None:
@@ -68,7 +68,7 @@ class _Batch:
         # One sink per message sent alone (BatchFuture), or per run of a
         # send_many's messages (Span): _futures.complete walks them in order.
         self.futures: List[Any] = []
-        self.cond = threading.Condition()  # the BatchFutures' condition
+        self.lock = threading.Lock()  # completes the BatchFutures (see _futures)
         self.nbytes = 0
         self.opened = opened
         self.request: Optional[bytes] = None
@@ -127,6 +127,7 @@ class Producer:
         self._next_sequence = 1
         self._done_batch_id = 0  # every batch up to this one is confirmed or failed
         self._permanent: Optional[errors.Error] = None
+        self._orphans: List[_Batch] = []  # refused by _seal_locked, to fail
         self._closing = False
         self._stopped = False
         self._stream: Optional[_Stream] = None
@@ -144,33 +145,35 @@ class Producer:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
         frame = put_message(self._dumps(obj), headers)
         size = len(frame)
+        future: "Future[int]"
         with self._lock:
-            if self._permanent is not None or self._closing:
-                refused: "Future[int]" = Future()
-                refused.set_exception(self._permanent or errors.Error(
-                    "the producer is closed", grpc.StatusCode.CANCELLED))
-                return refused
-            batch = self._open
-            if batch is not None and (len(batch.frames) >= self._max_messages
-                                      or batch.nbytes + size > self._max_bytes):
-                self._seal_locked()
-                if self._permanent is not None or self._stopped:
-                    # Stopped while waiting for room: the full batch failed.
-                    refused = Future()
-                    refused.set_exception(self._permanent or errors.Error(
-                        "the producer is closed", grpc.StatusCode.CANCELLED))
-                    return refused
-                batch = None
-            if batch is None:
-                batch = self._open = _Batch(time.monotonic())
-                self._cond.notify_all()  # the sender waits for the linger from now
-            future = BatchFuture(batch.cond)
-            batch.frames.append(frame)
-            batch.futures.append(future)
-            batch.nbytes += size
-            if len(batch.frames) >= self._max_messages or batch.nbytes >= self._max_bytes:
-                self._seal_locked()
-        return future
+            if self._permanent is None and not self._closing:
+                batch = self._open
+                if batch is not None and (len(batch.frames) >= self._max_messages
+                                          or batch.nbytes + size > self._max_bytes):
+                    self._seal_locked()
+                    batch = None
+                if self._permanent is None and not self._stopped:
+                    if batch is None:
+                        batch = self._open = _Batch(time.monotonic())
+                        self._cond.notify_all()  # the sender waits for the linger from now
+                    future = BatchFuture(batch.lock)
+                    batch.frames.append(frame)
+                    batch.futures.append(future)
+                    batch.nbytes += size
+                    if (len(batch.frames) >= self._max_messages
+                            or batch.nbytes >= self._max_bytes):
+                        self._seal_locked()
+                    if not self._orphans:
+                        return future
+        if self._orphans:  # stopped while waiting for room
+            self._fail_orphans()
+        if self._permanent is None and not self._closing and not self._stopped:
+            return future
+        refused: "Future[int]" = Future()
+        refused.set_exception(self._permanent or errors.Error(
+            "the producer is closed", grpc.StatusCode.CANCELLED))
+        return refused
 
     def send_many(self, objs: Sequence[Any],
                   headers: Optional[Dict[str, str]] = None) -> "Future[List[int]]":
@@ -187,13 +190,13 @@ class Producer:
             group.resolve()
             return group.future
         done = 0
+        refused = False
         with self._lock:
             while done < len(frames):
                 if self._permanent is not None or self._closing or self._stopped:
                     failed = self._permanent or errors.Error("the producer is closed",
                                                              grpc.StatusCode.CANCELLED)
-                    if group.fill(done, None, 0, len(frames) - done, failed):
-                        group.resolve()
+                    refused = group.fill(done, None, 0, len(frames) - done, failed)
                     break
                 batch = self._open
                 if batch is None:
@@ -215,6 +218,10 @@ class Producer:
                 done += take
                 if len(batch.frames) >= self._max_messages or batch.nbytes >= self._max_bytes:
                     self._seal_locked()
+        if self._orphans:
+            self._fail_orphans()
+        if refused:
+            group.resolve()
         return group.future
 
     def _seal_locked(self, deadline: Optional[float] = None) -> bool:
@@ -232,9 +239,10 @@ class Producer:
         if batch is None:
             return True
         if self._permanent is not None or self._stopped:
-            error = self._permanent or errors.Error("the producer is closed",
-                                                    grpc.StatusCode.CANCELLED)
-            self._fail_batches([batch], error)
+            # Failed by the caller once it lets go of the lock
+            # (_fail_orphans): a future's callback must not run under it.
+            self._orphans.append(batch)
+            self._cond.notify_all()
             return True
         batch.batch_id = self._next_batch_id
         self._next_batch_id += 1
@@ -253,6 +261,9 @@ class Producer:
             if self._open is not None and not self._seal_locked(deadline):
                 return False
             target = self._next_batch_id - 1
+        if self._orphans:
+            self._fail_orphans()
+        with self._cond:
             while self._done_batch_id < target:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -343,8 +354,20 @@ class Producer:
                 self._cond.notify_all()
             if error is not None:
                 self._fail_batches(failed, error)
+                if not isinstance(error, _PERMANENT):
+                    self._await_work()
             broken_since = None
         self._finish_stop()
+
+    def _await_work(self) -> None:
+        """After a stream failed for good: the next one opens once there is
+        something to send, and not at once, so a broker that stays down (or
+        keeps refusing) does not make this thread spin."""
+        with self._cond:
+            while not (self._stopped or self._closing or self._unconfirmed
+                       or self._open is not None):
+                self._cond.wait()
+        self._conn.wait_ready(1.0)
 
     def _restart(self, stream: _Stream) -> None:
         with self._cond:
@@ -367,19 +390,32 @@ class Producer:
                 failures = failures or {}
                 failures[i] = errors.from_reason(result.error_reason, result.error_message)
             ids.append(result.message_id)
-        complete(batch.cond, batch.futures, ids, failures)
+        complete(batch.lock, batch.futures, ids, failures)
 
     def _stream_sent_dec(self) -> None:
         if self._stream is not None and self._stream.sent > 0:
             self._stream.sent -= 1
 
     def _fail_batches(self, batches: List[_Batch], error: Exception) -> None:
+        """Fails every future of ``batches``; called under no lock (futures'
+        callbacks run here)."""
         for batch in batches:
-            complete(batch.cond, batch.futures, None, error)
+            complete(batch.lock, batch.futures, None, error)
+        # An open batch failed with the others has no id yet (0).
+        last = max((b.batch_id for b in batches), default=0)
         with self._cond:
-            if batches and batches[-1].batch_id:
-                self._done_batch_id = max(self._done_batch_id, batches[-1].batch_id)
+            self._done_batch_id = max(self._done_batch_id, last)
             self._cond.notify_all()
+
+    def _fail_orphans(self) -> None:
+        """Fails the batches ``_seal_locked`` refused (see there), now that
+        no lock is held."""
+        if self._orphans:
+            with self._lock:
+                orphans, self._orphans = self._orphans, []
+            error = self._permanent or errors.Error("the producer is closed",
+                                                    grpc.StatusCode.CANCELLED)
+            self._fail_batches(orphans, error)
 
     def _finish_stop(self) -> None:
         with self._cond:
@@ -390,6 +426,7 @@ class Producer:
                 left.append(self._open)
                 self._open = None
             self._cond.notify_all()
+        self._fail_orphans()
         self._fail_batches(left, errors.Error("the producer was closed before the broker "
                                               "confirmed this message",
                                               grpc.StatusCode.CANCELLED))

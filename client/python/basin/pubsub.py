@@ -48,7 +48,8 @@ from typing import Any, Deque, Dict, Iterator, Optional, Tuple, Union
 import grpc
 
 from . import errors
-from ._connection import DEFAULT_ADDRESS, ANSWER_SLACK, Connection, default_connection
+from ._connection import (DEFAULT_ADDRESS, ANSWER_SLACK, Connection, clamp_timeout,
+                          default_connection)
 from .v1 import topic_pb2 as pb
 
 __all__ = ["PubSub", "encode_data"]
@@ -72,6 +73,22 @@ def encode_data(data: Data) -> bytes:
     raise TypeError(f"invalid data type {type(data).__name__}: use bytes, str, int or float")
 
 
+def message_item(kind: str, m: Any, is_pattern: bool, decode: bool) -> Any:
+    """A received message as redis-py's dict; with ``decode``, a payload
+    that is not UTF-8 gives a UnicodeDecodeError item instead (raised by
+    the get_message that reaches it; the subscription goes on)."""
+    try:
+        return {
+            "type": kind,
+            "pattern": (m.pattern if decode else m.pattern.encode()) if is_pattern else None,
+            "channel": m.topic if decode else m.topic.encode(),
+            "data": m.payload.decode() if decode else m.payload,
+            "dropped_before": int(m.dropped_before),
+        }
+    except UnicodeDecodeError as e:
+        return e
+
+
 class _Subscription:
     """One Subscribe stream (one topic or one pattern) and its reading thread."""
 
@@ -84,6 +101,7 @@ class _Subscription:
         self.announced = threading.Event()
         self.error: Optional[errors.Error] = None
         self.cancelled = False
+        self.dead = False  # ended by the broker or the network (under PubSub._lock)
         request = pb.SubscribeRequest(buffer_messages=owner._buffer_messages,
                                       buffer_bytes=owner._buffer_bytes,
                                       overflow_policy=owner._policy)
@@ -95,7 +113,6 @@ class _Subscription:
 
     def _read(self, owner: "PubSub") -> None:
         kind = "pmessage" if self.is_pattern else "message"
-        decode = owner._decode
         try:
             for response in self.call:
                 if response.HasField("subscribed"):
@@ -103,32 +120,29 @@ class _Subscription:
                     self.confirmed.set()
                 if response.messages:
                     self.announced.wait()
-                if self.cancelled:
-                    break  # unsubscribed: nothing of it is delivered afterwards
                 for m in response.messages:
-                    owner._push(self, {
-                        "type": kind,
-                        "pattern": decode(m.pattern.encode()) if self.is_pattern else None,
-                        "channel": decode(m.topic.encode()),
-                        "data": decode(m.payload),
-                        "dropped_before": int(m.dropped_before),
-                    })
-            if not self.cancelled:
-                owner._push(None, errors.Unavailable(f"the subscription to {self.term!r} ended"))
+                    if not owner._push(self, message_item(kind, m, self.is_pattern,
+                                                          owner._decode_responses)):
+                        return  # unsubscribed: nothing of it is delivered afterwards
+            self.error = errors.Unavailable(f"the subscription to {self.term!r} ended")
         except grpc.RpcError as e:
-            if not self.cancelled:
-                self.error = errors.from_rpc_error(e)
-                if self.confirmed.is_set():
-                    owner._push(None, self.error)
+            self.error = errors.from_rpc_error(e)
+        except Exception as e:  # noqa: BLE001 (a bug must not end it silently)
+            self.error = errors.Error(f"the subscription to {self.term!r} failed: {e!r}")
         finally:
             self.confirmed.set()  # wakes a subscribe() waiting on a failed stream
+        if self.live and not self.cancelled:
+            # Dead: out of the table (so subscribing again opens a new
+            # one), and the reader learns why.
+            owner._drop(self)
+            owner._push(None, self.error)
 
     def cancel(self, owner: "PubSub") -> None:
-        self.cancelled = True
+        with owner._cond:
+            self.cancelled = True
+            owner._cond.notify_all()  # a reader waiting for room gives up
         self.announced.set()
         self.call.cancel()
-        with owner._cond:
-            owner._cond.notify_all()  # a reader waiting for room gives up
 
 
 class PubSub:
@@ -166,15 +180,27 @@ class PubSub:
         self._patterns: Dict[str, _Subscription] = {}
         self._pid = os.getpid()
 
-    def _push(self, sub: Optional[_Subscription], item: Any) -> None:
-        """Adds an item; a subscription's message waits for room first."""
+    def _push(self, sub: Optional[_Subscription], item: Any) -> bool:
+        """Adds an item; a subscription's message waits for room first, and
+        is dropped (False) once the subscription is cancelled: cancel()
+        sets the flag before the "unsubscribe" item is pushed, so nothing
+        of it follows that item."""
         with self._cond:
-            while sub is not None and len(self._items) >= self._max_items:
+            if sub is not None:
+                while len(self._items) >= self._max_items and not sub.cancelled:
+                    self._cond.wait()
                 if sub.cancelled:
-                    return
-                self._cond.wait()
+                    return False
             self._items.append(item)
             self._cond.notify_all()
+        return True
+
+    def _drop(self, sub: _Subscription) -> None:
+        table = self._patterns if sub.is_pattern else self._channels
+        with self._lock:
+            sub.dead = True
+            if table.get(sub.term) is sub:
+                del table[sub.term]
 
     def _decode(self, value: bytes) -> Any:
         return value.decode() if self._decode_responses else value
@@ -212,6 +238,8 @@ class PubSub:
                 raise sub.error or errors.Unavailable(
                     f"the subscription to {term!r} ended before the broker confirmed it")
             with self._lock:
+                if sub.dead:
+                    continue  # died at once: its error is in the items
                 table[term] = sub
                 count = self._count()
             self._push(None, {"type": kind, "pattern": None,
@@ -254,13 +282,14 @@ class PubSub:
                     timeout: Optional[float] = 0.0) -> Optional[Dict[str, Any]]:
         """The next item, or None if none comes within ``timeout`` seconds
         (None: wait as long as it takes)."""
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        timeout = clamp_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._cond:
                 while not self._items:
                     left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return None
+                    if left is not None and left <= 0 or not self.subscribed:
+                        return None  # (nothing subscribed: nothing can come)
                     self._cond.wait(left)
                 item = self._items.popleft()
                 self._cond.notify_all()
@@ -279,13 +308,18 @@ class PubSub:
                 yield item
 
     def close(self) -> None:
-        """Ends every subscription."""
+        """Ends every subscription and drops what was received and not read;
+        a ``listen()`` or ``get_message()`` waiting in another thread
+        returns. The object may subscribe again afterwards."""
         with self._lock:
             subs = list(self._channels.values()) + list(self._patterns.values())
             self._channels.clear()
             self._patterns.clear()
         for sub in subs:
             sub.cancel(self)
+        with self._cond:
+            self._items.clear()
+            self._cond.notify_all()
         for sub in subs:
             sub.thread.join(ANSWER_SLACK)
 

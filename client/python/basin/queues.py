@@ -394,8 +394,8 @@ class JoinableQueue(Queue):
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Blocks until every message put has been finished. With a
-        ``timeout`` (not in the standard library): :class:`basin.JoinTimeout`."""
-        self._check_open()
+        ``timeout`` (not in the standard library): :class:`basin.JoinTimeout`.
+        Works after ``close()``, as the standard library's does."""
         name = self._name
         self._conn.wait_call(self._conn.queues.Join,
                              lambda wait: pb.JoinRequest(queue=name, timeout=wait), True,
