@@ -615,11 +615,13 @@ def main() -> int:
                     help="the C++ basin-bench binary (the cpp-* cases are skipped without it)")
     ap.add_argument("--server-pid", action="append", default=[], metavar="NAME=PID",
                     help="basind=PID / redis=PID: adds the server's CPU time per message")
-    ap.add_argument("--prefetch", type=int, default=500,
-                    help="Consumer prefetch (basin-bench's default: 500)")
+    ap.add_argument("--prefetch", type=int, default=10_000,
+                    help="Consumer prefetch, also given to basin-bench (its own default: 500)")
     ap.add_argument("--ack-batch", type=int, default=None,
                     help="Consumer ack_batch (default prefetch / 2 + 1, as basin-bench)")
-    ap.add_argument("--batch", type=int, default=500, help="Producer max_batch_messages")
+    ap.add_argument("--batch", type=int, default=5000,
+                    help="Producer max_batch_messages (the basin package's default), also "
+                         "given to basin-bench (its own default: 500)")
     ap.add_argument("--linger-us", type=int, default=1000, help="Producer linger")
     ap.add_argument("--keep-futures", action="store_true",
                     help="basin-stream: keep every send()'s future and check each one "

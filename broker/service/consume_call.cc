@@ -95,10 +95,14 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
       return Finish(client_done_.load() ? grpc::Status::OK : grpc::Status::CANCELLED);
     }
     resp_.Clear();
-    for (const core::StreamDelivery& d : pulled->deliveries) {
-      v1::StreamDelivery* out = resp_.add_deliveries();
-      out->set_delivery_tag(d.tag);
-      ToProto(d, out->mutable_message());
+    if (columns_ && !pulled->deliveries.empty()) {
+      ToColumns(pulled->deliveries, resp_.mutable_columns());
+    } else {
+      for (const core::StreamDelivery& d : pulled->deliveries) {
+        v1::StreamDelivery* out = resp_.add_deliveries();
+        out->set_delivery_tag(d.tag);
+        ToProto(d, out->mutable_message());
+      }
     }
     resp_.mutable_expired()->Assign(pulled->expired.begin(), pulled->expired.end());
     resp_.mutable_unknown_tags()->Assign(pulled->unknown_tags.begin(), pulled->unknown_tags.end());
@@ -154,6 +158,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
       ack_timeout = t.value();
     }
     queue_ = std::move(queue.value());
+    columns_ = req_.columns();  // before started_ is published: writers read it after
     auto attached = queue_->AttachConsumer(
         prefetch, ack_timeout, [link = link_, post = post_] { post([link] { link->Wake(); }); },
         core::Clock::now());
@@ -178,6 +183,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   const Post post_;
   const std::shared_ptr<CallLink<ConsumeCall>> link_;
   v1::ConsumeRequest req_;
+  bool columns_ = false;  // deliveries as DeliveryColumns (set by Start)
   v1::ConsumeResponse resp_;
   std::shared_ptr<core::Queue> queue_;
 

@@ -98,6 +98,27 @@ void ToProto(const core::StreamDelivery& delivery, v1::Message* out) {
   out->set_delivery_count(delivery.delivery_count);
 }
 
+void ToColumns(const std::vector<core::StreamDelivery>& deliveries, v1::DeliveryColumns* out) {
+  const int n = static_cast<int>(deliveries.size());
+  out->mutable_delivery_tags()->Reserve(n);
+  out->mutable_message_ids()->Reserve(n);
+  out->mutable_payloads()->Reserve(n);
+  out->mutable_delivery_counts()->Reserve(n);
+  for (int i = 0; i < n; ++i) {
+    const core::StreamDelivery& d = deliveries[static_cast<size_t>(i)];
+    const core::Message& m = *d.message;
+    out->add_delivery_tags(d.tag);
+    out->add_message_ids(m.id());
+    out->add_payloads(std::string(m.payload()));
+    out->add_delivery_counts(d.delivery_count);
+    const core::Headers headers = m.headers();
+    if (!headers.empty()) {
+      (*out->mutable_headers())[static_cast<uint32_t>(i)].mutable_entries()->insert(headers.begin(),
+                                                                                    headers.end());
+    }
+  }
+}
+
 void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
              v1::QueueInfo* out) {
   out->mutable_bindings()->Assign(bindings.begin(), bindings.end());

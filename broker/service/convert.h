@@ -38,6 +38,8 @@ void ToProto(const core::PutResult& result, v1::PutResult* out);
 void ToProto(core::Delivery&& delivery, v1::Message* out);
 // Copies the message out of the queue's block the delivery holds.
 void ToProto(const core::StreamDelivery& delivery, v1::Message* out);
+// The deliveries as columns (ConsumeRequest.columns), in order.
+void ToColumns(const std::vector<core::StreamDelivery>& deliveries, v1::DeliveryColumns* out);
 
 // The queue's settings, statistics and `bindings` (topics bound to it).
 void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,

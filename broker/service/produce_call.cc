@@ -62,6 +62,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     std::vector<core::Headers> headers;
     const std::vector<core::MessageSpec> specs = ToSpecs(req_.messages(), &headers);
     const uint64_t batch_id = req_.batch_id();
+    const bool compact = req_.compact_results();
     const uint64_t index = next_index_++;
     // Whichever of this thread (after PutBatch returns) and the batch's
     // admission (its answer, or for a durable queue the `admitted` call before
@@ -89,9 +90,9 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     core::WaitId id = 0;
     queue_->PutBatch(
         specs, core::Clock::now(), core::kNever, &id,
-        [this, index, batch_id, admitted](core::Result<std::vector<core::PutResult>> r) {
+        [this, index, batch_id, compact, admitted](core::Result<std::vector<core::PutResult>> r) {
           // The call cannot finish before Answered(), the last step.
-          OnPut(index, batch_id, std::move(r));
+          OnPut(index, Confirm{batch_id, compact, {}}, std::move(r));
           admitted();
           Answered();
         },
@@ -136,6 +137,24 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
  private:
   enum : int { kPutRunning, kPutCalledBack, kPutReturned };
 
+  // A batch's answer, waiting for its turn to be written.
+  struct Confirm {
+    uint64_t batch_id = 0;
+    bool compact = false;  // the request asked for the short confirm
+    std::vector<core::PutResult> results;
+  };
+
+  // The short confirm says it all: every message enqueued now, ids in a row.
+  static bool Consecutive(const std::vector<core::PutResult>& results) {
+    if (results.empty()) return false;
+    const uint64_t first = results.front().message_id;
+    for (size_t i = 0; i < results.size(); ++i) {
+      const core::PutResult& r = results[i];
+      if (r.error || r.duplicate || r.message_id != first + i) return false;
+    }
+    return true;
+  }
+
   // What to do once mu_ is released: gRPC and the core are never called
   // under it. A finish is the last thing done: the call may be gone after.
   struct Actions {
@@ -151,14 +170,15 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     if (a.finish) Finish(a.status);
   }
 
-  void OnPut(uint64_t index, uint64_t batch_id, core::Result<std::vector<core::PutResult>> r) {
+  void OnPut(uint64_t index, Confirm confirm, core::Result<std::vector<core::PutResult>> r) {
     std::unique_lock lock(mu_);
     if (!r.ok()) {
       FailLocked(r.error(), index);
       return Act(lock, WriteNextLocked());
     }
     if (index > fail_index_) return;  // a batch after a failed one: resent, not confirmed
-    outbox_.emplace(index, std::make_pair(batch_id, std::move(r.value())));
+    confirm.results = std::move(r.value());
+    outbox_.emplace(index, std::move(confirm));
     Act(lock, WriteNextLocked());
   }
 
@@ -222,10 +242,15 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     writing_ = true;
     // Built in place: a cleared response keeps its results for reuse, so a
     // confirm allocates nothing per message. Only the writer touches it.
-    const auto& [batch_id, results] = outbox_.begin()->second;
+    const Confirm& confirm = outbox_.begin()->second;
     current_.Clear();
-    current_.set_batch_id(batch_id);
-    for (const core::PutResult& one : results) ToProto(one, current_.add_results());
+    current_.set_batch_id(confirm.batch_id);
+    if (confirm.compact && Consecutive(confirm.results)) {
+      current_.set_first_message_id(confirm.results.front().message_id);
+      current_.set_message_count(static_cast<uint32_t>(confirm.results.size()));
+    } else {
+      for (const core::PutResult& one : confirm.results) ToProto(one, current_.add_results());
+    }
     outbox_.erase(outbox_.begin());
     ++next_write_;
     Actions a;
@@ -260,8 +285,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
   std::atomic<bool> cancelled_{false};
 
   RankedMutex<LockRank::kServiceCall> mu_;  // guards everything below
-  // Confirms by read index: batch id, results.
-  std::map<uint64_t, std::pair<uint64_t, std::vector<core::PutResult>>> outbox_;
+  // Confirms by read index.
+  std::map<uint64_t, Confirm> outbox_;
   uint64_t next_index_ = 0;  // of the next batch read (the reading thread only)
   uint64_t next_write_ = 0;  // index of the next confirm to write
   uint64_t fail_index_ = UINT64_MAX;

@@ -173,3 +173,52 @@ def _aio_pubsub_edges(address: str) -> None:
         await p.close()
         await asyncio.wait_for(listener, 30)
     asyncio.run(main())
+
+
+def test_aio_channels_of_finished_loops_are_freed(broker: Any) -> None:
+    isolated(_aio_channels_of_finished_loops_are_freed, broker.address)
+
+
+def _aio_channels_of_finished_loops_are_freed(address: str) -> None:
+    import gc
+
+    import grpc
+
+    name = unique("aio-loops")
+
+    async def main() -> None:
+        q = basin.aio.Queue(name, address=address)
+        await q.put(1)
+        assert await q.get() == 1
+    for _ in range(5):
+        asyncio.run(main())
+    gc.collect()
+    assert sum(isinstance(o, grpc.aio.Channel) for o in gc.get_objects()) <= 1
+
+
+def test_aio_consumer_start_cancelled_then_used(broker: Any) -> None:
+    isolated(_aio_consumer_start_cancelled_then_used, broker.address)
+
+
+def _aio_consumer_start_cancelled_then_used(address: str) -> None:
+    async def main() -> None:
+        name = unique("aio-cancel")
+        q = basin.aio.JoinableQueue(name, address=address)
+        await q.attach()
+        consumer = basin.aio.Consumer(name, address=address)
+        first = asyncio.ensure_future(consumer.get())
+        await asyncio.sleep(0)  # the get is under way (attaching, or waiting)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await q.put("x")
+        try:  # either the stream lived on, or its end is reported: never a hang
+            m = await asyncio.wait_for(consumer.get(timeout=30), 60)
+            assert m.value == "x"
+            await m.ack()
+        except basin.Error:
+            pass
+        await asyncio.wait_for(consumer.close(), 60)
+        with pytest.raises(basin.Closed):
+            await consumer.get(timeout=0)
+    asyncio.run(main())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import queue
 import signal
 import threading
 from typing import Any, Dict, List
@@ -233,7 +234,8 @@ def test_a_subscription_the_broker_ended_can_be_made_again(fresh_broker: Any) ->
         assert p.get_message(timeout=30)["type"] == "subscribe"  # type: ignore[index]
         fresh_broker.restart(signal.SIGKILL)
         with pytest.raises(basin.Error):
-            p.get_message(timeout=60)
+            for _ in p.listen():  # raises, rather than end as if unsubscribed
+                pass
         assert not p.subscribed
         p.subscribe(topic)  # a new stream, not a no-op
         assert p.get_message(timeout=30)["type"] == "subscribe"  # type: ignore[index]
@@ -261,3 +263,93 @@ def test_nothing_of_a_subscription_follows_its_unsubscribe_item(broker: Any) -> 
     kinds = [i["type"] for i in items]
     assert "unsubscribe" in kinds
     assert "message" not in kinds[kinds.index("unsubscribe"):]
+
+
+def test_a_callback_may_send_while_the_window_is_full(broker: Any) -> None:
+    """Only the receiving thread confirms batches: a callback's send() on it
+    must not wait for room (it would wait for itself)."""
+    name = unique("callback-full")
+    basin.Queue(name, address=broker.address)
+    with basin.Producer(name, address=broker.address, max_batch_messages=1,
+                        max_in_flight_batches=1) as producer:
+        chained: List[Any] = []
+        producer.send("first").add_done_callback(
+            lambda _: chained.append(producer.send("from the callback")))
+        rest = [producer.send(i) for i in range(200)]  # keeps the window full
+        assert producer.flush(timeout=30)
+        assert all(f.result(timeout=30) > 0 for f in rest)
+        assert wait_until(lambda: len(chained) == 1)
+        assert chained[0].result(timeout=30) > 0
+        with pytest.raises(RuntimeError):
+            flushed: List[Any] = []
+            done = threading.Event()
+
+            def flush_in_callback(_: Any) -> None:
+                try:
+                    producer.flush()
+                except RuntimeError as e:
+                    flushed.append(e)
+                done.set()
+
+            producer.send("last").add_done_callback(flush_in_callback)
+            assert done.wait(30)
+            raise flushed[0]
+
+
+def test_a_refused_batch_fails_alone_and_later_ones_are_resent(broker: Any) -> None:
+    """A refusal answers the first unconfirmed batch only; the batches after
+    it are resent on a new stream, not failed."""
+    name = unique("refusal")
+    q = basin.Queue(name, address=broker.address, max_bytes=1000, serializer="bytes")
+    with basin.Producer(name, address=broker.address, serializer="bytes",
+                        linger=0.05) as producer:
+        before = producer.send(b"a")
+        too_big = producer.send(b"x" * 2000)  # can never fit the queue's 1,000 bytes
+        after = producer.send(b"c")
+        assert producer.flush(timeout=30)
+        with pytest.raises(basin.InvalidArgument):
+            too_big.result()
+        assert before.result() > 0 and after.result() > before.result()
+    assert [q.get(timeout=30), q.get(timeout=30)] == [b"a", b"c"]
+
+
+def test_acks_from_many_threads_are_all_sent(broker: Any) -> None:
+    name = unique("threaded-acks")
+    q = basin.JoinableQueue(name, address=broker.address)
+    total = 3000
+    q.put_many(list(range(total)))
+    work: "queue.Queue[Any]" = queue.Queue()
+    consumer = basin.Consumer(name, address=broker.address, prefetch=50, ack_batch=7)
+
+    def worker() -> None:
+        while True:
+            msg = work.get()
+            if msg is None:
+                return
+            msg.ack()
+
+    workers = [threading.Thread(target=worker) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for _ in range(total):  # one thread takes, four ack
+        work.put(consumer.get(timeout=30))
+    for _ in workers:
+        work.put(None)
+    for w in workers:
+        w.join(30)
+    consumer.close()  # sends what is pending
+    assert wait_until(lambda: q.info().stats.unfinished == 0), q.info().stats
+
+
+def test_concurrent_subscribes_to_one_topic_make_one_subscription(broker: Any) -> None:
+    topic = unique("topic")
+    p = basin.PubSub(broker.address)
+    threads = [threading.Thread(target=p.subscribe, args=(topic,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert list(p.channels) == [topic.encode()]
+    assert wait_until(lambda: basin.publish(topic, "x", address=broker.address) == 1)
+    p.close()
+    assert wait_until(lambda: basin.publish(topic, "x", address=broker.address) == 0)

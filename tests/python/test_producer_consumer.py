@@ -236,3 +236,29 @@ def test_batch_release_and_mixed_get(broker: Any) -> None:
     assert sorted(again) == list(range(1, 10))
     consumer.close()
     assert wait_until(lambda: q.info().stats.unfinished == 0)
+
+
+def test_consumer_messages_carry_ids_headers_and_delivery_counts(broker: Any) -> None:
+    """The Consumer reads deliveries as columns (ConsumeRequest.columns):
+    every field of a Message is still there, headers only where set."""
+    name = unique("columns")
+    basin.JoinableQueue(name, address=broker.address, serializer="json")
+    with basin.Producer(name, address=broker.address, serializer="json") as producer:
+        plain = producer.send({"n": 1})
+        tagged = producer.send({"n": 2}, headers={"trace": "abc"})
+        assert producer.flush(timeout=30)
+    with basin.Consumer(name, address=broker.address, serializer="json") as consumer:
+        batch = consumer.get_batch(timeout=30)
+        while len(batch) < 2:  # both may not come in one response
+            batch.messages.extend(consumer.get_batch(timeout=30).messages)
+        first, second = batch.messages
+        assert (first.value, first.id, first.headers) == ({"n": 1}, plain.result(), {})
+        assert (second.value, second.id, second.headers["trace"]) == (
+            {"n": 2}, tagged.result(), "abc")
+        assert first.delivery_count == second.delivery_count == 1
+        second.release()  # back to the queue: delivered again, counted
+        again = consumer.get(timeout=30)
+        assert again.id == second.id and again.delivery_count == 2
+        assert again.headers["trace"] == "abc"
+        first.ack()
+        again.ack()

@@ -13,7 +13,7 @@ def test_produce_request_bytes_match_protobuf() -> None:
     for batch_id, first in [(1, 1), (127, 128), (300, 2**40), (2**63, 2**64 - 1)]:
         got = _wire.produce_request(b"orders", batch_id, b"producer-1", first, frames)
         want = pb.ProduceRequest(queue="orders", batch_id=batch_id, producer_id="producer-1",
-                                 first_sequence=first)
+                                 first_sequence=first, compact_results=True)
         for p, h in zip(payloads, headers):
             want.messages.add(payload=p, headers=h or {})
         assert pb.ProduceRequest.FromString(got) == want
@@ -21,7 +21,8 @@ def test_produce_request_bytes_match_protobuf() -> None:
             assert got == want.SerializeToString()
     plain = [_wire.put_message(p) for p in payloads]
     want = pb.ProduceRequest(queue="q", batch_id=5, producer_id="p", first_sequence=9,
-                             messages=[pb.PutMessage(payload=p) for p in payloads])
+                             messages=[pb.PutMessage(payload=p) for p in payloads],
+                             compact_results=True)
     assert _wire.produce_request(b"q", 5, b"p", 9, plain) == want.SerializeToString()
 
 

@@ -18,6 +18,7 @@ _BYTE = [bytes([i]) for i in range(128)]
 # Field tags (field number << 3 | wire type) of ProduceRequest and PutMessage.
 _QUEUE, _BATCH_ID, _MESSAGES, _PRODUCER_ID, _FIRST_SEQUENCE = b"\x0a", b"\x10", b"\x1a", b"\x22", b"\x28"
 _PAYLOAD = b"\x0a"
+_COMPACT_RESULTS_ON = b"\x30\x01"  # field 6 (varint) = true
 
 
 def varint(n: int) -> bytes:
@@ -47,11 +48,13 @@ def put_message(payload: bytes, headers: Optional[Dict[str, str]] = None) -> byt
 
 def produce_request(queue: bytes, batch_id: int, producer_id: bytes, first_sequence: int,
                     messages: List[bytes]) -> bytes:
-    """A whole ProduceRequest from framed messages (put_message)."""
+    """A whole ProduceRequest from framed messages (put_message), asking
+    for the short confirm (compact_results)."""
     return b"".join((
         _QUEUE, varint(len(queue)), queue,
         _BATCH_ID, varint(batch_id),
         *messages,
         _PRODUCER_ID, varint(len(producer_id)), producer_id,
         _FIRST_SEQUENCE, varint(first_sequence),
+        _COMPACT_RESULTS_ON,
     ))

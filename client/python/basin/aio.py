@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import weakref
 from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 
 import grpc
@@ -42,7 +41,7 @@ import grpc
 from . import errors
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
-from .message import Message
+from .message import Message, from_columns
 from .pubsub import _POLICIES, Data, encode_data, message_item
 from .queues import MAX_BATCH, _seconds, check_settings, create_request, wanted_settings
 from .serializers import Serializer, SerializerSpec, resolve
@@ -51,18 +50,26 @@ from .v1 import queue_pb2_grpc, topic_pb2, topic_pb2_grpc
 
 __all__ = ["Queue", "JoinableQueue", "Consumer", "PubSub", "AioMessage", "publish"]
 
-# Per event loop (weakly: a finished loop's channels go with it), per
-# process and address: its stubs. grpc.aio channels belong to one loop.
-_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Tuple[str, int], Any]]" = \
-    weakref.WeakKeyDictionary()
+# Each event loop's stubs, per process and address, kept on the loop itself
+# (grpc.aio channels belong to one loop). gRPC 1.51 keeps every loop it has
+# served alive for good, so the channels of loops that have closed are
+# dropped when a new loop makes its first one: freed, they close their
+# connections (repeated asyncio.run calls leave one channel each otherwise).
+_LOOP_ATTRIBUTE = "_basin_aio_stubs"
+_loops_with_stubs: List[asyncio.AbstractEventLoop] = []
 
 
 def _stubs(address: str) -> Tuple[Any, Any]:
     """This event loop's channel to ``address``."""
     loop = asyncio.get_running_loop()
-    per_loop = _channels.get(loop)
+    per_loop: Optional[Dict[Tuple[str, int], Any]] = getattr(loop, _LOOP_ATTRIBUTE, None)
     if per_loop is None:
-        per_loop = _channels[loop] = {}
+        for old in [o for o in _loops_with_stubs if o.is_closed()]:
+            _loops_with_stubs.remove(old)
+            delattr(old, _LOOP_ATTRIBUTE)
+        per_loop = {}
+        setattr(loop, _LOOP_ATTRIBUTE, per_loop)
+        _loops_with_stubs.append(loop)
     key = (address, os.getpid())
     entry = per_loop.get(key)
     if entry is None:
@@ -351,37 +358,50 @@ class Consumer:
 
     async def start(self) -> None:
         """Opens the stream (done by the first ``get`` or ``async with``)."""
-        if self._call is not None or self._ended is not None:
+        if self._call is not None or self._ended is not None or self._closing:
             return
         queues = _stubs(self._address)[0]
         await _call(queues.GetQueue, pb.GetQueueRequest(name=self._queue))
-        if self._call is not None:
-            return  # another task started it meanwhile
-        self._call = queues.Consume()
-        hello = pb.ConsumeRequest(queue=self._queue, prefetch=self._prefetch)
+        if self._call is not None or self._ended is not None or self._closing:
+            return  # another task started it, or close() ran, meanwhile
+        hello = pb.ConsumeRequest(queue=self._queue, prefetch=self._prefetch, columns=True)
         if self._ack_timeout is not None:
             hello.ack_timeout.CopyFrom(duration(self._ack_timeout))
-        await self._call.write(hello)
+        # The call and its reader come together (no await between): a start
+        # cancelled in the write below leaves a call whose reader reports
+        # its end, never a call nobody reads.
+        call = self._call = queues.Consume()
         self._reader = asyncio.ensure_future(self._read())
+        try:
+            await call.write(hello)
+        except BaseException:
+            call.cancel()
+            raise
 
     async def _read(self) -> None:
         end: BaseException
         try:
             while True:
-                while self._inbox_deliveries >= self._prefetch and not self._closing:
-                    self._room.clear()
-                    await self._room.wait()
                 response = await self._call.read()
                 if response is grpc.aio.EOF:
                     end = errors.Closed("the consumer's stream ended", grpc.StatusCode.CANCELLED)
                     break
-                self._inbox_deliveries += len(response.deliveries)
+                count = len(response.columns.delivery_tags)
+                # Room first (a response never holds more than prefetch).
+                while (self._inbox_deliveries and self._inbox_deliveries + count > self._prefetch
+                       and not self._closing):
+                    self._room.clear()
+                    await self._room.wait()
+                self._inbox_deliveries += count
                 self._inbox.append(response)
                 self._arrived.set()
         except grpc.RpcError as e:
             end = errors.from_rpc_error(e)
-            if e.code() == grpc.StatusCode.CANCELLED:
-                end = errors.Closed("the consumer is closed", e.code())
+            if self._closing:
+                end = errors.Closed("the consumer is closed", grpc.StatusCode.CANCELLED)
+            elif errors.broken(e):  # CANCELLED by a stopping broker included
+                end = errors.Unavailable(f"the consumer's stream broke: {end.details}",
+                                         e.code(), end.reason)
         except asyncio.CancelledError:
             end = errors.Closed("the consumer is closed", grpc.StatusCode.CANCELLED)
         except Exception as e:  # noqa: BLE001 (a bug must not hang get())
@@ -411,10 +431,10 @@ class Consumer:
             if isinstance(response, BaseException):
                 self._ended = response
                 continue
-            self._inbox_deliveries -= len(response.deliveries)
+            self._inbox_deliveries -= len(response.columns.delivery_tags)
             self._room.set()
-            self._ready.extend(AioMessage(self._queue, d.message, d.delivery_tag, self,
-                                          self._serializer) for d in response.deliveries)
+            self._ready.extend(from_columns(AioMessage, self._queue, response.columns, self,
+                                            self._serializer))
         return self._ready.popleft()
 
     def __aiter__(self) -> AsyncIterator[AioMessage]:
@@ -428,7 +448,17 @@ class Consumer:
                 return
 
     def _live(self) -> bool:
-        return self._ended is None and self._call is not None and not self._closing
+        return (self._ended is None and self._call is not None and not self._closing
+                and not self._call.done())
+
+    async def _send(self, request: pb.ConsumeRequest) -> None:
+        """Writes on the stream; a stream that ended meanwhile drops it (its
+        deliveries went back to the queue), as the blocking Consumer does.
+        Shielded: a caller cancelled mid-write must not cancel the stream."""
+        try:
+            await asyncio.shield(self._call.write(request))
+        except (grpc.RpcError, asyncio.InvalidStateError):
+            pass
 
     async def _afinish(self, message: Message) -> None:
         if self._live():
@@ -439,20 +469,20 @@ class Consumer:
     async def _arelease(self, message: Message) -> None:
         if self._live():
             await self.flush()
-            await self._call.write(pb.ConsumeRequest(releases=[message._tag]))
+            await self._send(pb.ConsumeRequest(releases=[message._tag]))
 
     async def _aextend(self, message: Message, seconds: Optional[float]) -> None:
         if seconds is not None:
             raise ValueError("a Consumer's message is extended by its ack_timeout; "
                              "call extend() without seconds")
         if self._live():
-            await self._call.write(pb.ConsumeRequest(extends=[message._tag]))
+            await self._send(pb.ConsumeRequest(extends=[message._tag]))
 
     async def flush(self) -> None:
         """Sends the pending acks now."""
         if self._acks and self._live():
             acks, self._acks = self._acks, []
-            await self._call.write(pb.ConsumeRequest(acks=acks))
+            await self._send(pb.ConsumeRequest(acks=acks))
 
     async def close(self) -> None:
         """Sends pending acks, ends the stream and waits (up to 10 s, then
@@ -471,7 +501,7 @@ class Consumer:
             self._room.set()  # the reader reads on to the end of the stream
             await self._call.done_writing()
             await asyncio.wait_for(asyncio.shield(self._reader), ANSWER_SLACK)
-        except (grpc.RpcError, asyncio.TimeoutError):
+        except (grpc.RpcError, asyncio.TimeoutError, asyncio.InvalidStateError):
             pass
         finally:
             self._closing = True

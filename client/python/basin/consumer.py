@@ -20,8 +20,8 @@ come again (delivery count + 1); acking one received before the break does
 nothing. Processing must therefore be idempotent: at least once, as with any
 broker.
 
-One thread at a time may take messages; ``cancel()`` may come from any
-thread. A Consumer belongs to the process that made it: make one in each.
+One thread at a time may take messages; acks, releases and ``cancel()``
+may come from any thread. A Consumer belongs to the process that made it: make one in each.
 """
 
 from __future__ import annotations
@@ -37,11 +37,15 @@ import grpc
 
 from . import errors
 from ._connection import DEFAULT_ADDRESS, Connection, clamp_timeout, default_connection, duration
-from .message import Message
+from .message import Message, from_columns
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
 
 __all__ = ["Consumer", "MessageBatch"]
+
+# Waits before reopening a broken stream, doubling (as the C++ SDK's).
+_MIN_BACKOFF = 0.02
+_MAX_BACKOFF = 1.0
 
 _END = object()
 
@@ -94,6 +98,7 @@ class Consumer:
         # Acks not sent yet, and the stream whose delivery tags they are.
         self._acks: List[int] = []
         self._acks_stream = 0
+        self._ack_lock = threading.Lock()
         self._stream: Optional[_Stream] = None
         self._stream_number = 0
         self._ended: Optional[BaseException] = None  # why no more messages come
@@ -120,7 +125,7 @@ class Consumer:
             self._stream_number += 1
             stream = _Stream(self._stream_number)
             self._stream = stream
-        hello = pb.ConsumeRequest(queue=self._queue, prefetch=self._prefetch)
+        hello = pb.ConsumeRequest(queue=self._queue, prefetch=self._prefetch, columns=True)
         if self._ack_timeout is not None:
             hello.ack_timeout.CopyFrom(duration(self._ack_timeout))
         stream.requests.put(hello)
@@ -141,14 +146,14 @@ class Consumer:
 
     def _run(self, stream: _Stream) -> None:
         broken_since: Optional[float] = None
+        backoff = _MIN_BACKOFF
         while True:
             end: BaseException
             try:
                 for response in stream.call:
                     broken_since = None
-                    self._wait_for_room()
-                    with self._room:
-                        self._inbox_deliveries += len(response.deliveries)
+                    backoff = _MIN_BACKOFF
+                    self._hold(len(response.columns.delivery_tags))
                     self._inbox.put((stream.number, response))
                 end = errors.Closed("the consumer's stream ended",
                                     grpc.StatusCode.CANCELLED)
@@ -158,6 +163,12 @@ class Consumer:
                     broken_since = broken_since or now
                     if now - broken_since < self._reconnect_for:
                         stream.requests.put(None)
+                        # Not at once: a broker answering UNAVAILABLE while
+                        # connected (SHUTTING_DOWN) must not make this spin.
+                        with self._room:
+                            self._room.wait_for(lambda: self._cancelled or self._closing,
+                                                timeout=backoff)
+                        backoff = min(2 * backoff, _MAX_BACKOFF)
                         self._conn.wait_ready(min(1.0, self._reconnect_for))
                         with self._lock:
                             self._reconnects += 1
@@ -180,14 +191,17 @@ class Consumer:
         stream.requests.put(None)
         self._inbox.put((_END, end))
 
-    def _wait_for_room(self) -> None:
-        """Waits while `prefetch` deliveries wait to be taken, unless the
-        consumer is closing (then the stream is read to its end, so the
-        acks sent before the half-close are applied)."""
+    def _hold(self, count: int) -> None:
+        """Counts a received response's deliveries into the inbox, waiting
+        first while they would take it past `prefetch` (a response never
+        holds more than `prefetch`), unless the consumer is closing (then the
+        stream is read to its end, so the acks sent before the half-close
+        are applied)."""
         with self._room:
-            while self._inbox_deliveries >= self._prefetch and not (
-                    self._cancelled or self._closing):
-                self._room.wait(0.5)
+            while (self._inbox_deliveries and self._inbox_deliveries + count > self._prefetch
+                   and not (self._cancelled or self._closing)):
+                self._room.wait()
+            self._inbox_deliveries += count
 
     # -- taking messages -------------------------------------------------
 
@@ -202,14 +216,13 @@ class Consumer:
 
     def _refill(self, timeout: Optional[float]) -> None:
         """Waits for deliveries (sending the pending acks first)."""
-        number, deliveries = self._next_deliveries(timeout)
-        queue, source, serializer = self._queue, self, self._serializer
-        self._ready.extend(Message(queue, d.message, d.delivery_tag, source, serializer, number)
-                           for d in deliveries)
+        number, columns = self._next_deliveries(timeout)
+        self._ready.extend(from_columns(Message, self._queue, columns, self, self._serializer,
+                                        number))
 
     def _next_deliveries(self, timeout: Optional[float]) -> Tuple[int, Any]:
         """The next response's deliveries on the current stream (sending the
-        pending acks first): (stream number, deliveries)."""
+        pending acks first): (stream number, DeliveryColumns)."""
         if os.getpid() != self._pid:
             raise RuntimeError("a basin.Consumer cannot be used in a forked child: make one there")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -226,15 +239,17 @@ class Consumer:
             if number is _END:
                 self._ended = response
                 continue
-            if response.deliveries:
+            columns = response.columns
+            count = len(columns.delivery_tags)
+            if count:
                 with self._room:
-                    self._inbox_deliveries -= len(response.deliveries)
+                    self._inbox_deliveries -= count
                     self._room.notify()
             if self._stream is None or number != self._stream.number:
                 continue  # from a stream that broke: those messages were requeued
             self._expired += len(response.expired)
-            if response.deliveries:
-                return number, response.deliveries
+            if count:
+                return number, columns
 
     def get_batch(self, timeout: Optional[float] = None) -> "MessageBatch":
         """The messages that arrived together (up to the broker's 1,024 per
@@ -244,8 +259,8 @@ class Consumer:
             left = list(self._ready)
             self._ready.clear()
             return MessageBatch(self, left[0]._stream, None, left)
-        number, deliveries = self._next_deliveries(clamp_timeout(timeout))
-        return MessageBatch(self, number, deliveries, None)
+        number, columns = self._next_deliveries(clamp_timeout(timeout))
+        return MessageBatch(self, number, columns, None)
 
     def batches(self) -> Iterator["MessageBatch"]:
         """Yields ``get_batch()`` until the queue is closed and drained, or the
@@ -259,11 +274,12 @@ class Consumer:
     def _ack_tags(self, stream: int, tags: Any) -> None:
         if stream != self._stream_number or self._ended is not None:
             return
-        if stream != self._acks_stream:
-            self._acks, self._acks_stream = [], stream  # the old stream's are void
-        acks = self._acks
-        acks.extend(tags)
-        if len(acks) >= self._ack_batch:
+        with self._ack_lock:
+            if stream != self._acks_stream:
+                self._acks, self._acks_stream = [], stream  # the old stream's are void
+            self._acks.extend(tags)
+            full = len(self._acks) >= self._ack_batch
+        if full:
             self.flush()
 
     def __iter__(self) -> Iterator[Message]:
@@ -298,11 +314,13 @@ class Consumer:
         # The hot path of msg.ack(): the message is this consumer's.
         if message._stream != self._stream_number or self._ended is not None:
             return  # its stream is gone: the broker requeued it
-        if message._stream != self._acks_stream:
-            self._acks, self._acks_stream = [], message._stream  # the old stream's are void
-        acks = self._acks
-        acks.append(message._tag)
-        if len(acks) >= self._ack_batch:
+        with self._ack_lock:  # workers may ack from several threads
+            if message._stream != self._acks_stream:
+                self._acks, self._acks_stream = [], message._stream  # the old stream's are void
+            acks = self._acks
+            acks.append(message._tag)
+            full = len(acks) >= self._ack_batch
+        if full:
             self.flush()
 
     def _release(self, message: Message) -> None:
@@ -323,11 +341,13 @@ class Consumer:
         """Sends the pending acks now."""
         if not self._acks:
             return
-        acks, self._acks = self._acks, []
+        with self._ack_lock:
+            acks, self._acks = self._acks, []
+            acks_stream = self._acks_stream
         stream = self._stream
         # Tags name deliveries of one stream: after a reconnect, the acks
         # pending for the old one are void (the broker requeued those).
-        if stream is not None and stream.number == self._acks_stream and self._ended is None:
+        if stream is not None and stream.number == acks_stream and self._ended is None:
             stream.requests.put(pb.ConsumeRequest(acks=acks))
 
     # -- ending ----------------------------------------------------------
@@ -392,18 +412,19 @@ class MessageBatch:
     ``payloads`` (bytes), ``messages`` (Message objects, made on first use),
     one ``ack()`` for all. Iterating yields the values."""
 
-    __slots__ = ("_consumer", "_stream", "_deliveries", "_messages", "_payloads")
+    __slots__ = ("_consumer", "_stream", "_columns", "_messages", "_payloads")
 
-    def __init__(self, consumer: Consumer, stream: int, deliveries: Any,
+    def __init__(self, consumer: Consumer, stream: int, columns: Any,
                  messages: Optional[List[Message]]) -> None:
         self._consumer = consumer
         self._stream = stream
-        self._deliveries = deliveries
+        self._columns = columns  # a DeliveryColumns, or None with `messages`
         self._messages = messages
         self._payloads: Optional[List[bytes]] = None
 
     def __len__(self) -> int:
-        return len(self._messages if self._messages is not None else self._deliveries)
+        return len(self._messages if self._messages is not None
+                   else self._columns.delivery_tags)
 
     @property
     def payloads(self) -> List[bytes]:
@@ -411,7 +432,7 @@ class MessageBatch:
             if self._messages is not None:
                 self._payloads = [m._pb.payload for m in self._messages]
             else:
-                self._payloads = [d.message.payload for d in self._deliveries]
+                self._payloads = list(self._columns.payloads)
         return self._payloads
 
     @property
@@ -426,8 +447,8 @@ class MessageBatch:
     def messages(self) -> List[Message]:
         if self._messages is None:
             c = self._consumer
-            self._messages = [Message(c._queue, d.message, d.delivery_tag, c, c._serializer,
-                                      self._stream) for d in self._deliveries]
+            self._messages = from_columns(Message, c._queue, self._columns, c, c._serializer,
+                                          self._stream)
         return self._messages
 
     def __iter__(self) -> Iterator[Any]:
@@ -436,11 +457,11 @@ class MessageBatch:
     def _tags(self) -> Any:
         if self._messages is not None:
             return [m._tag for m in self._messages]
-        deliveries = self._deliveries
-        first, last = deliveries[0].delivery_tag, deliveries[-1].delivery_tag
-        if last - first + 1 == len(deliveries):  # tags are consecutive on a stream
+        tags = self._columns.delivery_tags
+        first, last = tags[0], tags[-1]
+        if last - first + 1 == len(tags):  # tags are consecutive on a stream
             return range(first, last + 1)
-        return [d.delivery_tag for d in deliveries]
+        return list(tags)
 
     def ack(self) -> None:
         """Finishes every message of the batch (sent with the consumer's acks)."""

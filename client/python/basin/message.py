@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Type, TypeVar
 
 from .serializers import Serializer
 
-__all__ = ["Message"]
+__all__ = ["Message", "Row", "from_columns"]
 
 _UNSET: Any = object()
 
@@ -85,3 +85,39 @@ class Message:
     def __repr__(self) -> str:
         return (f"<basin.Message queue={self.queue!r} id={self.id} "
                 f"delivery_count={self.delivery_count}>")
+
+
+class Row:
+    """Delivery ``index`` of a ``DeliveryColumns``, read as a ``Message``'s
+    protobuf is (the payload taken out up front, the rest on demand)."""
+
+    __slots__ = ("payload", "_columns", "_index")
+
+    def __init__(self, payload: bytes, columns: Any, index: int) -> None:
+        self.payload = payload
+        self._columns = columns
+        self._index = index
+
+    @property
+    def message_id(self) -> int:
+        return int(self._columns.message_ids[self._index])
+
+    @property
+    def delivery_count(self) -> int:
+        return int(self._columns.delivery_counts[self._index])
+
+    @property
+    def headers(self) -> Any:
+        by_index = self._columns.headers
+        # `in` first: reading a missing key of a protobuf map adds it.
+        return by_index[self._index].entries if self._index in by_index else {}
+
+
+M = TypeVar("M", bound=Message)
+
+
+def from_columns(cls: Type[M], queue: str, columns: Any, source: Any, serializer: Serializer,
+                 stream: int = 0) -> List[M]:
+    """The deliveries of a ``DeliveryColumns`` as ``cls`` (Message or a subclass)."""
+    return [cls(queue, Row(payload, columns, i), tag, source, serializer, stream)
+            for i, (payload, tag) in enumerate(zip(columns.payloads, columns.delivery_tags))]

@@ -6,9 +6,11 @@
         producer.flush()                          # every send so far confirmed
         print(future.result())                    # the message's id
 
-Messages are batched by count, bytes and ``linger`` (seconds a message may
-wait for its batch to fill); at most ``max_in_flight_batches`` batches are
-unconfirmed at once, so a full queue (the broker stops reading the stream)
+Messages are batched by count (5,000), bytes (1 MiB) and ``linger`` (seconds
+a message may wait for its batch to fill, 1 ms): larger batches than the C++
+SDK's 500, because each request costs gRPC Python about 200 µs of its own.
+At most ``max_in_flight_batches`` batches are unconfirmed at once, so a full
+queue (the broker stops reading the stream)
 blocks ``send()`` once that many are out. A batch never holds more than the
 queue can ever take (its ``max_size`` and ``max_bytes``, read at start).
 
@@ -25,10 +27,18 @@ id, and the broker answers a number it already holds with the original id,
 so a confirm lost with the connection never enqueues a message twice.
 
 Thread-safe. Callbacks added to the futures run on the producer's
-receiving thread: they must not block on a later message's future. Call
-``close()`` (or use ``with``): messages still batched when the interpreter
-exits without it are lost. A Producer belongs to the process that made it (its threads do not survive
-``fork``): make one in each process.
+receiving thread, under no producer lock: they may ``send()`` (never
+waiting for room: the in-flight window stretches) and ``close()`` (without
+waiting), but must not wait on a later message's future, and ``flush()``
+from one raises RuntimeError. Call ``close()`` (or use ``with``): messages
+still batched when the interpreter exits without it are lost. A Producer
+belongs to the process that made it (its threads do not survive ``fork``):
+make one in each process.
+
+A refusal that is neither permanent nor a broken connection (say
+RESOURCE_EXHAUSTED) fails the batch it answers; the later unconfirmed
+batches are resent on a new stream, after a pause that doubles from 20 ms
+to 1 s, as after a break.
 """
 
 from __future__ import annotations
@@ -54,6 +64,9 @@ from .v1 import queue_pb2 as pb
 __all__ = ["Producer"]
 
 _PERMANENT = (errors.NotFound, errors.Closed)
+# Waits between streams after a failure, doubling (as the C++ SDK's).
+_MIN_BACKOFF = 0.02
+_MAX_BACKOFF = 1.0
 PRODUCE_METHOD = "/basin.v1.QueueService/Produce"
 
 
@@ -88,7 +101,7 @@ class Producer:
     """Batched, confirmed, reconnecting puts into one queue (see the module doc)."""
 
     def __init__(self, queue: str, *, address: str = DEFAULT_ADDRESS, client: Any = None,
-                 serializer: SerializerSpec = "pickle", max_batch_messages: int = 500,
+                 serializer: SerializerSpec = "pickle", max_batch_messages: int = 5000,
                  max_batch_bytes: int = 1 << 20, linger: float = 0.001,
                  max_in_flight_batches: int = 16, reconnect_for: float = 30.0,
                  close_timeout: float = 5.0) -> None:
@@ -230,6 +243,10 @@ class Producer:
         False if the deadline passed first: the batch stays open."""
         while (len(self._unconfirmed) >= self._max_in_flight and self._permanent is None
                and not self._stopped):
+            if threading.current_thread() is self._receiver:
+                # A done-callback sending: only this thread reads confirms,
+                # so it must not wait for one. The window stretches instead.
+                break
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
@@ -255,7 +272,9 @@ class Producer:
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Sends what is batched at once and waits until every message sent
         before the call is confirmed or failed. Returns False if ``timeout``
-        passed first."""
+        passed first. Not from a future's callback (it would wait on itself)."""
+        if threading.current_thread() is self._receiver:
+            raise RuntimeError("Producer.flush() from a future's callback would wait forever")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if self._open is not None and not self._seal_locked(deadline):
@@ -310,6 +329,7 @@ class Producer:
         """The receiving thread: opens streams, matches confirms to batches,
         reconnects when a stream breaks."""
         broken_since: Optional[float] = None
+        backoff = _MIN_BACKOFF
         while True:
             with self._cond:
                 if self._stopped or (self._closing and not self._unconfirmed
@@ -317,6 +337,7 @@ class Producer:
                     break
                 stream = self._stream = _Stream()
             error: Optional[errors.Error] = None
+            head_only = False  # the broker refused the first unconfirmed batch
             try:
                 produce = self._conn.channel.stream_stream(
                     PRODUCE_METHOD, request_serializer=None,
@@ -324,11 +345,16 @@ class Producer:
                 call = self._call = produce(self._requests(stream))
                 for response in call:
                     broken_since = None
+                    backoff = _MIN_BACKOFF
                     self._confirm(response)
                 with self._cond:
                     if not (self._closing or self._stopped):
                         # The broker ended the stream without an error: not expected.
                         error = errors.Unavailable("the broker ended the Produce stream")
+                    elif self._unconfirmed:  # stopped (close timed out) with batches out
+                        error = errors.Error("the producer was closed before the broker "
+                                             "confirmed this message",
+                                             grpc.StatusCode.CANCELLED)
             except grpc.RpcError as e:
                 if self._stopped:
                     break
@@ -337,16 +363,30 @@ class Producer:
                     broken_since = broken_since or now
                     if now - broken_since < self._reconnect_for:
                         self._restart(stream)
+                        # Not at once: a broker that answers UNAVAILABLE while
+                        # connected (SHUTTING_DOWN, STORAGE_UNAVAILABLE) must
+                        # not make this a busy loop.
+                        self._pause(backoff)
+                        backoff = min(2 * backoff, _MAX_BACKOFF)
                         self._conn.wait_ready(min(1.0, self._reconnect_for))
                         continue
+                else:
+                    # A refusal answers the first unconfirmed batch and ends the
+                    # stream; the broker may hold later batches whose confirms
+                    # it dropped: they are resent (deduplicated), not failed.
+                    head_only = True
                 error = errors.from_rpc_error(e)
             except Exception as e:  # noqa: BLE001 (a bug must not hang the futures)
                 error = errors.Error(f"producer stream failed: {e!r}")
             with self._cond:
                 stream.dead = True
-                failed = list(self._unconfirmed)
-                self._unconfirmed.clear()
-                if error is not None and isinstance(error, _PERMANENT):
+                permanent = error is not None and isinstance(error, _PERMANENT)
+                if head_only and not permanent:
+                    failed = [self._unconfirmed.popleft()] if self._unconfirmed else []
+                else:
+                    failed = list(self._unconfirmed)
+                    self._unconfirmed.clear()
+                if permanent:
                     self._permanent = error
                     if self._open is not None:
                         failed.append(self._open)
@@ -354,20 +394,26 @@ class Producer:
                 self._cond.notify_all()
             if error is not None:
                 self._fail_batches(failed, error)
-                if not isinstance(error, _PERMANENT):
+                if not permanent:
                     self._await_work()
+                    self._pause(backoff)
+                    backoff = min(2 * backoff, _MAX_BACKOFF)
             broken_since = None
         self._finish_stop()
 
     def _await_work(self) -> None:
-        """After a stream failed for good: the next one opens once there is
-        something to send, and not at once, so a broker that stays down (or
-        keeps refusing) does not make this thread spin."""
+        """After a stream failed: the next one opens once there is something
+        to send (what is still unconfirmed, or new sends)."""
         with self._cond:
             while not (self._stopped or self._closing or self._unconfirmed
                        or self._open is not None):
                 self._cond.wait()
         self._conn.wait_ready(1.0)
+
+    def _pause(self, seconds: float) -> None:
+        """Waits before the next stream; a stop (close timed out) ends it."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopped, timeout=seconds)
 
     def _restart(self, stream: _Stream) -> None:
         with self._cond:
@@ -383,13 +429,17 @@ class Producer:
             self._stream_sent_dec()
             self._done_batch_id = batch.batch_id
             self._cond.notify_all()
-        ids: List[int] = []
         failures: Optional[Dict[int, BaseException]] = None
-        for i, result in enumerate(response.results):
-            if result.error_reason:
-                failures = failures or {}
-                failures[i] = errors.from_reason(result.error_reason, result.error_message)
-            ids.append(result.message_id)
+        if response.message_count:  # the short confirm: every message enqueued, ids in a row
+            first = response.first_message_id
+            ids: Sequence[int] = range(first, first + response.message_count)
+        else:
+            ids = []
+            for i, result in enumerate(response.results):
+                if result.error_reason:
+                    failures = failures or {}
+                    failures[i] = errors.from_reason(result.error_reason, result.error_message)
+                ids.append(result.message_id)
         complete(batch.lock, batch.futures, ids, failures)
 
     def _stream_sent_dec(self) -> None:
@@ -454,6 +504,8 @@ class Producer:
             # full queue may give none before the deadline).
             self._closing = True
             self._cond.notify_all()
+        if threading.current_thread() is self._receiver:
+            return  # from a callback: the stream ends once everything is confirmed
         self._receiver.join(max(0.0, deadline - time.monotonic()))
         if self._receiver.is_alive():
             with self._cond:

@@ -133,9 +133,12 @@ class _Subscription:
             self.confirmed.set()  # wakes a subscribe() waiting on a failed stream
         if self.live and not self.cancelled:
             # Dead: out of the table (so subscribing again opens a new
-            # one), and the reader learns why.
-            owner._drop(self)
-            owner._push(None, self.error)
+            # one), and the reader learns why, in one step: a listen()
+            # between the two would end as if unsubscribed.
+            with owner._cond:
+                owner._drop(self)
+                owner._items.append(self.error)
+                owner._cond.notify_all()
 
     def cancel(self, owner: "PubSub") -> None:
         with owner._cond:
@@ -178,6 +181,7 @@ class PubSub:
         self._max_items = buffer_messages or 10_000
         self._channels: Dict[str, _Subscription] = {}
         self._patterns: Dict[str, _Subscription] = {}
+        self._generation = 0  # closes so far
         self._pid = os.getpid()
 
     def _push(self, sub: Optional[_Subscription], item: Any) -> bool:
@@ -231,6 +235,7 @@ class PubSub:
             with self._lock:
                 if term in table:
                     continue
+                generation = self._generation
             sub = _Subscription(self, term, is_pattern)
             sub.confirmed.wait()
             if not sub.live:
@@ -238,10 +243,17 @@ class PubSub:
                 raise sub.error or errors.Unavailable(
                     f"the subscription to {term!r} ended before the broker confirmed it")
             with self._lock:
-                if sub.dead:
-                    continue  # died at once: its error is in the items
-                table[term] = sub
+                # Another thread subscribed the same meanwhile, or close()
+                # ran: this one is not wanted.
+                unwanted = term in table or generation != self._generation
+                if not unwanted and not sub.dead:  # (dead: its error is in the items)
+                    table[term] = sub
                 count = self._count()
+            if unwanted:
+                sub.cancel(self)
+                continue
+            if sub.dead:
+                continue
             self._push(None, {"type": kind, "pattern": None,
                               "channel": self._decode(term.encode()), "data": count,
                               "dropped_before": 0})
@@ -315,6 +327,7 @@ class PubSub:
             subs = list(self._channels.values()) + list(self._patterns.values())
             self._channels.clear()
             self._patterns.clear()
+            self._generation += 1  # a subscribe under way keeps nothing
         for sub in subs:
             sub.cancel(self)
         with self._cond:
