@@ -2,13 +2,16 @@
 
 A ``concurrent.futures.Future`` builds its own Condition (~0.4 µs) and takes
 it again to complete (~0.5 µs): more than the rest of a send. A BatchFuture
-makes its Condition only when something waits on it (``result``,
-``add_done_callback``, ``concurrent.futures.wait``); the futures nobody
-waits on are completed under one hold of their batch's lock. Every future
-keeps a Condition of its own, never a shared one: ``concurrent.futures.wait``
-takes the Conditions of many futures in id order, which only avoids
-deadlocks when each is a different lock. They cannot be cancelled: a
-message handed to the producer is on its way.
+is two fields (its batch's Outcome and its index): its state, result and
+exception are read from the Outcome, which completes every future of the
+batch at once, under the batch's lock, by setting three fields. A
+BatchFuture makes a Condition of its own only when something waits on it
+(``result``, ``add_done_callback``, ``concurrent.futures.wait``) and then
+registers with the Outcome, which wakes it. Each waited future has its own
+Condition, never a shared one: ``concurrent.futures.wait`` takes the
+Conditions of many futures in id order, which only avoids deadlocks when
+each is a different lock. They cannot be cancelled: a message handed to the
+producer is on its way.
 """
 
 from __future__ import annotations
@@ -18,32 +21,72 @@ import threading
 from concurrent.futures import Future, _base
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+Failures = Union[BaseException, Dict[int, BaseException], None]
+
+
+class Outcome:
+    """How a batch ended, for its BatchFutures; its Spans (send_many runs)
+    are filled from it when it completes."""
+
+    __slots__ = ("lock", "state", "results", "failures", "spans", "waited")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.state: str = _base.PENDING
+        self.results: Optional[Sequence[Any]] = None  # message i's id
+        self.failures: Failures = None  # one error for all, or by index
+        self.spans: List[Span] = []
+        self.waited: List[BatchFuture] = []  # futures with a Condition of their own
+
+    def failure(self, index: int) -> Optional[BaseException]:
+        failures = self.failures
+        if failures is None or isinstance(failures, BaseException):
+            return failures
+        return failures.get(index)
+
 
 class BatchFuture(Future):  # type: ignore[type-arg]
-    """A Future whose Condition is made on first use, under its batch's lock."""
+    """Message ``index`` of a batch: a Future read from the batch's Outcome."""
 
-    def __init__(self, batch_lock: Any) -> None:
-        # Future.__init__'s fields, but no Condition yet.
-        self._batch_lock = batch_lock
-        self._own: Optional[threading.Condition] = None
-        self._state = _base.PENDING
-        self._result = None
-        self._exception = None
-        self._waiters: List[Any] = []
-        self._done_callbacks: List[Any] = []
+    _own: Optional[threading.Condition] = None
+    # Shared empty tuples until _condition makes the future's own lists:
+    # Future appends to them only while holding the Condition.
+    _waiters: Any = ()
+    _done_callbacks: Any = ()
+
+    def __init__(self, outcome: Outcome, index: int) -> None:
+        self._outcome = outcome
+        self._index = index
+
+    @property  # type: ignore[override]
+    def _state(self) -> str:
+        return self._outcome.state  # type: ignore[no-any-return]
+
+    @property  # type: ignore[override]
+    def _result(self) -> Any:
+        results = self._outcome.results
+        return None if results is None else results[self._index]
+
+    @property  # type: ignore[override]
+    def _exception(self) -> Optional[BaseException]:
+        return self._outcome.failure(self._index)
 
     @property  # type: ignore[override]
     def _condition(self) -> threading.Condition:
         own = self._own
         if own is None:
-            with self._batch_lock:  # complete() decides under it how to finish us
+            outcome = self._outcome
+            with outcome.lock:  # complete() snapshots `waited` under it
                 own = self._own
                 if own is None:
+                    self._waiters = []
+                    self._done_callbacks = []
                     own = self._own = threading.Condition()
+                    outcome.waited.append(self)
         return own
 
     def done(self) -> bool:
-        return self._state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _base.FINISHED)
+        return self._outcome.state == _base.FINISHED
 
     def cancel(self) -> bool:
         return False
@@ -96,66 +139,47 @@ class Group:
 
 
 class Span:
-    """A run of one Group's messages inside one batch."""
+    """A run of one Group's messages inside one batch: the group's messages
+    ``start``... are the batch's ``offset``..., ``count`` of them."""
 
-    __slots__ = ("group", "start", "count")
+    __slots__ = ("group", "start", "count", "offset")
 
-    def __init__(self, group: Group, start: int, count: int) -> None:
+    def __init__(self, group: Group, start: int, count: int, offset: int) -> None:
         self.group = group
         self.start = start
         self.count = count
+        self.offset = offset
 
 
-def _settle(f: Any, result: Any, error: Optional[BaseException]) -> None:
-    if error is None:
-        f._result = result
-    else:
-        f._exception = error
-    f._state = _base.FINISHED
-    for waiter in f._waiters:
-        if error is None:
-            waiter.add_result(f)
-        else:
-            waiter.add_exception(f)
-
-
-def complete(batch_lock: Any, sinks: Sequence[Any], results: Optional[Sequence[Any]],
-             failures: Union[BaseException, Dict[int, BaseException], None]) -> None:
-    """Finishes a batch's sinks. A sink is a BatchFuture (one message) or a
-    Span (a run of a Group's). Message i fails with ``failures`` (one
-    exception for all) or ``failures[i]``, else gets ``results[i]``. Futures
-    nobody waits on are finished under one hold of ``batch_lock``; the others
-    under their own Condition, with their waiters woken. Done-callbacks and
-    completed groups run last, under no lock."""
-    waited: List[Any] = []
+def complete(outcome: Outcome, results: Optional[Sequence[Any]], failures: Failures) -> None:
+    """Completes a batch: message i fails with ``failures`` (one exception
+    for all) or ``failures[i]``, else gets ``results[i]``. Its BatchFutures
+    read that at once; the waited ones are woken, their callbacks run and
+    the completed send_many groups resolve afterwards, under no lock. A
+    second completion (a batch failed after it was confirmed) does nothing."""
     groups_done: List[Group] = []
-    each = failures if isinstance(failures, dict) else None
-    common = failures if isinstance(failures, BaseException) else None
-    i = 0
-    with batch_lock:
-        for sink in sinks:
-            if type(sink) is Span:
-                if sink.group.fill(sink.start, results, i, sink.count, failures):
-                    groups_done.append(sink.group)
-                i += sink.count
-                continue
-            f: Any = sink
-            index = i
-            i += 1
-            if f._state != _base.PENDING:
-                continue
-            error = common or (each.get(index) if each else None)
-            result = results[index] if results is not None and error is None else None
-            if f._own is None:
-                _settle(f, result, error)  # nobody can be waiting: no Condition yet
-            else:
-                waited.append((f, result, error))
-    for f, result, error in waited:
-        with f._own:
-            if f._state == _base.PENDING:
-                _settle(f, result, error)
-            f._own.notify_all()
+    with outcome.lock:
+        if outcome.state == _base.FINISHED:
+            return
+        outcome.results = results
+        outcome.failures = failures
+        outcome.state = _base.FINISHED
+        waited = list(outcome.waited)
+        for span in outcome.spans:
+            if span.group.fill(span.start, results, span.offset, span.count, failures):
+                groups_done.append(span.group)
+    for f in waited:
+        own = f._own
+        assert own is not None
+        with own:
+            error = f._exception
+            for waiter in f._waiters:
+                if error is None:
+                    waiter.add_result(f)
+                else:
+                    waiter.add_exception(f)
+            own.notify_all()
         if f._done_callbacks:
-            f._invoke_callbacks()
+            f._invoke_callbacks()  # type: ignore[attr-defined]
     for group in groups_done:
         group.resolve()

@@ -41,7 +41,7 @@ import grpc
 from . import errors
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
-from .message import Message, from_columns
+from .message import ColumnMessage, Message, from_columns
 from .pubsub import _POLICIES, Data, encode_data, message_item
 from .queues import MAX_BATCH, _seconds, check_settings, create_request, wanted_settings
 from .serializers import Serializer, SerializerSpec, resolve
@@ -118,22 +118,35 @@ async def _wait_call(method: Any, make_request: Any, block: bool, timeout: Optio
         raise error
 
 
-class AioMessage(Message):
+class _Awaited:
+    """task_done / ack / release / extend as coroutines, for the aio messages."""
+
+    __slots__ = ()
+    _source: Any
+
+    async def task_done(self) -> None:
+        await self._source._afinish(self)
+
+    async def ack(self) -> None:
+        await self._source._afinish(self)
+
+    async def release(self) -> None:
+        await self._source._arelease(self)
+
+    async def extend(self, seconds: Optional[float] = None) -> None:
+        await self._source._aextend(self, seconds)
+
+
+class AioMessage(_Awaited, Message):  # type: ignore[misc]
     """A Message whose task_done / ack / release / extend are coroutines."""
 
     __slots__ = ()
 
-    async def task_done(self) -> None:  # type: ignore[override]
-        await self._source._afinish(self)
 
-    async def ack(self) -> None:  # type: ignore[override]
-        await self._source._afinish(self)
+class AioColumnMessage(AioMessage, ColumnMessage):  # type: ignore[misc]
+    """An aio Consumer's message (see message.ColumnMessage); an AioMessage."""
 
-    async def release(self) -> None:  # type: ignore[override]
-        await self._source._arelease(self)
-
-    async def extend(self, seconds: Optional[float] = None) -> None:  # type: ignore[override]
-        await self._source._aextend(self, seconds)
+    __slots__ = ()
 
 
 class Queue:
@@ -433,8 +446,8 @@ class Consumer:
                 continue
             self._inbox_deliveries -= len(response.columns.delivery_tags)
             self._room.set()
-            self._ready.extend(from_columns(AioMessage, self._queue, response.columns, self,
-                                            self._serializer))
+            self._ready.extend(from_columns(AioColumnMessage, self._queue, response.columns,
+                                            self, self._serializer))
         return self._ready.popleft()
 
     def __aiter__(self) -> AsyncIterator[AioMessage]:

@@ -37,7 +37,7 @@ import grpc
 
 from . import errors
 from ._connection import DEFAULT_ADDRESS, Connection, clamp_timeout, default_connection, duration
-from .message import Message, from_columns
+from .message import ColumnMessage, Message, from_columns
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
 
@@ -217,8 +217,8 @@ class Consumer:
     def _refill(self, timeout: Optional[float]) -> None:
         """Waits for deliveries (sending the pending acks first)."""
         number, columns = self._next_deliveries(timeout)
-        self._ready.extend(from_columns(Message, self._queue, columns, self, self._serializer,
-                                        number))
+        self._ready.extend(from_columns(ColumnMessage, self._queue, columns, self,
+                                        self._serializer, number))
 
     def _next_deliveries(self, timeout: Optional[float]) -> Tuple[int, Any]:
         """The next response's deliveries on the current stream (sending the
@@ -312,11 +312,12 @@ class Consumer:
 
     def _finish(self, message: Message) -> None:
         # The hot path of msg.ack(): the message is this consumer's.
-        if message._stream != self._stream_number or self._ended is not None:
+        stream = message._stream
+        if stream != self._stream_number or self._ended is not None:
             return  # its stream is gone: the broker requeued it
         with self._ack_lock:  # workers may ack from several threads
-            if message._stream != self._acks_stream:
-                self._acks, self._acks_stream = [], message._stream  # the old stream's are void
+            if stream != self._acks_stream:
+                self._acks, self._acks_stream = [], stream  # the old stream's are void
             acks = self._acks
             acks.append(message._tag)
             full = len(acks) >= self._ack_batch
@@ -430,7 +431,7 @@ class MessageBatch:
     def payloads(self) -> List[bytes]:
         if self._payloads is None:
             if self._messages is not None:
-                self._payloads = [m._pb.payload for m in self._messages]
+                self._payloads = [m.payload for m in self._messages]
             else:
                 self._payloads = list(self._columns.payloads)
         return self._payloads
@@ -447,8 +448,8 @@ class MessageBatch:
     def messages(self) -> List[Message]:
         if self._messages is None:
             c = self._consumer
-            self._messages = from_columns(Message, c._queue, self._columns, c, c._serializer,
-                                          self._stream)
+            self._messages = list(from_columns(ColumnMessage, c._queue, self._columns, c,
+                                               c._serializer, self._stream))
         return self._messages
 
     def __iter__(self) -> Iterator[Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import count, repeat
 from typing import Any, Dict, List, Optional, Type, TypeVar
 
 from .serializers import Serializer
 
-__all__ = ["Message", "Row", "from_columns"]
+__all__ = ["Message", "ColumnMessage", "Shared", "from_columns"]
 
 _UNSET: Any = object()
 
@@ -87,37 +88,89 @@ class Message:
                 f"delivery_count={self.delivery_count}>")
 
 
-class Row:
-    """Delivery ``index`` of a ``DeliveryColumns``, read as a ``Message``'s
-    protobuf is (the payload taken out up front, the rest on demand)."""
+class Shared:
+    """What the messages of one Consume response have in common."""
 
-    __slots__ = ("payload", "_columns", "_index")
+    __slots__ = ("queue", "source", "serializer", "stream", "columns")
 
-    def __init__(self, payload: bytes, columns: Any, index: int) -> None:
-        self.payload = payload
-        self._columns = columns
+    def __init__(self, queue: str, source: Any, serializer: Serializer, stream: int,
+                 columns: Any) -> None:
+        self.queue = queue
+        self.source = source
+        self.serializer = serializer
+        self.stream = stream
+        self.columns = columns  # the response's DeliveryColumns
+
+
+class ColumnMessage(Message):
+    """Delivery ``index`` of a Consume response read as columns: four fields
+    of its own (and the decoded value), the rest from the response (Shared)
+    on demand. Made by the
+    thousand, so as cheap to make as a Python object gets."""
+
+    __slots__ = ("_shared", "_index", "_payload")
+
+    def __init__(self, shared: Shared, index: int, payload: bytes,  # noqa: super not called
+                 tag: int) -> None:
+        self._shared = shared
         self._index = index
+        self._payload = payload
+        self._tag = tag
+        self._value = _UNSET
+
+    @property  # type: ignore[override]
+    def queue(self) -> str:
+        return self._shared.queue
+
+    @property  # type: ignore[override]
+    def _source(self) -> Any:
+        return self._shared.source
+
+    @property  # type: ignore[override]
+    def _serializer(self) -> Serializer:
+        return self._shared.serializer
+
+    @property  # type: ignore[override]
+    def _stream(self) -> int:
+        return self._shared.stream
+
+    def ack(self) -> None:
+        """Finishes the message (TaskDone / ack)."""
+        self._shared.source._finish(self)
+
+    task_done = ack
 
     @property
-    def message_id(self) -> int:
-        return int(self._columns.message_ids[self._index])
+    def value(self) -> Any:
+        if self._value is _UNSET:
+            self._value = self._shared.serializer.loads(self._payload)
+        return self._value
+
+    @property
+    def payload(self) -> bytes:
+        return self._payload
+
+    @property
+    def id(self) -> int:
+        return int(self._shared.columns.message_ids[self._index])
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        by_index = self._shared.columns.headers
+        # `in` first: reading a missing key of a protobuf map adds it.
+        return dict(by_index[self._index].entries) if self._index in by_index else {}
 
     @property
     def delivery_count(self) -> int:
-        return int(self._columns.delivery_counts[self._index])
-
-    @property
-    def headers(self) -> Any:
-        by_index = self._columns.headers
-        # `in` first: reading a missing key of a protobuf map adds it.
-        return by_index[self._index].entries if self._index in by_index else {}
+        return int(self._shared.columns.delivery_counts[self._index])
 
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=ColumnMessage)
 
 
 def from_columns(cls: Type[M], queue: str, columns: Any, source: Any, serializer: Serializer,
                  stream: int = 0) -> List[M]:
-    """The deliveries of a ``DeliveryColumns`` as ``cls`` (Message or a subclass)."""
-    return [cls(queue, Row(payload, columns, i), tag, source, serializer, stream)
-            for i, (payload, tag) in enumerate(zip(columns.payloads, columns.delivery_tags))]
+    """The deliveries of a ``DeliveryColumns`` as ``cls`` (ColumnMessage or
+    a subclass), made by C-level iteration."""
+    shared = Shared(queue, source, serializer, stream, columns)
+    return list(map(cls, repeat(shared), count(), columns.payloads, columns.delivery_tags))

@@ -55,7 +55,7 @@ import grpc
 from . import errors
 from . import _forks
 from ._connection import DEFAULT_ADDRESS, ANSWER_SLACK, Connection, default_connection
-from ._futures import BatchFuture, Group, Span, complete
+from ._futures import BatchFuture, Group, Outcome, Span, complete
 from ._wire import put_message, produce_request
 from .queues import MAX_BATCH
 from .serializers import SerializerSpec, resolve
@@ -71,17 +71,15 @@ PRODUCE_METHOD = "/basin.v1.QueueService/Produce"
 
 
 class _Batch:
-    __slots__ = ("batch_id", "first_sequence", "frames", "futures", "lock", "nbytes", "opened",
+    __slots__ = ("batch_id", "first_sequence", "frames", "outcome", "nbytes", "opened",
                  "request")
 
     def __init__(self, opened: float) -> None:
         self.batch_id = 0
         self.first_sequence = 0
         self.frames: List[bytes] = []  # encoded PutMessages (_wire.put_message)
-        # One sink per message sent alone (BatchFuture), or per run of a
-        # send_many's messages (Span): _futures.complete walks them in order.
-        self.futures: List[Any] = []
-        self.lock = threading.Lock()  # completes the BatchFutures (see _futures)
+        # Completes the futures of the batch's messages (see _futures).
+        self.outcome = Outcome()
         self.nbytes = 0
         self.opened = opened
         self.request: Optional[bytes] = None
@@ -158,6 +156,21 @@ class Producer:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
         frame = put_message(self._dumps(obj), headers)
         size = len(frame)
+        with self._lock:
+            # The common case first: a running producer's open batch has room
+            # for this message and stays open after it.
+            batch = self._open
+            if (batch is not None and self._permanent is None and not self._closing
+                    and len(batch.frames) < self._max_messages - 1
+                    and batch.nbytes + size < self._max_bytes):
+                future = BatchFuture(batch.outcome, len(batch.frames))
+                batch.frames.append(frame)
+                batch.nbytes += size
+                return future
+        return self._send_slow(frame, size)
+
+    def _send_slow(self, frame: bytes, size: int) -> "Future[int]":
+        """send() when a batch must be opened or sealed, or the producer stopped."""
         future: "Future[int]"
         with self._lock:
             if self._permanent is None and not self._closing:
@@ -170,9 +183,8 @@ class Producer:
                     if batch is None:
                         batch = self._open = _Batch(time.monotonic())
                         self._cond.notify_all()  # the sender waits for the linger from now
-                    future = BatchFuture(batch.lock)
+                    future = BatchFuture(batch.outcome, len(batch.frames))
                     batch.frames.append(frame)
-                    batch.futures.append(future)
                     batch.nbytes += size
                     if (len(batch.frames) >= self._max_messages
                             or batch.nbytes >= self._max_bytes):
@@ -225,8 +237,8 @@ class Producer:
                 if take <= 0 or batch.frames and batch.nbytes + nbytes > self._max_bytes:
                     self._seal_locked()
                     continue
+                batch.outcome.spans.append(Span(group, done, take, len(batch.frames)))
                 batch.frames.extend(part)
-                batch.futures.append(Span(group, done, take))
                 batch.nbytes += nbytes
                 done += take
                 if len(batch.frames) >= self._max_messages or batch.nbytes >= self._max_bytes:
@@ -440,7 +452,7 @@ class Producer:
                     failures = failures or {}
                     failures[i] = errors.from_reason(result.error_reason, result.error_message)
                 ids.append(result.message_id)
-        complete(batch.lock, batch.futures, ids, failures)
+        complete(batch.outcome, ids, failures)
 
     def _stream_sent_dec(self) -> None:
         if self._stream is not None and self._stream.sent > 0:
@@ -450,7 +462,7 @@ class Producer:
         """Fails every future of ``batches``; called under no lock (futures'
         callbacks run here)."""
         for batch in batches:
-            complete(batch.lock, batch.futures, None, error)
+            complete(batch.outcome, None, error)
         # An open batch failed with the others has no id yet (0).
         last = max((b.batch_id for b in batches), default=0)
         with self._cond:
