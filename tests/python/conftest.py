@@ -117,6 +117,15 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> bool
     return bool(predicate())
 
 
+def no_basin_threads() -> bool:
+    """True once no Producer, Consumer or PubSub thread of an earlier test is
+    alive: gRPC skips its fork handlers while threads call into it, and a
+    child forked then cannot use gRPC. Tests that fork wait for this."""
+    import threading
+    return wait_until(lambda: not any(t.name.startswith("basin-")
+                                      for t in threading.enumerate()))
+
+
 def run_python(args: List[str], **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def, type-arg]
     """Runs a Python program with the same interpreter and PYTHONPATH."""
     import sys

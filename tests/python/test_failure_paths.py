@@ -15,7 +15,7 @@ import pytest
 
 import basin
 from basin import errors as basin_errors
-from conftest import unique, wait_until
+from conftest import no_basin_threads, unique, wait_until
 
 
 def test_errors_reported_inside_responses_map_like_status_errors() -> None:
@@ -180,6 +180,7 @@ def test_a_stalled_consumer_holds_at_most_prefetch_deliveries(broker: Any) -> No
 
 def test_a_consumer_refuses_use_in_a_forked_child(broker: Any) -> None:
     name = unique("fork-consumer")
+    assert no_basin_threads(), [t.name for t in threading.enumerate()]
     basin.Queue(name, address=broker.address)
     consumer = basin.Consumer(name, address=broker.address)
     pid = os.fork()

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 import basin
-from conftest import unique
+from conftest import no_basin_threads, unique
 
 
 def test_attach_by_name_and_settings_conflicts(broker: Any) -> None:
@@ -192,6 +192,7 @@ def _child_get(q: basin.JoinableQueue, count: int, out: Any) -> None:
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_queue_made_before_the_child_processes_works_in_them(broker: Any, method: str) -> None:
     ctx = multiprocessing.get_context(method)
+    assert no_basin_threads(), [t.name for t in threading.enumerate()]
     q = basin.JoinableQueue(unique(f"mp-{method}"), 5, address=broker.address)
     q.put(-1)  # the parent used its connection before the fork
     results = ctx.Queue()

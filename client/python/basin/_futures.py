@@ -2,7 +2,7 @@
 
 A ``concurrent.futures.Future`` builds its own Condition (~0.4 µs) and takes
 it again to complete (~0.5 µs): more than the rest of a send. A BatchFuture
-is two fields (its batch's Outcome and its index): its state, result and
+sets two attributes (its batch's Outcome and its index): its state, result and
 exception are read from the Outcome, which completes every future of the
 batch at once, under the batch's lock, by setting three fields. A
 BatchFuture makes a Condition of its own only when something waits on it
@@ -49,6 +49,11 @@ class BatchFuture(Future):  # type: ignore[type-arg]
     """Message ``index`` of a batch: a Future read from the batch's Outcome."""
 
     _own: Optional[threading.Condition] = None
+    # A waited future's state, kept under its own Condition (None: read the
+    # Outcome's). complete() finishes the Outcome first and tells each
+    # waited future later: in between, a concurrent.futures.wait() must not
+    # see it done *and* be told again (it would count it twice).
+    _own_state: Optional[str] = None
     # Shared empty tuples until _condition makes the future's own lists:
     # Future appends to them only while holding the Condition.
     _waiters: Any = ()
@@ -60,7 +65,8 @@ class BatchFuture(Future):  # type: ignore[type-arg]
 
     @property  # type: ignore[override]
     def _state(self) -> str:
-        return self._outcome.state  # type: ignore[no-any-return]
+        own_state = self._own_state
+        return self._outcome.state if own_state is None else own_state
 
     @property  # type: ignore[override]
     def _result(self) -> Any:
@@ -81,12 +87,13 @@ class BatchFuture(Future):  # type: ignore[type-arg]
                 if own is None:
                     self._waiters = []
                     self._done_callbacks = []
+                    self._own_state = outcome.state
                     own = self._own = threading.Condition()
                     outcome.waited.append(self)
         return own
 
     def done(self) -> bool:
-        return self._outcome.state == _base.FINISHED
+        return self._state == _base.FINISHED
 
     def cancel(self) -> bool:
         return False
@@ -172,6 +179,7 @@ def complete(outcome: Outcome, results: Optional[Sequence[Any]], failures: Failu
         own = f._own
         assert own is not None
         with own:
+            f._own_state = _base.FINISHED
             error = f._exception
             for waiter in f._waiters:
                 if error is None:

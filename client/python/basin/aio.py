@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import threading
 from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 
 import grpc
@@ -57,6 +58,7 @@ __all__ = ["Queue", "JoinableQueue", "Consumer", "PubSub", "AioMessage", "publis
 # connections (repeated asyncio.run calls leave one channel each otherwise).
 _LOOP_ATTRIBUTE = "_basin_aio_stubs"
 _loops_with_stubs: List[asyncio.AbstractEventLoop] = []
+_loops_lock = threading.Lock()  # loops may run in several threads
 
 
 def _stubs(address: str) -> Tuple[Any, Any]:
@@ -64,12 +66,13 @@ def _stubs(address: str) -> Tuple[Any, Any]:
     loop = asyncio.get_running_loop()
     per_loop: Optional[Dict[Tuple[str, int], Any]] = getattr(loop, _LOOP_ATTRIBUTE, None)
     if per_loop is None:
-        for old in [o for o in _loops_with_stubs if o.is_closed()]:
-            _loops_with_stubs.remove(old)
-            delattr(old, _LOOP_ATTRIBUTE)
-        per_loop = {}
-        setattr(loop, _LOOP_ATTRIBUTE, per_loop)
-        _loops_with_stubs.append(loop)
+        with _loops_lock:
+            for old in [o for o in _loops_with_stubs if o.is_closed()]:
+                _loops_with_stubs.remove(old)
+                delattr(old, _LOOP_ATTRIBUTE)
+            per_loop = {}
+            setattr(loop, _LOOP_ATTRIBUTE, per_loop)
+            _loops_with_stubs.append(loop)
     key = (address, os.getpid())
     entry = per_loop.get(key)
     if entry is None:

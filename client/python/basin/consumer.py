@@ -96,9 +96,13 @@ class Consumer:
         self._inbox_deliveries = 0
         self._ready: Deque[Message] = collections.deque()
         # Acks not sent yet, and the stream whose delivery tags they are.
-        self._acks: List[int] = []
-        self._acks_stream = 0
-        self._ack_lock = threading.Lock()
+        # Acks not sent yet: (the stream whose delivery tags they are, the
+        # tags). Workers may ack from several threads without a lock: a
+        # deque's append is atomic, a flush takes what is there one by one,
+        # and a new stream gets a new box (what is left in the old one is
+        # void: the broker requeued those deliveries).
+        self._acks: Tuple[int, Deque[int]] = (0, collections.deque())
+        self._flush_lock = threading.Lock()
         self._stream: Optional[_Stream] = None
         self._stream_number = 0
         self._ended: Optional[BaseException] = None  # why no more messages come
@@ -274,13 +278,20 @@ class Consumer:
     def _ack_tags(self, stream: int, tags: Any) -> None:
         if stream != self._stream_number or self._ended is not None:
             return
-        with self._ack_lock:
-            if stream != self._acks_stream:
-                self._acks, self._acks_stream = [], stream  # the old stream's are void
-            self._acks.extend(tags)
-            full = len(self._acks) >= self._ack_batch
-        if full:
+        pending = self._acks_for(stream)
+        pending.extend(tags)
+        if len(pending) >= self._ack_batch:
             self.flush()
+
+    def _acks_for(self, stream: int) -> Deque[int]:
+        """The pending acks of `stream` (the current one)."""
+        box = self._acks
+        if box[0] != stream:
+            with self._flush_lock:
+                box = self._acks
+                if box[0] != stream:
+                    box = self._acks = (stream, collections.deque())
+        return box[1]
 
     def __iter__(self) -> Iterator[Message]:
         """Yields messages until the queue is closed and drained, or the
@@ -315,13 +326,10 @@ class Consumer:
         stream = message._stream
         if stream != self._stream_number or self._ended is not None:
             return  # its stream is gone: the broker requeued it
-        with self._ack_lock:  # workers may ack from several threads
-            if stream != self._acks_stream:
-                self._acks, self._acks_stream = [], stream  # the old stream's are void
-            acks = self._acks
-            acks.append(message._tag)
-            full = len(acks) >= self._ack_batch
-        if full:
+        box = self._acks
+        pending = box[1] if box[0] == stream else self._acks_for(stream)
+        pending.append(message._tag)
+        if len(pending) >= self._ack_batch:
             self.flush()
 
     def _release(self, message: Message) -> None:
@@ -340,15 +348,16 @@ class Consumer:
 
     def flush(self) -> None:
         """Sends the pending acks now."""
-        if not self._acks:
+        acks_stream, pending = self._acks
+        if not pending:
             return
-        with self._ack_lock:
-            acks, self._acks = self._acks, []
-            acks_stream = self._acks_stream
+        with self._flush_lock:  # one flush at a time takes from the deque
+            acks = [pending.popleft() for _ in range(len(pending))]
         stream = self._stream
         # Tags name deliveries of one stream: after a reconnect, the acks
         # pending for the old one are void (the broker requeued those).
-        if stream is not None and stream.number == acks_stream and self._ended is None:
+        if (acks and stream is not None and stream.number == acks_stream
+                and self._ended is None):
             stream.requests.put(pb.ConsumeRequest(acks=acks))
 
     # -- ending ----------------------------------------------------------

@@ -89,9 +89,11 @@ class Message:
 
 
 class Shared:
-    """What the messages of one Consume response have in common."""
+    """What the messages of one Consume response have in common, and their
+    ids, delivery counts and headers as plain Python values: a message kept
+    must not keep the whole response (up to 1 MiB of payloads) alive."""
 
-    __slots__ = ("queue", "source", "serializer", "stream", "columns")
+    __slots__ = ("queue", "source", "serializer", "stream", "ids", "counts", "headers")
 
     def __init__(self, queue: str, source: Any, serializer: Serializer, stream: int,
                  columns: Any) -> None:
@@ -99,14 +101,17 @@ class Shared:
         self.source = source
         self.serializer = serializer
         self.stream = stream
-        self.columns = columns  # the response's DeliveryColumns
+        self.ids: List[int] = list(columns.message_ids)
+        self.counts: List[int] = list(columns.delivery_counts)
+        self.headers: Dict[int, Dict[str, str]] = {
+            int(i): dict(h.entries) for i, h in columns.headers.items()}
 
 
 class ColumnMessage(Message):
-    """Delivery ``index`` of a Consume response read as columns: four fields
-    of its own (and the decoded value), the rest from the response (Shared)
-    on demand. Made by the
-    thousand, so as cheap to make as a Python object gets."""
+    """Delivery ``index`` of a Consume response read as columns: made with
+    four fields set (and the decoded value once read), the rest from what
+    the response's messages share. Made by the thousand, so as cheap to make
+    as a Python object gets."""
 
     __slots__ = ("_shared", "_index", "_payload")
 
@@ -152,17 +157,20 @@ class ColumnMessage(Message):
 
     @property
     def id(self) -> int:
-        return int(self._shared.columns.message_ids[self._index])
+        return self._shared.ids[self._index]
 
     @property
     def headers(self) -> Dict[str, str]:
-        by_index = self._shared.columns.headers
-        # `in` first: reading a missing key of a protobuf map adds it.
-        return dict(by_index[self._index].entries) if self._index in by_index else {}
+        return dict(self._shared.headers.get(self._index, {}))
 
     @property
     def delivery_count(self) -> int:
-        return int(self._shared.columns.delivery_counts[self._index])
+        return self._shared.counts[self._index]
+
+    def __copy__(self) -> "ColumnMessage":
+        twin = type(self)(self._shared, self._index, self._payload, self._tag)
+        twin._value = self._value
+        return twin
 
 
 M = TypeVar("M", bound=ColumnMessage)

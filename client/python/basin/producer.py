@@ -26,17 +26,19 @@ opens a new one and resends every unconfirmed batch unchanged for up to
 id, and the broker answers a number it already holds with the original id,
 so a confirm lost with the connection never enqueues a message twice.
 
-Thread-safe. Callbacks added to the futures run on the producer's
-receiving thread, under no producer lock: they may ``send()`` (never
-waiting for room: the in-flight window stretches) and ``close()`` (without
-waiting), but must not wait on a later message's future, and ``flush()``
-from one raises RuntimeError. Call ``close()`` (or use ``with``): messages
+Thread-safe. Callbacks added to the futures run under no producer lock,
+mostly on the producer's receiving thread (a callback added to a future
+already done runs at once, and a batch refused because the producer
+stopped fails in the thread that sealed it). On the receiving thread a
+callback may ``send()`` (never waiting for room: the in-flight window
+stretches) and ``close()`` (without waiting), but must not wait on a later
+message's future, and ``flush()`` there raises RuntimeError. Call ``close()`` (or use ``with``): messages
 still batched when the interpreter exits without it are lost. A Producer
 belongs to the process that made it (its threads do not survive ``fork``):
 make one in each process.
 
-A refusal that is neither permanent nor a broken connection (say
-RESOURCE_EXHAUSTED) fails the batch it answers; the later unconfirmed
+A refusal by the broker that is neither permanent nor a broken connection
+(say RESOURCE_EXHAUSTED / TOO_MANY_PRODUCERS) fails the batch it answers; the later unconfirmed
 batches are resent on a new stream, after a pause that doubles from 20 ms
 to 1 s, as after a break.
 """
@@ -382,10 +384,13 @@ class Producer:
                         backoff = min(2 * backoff, _MAX_BACKOFF)
                         self._conn.wait_ready(min(1.0, self._reconnect_for))
                         continue
-                else:
-                    # A refusal answers the first unconfirmed batch and ends the
-                    # stream; the broker may hold later batches whose confirms
-                    # it dropped: they are resent (deduplicated), not failed.
+                elif errors.reason_of(e):
+                    # The broker's refusal answers the first unconfirmed batch
+                    # and ends the stream; it may hold later batches whose
+                    # confirms it dropped: they are resent (deduplicated), not
+                    # failed. (An error without a reason, gRPC's own such as a
+                    # request above the broker's receive limit, names no
+                    # batch: every unconfirmed one fails with it.)
                     head_only = True
                 error = errors.from_rpc_error(e)
             except Exception as e:  # noqa: BLE001 (a bug must not hang the futures)
