@@ -19,7 +19,7 @@ constexpr uint32_t kMaxPrefetch = 10'000;
 // overhead (gRPC Python: ~120 us), so large responses matter for slow
 // clients; the byte bound keeps one response's encoding (a copy made while
 // building it) near the size of a Produce batch.
-constexpr size_t kBatchDeliveries = 1024;
+constexpr size_t kBatchDeliveries = 4096;
 constexpr uint64_t kBatchBytes = 1 << 20;
 
 using Post = std::function<void(std::function<void()>)>;

@@ -256,7 +256,7 @@ class Consumer:
                 return number, columns
 
     def get_batch(self, timeout: Optional[float] = None) -> "MessageBatch":
-        """The messages that arrived together (up to the broker's 1,024 per
+        """The messages that arrived together (up to the broker's 4,096 per
         response, or what ``get`` left), waiting as ``get`` does. Cheaper per
         message than ``get``: values come as a list, one ``ack()`` for all."""
         if self._ready:
@@ -322,13 +322,15 @@ class Consumer:
         self._finish(message)
 
     def _finish(self, message: Message) -> None:
+        self._finish_tag(message._stream, message._tag)
+
+    def _finish_tag(self, stream: int, tag: int) -> None:
         # The hot path of msg.ack(): the message is this consumer's.
-        stream = message._stream
         if stream != self._stream_number or self._ended is not None:
             return  # its stream is gone: the broker requeued it
         box = self._acks
         pending = box[1] if box[0] == stream else self._acks_for(stream)
-        pending.append(message._tag)
+        pending.append(tag)
         if len(pending) >= self._ack_batch:
             self.flush()
 

@@ -141,7 +141,8 @@ class ColumnMessage(Message):
 
     def ack(self) -> None:
         """Finishes the message (TaskDone / ack)."""
-        self._shared.source._finish(self)
+        shared = self._shared
+        shared.source._finish_tag(shared.stream, self._tag)
 
     task_done = ack
 
