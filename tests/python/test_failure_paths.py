@@ -354,3 +354,25 @@ def test_concurrent_subscribes_to_one_topic_make_one_subscription(broker: Any) -
     assert wait_until(lambda: basin.publish(topic, "x", address=broker.address) == 1)
     p.close()
     assert wait_until(lambda: basin.publish(topic, "x", address=broker.address) == 0)
+
+
+def test_acks_from_a_worker_reach_a_consumer_that_waits(broker: Any) -> None:
+    """prefetch below ack_batch: the taking thread waits for more while a
+    worker acks; those acks must go out, or the broker never sends more."""
+    name = unique("worker-acks")
+    q = basin.JoinableQueue(name, address=broker.address)
+    q.put_many(list(range(30)))
+    consumer = basin.Consumer(name, address=broker.address, prefetch=10, ack_batch=64)
+    work: "queue.Queue[Any]" = queue.Queue()
+    worker = threading.Thread(target=lambda: [m.ack() for m in iter(work.get, None)])
+    worker.start()
+    got = []
+    for _ in range(30):
+        msg = consumer.get(timeout=30)
+        got.append(msg.value)
+        work.put(msg)
+    work.put(None)
+    worker.join(30)
+    consumer.close()
+    assert sorted(got) == list(range(30))
+    assert wait_until(lambda: q.info().stats.unfinished == 0)

@@ -66,3 +66,15 @@ def test_futures_read_their_batch_outcome() -> None:
     complete(outcome, None, RuntimeError("again"))  # a second completion changes nothing
     assert futures[0].result() == 10
     assert not futures[0].cancel()
+
+
+def test_a_callback_may_read_another_future_of_its_batch() -> None:
+    """Callbacks run once every waited future of the batch is finished: on
+    the receiving thread nobody else would finish the one a callback reads."""
+    outcome = Outcome()
+    first, second = BatchFuture(outcome, 0), BatchFuture(outcome, 1)
+    seen: List[Any] = []
+    second.add_done_callback(lambda _: seen.append(first.result(timeout=5)))
+    first.add_done_callback(lambda _: None)  # first's Condition is made after second's
+    complete(outcome, [1, 2], None)
+    assert seen == [1]

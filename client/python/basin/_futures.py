@@ -175,6 +175,9 @@ def complete(outcome: Outcome, results: Optional[Sequence[Any]], failures: Failu
         for span in outcome.spans:
             if span.group.fill(span.start, results, span.offset, span.count, failures):
                 groups_done.append(span.group)
+    # Every waited future finished before any callback runs: a callback may
+    # read another future of the batch, and on the receiving thread nobody
+    # else would finish it.
     for f in waited:
         own = f._own
         assert own is not None
@@ -187,6 +190,7 @@ def complete(outcome: Outcome, results: Optional[Sequence[Any]], failures: Failu
                 else:
                     waiter.add_exception(f)
             own.notify_all()
+    for f in waited:
         if f._done_callbacks:
             f._invoke_callbacks()  # type: ignore[attr-defined]
     for group in groups_done:

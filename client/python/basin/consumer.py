@@ -43,6 +43,8 @@ from .v1 import queue_pb2 as pb
 
 __all__ = ["Consumer", "MessageBatch"]
 
+# The broker's limit on tags in one list of a ConsumeRequest.
+_MAX_TAGS = 10_000
 # Waits before reopening a broken stream, doubling (as the C++ SDK's).
 _MIN_BACKOFF = 0.02
 _MAX_BACKOFF = 1.0
@@ -103,6 +105,8 @@ class Consumer:
         # void: the broker requeued those deliveries).
         self._acks: Tuple[int, Deque[int]] = (0, collections.deque())
         self._flush_lock = threading.Lock()
+        self._waiting = False  # the taking thread waits for the inbox
+        self._half_closed = False  # close() ended the stream's requests
         self._stream: Optional[_Stream] = None
         self._stream_number = 0
         self._ended: Optional[BaseException] = None  # why no more messages come
@@ -233,13 +237,19 @@ class Consumer:
         while True:
             if self._ended is not None:
                 raise self._ended
-            self.flush()
+            # While this thread waits, an ack from another thread is sent at
+            # once (see _finish_tag): the flag is raised before the flush, so
+            # an ack either goes with the flush or sees the flag.
+            self._waiting = True
             try:
+                self.flush()
                 number, response = self._inbox.get(
                     timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
             except stdqueue.Empty:
                 raise errors.Empty(f"no message from {self._queue!r} within {timeout} s",
                                    grpc.StatusCode.DEADLINE_EXCEEDED, "QUEUE_EMPTY") from None
+            finally:
+                self._waiting = False
             if number is _END:
                 self._ended = response
                 continue
@@ -280,7 +290,7 @@ class Consumer:
             return
         pending = self._acks_for(stream)
         pending.extend(tags)
-        if len(pending) >= self._ack_batch:
+        if len(pending) >= self._ack_batch or self._waiting:
             self.flush()
 
     def _acks_for(self, stream: int) -> Deque[int]:
@@ -289,8 +299,12 @@ class Consumer:
         if box[0] != stream:
             with self._flush_lock:
                 box = self._acks
-                if box[0] != stream:
+                if box[0] < stream:
                     box = self._acks = (stream, collections.deque())
+                elif box[0] > stream:
+                    # An ack of a stream that broke, late: void, and it must
+                    # not displace the new stream's acks.
+                    return collections.deque()
         return box[1]
 
     def __iter__(self) -> Iterator[Message]:
@@ -331,7 +345,7 @@ class Consumer:
         box = self._acks
         pending = box[1] if box[0] == stream else self._acks_for(stream)
         pending.append(tag)
-        if len(pending) >= self._ack_batch:
+        if len(pending) >= self._ack_batch or self._waiting:
             self.flush()
 
     def _release(self, message: Message) -> None:
@@ -353,14 +367,18 @@ class Consumer:
         acks_stream, pending = self._acks
         if not pending:
             return
-        with self._flush_lock:  # one flush at a time takes from the deque
+        # One flush at a time takes from the deque and queues the requests,
+        # and close() queues its half-close under the same lock: no ack is
+        # queued after it.
+        with self._flush_lock:
             acks = [pending.popleft() for _ in range(len(pending))]
-        stream = self._stream
-        # Tags name deliveries of one stream: after a reconnect, the acks
-        # pending for the old one are void (the broker requeued those).
-        if (acks and stream is not None and stream.number == acks_stream
-                and self._ended is None):
-            stream.requests.put(pb.ConsumeRequest(acks=acks))
+            stream = self._stream
+            # Tags name deliveries of one stream: after a reconnect, the acks
+            # pending for the old one are void (the broker requeued those).
+            if (acks and stream is not None and stream.number == acks_stream
+                    and self._ended is None and not self._half_closed):
+                for i in range(0, len(acks), _MAX_TAGS):  # the broker's limit per list
+                    stream.requests.put(pb.ConsumeRequest(acks=acks[i:i + _MAX_TAGS]))
 
     # -- ending ----------------------------------------------------------
 
@@ -388,7 +406,9 @@ class Consumer:
         with self._room:
             self._room.notify_all()  # a receiver waiting for room reads on
         if stream is not None:
-            stream.requests.put(None)  # half-close: the broker ends the stream
+            with self._flush_lock:
+                self._half_closed = True
+                stream.requests.put(None)  # half-close: the broker ends the stream
         self._receiver.join(self._close_timeout)
         if self._receiver.is_alive():
             with self._lock:

@@ -173,6 +173,9 @@ class ColumnMessage(Message):
         twin._value = self._value
         return twin
 
+    def __deepcopy__(self, memo: Any) -> "ColumnMessage":
+        return self.__copy__()  # a delivery, not a value: its twin finishes the same one
+
 
 M = TypeVar("M", bound=ColumnMessage)
 
