@@ -7,7 +7,6 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Dict, List, Set
 
-import grpc
 import pytest
 
 import basin

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 import basin
-from conftest import no_basin_threads, unique
+from conftest import no_basin_threads, unique, wait_until
 
 
 def test_attach_by_name_and_settings_conflicts(broker: Any) -> None:
@@ -195,6 +195,10 @@ def test_queue_made_before_the_child_processes_works_in_them(broker: Any, method
     assert no_basin_threads(), [t.name for t in threading.enumerate()]
     q = basin.JoinableQueue(unique(f"mp-{method}"), 5, address=broker.address)
     q.put(-1)  # the parent used its connection before the fork
+    # gRPC runs a thread per channel while calls are active; one still
+    # running at the fork (it ends just after the put) makes gRPC skip its
+    # fork handlers, and the children cannot use gRPC. Fork once it is gone.
+    assert wait_until(lambda: threading.active_count() == 1), threading.enumerate()
     results = ctx.Queue()
     producers = [ctx.Process(target=_child_put, args=(q, list(range(i * 20, i * 20 + 20))))
                  for i in range(3)]
