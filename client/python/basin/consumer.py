@@ -97,7 +97,6 @@ class Consumer:
         self._room = threading.Condition()
         self._inbox_deliveries = 0
         self._ready: Deque[Message] = collections.deque()
-        # Acks not sent yet, and the stream whose delivery tags they are.
         # Acks not sent yet: (the stream whose delivery tags they are, the
         # tags). Workers may ack from several threads without a lock: a
         # deque's append is atomic, a flush takes what is there one by one,
