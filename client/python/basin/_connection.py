@@ -30,6 +30,11 @@ MAX_CALL_WAIT = 30.0
 # call ends with the broker's typed answer rather than a transport deadline.
 ANSWER_SLACK = 10.0
 
+# Pauses before a Producer or Consumer opens a new stream after a failure:
+# from the first, doubling to the last (as the C++ SDK's).
+RETRY_PAUSE_FIRST = 0.02
+RETRY_PAUSE_MAX = 1.0
+
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),

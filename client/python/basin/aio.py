@@ -43,7 +43,7 @@ from . import errors
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
 from .message import ColumnMessage, Message, from_columns
-from .pubsub import _POLICIES, Data, encode_data, message_item
+from .pubsub import _POLICIES, Data, control_item, encode_data, message_item
 from .queues import MAX_BATCH, _seconds, check_settings, create_request, wanted_settings
 from .serializers import Serializer, SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -574,9 +574,6 @@ class PubSub:
         self._room = asyncio.Event()
         self._subs: Dict[Tuple[str, bool], _Sub] = {}
 
-    def _decode(self, value: bytes) -> Any:
-        return value.decode() if self._decode_responses else value
-
     @property
     def subscribed(self) -> bool:
         return bool(self._subs)
@@ -604,9 +601,8 @@ class PubSub:
                 call.cancel()
                 continue
             sub = self._subs[(term, is_pattern)] = _Sub(term, is_pattern, call)
-            self._push({"type": "psubscribe" if is_pattern else "subscribe",
-                        "pattern": None, "channel": self._decode(term.encode()),
-                        "data": len(self._subs), "dropped_before": 0})
+            self._push(control_item("psubscribe" if is_pattern else "subscribe", term,
+                                    len(self._subs), self._decode_responses))
             sub.task = asyncio.ensure_future(self._read(sub, first))
 
     async def _read(self, sub: _Sub, first: Any) -> None:
@@ -646,9 +642,8 @@ class PubSub:
                 continue
             sub.cancel()
             self._room.set()
-            self._push({"type": "punsubscribe" if is_pattern else "unsubscribe",
-                        "pattern": None, "channel": self._decode(key[0].encode()),
-                        "data": len(self._subs), "dropped_before": 0})
+            self._push(control_item("punsubscribe" if is_pattern else "unsubscribe", key[0],
+                                    len(self._subs), self._decode_responses))
 
     async def subscribe(self, *topics: Any) -> None:
         await self._add(topics, False)

@@ -36,7 +36,8 @@ from typing import Any, Deque, Iterator, List, Optional, Tuple
 import grpc
 
 from . import errors
-from ._connection import DEFAULT_ADDRESS, Connection, clamp_timeout, default_connection, duration
+from ._connection import (DEFAULT_ADDRESS, RETRY_PAUSE_FIRST, RETRY_PAUSE_MAX, Connection,
+                          clamp_timeout, default_connection, duration)
 from .message import ColumnMessage, Message, from_columns
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -45,9 +46,6 @@ __all__ = ["Consumer", "MessageBatch"]
 
 # The broker's limit on tags in one list of a ConsumeRequest.
 _MAX_TAGS = 10_000
-# Waits before reopening a broken stream, doubling (as the C++ SDK's).
-_MIN_BACKOFF = 0.02
-_MAX_BACKOFF = 1.0
 
 _END = object()
 
@@ -153,13 +151,13 @@ class Consumer:
 
     def _run(self, stream: _Stream) -> None:
         broken_since: Optional[float] = None
-        backoff = _MIN_BACKOFF
+        backoff = RETRY_PAUSE_FIRST
         while True:
             end: BaseException
             try:
                 for response in stream.call:
                     broken_since = None
-                    backoff = _MIN_BACKOFF
+                    backoff = RETRY_PAUSE_FIRST
                     self._hold(len(response.columns.delivery_tags))
                     self._inbox.put((stream.number, response))
                 end = errors.Closed("the consumer's stream ended",
@@ -175,7 +173,7 @@ class Consumer:
                         with self._room:
                             self._room.wait_for(lambda: self._cancelled or self._closing,
                                                 timeout=backoff)
-                        backoff = min(2 * backoff, _MAX_BACKOFF)
+                        backoff = min(2 * backoff, RETRY_PAUSE_MAX)
                         self._conn.wait_ready(min(1.0, self._reconnect_for))
                         with self._lock:
                             self._reconnects += 1
@@ -188,8 +186,6 @@ class Consumer:
                             stream = reopened
                             continue
                 end = errors.from_rpc_error(e)
-                if self._cancelled or self._closing:
-                    end = errors.Closed("the consumer was cancelled", grpc.StatusCode.CANCELLED)
             except Exception as e:  # noqa: BLE001 (a bug must not hang get())
                 end = errors.Error(f"consumer stream failed: {e!r}")
             if self._cancelled or self._closing:

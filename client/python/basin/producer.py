@@ -56,7 +56,8 @@ import grpc
 
 from . import errors
 from . import _forks
-from ._connection import DEFAULT_ADDRESS, ANSWER_SLACK, Connection, default_connection
+from ._connection import (DEFAULT_ADDRESS, ANSWER_SLACK, RETRY_PAUSE_FIRST, RETRY_PAUSE_MAX,
+                          Connection, default_connection)
 from ._futures import BatchFuture, Group, Outcome, Span, complete
 from ._wire import put_message, produce_request
 from .queues import MAX_BATCH
@@ -66,10 +67,12 @@ from .v1 import queue_pb2 as pb
 __all__ = ["Producer"]
 
 _PERMANENT = (errors.NotFound, errors.Closed)
-# Waits between streams after a failure, doubling (as the C++ SDK's).
-_MIN_BACKOFF = 0.02
-_MAX_BACKOFF = 1.0
 PRODUCE_METHOD = "/basin.v1.QueueService/Produce"
+
+
+def _closed_unconfirmed() -> errors.Error:
+    return errors.Error("the producer was closed before the broker confirmed this message",
+                        grpc.StatusCode.CANCELLED)
 
 
 class _Batch:
@@ -198,8 +201,7 @@ class Producer:
         if self._permanent is None and not self._closing and not self._stopped:
             return future
         refused: "Future[int]" = Future()
-        refused.set_exception(self._permanent or errors.Error(
-            "the producer is closed", grpc.StatusCode.CANCELLED))
+        refused.set_exception(self._refusal())
         return refused
 
     def send_many(self, objs: Sequence[Any],
@@ -221,9 +223,7 @@ class Producer:
         with self._lock:
             while done < len(frames):
                 if self._permanent is not None or self._closing or self._stopped:
-                    failed = self._permanent or errors.Error("the producer is closed",
-                                                             grpc.StatusCode.CANCELLED)
-                    refused = group.fill(done, None, 0, len(frames) - done, failed)
+                    refused = group.fill(done, None, 0, len(frames) - done, self._refusal())
                     break
                 batch = self._open
                 if batch is None:
@@ -343,7 +343,7 @@ class Producer:
         """The receiving thread: opens streams, matches confirms to batches,
         reconnects when a stream breaks."""
         broken_since: Optional[float] = None
-        backoff = _MIN_BACKOFF
+        backoff = RETRY_PAUSE_FIRST
         while True:
             with self._cond:
                 if self._stopped or (self._closing and not self._unconfirmed
@@ -359,16 +359,14 @@ class Producer:
                 call = self._call = produce(self._requests(stream))
                 for response in call:
                     broken_since = None
-                    backoff = _MIN_BACKOFF
+                    backoff = RETRY_PAUSE_FIRST
                     self._confirm(response)
                 with self._cond:
                     if not (self._closing or self._stopped):
                         # The broker ended the stream without an error: not expected.
                         error = errors.Unavailable("the broker ended the Produce stream")
                     elif self._unconfirmed:  # stopped (close timed out) with batches out
-                        error = errors.Error("the producer was closed before the broker "
-                                             "confirmed this message",
-                                             grpc.StatusCode.CANCELLED)
+                        error = _closed_unconfirmed()
             except grpc.RpcError as e:
                 if self._stopped:
                     break
@@ -380,8 +378,7 @@ class Producer:
                         # Not at once: a broker that answers UNAVAILABLE while
                         # connected (SHUTTING_DOWN, STORAGE_UNAVAILABLE) must
                         # not make this a busy loop.
-                        self._pause(backoff)
-                        backoff = min(2 * backoff, _MAX_BACKOFF)
+                        backoff = self._pause(backoff)
                         self._conn.wait_ready(min(1.0, self._reconnect_for))
                         continue
                 elif errors.reason_of(e):
@@ -413,8 +410,7 @@ class Producer:
                 self._fail_batches(failed, error)
                 if not permanent:
                     self._await_work()
-                    self._pause(backoff)
-                    backoff = min(2 * backoff, _MAX_BACKOFF)
+                    backoff = self._pause(backoff)
             broken_since = None
         self._finish_stop()
 
@@ -427,10 +423,12 @@ class Producer:
                 self._cond.wait()
         self._conn.wait_ready(1.0)
 
-    def _pause(self, seconds: float) -> None:
-        """Waits before the next stream; a stop (close timed out) ends it."""
+    def _pause(self, seconds: float) -> float:
+        """Waits before the next stream (a stop, as a close timing out, ends
+        the wait); returns the next pause."""
         with self._cond:
             self._cond.wait_for(lambda: self._stopped, timeout=seconds)
+        return min(2 * seconds, RETRY_PAUSE_MAX)
 
     def _restart(self, stream: _Stream) -> None:
         with self._cond:
@@ -474,15 +472,19 @@ class Producer:
             self._done_batch_id = max(self._done_batch_id, last)
             self._cond.notify_all()
 
+    def _refusal(self) -> errors.Error:
+        """Why a send is refused or a refused batch fails: the permanent
+        error, else the producer is closed."""
+        return self._permanent or errors.Error("the producer is closed",
+                                               grpc.StatusCode.CANCELLED)
+
     def _fail_orphans(self) -> None:
         """Fails the batches ``_seal_locked`` refused (see there), now that
         no lock is held."""
         if self._orphans:
             with self._lock:
                 orphans, self._orphans = self._orphans, []
-            error = self._permanent or errors.Error("the producer is closed",
-                                                    grpc.StatusCode.CANCELLED)
-            self._fail_batches(orphans, error)
+            self._fail_batches(orphans, self._refusal())
 
     def _finish_stop(self) -> None:
         with self._cond:
@@ -494,9 +496,7 @@ class Producer:
                 self._open = None
             self._cond.notify_all()
         self._fail_orphans()
-        self._fail_batches(left, errors.Error("the producer was closed before the broker "
-                                              "confirmed this message",
-                                              grpc.StatusCode.CANCELLED))
+        self._fail_batches(left, _closed_unconfirmed())
 
     # -- closing ---------------------------------------------------------
 

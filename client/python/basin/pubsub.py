@@ -73,6 +73,13 @@ def encode_data(data: Data) -> bytes:
     raise TypeError(f"invalid data type {type(data).__name__}: use bytes, str, int or float")
 
 
+def control_item(kind: str, term: str, count: int, decode: bool) -> Dict[str, Any]:
+    """A (p)(un)subscribe item as redis-py's dict: ``data`` is the number of
+    live subscriptions."""
+    return {"type": kind, "pattern": None, "channel": term if decode else term.encode(),
+            "data": count, "dropped_before": 0}
+
+
 def message_item(kind: str, m: Any, is_pattern: bool, decode: bool) -> Any:
     """A received message as redis-py's dict; with ``decode``, a payload
     that is not UTF-8 gives a UnicodeDecodeError item instead (raised by
@@ -254,9 +261,7 @@ class PubSub:
                 continue
             if sub.dead:
                 continue
-            self._push(None, {"type": kind, "pattern": None,
-                              "channel": self._decode(term.encode()), "data": count,
-                              "dropped_before": 0})
+            self._push(None, control_item(kind, term, count, self._decode_responses))
             sub.announced.set()
 
     def _remove(self, terms: Tuple[Any, ...], is_pattern: bool) -> None:
@@ -270,9 +275,7 @@ class PubSub:
             sub.cancel(self)
             with self._lock:
                 count = self._count()
-            self._push(None, {"type": kind, "pattern": None,
-                              "channel": self._decode(name.encode()), "data": count,
-                              "dropped_before": 0})
+            self._push(None, control_item(kind, name, count, self._decode_responses))
 
     def subscribe(self, *topics: Union[str, bytes]) -> None:
         """Subscribes to exact topic names; returns once each is live."""
