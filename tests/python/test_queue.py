@@ -178,12 +178,16 @@ def test_join_timeout(broker: Any) -> None:
     q.join()
 
 
-def _child_put(q: basin.JoinableQueue, values: List[int]) -> None:
+def _child_put(q: basin.JoinableQueue, ready: Any, values: List[int]) -> None:
+    q.qsize()  # this child reached the broker: the parent may fork the next
+    ready.set()
     for v in values:
         q.put(v)
 
 
-def _child_get(q: basin.JoinableQueue, count: int, out: Any) -> None:
+def _child_get(q: basin.JoinableQueue, ready: Any, count: int, out: Any) -> None:
+    q.qsize()
+    ready.set()
     for _ in range(count):
         out.put(q.get(timeout=30))
         q.task_done()
@@ -200,15 +204,23 @@ def test_queue_made_before_the_child_processes_works_in_them(broker: Any, method
     # fork handlers, and the children cannot use gRPC. Fork once it is gone.
     assert wait_until(lambda: threading.active_count() == 1), threading.enumerate()
     results = ctx.Queue()
-    producers = [ctx.Process(target=_child_put, args=(q, list(range(i * 20, i * 20 + 20))))
-                 for i in range(3)]
-    consumers = [ctx.Process(target=_child_get, args=(q, n, results)) for n in (30, 31)]
-    for p in producers + consumers:
-        p.start()
+    work = [(_child_put, (list(range(i * 20, i * 20 + 20)),)) for i in range(3)]
+    work += [(_child_get, (n, results)) for n in (30, 31)]
+    children = []
+    for target, args in work:
+        # One fork at a time: right after a fork gRPC restarts its threads in
+        # the parent, and a second fork racing that restart leaves a child
+        # whose gRPC hangs (seen under ASan). A child that has used its
+        # connection proves the parent's gRPC settled again.
+        ready = ctx.Event()
+        child = ctx.Process(target=target, args=(q, ready, *args))
+        child.start()
+        assert ready.wait(60), f"child {len(children)} never reached the broker"
+        children.append(child)
     got = [results.get(timeout=60) for _ in range(61)]
-    for p in producers + consumers:
-        p.join(60)
-        assert p.exitcode == 0
+    for child in children:
+        child.join(60)
+        assert child.exitcode == 0
     assert sorted(got) == [-1, *range(60)]
     q.join(timeout=30)
 
