@@ -181,6 +181,15 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       "interval of keepalive pings to clients")(
       "keepalive-timeout", po::value(&keepalive_timeout)->default_value(keepalive_timeout),
       "a client that does not answer a ping within this is dropped")(
+      "http-listen", po::value(&c.http_listen),
+      "address for /metrics and the dashboard, e.g. 127.0.0.1:9464 (default: none, off)")(
+      "http-admin", po::bool_switch(&c.http_admin),
+      "let the dashboard close and delete queues (default: read-only)")(
+      "metrics-max-queues", po::value(&c.metrics_max_queues)->default_value(c.metrics_max_queues),
+      "queues with series of their own in /metrics and the dashboard; the rest are summed as "
+      "queue=\"(other)\"")(
+      "metrics-max-topics", po::value(&c.metrics_max_topics)->default_value(c.metrics_max_topics),
+      "topics with series of their own; the rest are summed as topic=\"(other)\"")(
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
       "trace|debug|info|warn|error|off")(
       "log-format", po::value(&c.log_format)->default_value(c.log_format), "text|json");

@@ -23,6 +23,11 @@ struct Config {
   std::string fsync = "batch";  // always | batch | never
   std::chrono::microseconds fsync_interval{5'000};
   uint64_t segment_bytes = 64ull << 20;
+  // Metrics and dashboard (docs/operations.md). Empty: no HTTP listener.
+  std::string http_listen;
+  bool http_admin = false;  // the dashboard may close and delete queues
+  size_t metrics_max_queues = 1000;
+  size_t metrics_max_topics = 1000;
 };
 
 // Parses flags and environment. Returns nullopt after printing help or an error

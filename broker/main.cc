@@ -13,6 +13,9 @@
 #include "broker/core/broker.h"
 #include "broker/deadline_timer.h"
 #include "broker/dispatcher.h"
+#include "broker/http/http_server.h"
+#include "broker/http/routes.h"
+#include "broker/metrics/metrics.h"
 #include "broker/logging.h"
 #include "broker/server.h"
 #include "broker/storage/committer.h"
@@ -57,7 +60,9 @@ int main(int argc, char** argv) {
     committer = std::make_unique<basin::storage::Committer>(
         *basin::storage::ParseFsyncPolicy(config->fsync), config->fsync_interval);
     std::string error;
-    store = basin::storage::QueueStore::Open(config->data_dir, {config->segment_bytes},
+    basin::storage::LogOptions log_options;
+    log_options.max_segment_bytes = config->segment_bytes;
+    store = basin::storage::QueueStore::Open(config->data_dir, std::move(log_options),
                                              committer.get(), &error);
     if (store == nullptr) {
       spdlog::error("cannot use --data-dir: {}", error);
@@ -65,6 +70,7 @@ int main(int argc, char** argv) {
     }
   }
   basin::core::Broker broker(config->limits, &timer, store.get());
+  double recovery_seconds = 0;
   if (store != nullptr) {
     const auto started = std::chrono::steady_clock::now();
     auto recovered = broker.Recover(basin::core::Clock::now());
@@ -81,9 +87,42 @@ int main(int argc, char** argv) {
                                                               started)
             .count(),
         config->fsync, config->fsync_interval.count());
+    recovery_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   }
-  auto server = basin::Server::Start(*config, &broker, &dispatcher);
+  std::unique_ptr<basin::metrics::Metrics> metrics;
+  if (!config->http_listen.empty()) {
+    basin::metrics::CollectorOptions options;
+    options.max_queues = config->metrics_max_queues;
+    options.max_topics = config->metrics_max_topics;
+    options.started = process_start;
+    options.recovery_seconds = recovery_seconds;
+    metrics = std::make_unique<basin::metrics::Metrics>(
+        &broker, store != nullptr ? store->counters() : nullptr, options,
+        basin::metrics::RpcMetrics::MethodsOf(
+            {"basin.v1.QueueService", "basin.v1.TopicService", "grpc.health.v1.Health",
+             "grpc.reflection.v1alpha.ServerReflection"}));
+  }
+  auto server = basin::Server::Start(*config, &broker, &dispatcher,
+                                     metrics != nullptr ? &metrics->rpc() : nullptr);
   if (server == nullptr) return 1;
+  std::unique_ptr<basin::http::HttpServer> http;
+  if (metrics != nullptr) {
+    basin::http::RouteOptions routes;
+    routes.admin = config->http_admin;
+    routes.max_queues = config->metrics_max_queues;
+    routes.max_topics = config->metrics_max_topics;
+    routes.started = process_start;
+    std::string error;
+    http = basin::http::HttpServer::Start(
+        config->http_listen, basin::http::MakeRoutes(&broker, metrics.get(), routes), &error);
+    if (http == nullptr) {
+      spdlog::error("cannot serve --http-listen: {}", error);
+      return 1;
+    }
+    spdlog::info("metrics and dashboard on http://{}/{}", http->address(),
+                 config->http_admin ? " (queue actions on)" : "");
+  }
 
   spdlog::info(
       "basind listening on {} (max-message-bytes {}, max-memory {}, max-wait {} ms, data-dir {}), "
@@ -96,6 +135,7 @@ int main(int argc, char** argv) {
           .count());
   // Tools and tests read this line to learn the port.
   std::printf("basind listening on %s\n", server->address().c_str());
+  if (http != nullptr) std::printf("basind http on %s\n", http->address().c_str());
   std::fflush(stdout);
 
   int sig = 0;
@@ -106,6 +146,7 @@ int main(int argc, char** argv) {
   // being processed this instant. gRPC also waits for clients to drop their
   // connections after GOAWAY, so keep the grace short.
   server->Shutdown(std::chrono::milliseconds(1000));
+  if (http != nullptr) http->Stop();
   dispatcher.Stop();
   timer.Stop();
   spdlog::info("stopped");

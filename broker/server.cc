@@ -24,7 +24,7 @@ std::string WithPort(const std::string& listen, int port) {
 }  // namespace
 
 std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker,
-                                      Dispatcher* dispatcher) {
+                                      Dispatcher* dispatcher, metrics::RpcMetrics* rpc_metrics) {
   // Linked in so that reflection can describe grpc.health.v1.Health.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
@@ -36,6 +36,13 @@ std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&s->queue_service_);
   builder.RegisterService(&s->topic_service_);
+  if (rpc_metrics != nullptr) {
+    // Only when metrics are served: an interceptor sees every message of
+    // every stream, a cost a broker without --http-listen need not pay.
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(rpc_metrics->InterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   // gRPC shares ports (SO_REUSEPORT) by default: a second broker would start
   // silently and steal connections. Fail loudly instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

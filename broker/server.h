@@ -11,6 +11,7 @@
 #include "broker/config.h"
 #include "broker/core/broker.h"
 #include "broker/dispatcher.h"
+#include "broker/metrics/rpc_metrics.h"
 #include "broker/service/queue_service.h"
 #include "broker/service/topic_service.h"
 
@@ -20,8 +21,10 @@ class Server {
  public:
   // Returns null (and logs why) if the address cannot be bound.
   // `dispatcher` runs subscription wake-ups; it must outlive the server.
+  // `rpc_metrics` (null: none) times every call; it must outlive the server.
   static std::unique_ptr<Server> Start(const Config& config, core::Broker* broker,
-                                       Dispatcher* dispatcher);
+                                       Dispatcher* dispatcher,
+                                       metrics::RpcMetrics* rpc_metrics = nullptr);
   ~Server();
 
   // host:port with the port actually bound.

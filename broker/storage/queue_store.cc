@@ -120,13 +120,14 @@ std::unique_ptr<QueueStore> QueueStore::Open(const std::string& dir, LogOptions 
     ::close(fd);
     return nullptr;
   }
-  return std::unique_ptr<QueueStore>(new QueueStore(dir, options, committer, fd));
+  if (options.counters == nullptr) options.counters = std::make_shared<StorageCounters>();
+  return std::unique_ptr<QueueStore>(new QueueStore(dir, std::move(options), committer, fd));
 }
 
 QueueStore::QueueStore(std::string dir, LogOptions options, Committer* committer, int lock_fd)
     : dir_(std::move(dir)),
       queues_dir_(dir_ + "/queues"),
-      options_(options),
+      options_(std::move(options)),
       committer_(committer),
       lock_fd_(lock_fd) {}
 

@@ -52,6 +52,8 @@ class QueueStore final : public core::DurableStore {
   // What the last Recover found wrong and repaired (torn tails, damaged
   // stretches, unreadable queues), one line each, for the log.
   const std::vector<std::string>& recovery_warnings() const { return warnings_; }
+  // Segments, bytes written and fdatasync latencies of every log in DIR.
+  std::shared_ptr<const StorageCounters> counters() const { return options_.counters; }
 
  private:
   QueueStore(std::string dir, LogOptions options, Committer* committer, int lock_fd);

@@ -150,6 +150,24 @@ SegmentedLog::~SegmentedLog() {
   IoError ignored;
   Flush(&ignored);
   if (fd_ >= 0) ::close(fd_);
+  segments_.clear();
+  CountSegments();
+}
+
+void SegmentedLog::CountSegments() {
+  if (options_.counters == nullptr) return;
+  const auto now = static_cast<int64_t>(segments_.size());
+  options_.counters->segments.fetch_add(now - counted_segments_, std::memory_order_relaxed);
+  counted_segments_ = now;
+}
+
+int SegmentedLog::TimedDataSync(int fd) {
+  const auto start = std::chrono::steady_clock::now();
+  const int err = ::fdatasync(fd) == 0 ? 0 : errno;
+  if (options_.counters != nullptr) {
+    options_.counters->fsync.Observe(std::chrono::steady_clock::now() - start);
+  }
+  return err;
 }
 
 std::string SegmentedLog::PathOf(uint64_t base) const { return dir_ + "/" + SegmentName(base); }
@@ -189,6 +207,7 @@ std::unique_ptr<SegmentedLog> SegmentedLog::Open(const std::string& dir, const L
     if (last) tail = replay;
   }
   if (!log->StartTail(tail, error)) return nullptr;
+  log->CountSegments();
   return log;
 }
 
@@ -268,6 +287,7 @@ void SegmentedLog::Become(uint64_t base, NewSegment next) {
   fd_ = next.fd;
   salt_ = next.salt;
   segments_.push_back({base, kSegmentHeaderBytes});
+  CountSegments();
   written_ = synced_ = kSegmentHeaderBytes;
   must_roll_ = false;
   unerased_ = false;
@@ -287,7 +307,8 @@ bool SegmentedLog::AdoptTail(uint64_t base, uint64_t good_end, uint64_t salt, Io
   // killed, the machine was not): synced_ must not count it before it is
   // durable. The cut, too.
   const int err = Injected(FileOp::kSync, path);
-  if (err != 0 || ::fdatasync(fd_) != 0) return Fail(error, "fdatasync " + path, err ? err : errno);
+  if (err != 0) return Fail(error, "fdatasync " + path, err);
+  if (const int sync_err = TimedDataSync(fd_)) return Fail(error, "fdatasync " + path, sync_err);
   salt_ = salt;
   segments_.back().size = good_end;
   written_ = synced_ = good_end;
@@ -312,7 +333,7 @@ bool SegmentedLog::CreateSegment(uint64_t base, bool replace, NewSegment* out, I
   // The header is durable before any record follows it, so a crash leaves
   // either no file, a torn header (rewritten at open) or a segment that reads.
   int err = Injected(FileOp::kSync, path);
-  if (err == 0 && ::fdatasync(fd) != 0) err = errno;
+  if (err == 0) err = TimedDataSync(fd);
   if (err != 0) return give_up("fdatasync " + path, err);
   // The new name must survive a crash too, or its records vanish.
   err = Injected(FileOp::kSyncDir, dir_);
@@ -444,6 +465,9 @@ bool SegmentedLog::Flush(IoError* error) {
     }
     done += static_cast<size_t>(n);
   }
+  if (options_.counters != nullptr) {
+    options_.counters->bytes_written.fetch_add(buffer_.size(), std::memory_order_relaxed);
+  }
   written_ += buffer_.size();
   buffer_.clear();
   return true;
@@ -465,7 +489,7 @@ bool SegmentedLog::DataSync(IoError* error) {
   if (!EraseRefused(error)) return false;
   const std::string path = PathOf(segments_.back().base);
   int err = Injected(FileOp::kSync, path);
-  if (err == 0 && ::fdatasync(fd_) != 0) err = errno;
+  if (err == 0) err = TimedDataSync(fd_);
   if (err != 0) return Fail(error, "fdatasync " + path, err);
   synced_ = written_;
   return true;
@@ -522,6 +546,7 @@ bool SegmentedLog::DropBefore(uint64_t position, IoError* error) {
     if (err == 0 && ::unlink(path.c_str()) != 0 && errno != ENOENT) err = errno;
     if (err != 0) return Fail(error, "unlink " + path, err);
     segments_.erase(segments_.begin());
+    CountSegments();
   }
   return true;
 }

@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "broker/storage/storage_counters.h"
+
 namespace basin::storage {
 
 struct SegmentFile;
@@ -67,6 +69,9 @@ struct LogOptions {
   // The time roll_retry is measured with; empty: steady_clock. Tests set it,
   // so that they pass time without sleeping.
   std::function<std::chrono::steady_clock::time_point()> clock = nullptr;
+  // Where segment counts, bytes written and fdatasync latencies are added
+  // up (null: nowhere); shared by all logs of a data directory.
+  std::shared_ptr<StorageCounters> counters = nullptr;
 };
 
 // A record to append.
@@ -231,6 +236,10 @@ class SegmentedLog {
   // durable, and the log answering later records as if all were well would
   // hide that a restart brings back records that were refused.
   bool EraseRefused(IoError* error);
+  // fdatasync(fd), timed into options_.counters; 0 or the errno.
+  int TimedDataSync(int fd);
+  // Brings options_.counters->segments up to date with segments_.
+  void CountSegments();
 
   const std::string dir_;
   const LogOptions options_;
@@ -252,6 +261,7 @@ class SegmentedLog {
   // holds, appends fail at once with the roll's error.
   std::chrono::steady_clock::time_point retry_roll_at_{};
   IoError roll_error_;
+  int64_t counted_segments_ = 0;  // what CountSegments last added
 };
 
 }  // namespace basin::storage

@@ -1,0 +1,25 @@
+// /api/overview: what the dashboard shows, as JSON (docs/operations.md,
+// "Dashboard"). Totals, not rates: the page takes the differences between
+// two polls, so the broker keeps no history per viewer.
+#pragma once
+
+#include <string>
+
+#include "broker/metrics/broker_snapshot.h"
+
+namespace basin::http {
+
+struct OverviewContext {
+  double uptime_seconds = 0;
+  bool admin = false;  // --http-admin: the page offers close and delete
+};
+
+// At most kMaxConsumersShown consumers per queue are listed (with their count).
+inline constexpr size_t kMaxConsumersShown = 100;
+
+std::string OverviewJson(const metrics::BrokerSnapshot& snapshot, const OverviewContext& context);
+
+// `text` as a JSON string literal, quotes included.
+std::string JsonString(std::string_view text);
+
+}  // namespace basin::http
