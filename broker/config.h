@@ -1,23 +1,48 @@
-// basind's settings: command-line flags, each with a BASIN_* environment
-// fallback (flag > environment > default).
+// basind's settings. Every setting is a flag defined once, in the table in
+// config_flags.cc; the same table makes `basind --help`, the configuration
+// reference in docs/operations.md (`basind --config-reference`), the BASIN_*
+// environment names and the keys of the config file. Precedence: flag >
+// BASIN_* environment > --config file > default.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "broker/core/broker.h"
 
 namespace basin {
+
+// A setting as it took effect, for GetServerInfo and the start-up log.
+struct EffectiveSetting {
+  std::string name;
+  std::string value;
+  std::string source;  // "flag", "env BASIN_X", "FILE:LINE", "default"
+};
+
+// A queue or a binding the config file declares, created at start if missing.
+struct DeclaredQueue {
+  core::QueueConfig config;
+  std::string where;  // "FILE:LINE", for errors
+};
+struct DeclaredBinding {
+  std::string pattern;
+  std::string queue;
+  std::string where;
+};
 
 struct Config {
   std::string listen = "127.0.0.1:7878";
   core::BrokerLimits limits;
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
+  std::string log_file;             // empty: stderr; reopened on SIGHUP
   std::chrono::milliseconds keepalive_time{30'000};
   std::chrono::milliseconds keepalive_timeout{10'000};
+  std::chrono::milliseconds shutdown_grace{10'000};
   // Durable queues (docs/api.md, "Durability"). No data_dir: in memory only.
   std::string data_dir;
   std::string fsync = "batch";  // always | batch | never
@@ -28,10 +53,16 @@ struct Config {
   bool http_admin = false;  // the dashboard may close and delete queues
   size_t metrics_max_queues = 1000;
   size_t metrics_max_topics = 1000;
+
+  std::string config_file;  // --config, or empty
+  std::vector<DeclaredQueue> queues;
+  std::vector<DeclaredBinding> bindings;
+  std::vector<EffectiveSetting> effective;  // every flag, in table order
 };
 
-// Parses flags and environment. Returns nullopt after printing help or an error
-// (then *exit_code says how to exit).
+// Parses flags, environment and the config file. Returns nullopt after
+// printing help, the reference or an error (then *exit_code says how to exit:
+// 0, or 2 for a usage error).
 std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code);
 
 // "30s", "500ms", "2m", "1h", "1.5s"; a bare number is seconds.

@@ -1,8 +1,10 @@
-// basind: the Basin broker daemon. Parses flags, wires the core to the gRPC
-// service and the deadline timer, serves until SIGINT/SIGTERM, then answers
-// every blocked call with UNAVAILABLE and exits 0.
+// basind: the Basin message broker daemon. Parses its settings, wires the core
+// to the gRPC service, the deadline timer and the HTTP listener, serves until
+// SIGINT/SIGTERM, then drains (docs/operations.md, "Stopping") and exits 0.
+// SIGHUP reopens --log-file.
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include <csignal>
 #include <cstdio>
@@ -12,11 +14,12 @@
 #include "broker/config.h"
 #include "broker/core/broker.h"
 #include "broker/deadline_timer.h"
+#include "broker/declarations.h"
 #include "broker/dispatcher.h"
 #include "broker/http/http_server.h"
 #include "broker/http/routes.h"
-#include "broker/metrics/metrics.h"
 #include "broker/logging.h"
+#include "broker/metrics/metrics.h"
 #include "broker/server.h"
 #include "broker/storage/committer.h"
 #include "broker/storage/file_limit.h"
@@ -27,15 +30,16 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   const auto config = basin::ParseConfig(argc, argv, &exit_code);
   if (!config) return exit_code;
-  if (!basin::SetupLogging(config->log_level, config->log_format)) return 2;
+  if (!basin::SetupLogging(config->log_level, config->log_format, config->log_file)) return 2;
 
-  // Block the stop signals before any thread starts, so every thread inherits
-  // the mask and only sigwait below sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Block the signals before any thread starts, so every thread inherits the
+  // mask and only sigwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A write past a file size limit must fail the write (a durable put then
   // gets UNAVAILABLE), not kill the broker.
   std::signal(SIGXFSZ, SIG_IGN);
@@ -90,6 +94,7 @@ int main(int argc, char** argv) {
     recovery_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   }
+  if (!basin::ApplyDeclarations(*config, &broker)) return 1;
   std::unique_ptr<basin::metrics::Metrics> metrics;
   if (!config->http_listen.empty()) {
     basin::metrics::CollectorOptions options;
@@ -99,9 +104,9 @@ int main(int argc, char** argv) {
     options.recovery_seconds = recovery_seconds;
     metrics = std::make_unique<basin::metrics::Metrics>(
         &broker, store != nullptr ? store->counters() : nullptr, options,
-        basin::metrics::RpcMetrics::MethodsOf(
-            {"basin.v1.QueueService", "basin.v1.TopicService", "grpc.health.v1.Health",
-             "grpc.reflection.v1alpha.ServerReflection"}));
+        basin::metrics::RpcMetrics::MethodsOf({"basin.v1.QueueService", "basin.v1.TopicService",
+                                               "grpc.health.v1.Health",
+                                               "grpc.reflection.v1alpha.ServerReflection"}));
   }
   auto server = basin::Server::Start(*config, &broker, &dispatcher,
                                      metrics != nullptr ? &metrics->rpc() : nullptr);
@@ -138,17 +143,28 @@ int main(int argc, char** argv) {
   if (http != nullptr) std::printf("basind http on %s\n", http->address().c_str());
   std::fflush(stdout);
 
+  // systemd (Type=notify): ready once both listeners accept.
+  sd_notify(0, "READY=1");
+
   int sig = 0;
-  sigwait(&stop_signals, &sig);
-  spdlog::info("received {}, stopping", strsignal(sig));
-  broker.Shutdown();
-  // Every blocked call and stream has its answer now; the grace is for calls
-  // being processed this instant. gRPC also waits for clients to drop their
-  // connections after GOAWAY, so keep the grace short.
-  server->Shutdown(std::chrono::milliseconds(1000));
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    basin::ReopenLogFile();
+  }
+  sd_notify(0, "STOPPING=1");
+  spdlog::info("received {}, draining (up to {} ms)", strsignal(sig),
+               config->shutdown_grace.count());
+  const auto drain_start = std::chrono::steady_clock::now();
+  const int64_t cut_off = server->Drain(config->shutdown_grace);
+  if (cut_off > 0) spdlog::warn("{} calls still running after the grace were cancelled", cut_off);
+  spdlog::info("drained in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::steady_clock::now() - drain_start)
+                                       .count());
   if (http != nullptr) http->Stop();
   dispatcher.Stop();
   timer.Stop();
   spdlog::info("stopped");
+  spdlog::default_logger()->flush();
   return 0;
 }

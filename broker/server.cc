@@ -30,17 +30,15 @@ std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  std::unique_ptr<Server> s(new Server(broker, dispatcher));
+  std::unique_ptr<Server> s(new Server(broker, dispatcher, rpc_metrics));
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&s->queue_service_);
   builder.RegisterService(&s->topic_service_);
-  if (rpc_metrics != nullptr) {
-    // Only when metrics are served: an interceptor sees every message of
-    // every stream, a cost a broker without --http-listen need not pay.
+  {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(rpc_metrics->InterceptorFactory());
+    creators.push_back(s->tracker_.Factory());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   // gRPC shares ports (SO_REUSEPORT) by default: a second broker would start
@@ -71,6 +69,18 @@ std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker
 }
 
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
+
+int64_t Server::Drain(std::chrono::milliseconds grace) {
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  broker_->Shutdown();
+  queue_service_.EndStreams();
+  tracker_.WaitIdle(deadline);
+  const int64_t left = tracker_.active();
+  // Waiting on gRPC's own Shutdown would also wait for clients to hang up
+  // after GOAWAY; with nothing left running, close now.
+  Shutdown(std::chrono::milliseconds(0));
+  return left;
+}
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
   if (server_ == nullptr) return;

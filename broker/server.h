@@ -12,6 +12,7 @@
 #include "broker/core/broker.h"
 #include "broker/dispatcher.h"
 #include "broker/metrics/rpc_metrics.h"
+#include "broker/service/call_tracker.h"
 #include "broker/service/queue_service.h"
 #include "broker/service/topic_service.h"
 
@@ -29,18 +30,32 @@ class Server {
 
   // host:port with the port actually bound.
   const std::string& address() const { return address_; }
+  // SIGTERM (docs/operations.md, "Stopping"): the broker takes no new work;
+  // blocked calls and every stream end with UNAVAILABLE; calls in progress
+  // get up to `grace` to finish; then the server closes. Returns how many
+  // calls were still running when the grace ran out.
+  int64_t Drain(std::chrono::milliseconds grace);
   // Stops accepting calls and waits up to `grace` for running ones.
   void Shutdown(std::chrono::milliseconds grace);
 
  private:
-  Server(core::Broker* broker, Dispatcher* dispatcher)
-      : queue_service_(
+  Server(core::Broker* broker, Dispatcher* dispatcher, metrics::RpcMetrics* rpc_metrics)
+      : broker_(broker),
+        tracker_(
+            rpc_metrics == nullptr
+                ? service::CallTracker::Observer()
+                : [rpc_metrics](
+                      const char* method, grpc::StatusCode code,
+                      std::chrono::nanoseconds took) { rpc_metrics->Record(method, code, took); }),
+        queue_service_(
             broker,
             [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
         topic_service_(broker, [dispatcher](std::function<void()> work) {
           dispatcher->Post(std::move(work));
         }) {}
 
+  core::Broker* const broker_;
+  service::CallTracker tracker_;  // outlives server_, whose calls it counts
   service::QueueService queue_service_;
   service::TopicService topic_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -15,6 +15,7 @@ packages=(g++ cmake ninja-build pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libboost-dev libboost-program-options-dev libspdlog-dev libbenchmark-dev
   libgtest-dev libgmock-dev libjemalloc-dev
+  prometheus-cpp-dev libtoml11-dev libsystemd-dev
   python3 python3-grpcio python3-protobuf)
 if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
   packages+=(clang-format clang-14 libclang-rt-14-dev

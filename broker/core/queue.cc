@@ -357,6 +357,10 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
     }
     if (deleted_) {
       d.Answer(std::move(p.cb), Error{Errc::kQueueDeleted, Describe() + " was deleted"});
+    } else if (shutting_down_) {
+      // Draining (SIGTERM): no new work, so that nothing is accepted that
+      // the exit would then lose.
+      d.Answer(std::move(p.cb), Error{Errc::kShutdown, "broker is shutting down"});
     } else if (closed_) {
       d.Answer(std::move(p.cb), Error{Errc::kQueueClosed, Describe() + " is closed"});
     } else if (!origin_ok.ok()) {
@@ -431,7 +435,11 @@ void Queue::GetBatch(size_t max_messages, uint64_t max_bytes, Duration visibilit
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    if (!deleted_ && !ready_.empty() && waiters_.getters().empty()) {
+    if (shutting_down_ && !deleted_) {
+      // Draining: what is ready stays for the next start (a durable queue)
+      // rather than go to a consumer the exit may cut off mid-task.
+      d.Answer(std::move(g.cb), Error{Errc::kShutdown, "broker is shutting down"});
+    } else if (!deleted_ && !ready_.empty() && waiters_.getters().empty()) {
       d.Answer(std::move(g.cb), Result<std::vector<Delivery>>(DeliverBatch(g, now, d)));
       ServeWaiters(now, d);  // the freed slots may admit blocked putters
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
@@ -822,6 +830,8 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
     std::lock_guard lock(mu_);
     if (deleted_) {
       result = Error{Errc::kQueueDeleted, Describe() + " was deleted"};
+    } else if (shutting_down_) {
+      result = Error{Errc::kShutdown, "broker is shutting down"};
     } else if (closed_) {
       result = Error{Errc::kQueueClosed, Describe() + " is closed"};
     } else if (auto too_large = TooLargeForQueue(bytes)) {

@@ -160,10 +160,13 @@ void TopicRouter::Publish(std::string_view topic, std::string_view payload, cons
   // blocks, but queues run their own callbacks.
   std::vector<Receiver> receivers;
   Targets queues;
+  bool refused = false;
   {
     std::shared_lock lock(mu_);
-    CollectLocked(topic, words, &receivers, &queues);
+    refused = shutting_down_;  // draining (SIGTERM): no new work
+    if (!refused) CollectLocked(topic, words, &receivers, &queues);
   }
+  if (refused) return done(Error{Errc::kShutdown, "broker is shutting down"});
 
   PublishOutcome out;
   DropTally dropped;

@@ -7,47 +7,11 @@
 namespace basin::metrics {
 namespace {
 
-using grpc::experimental::InterceptionHookPoints;
-
 const char* const kCodeNames[] = {
-    "OK",        "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",   "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-
-// One per call: created with the call, destroyed when it is done.
-class CallTimer final : public grpc::experimental::Interceptor {
- public:
-  CallTimer(RpcMetrics* metrics, const char* method) : metrics_(metrics), method_(method) {}
-  ~CallTimer() override {
-    metrics_->Record(method_, code_, std::chrono::steady_clock::now() - start_);
-  }
-
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      code_ = methods->GetSendStatus().error_code();
-    }
-    methods->Proceed();
-  }
-
- private:
-  RpcMetrics* const metrics_;
-  const char* const method_;
-  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  grpc::StatusCode code_ = grpc::StatusCode::CANCELLED;
-};
-
-class CallTimerFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
- public:
-  explicit CallTimerFactory(RpcMetrics* metrics) : metrics_(metrics) {}
-  grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo* info) override {
-    return new CallTimer(metrics_, info->method());
-  }
-
- private:
-  RpcMetrics* const metrics_;
-};
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 
 }  // namespace
 
@@ -71,24 +35,17 @@ RpcMetrics::RpcMetrics(prometheus::Registry& registry, const std::vector<std::st
   methods_.back()->name = "other";
 }
 
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-RpcMetrics::InterceptorFactory() {
-  return std::make_unique<CallTimerFactory>(this);
-}
-
 RpcMetrics::Cell& RpcMetrics::CellOf(size_t method, size_t code) {
   Cell& cell = methods_[method]->cells[code];
   if (cell.duration.load(std::memory_order_acquire) != nullptr) return cell;
   std::lock_guard lock(mu_);
   if (cell.duration.load(std::memory_order_relaxed) == nullptr) {
-    const prometheus::Labels labels{{"method", methods_[method]->name},
-                                    {"code", kCodeNames[code]}};
+    const prometheus::Labels labels{{"method", methods_[method]->name}, {"code", kCodeNames[code]}};
     cell.calls.store(&calls_.Add(labels), std::memory_order_relaxed);
-    cell.duration.store(
-        &duration_.Add(labels, prometheus::Histogram::BucketBoundaries(
-                                   core::LatencyHistogram::kBounds.begin(),
-                                   core::LatencyHistogram::kBounds.end())),
-        std::memory_order_release);
+    cell.duration.store(&duration_.Add(labels, prometheus::Histogram::BucketBoundaries(
+                                                   core::LatencyHistogram::kBounds.begin(),
+                                                   core::LatencyHistogram::kBounds.end())),
+                        std::memory_order_release);
   }
   return cell;
 }
@@ -100,7 +57,8 @@ void RpcMetrics::Record(const char* method, grpc::StatusCode code,
   const auto c = static_cast<size_t>(code);
   Cell& cell = CellOf(m, c < kCodes ? c : static_cast<size_t>(grpc::StatusCode::UNKNOWN));
   cell.calls.load(std::memory_order_relaxed)->Increment();
-  cell.duration.load(std::memory_order_relaxed)->Observe(std::chrono::duration<double>(duration).count());
+  cell.duration.load(std::memory_order_relaxed)
+      ->Observe(std::chrono::duration<double>(duration).count());
 }
 
 std::vector<std::string> RpcMetrics::MethodsOf(const std::vector<std::string>& services) {

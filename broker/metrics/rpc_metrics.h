@@ -1,6 +1,6 @@
 // Per RPC method and status code: calls (basin_rpc_calls_total) and their
-// duration (basin_rpc_duration_seconds; for a stream, its whole life), taken
-// by a gRPC server interceptor installed only when metrics are served.
+// duration (basin_rpc_duration_seconds; for a stream, its whole life), told
+// by the server's CallTracker (broker/service/call_tracker.h).
 //
 // Labels are bounded: the method label is one of the methods the server
 // registered (anything else a client names is "other") and the code one of
@@ -8,7 +8,7 @@
 // CANCELLED.
 #pragma once
 
-#include <grpcpp/support/server_interceptor.h>
+#include <grpcpp/support/status.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/histogram.h>
@@ -30,10 +30,6 @@ class RpcMetrics {
  public:
   // `methods`: full names ("/basin.v1.QueueService/Put") the server serves.
   RpcMetrics(prometheus::Registry& registry, const std::vector<std::string>& methods);
-
-  // For ServerBuilder::experimental().SetInterceptorCreators; this object
-  // must outlive the server.
-  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
 
   void Record(const char* method, grpc::StatusCode code, std::chrono::nanoseconds duration);
 

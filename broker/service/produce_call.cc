@@ -24,10 +24,26 @@ constexpr size_t kMaxProducerId = 128;
 // duplicates or invalid messages is answered at once, before a durable batch
 // ahead of it). After a failed batch nothing later is confirmed: the stream
 // ends with the error, and the producer resends from that batch on.
-class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse> {
+class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>,
+                          public LiveCalls::Call {
  public:
-  ProduceCall(grpc::CallbackServerContext* ctx, core::Broker* broker) : ctx_(ctx), broker_(broker) {
-    StartRead(&req_);
+  ProduceCall(grpc::CallbackServerContext* ctx, core::Broker* broker, LiveCalls* live)
+      : ctx_(ctx), broker_(broker), live_(live) {
+    if (live_->Add(this)) {
+      StartRead(&req_);
+    } else {
+      EndForShutdown();  // the broker is draining
+    }
+  }
+
+  // Every batch already read is still answered and confirmed; no more are
+  // read. The stream then ends with UNAVAILABLE.
+  void EndForShutdown() override {
+    std::unique_lock lock(mu_);
+    FailLocked(core::Error{core::Errc::kShutdown, "broker is shutting down"}, kAfterEveryRead);
+    Actions next = WriteNextLocked();
+    if (!next.write) next = MaybeFinishLocked();
+    Act(lock, next);
   }
 
   void OnReadDone(bool ok) override {
@@ -132,10 +148,14 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     if (queue_) queue_->Cancel(wait_id_.load());
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    if (live_->Done(this)) delete this;
+  }
 
  private:
   enum : int { kPutRunning, kPutCalledBack, kPutReturned };
+  // A fail index past every batch: those read so far are all confirmed.
+  static constexpr uint64_t kAfterEveryRead = UINT64_MAX - 1;
 
   // A batch's answer, waiting for its turn to be written.
   struct Confirm {
@@ -276,6 +296,7 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
 
   grpc::CallbackServerContext* const ctx_;
   core::Broker* const broker_;
+  LiveCalls* const live_;
   std::shared_ptr<core::Queue> queue_;  // set by the first read, then fixed
   std::string producer_;                // likewise
   v1::ProduceRequest req_;
@@ -304,8 +325,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
 }  // namespace
 
 grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* StartProduce(
-    grpc::CallbackServerContext* ctx, core::Broker* broker) {
-  return new ProduceCall(ctx, broker);
+    grpc::CallbackServerContext* ctx, core::Broker* broker, LiveCalls* live) {
+  return new ProduceCall(ctx, broker, live);
 }
 
 }  // namespace basin::service

@@ -244,7 +244,7 @@ ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::Joi
 
 grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* QueueService::Produce(
     CallbackServerContext* ctx) {
-  return StartProduce(ctx, broker_);
+  return StartProduce(ctx, broker_, &produce_calls_);
 }
 
 grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* QueueService::Consume(

@@ -10,6 +10,7 @@
 
 #include "basin/v1/queue.grpc.pb.h"
 #include "broker/core/broker.h"
+#include "broker/service/live_calls.h"
 
 namespace basin::service {
 
@@ -55,6 +56,10 @@ class QueueService final : public v1::QueueService::CallbackService {
   grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* Consume(
       grpc::CallbackServerContext* ctx) override;
 
+  // Draining: ends every Produce stream (after the broker's Shutdown, which
+  // ends blocked calls and Consume streams) and any opened later.
+  void EndStreams() { produce_calls_.EndAll(); }
+
  private:
   void Describe(const core::Queue& queue, v1::QueueInfo* out) const;
 
@@ -69,6 +74,7 @@ class QueueService final : public v1::QueueService::CallbackService {
 
   core::Broker* const broker_;
   const Post post_;
+  LiveCalls produce_calls_;
 };
 
 }  // namespace basin::service

@@ -1,0 +1,68 @@
+#include "broker/service/call_tracker.h"
+
+namespace basin::service {
+
+using grpc::experimental::InterceptionHookPoints;
+
+// One per call: made with it, destroyed when gRPC is done with it.
+class TrackedCall final : public grpc::experimental::Interceptor {
+ public:
+  TrackedCall(CallTracker* tracker, const char* method) : tracker_(tracker), method_(method) {
+    tracker_->Started();
+  }
+  ~TrackedCall() override {
+    tracker_->Finished(method_, code_, std::chrono::steady_clock::now() - start_);
+  }
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      code_ = methods->GetSendStatus().error_code();
+    }
+    methods->Proceed();
+  }
+
+ private:
+  CallTracker* const tracker_;
+  const char* const method_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  grpc::StatusCode code_ = grpc::StatusCode::CANCELLED;
+};
+
+namespace {
+
+class Factory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit Factory(CallTracker* tracker) : tracker_(tracker) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new TrackedCall(tracker_, info->method());
+  }
+
+ private:
+  CallTracker* const tracker_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> CallTracker::Factory() {
+  return std::make_unique<service::Factory>(this);
+}
+
+void CallTracker::Finished(const char* method, grpc::StatusCode code,
+                           std::chrono::nanoseconds took) {
+  if (observer_) observer_(method, code, took);
+  if (active_.fetch_sub(1) == 1 && waiting_.load()) {
+    // Through the mutex: a waiter between its check and its sleep cannot
+    // miss this.
+    std::lock_guard lock(mu_);
+    idle_.notify_all();
+  }
+}
+
+bool CallTracker::WaitIdle(std::chrono::steady_clock::time_point deadline) {
+  waiting_.store(true);
+  std::unique_lock lock(mu_);
+  return idle_.wait_until(lock, deadline, [this] { return active_.load() == 0; });
+}
+
+}  // namespace basin::service
