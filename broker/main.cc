@@ -108,7 +108,16 @@ int main(int argc, char** argv) {
                                                "grpc.health.v1.Health",
                                                "grpc.reflection.v1alpha.ServerReflection"}));
   }
-  auto server = basin::Server::Start(*config, &broker, &dispatcher,
+  basin::service::ServerFacts facts;
+  for (const basin::EffectiveSetting& e : config->effective) {
+    facts.settings.push_back({e.name, e.value, e.source});
+  }
+  facts.config_file = config->config_file;
+  facts.started = process_start;
+  facts.started_at = std::chrono::system_clock::now() -
+                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                         std::chrono::steady_clock::now() - process_start);
+  auto server = basin::Server::Start(*config, &broker, &dispatcher, std::move(facts),
                                      metrics != nullptr ? &metrics->rpc() : nullptr);
   if (server == nullptr) return 1;
   std::unique_ptr<basin::http::HttpServer> http;

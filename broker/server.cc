@@ -24,18 +24,20 @@ std::string WithPort(const std::string& listen, int port) {
 }  // namespace
 
 std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker,
-                                      Dispatcher* dispatcher, metrics::RpcMetrics* rpc_metrics) {
+                                      Dispatcher* dispatcher, service::ServerFacts facts,
+                                      metrics::RpcMetrics* rpc_metrics) {
   // Linked in so that reflection can describe grpc.health.v1.Health.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  std::unique_ptr<Server> s(new Server(broker, dispatcher, rpc_metrics));
+  std::unique_ptr<Server> s(new Server(broker, dispatcher, std::move(facts), rpc_metrics));
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&s->queue_service_);
   builder.RegisterService(&s->topic_service_);
+  builder.RegisterService(&s->server_service_);
   {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(s->tracker_.Factory());

@@ -14,6 +14,7 @@
 #include "broker/metrics/rpc_metrics.h"
 #include "broker/service/call_tracker.h"
 #include "broker/service/queue_service.h"
+#include "broker/service/server_service.h"
 #include "broker/service/topic_service.h"
 
 namespace basin {
@@ -24,7 +25,7 @@ class Server {
   // `dispatcher` runs subscription wake-ups; it must outlive the server.
   // `rpc_metrics` (null: none) times every call; it must outlive the server.
   static std::unique_ptr<Server> Start(const Config& config, core::Broker* broker,
-                                       Dispatcher* dispatcher,
+                                       Dispatcher* dispatcher, service::ServerFacts facts,
                                        metrics::RpcMetrics* rpc_metrics = nullptr);
   ~Server();
 
@@ -39,7 +40,8 @@ class Server {
   void Shutdown(std::chrono::milliseconds grace);
 
  private:
-  Server(core::Broker* broker, Dispatcher* dispatcher, metrics::RpcMetrics* rpc_metrics)
+  Server(core::Broker* broker, Dispatcher* dispatcher, service::ServerFacts facts,
+         metrics::RpcMetrics* rpc_metrics)
       : broker_(broker),
         tracker_(
             rpc_metrics == nullptr
@@ -50,14 +52,16 @@ class Server {
         queue_service_(
             broker,
             [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
-        topic_service_(broker, [dispatcher](std::function<void()> work) {
-          dispatcher->Post(std::move(work));
-        }) {}
+        topic_service_(
+            broker,
+            [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
+        server_service_(broker, std::move(facts)) {}
 
   core::Broker* const broker_;
   service::CallTracker tracker_;  // outlives server_, whose calls it counts
   service::QueueService queue_service_;
   service::TopicService topic_service_;
+  service::ServerService server_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
 };

@@ -41,6 +41,8 @@ Commands:
   unbind TOPIC_OR_PATTERN QUEUE
   topics                              topics, their counters, and bindings
   health                              check the broker answers
+  info [--json]                       version, uptime, limits and every setting
+                                      with where it came from
 
 Durations: 500ms, 5s, 2m, 1h. --addr defaults to $BASIN_ADDR or 127.0.0.1:7878.
 Exit codes: 0 ok, 1 error, 2 usage, 3 empty/full, 4 closed, 5 not found.
@@ -137,10 +139,58 @@ const std::string& Need(const Args& a, size_t i, const char* what) {
 std::string JsonEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      continue;
+    }
     if (c == '"' || c == '\\') out += '\\';
     out += c;
   }
   return out;
+}
+
+void PrintServerInfo(const basin::ServerInfo& info, bool json) {
+  const auto& l = info.limits;
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"version", info.version},
+      {"revision", info.revision},
+      {"build_type", info.build_type},
+      {"uptime_ms", std::to_string(info.uptime.count())},
+      {"config_file", info.config_file},
+      {"max_message_bytes", std::to_string(l.max_message_bytes)},
+      {"max_memory_bytes", std::to_string(l.max_memory_bytes)},
+      {"memory_used_bytes", std::to_string(l.memory_used_bytes)},
+      {"max_queues", std::to_string(l.max_queues)},
+      {"max_waiters_per_queue", std::to_string(l.max_waiters_per_queue)},
+      {"max_wait_ms", std::to_string(l.max_wait.count())},
+      {"max_batch_messages", std::to_string(l.max_batch_messages)},
+      {"max_get_messages", std::to_string(l.max_get_messages)},
+  };
+  if (!json) {
+    for (const auto& [k, v] : rows) std::printf("%-22s %s\n", k.c_str(), v.c_str());
+    std::printf("\n%-32s %-24s %s\n", "SETTING", "VALUE", "FROM");
+    for (const auto& s : info.settings) {
+      std::printf("%-32s %-24s %s\n", s.name.c_str(), s.value.empty() ? "-" : s.value.c_str(),
+                  s.source.c_str());
+    }
+    return;
+  }
+  std::string out = "{";
+  for (const auto& [k, v] : rows) {
+    const bool text = k == "version" || k == "revision" || k == "build_type" || k == "config_file";
+    out +=
+        (out.size() > 1 ? "," : "") + ("\"" + k + "\":") + (text ? "\"" + JsonEscape(v) + "\"" : v);
+  }
+  out += ",\"settings\":[";
+  for (size_t i = 0; i < info.settings.size(); ++i) {
+    const auto& s = info.settings[i];
+    out += (i > 0 ? "," : "") +
+           ("{\"name\":\"" + JsonEscape(s.name) + "\",\"value\":\"" + JsonEscape(s.value) +
+            "\",\"source\":\"" + JsonEscape(s.source) + "\"}");
+  }
+  std::printf("%s]}\n", out.c_str());
 }
 
 void PrintStat(const basin::QueueInfo& q, bool json) {
@@ -300,6 +350,8 @@ int Run(const Args& a) {
     for (const auto& b : info.bindings) {
       std::printf("binding %s -> %s\n", b.topic_pattern.c_str(), b.queue.c_str());
     }
+  } else if (cmd == "info") {
+    PrintServerInfo(client.server_info(), a.Has("json"));
   } else if (cmd == "health") {
     if (!client.healthy()) {
       std::fprintf(stderr, "basinctl: broker is not serving\n");

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROTOS = ["basin/v1/queue.proto", "basin/v1/topic.proto"]
+PROTOS = ["basin/v1/queue.proto", "basin/v1/server.proto", "basin/v1/topic.proto"]
 
 
 def proto_dir() -> str:

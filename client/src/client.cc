@@ -290,6 +290,27 @@ uint64_t Client::delete_queue(const std::string& name) const {
       .dropped_messages();
 }
 
+ServerInfo Client::server_info() const {
+  const auto resp = detail::CallOn(conn_->server_stub(), &v1::ServerService::Stub::GetServerInfo,
+                                   v1::GetServerInfoRequest());
+  ServerInfo info;
+  info.version = resp.version();
+  info.revision = resp.revision();
+  info.build_type = resp.build_type();
+  info.started_at = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(resp.started_at().seconds()) +
+          std::chrono::nanoseconds(resp.started_at().nanos())));
+  info.uptime = FromProto(resp.uptime());
+  for (const auto& s : resp.settings()) info.settings.push_back({s.name(), s.value(), s.source()});
+  info.config_file = resp.config_file();
+  const auto& l = resp.limits();
+  info.limits = {l.max_message_bytes(),  l.max_memory_bytes(),      l.memory_used_bytes(),
+                 l.max_queues(),         l.max_waiters_per_queue(), FromProto(l.max_wait()),
+                 l.max_batch_messages(), l.max_get_messages()};
+  return info;
+}
+
 bool Client::healthy(Timeout timeout) const {
   auto stub = grpc::health::v1::Health::NewStub(conn_->channel());
   grpc::ClientContext ctx;

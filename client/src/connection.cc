@@ -39,6 +39,7 @@ Connection::Connection(const std::string& address, const ClientOptions& options)
   channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   stub_ = v1::QueueService::NewStub(channel_);
   topic_stub_ = v1::TopicService::NewStub(channel_);
+  server_stub_ = v1::ServerService::NewStub(channel_);
 }
 
 void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait) {

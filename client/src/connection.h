@@ -9,6 +9,7 @@
 
 #include "basin/client.h"
 #include "basin/v1/queue.grpc.pb.h"
+#include "basin/v1/server.grpc.pb.h"
 #include "basin/v1/topic.grpc.pb.h"
 
 namespace basin::detail {
@@ -19,6 +20,7 @@ class Connection {
 
   v1::QueueService::Stub& stub() { return *stub_; }
   v1::TopicService::Stub& topic_stub() { return *topic_stub_; }
+  v1::ServerService::Stub& server_stub() { return *server_stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const ClientOptions& options() const { return options_; }
 
@@ -27,6 +29,7 @@ class Connection {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::QueueService::Stub> stub_;
   std::unique_ptr<v1::TopicService::Stub> topic_stub_;
+  std::unique_ptr<v1::ServerService::Stub> server_stub_;
 };
 
 // Gives a call time for the broker to answer after a wait of `wait`.

@@ -196,6 +196,24 @@ class Queue {
   std::string name_;
 };
 
+// What GetServerInfo says of the broker (docs/operations.md).
+struct ServerInfo {
+  std::string version, revision, build_type;
+  std::chrono::system_clock::time_point started_at{};
+  std::chrono::milliseconds uptime{};
+  struct Setting {
+    std::string name, value, source;  // source: flag, env BASIN_X, FILE:LINE, default
+  };
+  std::vector<Setting> settings{};
+  std::string config_file{};
+  struct Limits {
+    uint64_t max_message_bytes = 0, max_memory_bytes = 0, memory_used_bytes = 0;
+    uint64_t max_queues = 0, max_waiters_per_queue = 0;
+    std::chrono::milliseconds max_wait{};
+    uint64_t max_batch_messages = 0, max_get_messages = 0;
+  } limits{};
+};
+
 struct ClientOptions {
   // Keepalive pings on an idle connection, so a dead broker is noticed.
   std::chrono::milliseconds keepalive_time{30'000};
@@ -233,6 +251,8 @@ class Client {
 
   // True when the broker answers its health check as SERVING.
   bool healthy(Timeout timeout = std::chrono::seconds(5)) const;
+  // The broker's version, uptime, settings and limits.
+  ServerInfo server_info() const;
 
  private:
   friend class Producer;

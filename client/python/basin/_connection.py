@@ -19,7 +19,7 @@ import grpc
 from google.protobuf import duration_pb2
 
 from . import errors
-from .v1 import queue_pb2_grpc, topic_pb2_grpc
+from .v1 import queue_pb2_grpc, server_pb2_grpc, topic_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:7878"
 
@@ -82,6 +82,7 @@ class Connection:
         self._channel: Any = None
         self._queue_stub: Any = None
         self._topic_stub: Any = None
+        self._server_stub: Any = None
 
     def _open(self) -> None:
         pid = os.getpid()
@@ -93,6 +94,7 @@ class Connection:
             channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
             self._queue_stub = queue_pb2_grpc.QueueServiceStub(channel)
             self._topic_stub = topic_pb2_grpc.TopicServiceStub(channel)
+            self._server_stub = server_pb2_grpc.ServerServiceStub(channel)
             self._channel = channel
             self._pid = pid
 
@@ -115,6 +117,13 @@ class Connection:
         if self._pid != os.getpid():
             self._open()
         return self._topic_stub
+
+    @property
+    def server(self) -> Any:
+        """The ServerService stub of this process's channel."""
+        if self._pid != os.getpid():
+            self._open()
+        return self._server_stub
 
     def wait_ready(self, timeout: float) -> bool:
         """True once the channel is connected, False after ``timeout``."""

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 from ._connection import DEFAULT_ADDRESS, Connection
 from .pubsub import Data, PubSub, encode_data
 from .queues import JoinableQueue
-from .v1 import queue_pb2, topic_pb2
+from .v1 import queue_pb2, server_pb2, topic_pb2
 
 __all__ = ["Client", "PublishResult"]
 
@@ -82,6 +82,12 @@ class Client:
         """Deletes a queue; returns the messages dropped."""
         return int(self._conn.call(self._conn.queues.DeleteQueue,
                                    queue_pb2.DeleteQueueRequest(name=name)).dropped_messages)
+
+    def server_info(self) -> server_pb2.GetServerInfoResponse:
+        """The broker's version, uptime, limits and every setting with its source."""
+        info: server_pb2.GetServerInfoResponse = self._conn.call(
+            self._conn.server.GetServerInfo, server_pb2.GetServerInfoRequest())
+        return info
 
     def close(self) -> None:
         self._conn.close()
