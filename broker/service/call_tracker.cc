@@ -4,28 +4,37 @@ namespace basin::service {
 
 using grpc::experimental::InterceptionHookPoints;
 
-// One per call: made with it, destroyed when gRPC is done with it.
+// One per call: made with it, destroyed when gRPC is done with it. The call
+// is told to the observer as its status is sent, so that a client that has
+// its answer finds it counted; one that sends none (the client went away) is
+// told when the call is destroyed.
 class TrackedCall final : public grpc::experimental::Interceptor {
  public:
   TrackedCall(CallTracker* tracker, const char* method) : tracker_(tracker), method_(method) {
     tracker_->Started();
   }
   ~TrackedCall() override {
-    tracker_->Finished(method_, code_, std::chrono::steady_clock::now() - start_);
+    if (!told_) Tell(grpc::StatusCode::CANCELLED);
+    tracker_->Finished();
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      code_ = methods->GetSendStatus().error_code();
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) && !told_) {
+      Tell(methods->GetSendStatus().error_code());
     }
     methods->Proceed();
   }
 
  private:
+  void Tell(grpc::StatusCode code) {
+    told_ = true;
+    tracker_->Observe(method_, code, std::chrono::steady_clock::now() - start_);
+  }
+
   CallTracker* const tracker_;
   const char* const method_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  grpc::StatusCode code_ = grpc::StatusCode::CANCELLED;
+  bool told_ = false;
 };
 
 namespace {
@@ -48,9 +57,12 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> CallTrack
   return std::make_unique<service::Factory>(this);
 }
 
-void CallTracker::Finished(const char* method, grpc::StatusCode code,
-                           std::chrono::nanoseconds took) {
+void CallTracker::Observe(const char* method, grpc::StatusCode code,
+                          std::chrono::nanoseconds took) {
   if (observer_) observer_(method, code, took);
+}
+
+void CallTracker::Finished() {
   if (active_.fetch_sub(1) == 1 && waiting_.load()) {
     // Through the mutex: a waiter between its check and its sleep cannot
     // miss this.

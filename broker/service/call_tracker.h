@@ -17,8 +17,9 @@ namespace basin::service {
 
 class CallTracker {
  public:
-  // Told of each finished call (a call the client abandoned, which sends no
-  // status, as CANCELLED); may be empty. Runs on the thread that ends the call.
+  // Told of each call as its status is sent (a call the client abandoned,
+  // which sends none, as CANCELLED when it ends); may be empty. Runs on the
+  // thread that ends the call.
   using Observer =
       std::function<void(const char* method, grpc::StatusCode code, std::chrono::nanoseconds)>;
 
@@ -35,7 +36,8 @@ class CallTracker {
  private:
   friend class TrackedCall;
   void Started() { active_.fetch_add(1, std::memory_order_relaxed); }
-  void Finished(const char* method, grpc::StatusCode code, std::chrono::nanoseconds took);
+  void Observe(const char* method, grpc::StatusCode code, std::chrono::nanoseconds took);
+  void Finished();
 
   const Observer observer_;
   std::atomic<int64_t> active_{0};

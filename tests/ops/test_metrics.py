@@ -3,6 +3,8 @@ agree with what GetQueue and ListTopics say, under load."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -13,7 +15,7 @@ import pytest
 
 import basin
 from basin.v1 import queue_pb2, queue_pb2_grpc, topic_pb2, topic_pb2_grpc
-from conftest import Broker, fetch, wait_until
+from conftest import ROOT, Broker, fetch, wait_until
 from exposition import Family, parse, value
 
 Families = Dict[str, Family]
@@ -240,6 +242,12 @@ def test_storage_series_of_a_durable_broker() -> None:
         assert value(families, "basin_storage_fsync_duration_seconds_count") >= 1
         assert "basin_storage_recovery_duration_seconds" in families
         assert value(families, "basin_queue_messages_ready", queue="durable-metrics") == 100
+        # Every family served is in the metrics reference, and only those.
+        with open(os.path.join(ROOT, "docs", "operations.md")) as f:
+            docs = f.read()
+        reference = docs[docs.index("## Metrics reference"):docs.index("### Alerts")]
+        documented = set(re.findall(r"^\| `([a-z_]+)` \|", reference, re.M))
+        assert documented == set(families), (documented ^ set(families))
     finally:
         b.close()
         shutil.rmtree(data, ignore_errors=True)

@@ -32,7 +32,8 @@ class Broker:
         self.start()
 
     def start(self) -> None:
-        args = [BASIND, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn", *self.flags]
+        quiet = [] if "--log-level" in self.flags else ["--log-level", "warn"]
+        args = [BASIND, "--listen", f"127.0.0.1:{self.port}", *quiet, *self.flags]
         if self.data_dir:
             args += ["--data-dir", self.data_dir]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE)
