@@ -16,9 +16,9 @@ class LatencyHistogram {
  public:
   // Upper bounds in seconds, ascending; +Inf is implied. 100 µs to 60 s
   // covers an fdatasync on any disk and a unary call up to --max-wait.
-  static constexpr std::array<double, 18> kBounds = {
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-      0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
+  static constexpr std::array<double, 18> kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                     0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                     1,      2.5,     5,      10,    30,     60};
 
   void Observe(std::chrono::nanoseconds d) {
     const double seconds = std::chrono::duration<double>(d).count();

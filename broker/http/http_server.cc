@@ -33,7 +33,8 @@ bool ParseListen(const std::string& listen, tcp::endpoint* out) {
     host = host.substr(1, host.size() - 2);
   }
   if (host.empty()) host = "0.0.0.0";
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
     return false;
   }
   const unsigned long number = std::stoul(port);
@@ -75,10 +76,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(kBodyLimit);
     stream_.expires_after(kRequestTimeout);
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->OnRead(ec);
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
  private:
@@ -89,8 +89,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec) {
       // A malformed or oversize request: say so once, then hang up.
-      Respond({400, "text/plain; charset=utf-8", "bad request: " + ec.message() + "\n", {}},
-              false, 11);
+      Respond({400, "text/plain; charset=utf-8", "bad request: " + ec.message() + "\n", {}}, false,
+              11);
       return;
     }
     const auto& req = parser_->get();

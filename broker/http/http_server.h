@@ -12,9 +12,9 @@
 namespace basin::http {
 
 struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string path;    // the target without its query
-  std::string query;   // after '?', or empty
+  std::string method;          // "GET", "POST", ...
+  std::string path;            // the target without its query
+  std::string query;           // after '?', or empty
   bool action_header = false;  // X-Basin-Action: 1 was sent
 };
 

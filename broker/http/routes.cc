@@ -42,8 +42,8 @@ Response QueueAction(core::Broker* broker, const Request& req, bool admin) {
   if (action == "close") {
     const bool already = queue.value()->Close(core::Clock::now());
     if (!already) spdlog::info("closed queue '{}' (dashboard)", name);
-    return {200, kJson, std::string("{\"already_closed\":") + (already ? "true" : "false") + "}",
-            {}};
+    return {
+        200, kJson, std::string("{\"already_closed\":") + (already ? "true" : "false") + "}", {}};
   }
   auto dropped = broker->DeleteQueue(name);
   if (!dropped.ok()) return Status(409, dropped.error().message);

@@ -95,7 +95,8 @@ void QueueFamilies(Families& f, const BrokerSnapshot& s) {
          "Consume streams holding as many unacked deliveries as their prefetch allows", gauge,
          [](const QueueRow& r) {
            uint64_t n = 0;
-           for (const auto& c : r.stats.consumers) n += c.prefetch != 0 && c.in_flight >= c.prefetch;
+           for (const auto& c : r.stats.consumers)
+             n += c.prefetch != 0 && c.in_flight >= c.prefetch;
            return n;
          });
   PerRow(f, q, "queue", "basin_queue_put_total", "Messages accepted into the queue", counter,
@@ -123,12 +124,10 @@ void TopicFamilies(Families& f, const BrokerSnapshot& s) {
          MetricType::Gauge, [](const TopicRow& r) { return r.stats.subscribers; });
   PerRow(f, t, "topic", "basin_topic_published_total", "Messages published to the topic",
          MetricType::Counter, [](const TopicRow& r) { return r.stats.published; });
-  PerRow(f, t, "topic", "basin_topic_delivered_total",
-         "Copies buffered for subscribers", MetricType::Counter,
-         [](const TopicRow& r) { return r.stats.delivered; });
-  PerRow(f, t, "topic", "basin_topic_dropped_total",
-         "Copies a full subscriber buffer dropped", MetricType::Counter,
-         [](const TopicRow& r) { return r.stats.dropped; });
+  PerRow(f, t, "topic", "basin_topic_delivered_total", "Copies buffered for subscribers",
+         MetricType::Counter, [](const TopicRow& r) { return r.stats.delivered; });
+  PerRow(f, t, "topic", "basin_topic_dropped_total", "Copies a full subscriber buffer dropped",
+         MetricType::Counter, [](const TopicRow& r) { return r.stats.dropped; });
   PerRow(f, t, "topic", "basin_topic_routed_total", "Copies put into bound queues",
          MetricType::Counter, [](const TopicRow& r) { return r.stats.routed; });
 }

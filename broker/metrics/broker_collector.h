@@ -24,8 +24,8 @@ struct CollectorOptions {
 class BrokerCollector final : public prometheus::Collectable {
  public:
   // `broker` must outlive the collector; `storage` is null without --data-dir.
-  BrokerCollector(const core::Broker* broker, std::shared_ptr<const storage::StorageCounters> storage,
-                  CollectorOptions options)
+  BrokerCollector(const core::Broker* broker,
+                  std::shared_ptr<const storage::StorageCounters> storage, CollectorOptions options)
       : broker_(broker), storage_(std::move(storage)), options_(options) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override;

@@ -21,7 +21,7 @@ struct QueueRow {
   bool durable = false;
   uint64_t max_size = 0;  // 0: unbounded
   std::string dead_letter_queue;
-  uint64_t queues = 1;    // how many queues the row sums (more than 1 for kOther)
+  uint64_t queues = 1;  // how many queues the row sums (more than 1 for kOther)
   core::QueueStats stats;
 };
 

@@ -54,7 +54,9 @@ ProcessStats ReadProcessStats() {
     std::string f[22];
     for (auto& field : f) fields >> field;
     // Fields 3.. of proc(5): f[0] is field 3 (state).
-    const auto num = [&](int field) { return std::stod(f[field - 3].empty() ? "0" : f[field - 3]); };
+    const auto num = [&](int field) {
+      return std::stod(f[field - 3].empty() ? "0" : f[field - 3]);
+    };
     p.cpu_seconds = (num(14) + num(15)) / ticks;
     p.threads = static_cast<uint64_t>(num(20));
     p.start_time_seconds = BootTime() + num(22) / ticks;

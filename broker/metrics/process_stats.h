@@ -12,7 +12,7 @@ struct ProcessStats {
   uint64_t threads = 0;
   uint64_t open_fds = 0;
   uint64_t max_fds = 0;
-  double cpu_seconds = 0;  // user + system
+  double cpu_seconds = 0;         // user + system
   double start_time_seconds = 0;  // since the Unix epoch
 };
 
