@@ -3,7 +3,8 @@
 # then configures and builds into build/. Sourced by start.sh and test.sh.
 #   BASIN_SETUP_TOOLS=1  also installs the test tools (GoogleTest, clang-format,
 #                        clang and libFuzzer, npm and buf, pytest, mypy, redis-py,
-#                        venv and pip for the Python package's tests).
+#                        venv and pip for the Python package's tests, Chromium and
+#                        chromedriver for the dashboard's, PyYAML for the manifests').
 #   BASIN_CMAKE_ARGS     extra arguments for configuring build/ (test.sh adds
 #                        -DBASIN_WERROR=ON).
 set -euo pipefail
@@ -19,7 +20,8 @@ packages=(g++ cmake ninja-build pkg-config ccache
   python3 python3-grpcio python3-protobuf)
 if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
   packages+=(clang-format clang-14 libclang-rt-14-dev
-    python3-pytest python3-mypy python3-redis python3-venv python3-pip python3-setuptools)
+    python3-pytest python3-mypy python3-redis python3-venv python3-pip python3-setuptools
+    chromium chromium-driver python3-yaml)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
