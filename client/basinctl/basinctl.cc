@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "basin/client.h"
+#include "top.h"
 
 namespace {
 
@@ -43,6 +44,8 @@ Commands:
   health                              check the broker answers
   info [--json]                       version, uptime, limits and every setting
                                       with where it came from
+  top [--interval D] [--iterations N] live view of queues and topics with rates
+                                      (redrawn each D, default 1s; Ctrl-C ends)
 
 Durations: 500ms, 5s, 2m, 1h. --addr defaults to $BASIN_ADDR or 127.0.0.1:7878.
 Exit codes: 0 ok, 1 error, 2 usage, 3 empty/full, 4 closed, 5 not found.
@@ -78,7 +81,9 @@ Args Parse(int argc, char** argv) {
                                                           {"durable", false},
                                                           {"no-ack", false},
                                                           {"help", false},
-                                                          {"pattern", true}};
+                                                          {"pattern", true},
+                                                          {"interval", true},
+                                                          {"iterations", true}};
   Args args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -244,7 +249,8 @@ int ExitCode(const basin::Error& e) {
 int Run(const Args& a) {
   const std::string& cmd = Need(a, 0, "command");
   const char* env_addr = std::getenv("BASIN_ADDR");
-  basin::Client client(a.Flag("addr", env_addr != nullptr ? env_addr : "127.0.0.1:7878"));
+  const std::string address = a.Flag("addr", env_addr != nullptr ? env_addr : "127.0.0.1:7878");
+  basin::Client client(address);
   const bool timed = a.Has("timeout");
   const auto timeout = timed ? ParseDuration(a.Flag("timeout")) : std::chrono::milliseconds(0);
 
@@ -350,6 +356,12 @@ int Run(const Args& a) {
     for (const auto& b : info.bindings) {
       std::printf("binding %s -> %s\n", b.topic_pattern.c_str(), b.queue.c_str());
     }
+  } else if (cmd == "top") {
+    const auto interval = ParseDuration(a.Flag("interval", "1s"));
+    if (interval.count() <= 0) throw UsageError{"--interval must be positive"};
+    const uint64_t iterations = a.Has("iterations") ? ParseCount(a.Flag("iterations")) : 0;
+    if (iterations > 1'000'000) throw UsageError{"--iterations is at most 1000000"};
+    return basinctl::RunTop(client, address, interval, static_cast<int>(iterations));
   } else if (cmd == "info") {
     PrintServerInfo(client.server_info(), a.Has("json"));
   } else if (cmd == "health") {
