@@ -4,7 +4,9 @@
 #   BASIN_SETUP_TOOLS=1  also installs the test tools (GoogleTest, clang-format,
 #                        clang and libFuzzer, npm and buf, pytest, mypy, redis-py,
 #                        venv and pip for the Python package's tests, Chromium and
-#                        chromedriver for the dashboard's, PyYAML for the manifests').
+#                        chromedriver for the dashboard's, podman, runc and
+#                        mmdebstrap for the container's, PyYAML and kubectl for the
+#                        deployment files').
 #   BASIN_CMAKE_ARGS     extra arguments for configuring build/ (test.sh adds
 #                        -DBASIN_WERROR=ON).
 set -euo pipefail
@@ -21,7 +23,8 @@ packages=(g++ cmake ninja-build pkg-config ccache
 if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
   packages+=(clang-format clang-14 libclang-rt-14-dev
     python3-pytest python3-mypy python3-redis python3-venv python3-pip python3-setuptools
-    chromium chromium-driver python3-yaml)
+    chromium chromium-driver python3-yaml curl
+    podman runc mmdebstrap kubernetes-client)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 

@@ -9,6 +9,8 @@
 #  4. build-fuzz/     each libFuzzer target for a bounded time (clang, ASan+UBSan)
 #  5. build-release/  a user's Release build of basind and the SDK (no -Werror),
 #                     which must compile
+#  6. tests/container  the Dockerfile built with podman and the image checked
+#                     (skipped, saying why, where no container engine can run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checks=(-DBASIN_WERROR=ON -DBASIN_LOCK_RANK_CHECK=ON)
@@ -41,3 +43,9 @@ echo "test: a user's Release build"
 cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBASIN_BUILD_TESTS=OFF \
   -DBASIN_BUILD_BENCH=OFF >/dev/null
 cmake --build build-release --target basind basinctl basin_client
+
+echo "test: the container image (tests/container/run.sh)"
+status=0
+bash tests/container/run.sh build/client/basinctl || status=$?
+# 77: no engine can run here; run.sh has said why.
+[ "$status" -eq 0 ] || [ "$status" -eq 77 ] || exit "$status"
