@@ -5,7 +5,7 @@
 #                        clang and libFuzzer, npm and buf, pytest, mypy, redis-py,
 #                        venv and pip for the Python package's tests, Chromium and
 #                        chromedriver for the dashboard's, podman, runc and
-#                        mmdebstrap for the container's, PyYAML and kubectl for the
+#                        mmdebstrap for the container's, PyYAML for the
 #                        deployment files').
 #   BASIN_CMAKE_ARGS     extra arguments for configuring build/ (test.sh adds
 #                        -DBASIN_WERROR=ON).
@@ -24,7 +24,7 @@ if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
   packages+=(clang-format clang-14 libclang-rt-14-dev
     python3-pytest python3-mypy python3-redis python3-venv python3-pip python3-setuptools
     chromium chromium-driver python3-yaml curl
-    podman runc mmdebstrap kubernetes-client)
+    podman runc mmdebstrap)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
