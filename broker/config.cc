@@ -18,6 +18,10 @@ namespace basin {
 namespace po = boost::program_options;
 
 std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
+  // A number first: stod would take " 5", "inf" and "nan".
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.')) {
+    return std::nullopt;
+  }
   size_t pos = 0;
   double value = 0;
   try {
@@ -41,10 +45,14 @@ std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
   } else {
     return std::nullopt;
   }
+  // Past ~292 years a duration no longer fits in int64 nanoseconds.
+  if (value * scale > 9e18) return std::nullopt;
   return std::chrono::nanoseconds(static_cast<int64_t>(value * scale));
 }
 
 std::optional<uint64_t> ParseBytes(const std::string& text) {
+  // Digits first: stoull would take " 5", "+5" and "-1" (as 2^64 - 1).
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return std::nullopt;
   size_t pos = 0;
   unsigned long long value = 0;
   try {
@@ -67,6 +75,7 @@ std::optional<uint64_t> ParseBytes(const std::string& text) {
   } else {
     return std::nullopt;
   }
+  if (value > UINT64_MAX / scale) return std::nullopt;  // would wrap
   return value * scale;
 }
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
   }
   if (!basin::ApplyDeclarations(*config, &broker)) return 1;
   std::unique_ptr<basin::metrics::Metrics> metrics;
+  std::atomic<bool> draining{false};  // /healthz answers 503 from then on
   if (!config->http_listen.empty()) {
     basin::metrics::CollectorOptions options;
     options.max_queues = config->metrics_max_queues;
@@ -103,9 +105,9 @@ int main(int argc, char** argv) {
     options.started = process_start;
     options.recovery_seconds = recovery_seconds;
     metrics = std::make_unique<basin::metrics::Metrics>(
-        &broker, store != nullptr ? store->counters() : nullptr, options,
+        store != nullptr ? store->counters() : nullptr, options,
         basin::metrics::RpcMetrics::MethodsOf({"basin.v1.QueueService", "basin.v1.TopicService",
-                                               "grpc.health.v1.Health",
+                                               "basin.v1.ServerService", "grpc.health.v1.Health",
                                                "grpc.reflection.v1alpha.ServerReflection"}));
   }
   basin::service::ServerFacts facts;
@@ -127,6 +129,7 @@ int main(int argc, char** argv) {
     routes.max_queues = config->metrics_max_queues;
     routes.max_topics = config->metrics_max_topics;
     routes.started = process_start;
+    routes.draining = &draining;
     std::string error;
     http = basin::http::HttpServer::Start(
         config->http_listen, basin::http::MakeRoutes(&broker, metrics.get(), routes), &error);
@@ -162,9 +165,11 @@ int main(int argc, char** argv) {
     basin::ReopenLogFile();
   }
   sd_notify(0, "STOPPING=1");
+  draining.store(true);
   spdlog::info("received {}, draining (up to {} ms)", strsignal(sig),
                config->shutdown_grace.count());
   const auto drain_start = std::chrono::steady_clock::now();
+  if (committer != nullptr) committer->Hurry();  // durable puts in progress: answer them now
   const int64_t cut_off = server->Drain(config->shutdown_grace);
   if (cut_off > 0) spdlog::warn("{} calls still running after the grace were cancelled", cut_off);
   spdlog::info("drained in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -74,8 +74,9 @@ Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 int64_t Server::Drain(std::chrono::milliseconds grace) {
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  // Readiness probes and load balancers stop sending work here first.
-  if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
+  // Readiness probes and load balancers stop sending work here first; the
+  // health service's Watch streams end.
+  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   broker_->Shutdown();
   queue_service_.EndStreams();
   tracker_.WaitIdle(deadline);

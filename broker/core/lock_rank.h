@@ -35,6 +35,8 @@ enum class LockRank : int {
   // Leaves: a service call object's own state. Nothing is taken under them,
   // and no core call is made while one is held.
   kServiceCall = 90,  // ProduceCall, ConsumeCall, SubscribeCall, CallLink
+  kLiveCalls = 92,    // service::LiveCalls: the streams a drain must end
+  kCallTracker = 94,  // service::CallTracker: wakes the drain when calls are done
 };
 
 #ifdef BASIN_LOCK_RANK_CHECK

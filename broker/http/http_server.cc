@@ -19,30 +19,44 @@ namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-constexpr auto kRequestTimeout = std::chrono::seconds(30);
+// For a whole request, and for the idle time before the next on a kept-alive
+// connection: a client cannot hold one of the kMaxConnections for long
+// without sending.
+constexpr auto kRequestTimeout = std::chrono::seconds(10);
+// After a failed accept (EMFILE: out of descriptors) wait before the next.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 constexpr uint32_t kHeaderLimit = 8 << 10;
 constexpr uint64_t kBodyLimit = 64 << 10;
 
-// "127.0.0.1:9464", "[::1]:9464", "0.0.0.0:0", ":9464" (all addresses).
-bool ParseListen(const std::string& listen, tcp::endpoint* out) {
+// "127.0.0.1:9464", "[::1]:9464", "localhost:9464", ":9464" (all IPv4
+// addresses): a name is resolved once, here, and its first address used.
+bool ParseListen(net::io_context& io, const std::string& listen, tcp::endpoint* out,
+                 std::string* error) {
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return false;
+  const std::string port = colon == std::string::npos ? "" : listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
+    *error = "'" + listen + "' is not host:port";
+    return false;
+  }
   std::string host = listen.substr(0, colon);
-  const std::string port = listen.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
   if (host.empty()) host = "0.0.0.0";
-  if (port.empty() || port.size() > 5 ||
-      port.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  const unsigned long number = std::stoul(port);
-  if (number > 65535) return false;
   boost::system::error_code ec;
   const auto address = net::ip::make_address(host, ec);
-  if (ec) return false;
-  *out = tcp::endpoint(address, static_cast<unsigned short>(number));
+  if (!ec) {
+    *out = tcp::endpoint(address, static_cast<unsigned short>(std::stoul(port)));
+    return true;
+  }
+  tcp::resolver resolver(io);
+  const auto found = resolver.resolve(host, port, ec);
+  if (ec || found.empty()) {
+    *error = "cannot resolve '" + host + "': " + (ec ? ec.message() : "no address");
+    return false;
+  }
+  *out = found.begin()->endpoint();
   return true;
 }
 
@@ -54,6 +68,7 @@ struct HttpServer::Impl {
   std::atomic<int> connections{0};
   net::io_context io{1};
   tcp::acceptor acceptor{io};
+  net::steady_timer backoff{io};
   std::string address;
   std::thread thread;
   bool stopped = false;
@@ -90,7 +105,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) {
       // A malformed or oversize request: say so once, then hang up.
       Respond({400, "text/plain; charset=utf-8", "bad request: " + ec.message() + "\n", {}}, false,
-              11);
+              11, false);
       return;
     }
     const auto& req = parser_->get();
@@ -102,6 +117,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (q != std::string::npos) request.query = target.substr(q + 1);
     const auto action = req.find("X-Basin-Action");
     request.action_header = action != req.end() && action->value() == "1";
+    if (const auto host = req.find(bhttp::field::host); host != req.end()) {
+      request.host = std::string(host->value());
+    }
     Response response;
     try {
       response = server_->handler(request);
@@ -109,11 +127,13 @@ class Session : public std::enable_shared_from_this<Session> {
       spdlog::error("http {} {}: {}", request.method, request.path, e.what());
       response = {500, "text/plain; charset=utf-8", "internal error\n", {}};
     }
-    if (req.method() == bhttp::verb::head) response.body.clear();
-    Respond(std::move(response), req.keep_alive(), req.version());
+    Respond(std::move(response), req.keep_alive(), req.version(),
+            req.method() == bhttp::verb::head);
   }
 
-  void Respond(Response r, bool keep_alive, unsigned version) {
+  // A HEAD answer has the GET's headers, its Content-Length included, and
+  // no body.
+  void Respond(Response r, bool keep_alive, unsigned version, bool head) {
     res_ = {};
     res_.version(version);
     res_.result(r.status);
@@ -126,6 +146,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.keep_alive(keep_alive);
     res_.body() = std::move(r.body);
     res_.prepare_payload();
+    if (head) res_.body().clear();
     bhttp::async_write(stream_, res_,
                        [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                          if (ec || !keep_alive) return self->Close();
@@ -151,13 +172,19 @@ class Session : public std::enable_shared_from_this<Session> {
 void HttpServer::Impl::Accept() {
   acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) {
-      if (connections.load() >= kMaxConnections) {
-        boost::system::error_code ignored;
-        socket.close(ignored);
-      } else {
-        std::make_shared<Session>(std::move(socket), this)->Read();
-      }
+    if (ec) {
+      // Out of descriptors and the like: retrying at once would spin.
+      backoff.expires_after(kAcceptBackoff);
+      backoff.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec) Accept();
+      });
+      return;
+    }
+    if (connections.load() >= kMaxConnections) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Session>(std::move(socket), this)->Read();
     }
     Accept();
   });
@@ -168,10 +195,7 @@ std::unique_ptr<HttpServer> HttpServer::Start(const std::string& listen, Handler
   auto impl = std::make_unique<Impl>();
   impl->handler = std::move(handler);
   tcp::endpoint endpoint;
-  if (!ParseListen(listen, &endpoint)) {
-    *error = "'" + listen + "' is not host:port";
-    return nullptr;
-  }
+  if (!ParseListen(impl->io, listen, &endpoint, error)) return nullptr;
   boost::system::error_code ec;
   impl->acceptor.open(endpoint.protocol(), ec);
   if (!ec) impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);

@@ -2,7 +2,8 @@
 // its JSON. One thread, "basin-http", runs every connection on Boost.Asio, so
 // a slow scraper or browser never touches a gRPC thread. Bounded: at most
 // kMaxConnections at once (more are closed at accept), 8 KiB of headers and
-// 64 KiB of body per request, 30 s to send a request.
+// 64 KiB of body per request, 10 s to send a request, and a connection idle
+// that long between requests is closed.
 #pragma once
 
 #include <functional>
@@ -16,6 +17,7 @@ struct Request {
   std::string path;            // the target without its query
   std::string query;           // after '?', or empty
   bool action_header = false;  // X-Basin-Action: 1 was sent
+  std::string host;            // the Host header
 };
 
 struct Response {

@@ -67,9 +67,10 @@ void QueueJson(Json& j, const metrics::QueueRow& q) {
   j.Key("done_total").Value(s.total_done).Key("redelivered_total").Value(s.total_redelivered);
   j.Key("dead_lettered_total").Value(s.total_dead_lettered);
   j.Key("rejected_total").Value(s.total_rejected);
-  j.Key("consumer_count").Value(static_cast<uint64_t>(s.consumers.size()));
+  j.Key("consumer_count").Value(q.consumers);
+  j.Key("consumers_at_prefetch").Value(q.consumers_at_prefetch);
   j.Key("consumers").Open('[');
-  for (size_t i = 0; i < s.consumers.size() && i < kMaxConsumersShown; ++i) {
+  for (size_t i = 0; i < s.consumers.size(); ++i) {  // TakeSnapshot capped the list
     const core::ConsumerStats& c = s.consumers[i];
     j.Open('{');
     j.Key("id").Value(c.id).Key("prefetch").Value(static_cast<uint64_t>(c.prefetch));

@@ -14,8 +14,9 @@ struct OverviewContext {
   bool admin = false;  // --http-admin: the page offers close and delete
 };
 
-// At most kMaxConsumersShown consumers per queue are listed (with their count).
-inline constexpr size_t kMaxConsumersShown = 100;
+// At most kMaxConsumersShown consumers per queue are listed (all are counted):
+// with 1,000 queues shown, an overview stays within a few MB.
+inline constexpr size_t kMaxConsumersShown = 20;
 
 std::string OverviewJson(const metrics::BrokerSnapshot& snapshot, const OverviewContext& context);
 

@@ -1,7 +1,9 @@
 #include "broker/http/routes.h"
 
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
+#include <memory>
 #include <string_view>
 
 #include "broker/http/overview_json.h"
@@ -14,6 +16,8 @@ namespace {
 
 constexpr const char* kText = "text/plain; charset=utf-8";
 constexpr const char* kJson = "application/json";
+// A poll loop costs at most one pass over the queues per this.
+constexpr auto kSnapshotMaxAge = std::chrono::milliseconds(250);
 
 Response Status(unsigned status, std::string body) { return {status, kText, body + "\n", {}}; }
 
@@ -37,6 +41,9 @@ Response QueueAction(core::Broker* broker, const Request& req, bool admin) {
   if (req.method != "POST") return NotAllowed("POST");
   if (!admin) return Status(403, "queue actions are off: start basind with --http-admin");
   if (!req.action_header) return Status(403, "queue actions need the header X-Basin-Action: 1");
+  if (!IsLiteralHost(req.host)) {
+    return Status(403, "queue actions need a Host that is an IP address or localhost");
+  }
   auto queue = broker->FindQueue(name);
   if (!queue.ok()) return Status(404, queue.error().message);
   if (action == "close") {
@@ -51,29 +58,66 @@ Response QueueAction(core::Broker* broker, const Request& req, bool admin) {
   return {200, kJson, "{\"messages_dropped\":" + std::to_string(dropped.value()) + "}", {}};
 }
 
+// The route a request counts under in basin_http_requests_total: never the
+// client's own path.
+std::string_view RouteOf(const std::string& path) {
+  for (std::string_view known : {"/", "/metrics", "/api/overview", "/healthz"}) {
+    if (path == known) return known;
+  }
+  return path.rfind("/api/queues/", 0) == 0 ? "/api/queues" : "other";
+}
+
 }  // namespace
 
-Handler MakeRoutes(core::Broker* broker, const metrics::Metrics* metrics, RouteOptions options) {
-  return [broker, metrics, options](const Request& req) -> Response {
+bool IsLiteralHost(std::string_view host) {
+  if (host.empty()) return false;
+  // Strip the port: "[::1]:9464", "127.0.0.1:9464", "localhost:9464".
+  if (host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    host = host.substr(1, close - 1);
+    unsigned char buf[16];
+    return inet_pton(AF_INET6, std::string(host).c_str(), buf) == 1;
+  }
+  if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host == "localhost") return true;
+  unsigned char buf[4];
+  return inet_pton(AF_INET, std::string(host).c_str(), buf) == 1;
+}
+
+Handler MakeRoutes(core::Broker* broker, metrics::Metrics* metrics, RouteOptions options) {
+  auto snapshots = std::make_shared<metrics::SnapshotCache>(
+      broker,
+      metrics::SnapshotCache::Caps{options.max_queues, options.max_topics, kMaxConsumersShown},
+      kSnapshotMaxAge);
+  auto route = [broker, metrics, options, snapshots](const Request& req) -> Response {
     if (req.path.rfind("/api/queues/", 0) == 0) return QueueAction(broker, req, options.admin);
-    if (req.path == "/" || req.path == "/metrics" || req.path == "/api/overview" ||
-        req.path == "/healthz") {
-      if (!IsRead(req)) return NotAllowed("GET, HEAD");
-    } else {
+    if (req.path != "/" && req.path != "/metrics" && req.path != "/api/overview" &&
+        req.path != "/healthz") {
       return Status(404, "not found");
     }
+    if (!IsRead(req)) return NotAllowed("GET, HEAD");
     if (req.path == "/") return {200, "text/html; charset=utf-8", kDashboardHtml, {}};
-    if (req.path == "/healthz") return Status(200, "ok");
-    if (req.path == "/metrics") {
-      return {200, "text/plain; version=0.0.4; charset=utf-8", metrics->Render(), {}};
+    if (req.path == "/healthz") {
+      if (options.draining != nullptr && options.draining->load()) return Status(503, "draining");
+      return Status(200, "ok");
     }
-    const auto snapshot = metrics::TakeSnapshot(*broker, options.max_queues, options.max_topics,
-                                                /*consumers=*/true);
+    const auto snapshot = snapshots->Get();
+    if (req.path == "/metrics") {
+      return {200, "text/plain; version=0.0.4; charset=utf-8", metrics->Render(*snapshot), {}};
+    }
     OverviewContext context;
     context.uptime_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - options.started).count();
     context.admin = options.admin;
-    return {200, kJson, OverviewJson(snapshot, context), {}};
+    return {200, kJson, OverviewJson(*snapshot, context), {}};
+  };
+  return [route, metrics](const Request& req) {
+    Response r = route(req);
+    metrics->CountHttp(RouteOf(req.path), r.status);
+    return r;
   };
 }
 

@@ -3,12 +3,15 @@
 //   GET  /                 the dashboard (one page; its script and style inline)
 //   GET  /metrics          Prometheus text format
 //   GET  /api/overview     the dashboard's data, JSON
-//   GET  /healthz          "ok" while the broker serves
+//   GET  /healthz          "ok" while the broker serves, 503 once it drains
 //   POST /api/queues/NAME/close, /api/queues/NAME/delete
-//                          only with --http-admin, and only with the header
-//                          X-Basin-Action: 1 (a cross-site form cannot set it)
+//                          only with --http-admin, only with the header
+//                          X-Basin-Action: 1 (a cross-site form cannot set
+//                          it), and only with a Host that is an IP address or
+//                          localhost (a DNS-rebound name is refused)
 #pragma once
 
+#include <atomic>
 #include <chrono>
 
 #include "broker/core/broker.h"
@@ -22,9 +25,15 @@ struct RouteOptions {
   size_t max_queues = 1000;
   size_t max_topics = 1000;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Set when the broker starts draining (null: never).
+  const std::atomic<bool>* draining = nullptr;
 };
 
-// `broker` and `metrics` must outlive the handler.
-Handler MakeRoutes(core::Broker* broker, const metrics::Metrics* metrics, RouteOptions options);
+// `broker` and `metrics` must outlive the handler, which is called from one
+// thread (the listener's).
+Handler MakeRoutes(core::Broker* broker, metrics::Metrics* metrics, RouteOptions options);
+
+// True for a Host header naming an IP address or localhost (any port).
+bool IsLiteralHost(std::string_view host);
 
 }  // namespace basin::http

@@ -6,8 +6,8 @@
 #include <string>
 #include <utility>
 
-#include "broker/build_info.h"
 #include "broker/metrics/broker_snapshot.h"
+#include "broker/metrics/histogram_metric.h"
 #include "broker/metrics/process_stats.h"
 
 namespace basin::metrics {
@@ -90,15 +90,10 @@ void QueueFamilies(Families& f, const BrokerSnapshot& s) {
   PerRow(f, q, "queue", "basin_queue_waiting_joiners", "Blocked Join calls", gauge,
          [](const QueueRow& r) { return r.stats.waiting_joiners; });
   PerRow(f, q, "queue", "basin_queue_consumers", "Consume streams attached", gauge,
-         [](const QueueRow& r) { return r.stats.consumers.size(); });
+         [](const QueueRow& r) { return r.consumers; });
   PerRow(f, q, "queue", "basin_queue_consumers_at_prefetch",
          "Consume streams holding as many unacked deliveries as their prefetch allows", gauge,
-         [](const QueueRow& r) {
-           uint64_t n = 0;
-           for (const auto& c : r.stats.consumers)
-             n += c.prefetch != 0 && c.in_flight >= c.prefetch;
-           return n;
-         });
+         [](const QueueRow& r) { return r.consumers_at_prefetch; });
   PerRow(f, q, "queue", "basin_queue_put_total", "Messages accepted into the queue", counter,
          [](const QueueRow& r) { return r.stats.total_put; });
   PerRow(f, q, "queue", "basin_queue_delivered_total", "Deliveries (redeliveries included)",
@@ -139,21 +134,9 @@ void StorageFamilies(Families& f, const storage::StorageCounters& c, double reco
             static_cast<double>(c.bytes_written.load(std::memory_order_relaxed)));
   f.Gauge("basin_storage_recovery_duration_seconds",
           "How long recovering the data directory took at start", recovery_seconds);
-  const auto h = c.fsync.Read();
-  ClientMetric m;
-  m.histogram.sample_count = h.count;
-  m.histogram.sample_sum = h.sum_seconds;
-  uint64_t cumulative = 0;
-  for (size_t b = 0; b < h.buckets.size(); ++b) {
-    cumulative += h.buckets[b];
-    const double bound = b < core::LatencyHistogram::kBounds.size()
-                             ? core::LatencyHistogram::kBounds[b]
-                             : std::numeric_limits<double>::infinity();
-    m.histogram.bucket.push_back({cumulative, bound});
-  }
   f.Add("basin_storage_fsync_duration_seconds", "Duration of each fdatasync of a log segment",
         MetricType::Histogram)
-      .metric.push_back(std::move(m));
+      .metric.push_back(HistogramMetric(c.fsync.Read(), {}));
 }
 
 void ProcessFamilies(Families& f, const CollectorOptions& o) {
@@ -171,18 +154,11 @@ void ProcessFamilies(Families& f, const CollectorOptions& o) {
           p.start_time_seconds);
   f.Gauge("basin_uptime_seconds", "Seconds since basind started",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - o.started).count());
-  f.Add("basin_build_info", "Always 1; the labels say which basind this is", MetricType::Gauge)
-      .metric.push_back(Families::GaugeOf({{"version", std::string(BuildVersion())},
-                                           {"revision", std::string(BuildRevision())},
-                                           {"build_type", std::string(BuildType())}},
-                                          1));
 }
 
 }  // namespace
 
-std::vector<MetricFamily> BrokerCollector::Collect() const {
-  const BrokerSnapshot s =
-      TakeSnapshot(*broker_, options_.max_queues, options_.max_topics, /*consumers=*/true);
+std::vector<MetricFamily> BrokerCollector::Collect(const BrokerSnapshot& s) const {
   Families f;
   QueueFamilies(f, s);
   TopicFamilies(f, s);

@@ -1,15 +1,15 @@
 // The series read from the broker at scrape time (queues, topics, memory,
-// storage, process) rather than counted on the hot path: a scrape costs
-// O(queues + topics) once, a put costs nothing extra. See docs/operations.md,
-// "Metrics reference".
+// storage, process) rather than counted on the hot path: a scrape costs one
+// pass over the queues and topics (a BrokerSnapshot), a put nothing extra.
+// See docs/operations.md, "Metrics reference".
 #pragma once
 
-#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 
 #include <chrono>
 #include <memory>
 
-#include "broker/core/broker.h"
+#include "broker/metrics/broker_snapshot.h"
 #include "broker/storage/storage_counters.h"
 
 namespace basin::metrics {
@@ -21,17 +21,15 @@ struct CollectorOptions {
   double recovery_seconds = 0;
 };
 
-class BrokerCollector final : public prometheus::Collectable {
+class BrokerCollector {
  public:
-  // `broker` must outlive the collector; `storage` is null without --data-dir.
-  BrokerCollector(const core::Broker* broker,
-                  std::shared_ptr<const storage::StorageCounters> storage, CollectorOptions options)
-      : broker_(broker), storage_(std::move(storage)), options_(options) {}
+  // `storage` is null without --data-dir.
+  BrokerCollector(std::shared_ptr<const storage::StorageCounters> storage, CollectorOptions options)
+      : storage_(std::move(storage)), options_(options) {}
 
-  std::vector<prometheus::MetricFamily> Collect() const override;
+  std::vector<prometheus::MetricFamily> Collect(const BrokerSnapshot& snapshot) const;
 
  private:
-  const core::Broker* const broker_;
   const std::shared_ptr<const storage::StorageCounters> storage_;
   const CollectorOptions options_;
 };

@@ -19,7 +19,6 @@ void AddQueueStats(const core::QueueStats& from, core::QueueStats* to) {
   to->total_redelivered += from.total_redelivered;
   to->total_dead_lettered += from.total_dead_lettered;
   to->total_rejected += from.total_rejected;
-  to->consumers.insert(to->consumers.end(), from.consumers.begin(), from.consumers.end());
 }
 
 void AddTopicStats(const core::TopicStats& from, core::TopicStats* to) {
@@ -33,27 +32,33 @@ void AddTopicStats(const core::TopicStats& from, core::TopicStats* to) {
 }  // namespace
 
 BrokerSnapshot TakeSnapshot(const core::Broker& broker, size_t max_queues, size_t max_topics,
-                            bool consumers) {
+                            size_t max_consumers) {
   BrokerSnapshot s;
   const auto queues = broker.ListQueues();
   s.queue_count = queues.size();
   for (const auto& q : queues) {
     core::QueueStats stats = q->Stats();
-    if (!consumers) stats.consumers.clear();
+    uint64_t at_prefetch = 0;
+    for (const auto& c : stats.consumers)
+      at_prefetch += c.prefetch != 0 && c.in_flight >= c.prefetch;
+    const uint64_t consumers = stats.consumers.size();
     if (s.queues.size() < max_queues) {
+      if (stats.consumers.size() > max_consumers) stats.consumers.resize(max_consumers);
       const core::QueueConfig& c = q->config();
-      s.queues.push_back({c.name, c.durable, c.max_size, c.dead_letter_queue, 1, std::move(stats)});
+      s.queues.push_back({c.name, c.durable, c.max_size, c.dead_letter_queue, 1, consumers,
+                          at_prefetch, std::move(stats)});
       continue;
     }
     if (s.queues.size() == max_queues) {
-      s.queues.push_back({kOther, false, 0, {}, 0, {}});
+      s.queues.push_back({kOther, false, 0, {}, 0, 0, 0, {}});
       s.queues.back().stats.empty = true;
     }
     QueueRow& other = s.queues.back();
     ++other.queues;
     other.durable = other.durable || q->config().durable;
-    // The aggregated row would otherwise grow with the number of consumers
-    // in every queue past the cap.
+    other.max_size += q->config().max_size;
+    other.consumers += consumers;
+    other.consumers_at_prefetch += at_prefetch;
     stats.consumers.clear();
     AddQueueStats(stats, &other.stats);
   }
@@ -72,6 +77,16 @@ BrokerSnapshot TakeSnapshot(const core::Broker& broker, size_t max_queues, size_
   s.memory_used = broker.memory().used();
   s.memory_limit = broker.memory().limit();
   return s;
+}
+
+std::shared_ptr<const BrokerSnapshot> SnapshotCache::Get() {
+  const auto now = std::chrono::steady_clock::now();
+  if (last_ == nullptr || now - taken_ >= max_age_) {
+    last_ = std::make_shared<const BrokerSnapshot>(
+        TakeSnapshot(*broker_, caps_.max_queues, caps_.max_topics, caps_.max_consumers));
+    taken_ = now;
+  }
+  return last_;
 }
 
 }  // namespace basin::metrics

@@ -6,7 +6,9 @@
 // topic's name (neither allows parentheses).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,7 +23,11 @@ struct QueueRow {
   bool durable = false;
   uint64_t max_size = 0;  // 0: unbounded
   std::string dead_letter_queue;
-  uint64_t queues = 1;  // how many queues the row sums (more than 1 for kOther)
+  uint64_t queues = 1;     // how many queues the row sums (kOther: those past the cap)
+  uint64_t consumers = 0;  // Consume streams, and those at their prefetch limit
+  uint64_t consumers_at_prefetch = 0;
+  // stats.consumers lists the queue's consumers, at most `max_consumers` of
+  // them; it is empty in the kOther row.
   core::QueueStats stats;
 };
 
@@ -41,8 +47,33 @@ struct BrokerSnapshot {
 };
 
 // Takes each queue's lock in turn, never two at once; topics come from
-// TopicRouter::ListTopics. Consumers' rows are kept only when `consumers`.
+// TopicRouter::ListTopics. At most `max_consumers` consumers are listed per
+// queue (all are counted).
 BrokerSnapshot TakeSnapshot(const core::Broker& broker, size_t max_queues, size_t max_topics,
-                            bool consumers);
+                            size_t max_consumers);
+
+// Snapshots at most every `max_age`: a client polling /metrics or
+// /api/overview in a loop costs one pass over the queues per max_age, not
+// one per request. For one thread (the HTTP listener's).
+class SnapshotCache {
+ public:
+  struct Caps {
+    size_t max_queues = 1000;
+    size_t max_topics = 1000;
+    size_t max_consumers = 20;
+  };
+  // `broker` must outlive the cache.
+  SnapshotCache(const core::Broker* broker, Caps caps, std::chrono::milliseconds max_age)
+      : broker_(broker), caps_(caps), max_age_(max_age) {}
+
+  std::shared_ptr<const BrokerSnapshot> Get();
+
+ private:
+  const core::Broker* const broker_;
+  const Caps caps_;
+  const std::chrono::milliseconds max_age_;
+  std::shared_ptr<const BrokerSnapshot> last_;
+  std::chrono::steady_clock::time_point taken_{};
+};
 
 }  // namespace basin::metrics

@@ -2,7 +2,7 @@
 
 #include <google/protobuf/descriptor.h>
 
-#include "broker/core/latency_histogram.h"
+#include "broker/metrics/histogram_metric.h"
 
 namespace basin::metrics {
 namespace {
@@ -15,16 +15,7 @@ const char* const kCodeNames[] = {
 
 }  // namespace
 
-RpcMetrics::RpcMetrics(prometheus::Registry& registry, const std::vector<std::string>& methods)
-    : calls_(prometheus::BuildCounter()
-                 .Name("basin_rpc_calls_total")
-                 .Help("gRPC calls finished, by method and status code")
-                 .Register(registry)),
-      duration_(prometheus::BuildHistogram()
-                    .Name("basin_rpc_duration_seconds")
-                    .Help("Time from a call's start to its status (a stream's whole life), by "
-                          "method and status code")
-                    .Register(registry)) {
+RpcMetrics::RpcMetrics(const std::vector<std::string>& methods) {
   for (const std::string& name : methods) {
     if (index_.count(name) != 0) continue;
     methods_.push_back(std::make_unique<Method>());
@@ -35,30 +26,40 @@ RpcMetrics::RpcMetrics(prometheus::Registry& registry, const std::vector<std::st
   methods_.back()->name = "other";
 }
 
-RpcMetrics::Cell& RpcMetrics::CellOf(size_t method, size_t code) {
-  Cell& cell = methods_[method]->cells[code];
-  if (cell.duration.load(std::memory_order_acquire) != nullptr) return cell;
-  std::lock_guard lock(mu_);
-  if (cell.duration.load(std::memory_order_relaxed) == nullptr) {
-    const prometheus::Labels labels{{"method", methods_[method]->name}, {"code", kCodeNames[code]}};
-    cell.calls.store(&calls_.Add(labels), std::memory_order_relaxed);
-    cell.duration.store(&duration_.Add(labels, prometheus::Histogram::BucketBoundaries(
-                                                   core::LatencyHistogram::kBounds.begin(),
-                                                   core::LatencyHistogram::kBounds.end())),
-                        std::memory_order_release);
-  }
-  return cell;
-}
-
 void RpcMetrics::Record(const char* method, grpc::StatusCode code,
                         std::chrono::nanoseconds duration) {
   const auto found = method != nullptr ? index_.find(method) : index_.end();
   const size_t m = found != index_.end() ? found->second : methods_.size() - 1;
   const auto c = static_cast<size_t>(code);
-  Cell& cell = CellOf(m, c < kCodes ? c : static_cast<size_t>(grpc::StatusCode::UNKNOWN));
-  cell.calls.load(std::memory_order_relaxed)->Increment();
-  cell.duration.load(std::memory_order_relaxed)
-      ->Observe(std::chrono::duration<double>(duration).count());
+  methods_[m]->codes[c < kCodes ? c : static_cast<size_t>(grpc::StatusCode::UNKNOWN)].Observe(
+      duration);
+}
+
+void RpcMetrics::Collect(std::vector<prometheus::MetricFamily>* out) const {
+  prometheus::MetricFamily calls{"basin_rpc_calls_total",
+                                 "gRPC calls finished, by method and status code",
+                                 prometheus::MetricType::Counter,
+                                 {}};
+  prometheus::MetricFamily durations{
+      "basin_rpc_duration_seconds",
+      "Time from a call's start to its status (a stream's whole life), by method and status code",
+      prometheus::MetricType::Histogram,
+      {}};
+  for (const auto& method : methods_) {
+    for (size_t c = 0; c < kCodes; ++c) {
+      const auto h = method->codes[c].Read();
+      if (h.count == 0) continue;
+      std::vector<prometheus::ClientMetric::Label> labels{{"method", method->name},
+                                                          {"code", kCodeNames[c]}};
+      prometheus::ClientMetric count;
+      count.label = labels;
+      count.counter.value = static_cast<double>(h.count);
+      calls.metric.push_back(std::move(count));
+      durations.metric.push_back(HistogramMetric(h, std::move(labels)));
+    }
+  }
+  out->push_back(std::move(calls));
+  out->push_back(std::move(durations));
 }
 
 std::vector<std::string> RpcMetrics::MethodsOf(const std::vector<std::string>& services) {

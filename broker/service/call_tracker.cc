@@ -1,5 +1,7 @@
 #include "broker/service/call_tracker.h"
 
+#include <string_view>
+
 namespace basin::service {
 
 using grpc::experimental::InterceptionHookPoints;
@@ -10,12 +12,11 @@ using grpc::experimental::InterceptionHookPoints;
 // told when the call is destroyed.
 class TrackedCall final : public grpc::experimental::Interceptor {
  public:
-  TrackedCall(CallTracker* tracker, const char* method) : tracker_(tracker), method_(method) {
-    tracker_->Started();
-  }
+  TrackedCall(CallTracker* tracker, const char* method)
+      : tracker_(tracker), method_(method), counted_(tracker_->Started(method)) {}
   ~TrackedCall() override {
     if (!told_) Tell(grpc::StatusCode::CANCELLED);
-    tracker_->Finished();
+    if (counted_) tracker_->Finished();
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -33,6 +34,7 @@ class TrackedCall final : public grpc::experimental::Interceptor {
 
   CallTracker* const tracker_;
   const char* const method_;
+  const bool counted_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   bool told_ = false;
 };
@@ -57,13 +59,23 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> CallTrack
   return std::make_unique<service::Factory>(this);
 }
 
+bool CallTracker::Started(const char* method) {
+  static constexpr std::string_view kOwn = "/basin.v1.";
+  if (draining_.load() || method == nullptr ||
+      std::string_view(method).substr(0, kOwn.size()) != kOwn) {
+    return false;
+  }
+  active_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 void CallTracker::Observe(const char* method, grpc::StatusCode code,
                           std::chrono::nanoseconds took) {
   if (observer_) observer_(method, code, took);
 }
 
 void CallTracker::Finished() {
-  if (active_.fetch_sub(1) == 1 && waiting_.load()) {
+  if (active_.fetch_sub(1) == 1 && draining_.load()) {
     // Through the mutex: a waiter between its check and its sleep cannot
     // miss this.
     std::lock_guard lock(mu_);
@@ -72,7 +84,7 @@ void CallTracker::Finished() {
 }
 
 bool CallTracker::WaitIdle(std::chrono::steady_clock::time_point deadline) {
-  waiting_.store(true);
+  draining_.store(true);
   std::unique_lock lock(mu_);
   return idle_.wait_until(lock, deadline, [this] { return active_.load() == 0; });
 }

@@ -1,7 +1,8 @@
-// Every gRPC call the server runs, seen by one interceptor: how many are in
-// progress (a draining broker waits for that to reach zero rather than for
-// clients to hang up, which gRPC's Shutdown would wait for) and, when metrics
-// are served, each call's method, status and duration.
+// Every gRPC call the server runs, seen by one interceptor: how many basin.v1
+// calls are in progress (a draining broker waits for those that started
+// before the drain to end, rather than for clients to hang up, which gRPC's
+// Shutdown would wait for) and, when metrics are served, each call's method,
+// status and duration.
 #pragma once
 
 #include <grpcpp/support/server_interceptor.h>
@@ -12,6 +13,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+
+#include "broker/core/lock_rank.h"
 
 namespace basin::service {
 
@@ -29,21 +32,26 @@ class CallTracker {
   // must outlive the server.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> Factory();
 
+  // basin.v1 calls in progress that started before the drain (all of them
+  // before it). gRPC's own health and reflection calls are not counted: a
+  // health Watch stream lasts as long as its client wants.
   int64_t active() const { return active_.load(); }
-  // Waits until no call is in progress or `deadline` passes; true if none is.
+  // Starts the drain: calls from now on are not waited for. Then waits until
+  // the calls counted have ended or `deadline` passes; true if they have.
   bool WaitIdle(std::chrono::steady_clock::time_point deadline);
 
  private:
   friend class TrackedCall;
-  void Started() { active_.fetch_add(1, std::memory_order_relaxed); }
+  // True if the call is counted (a basin.v1 call, before the drain).
+  bool Started(const char* method);
   void Observe(const char* method, grpc::StatusCode code, std::chrono::nanoseconds took);
   void Finished();
 
   const Observer observer_;
   std::atomic<int64_t> active_{0};
-  std::atomic<bool> waiting_{false};  // WaitIdle is waiting: wake it at zero
-  std::mutex mu_;
-  std::condition_variable idle_;
+  std::atomic<bool> draining_{false};  // WaitIdle has begun: count no more, wake it at zero
+  RankedMutex<LockRank::kCallTracker> mu_;
+  std::condition_variable_any idle_;
 };
 
 }  // namespace basin::service

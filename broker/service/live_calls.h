@@ -10,6 +10,8 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "broker/core/lock_rank.h"
+
 namespace basin::service {
 
 class LiveCalls {
@@ -34,7 +36,7 @@ class LiveCalls {
   void EndAll();
 
  private:
-  std::mutex mu_;
+  RankedMutex<LockRank::kLiveCalls> mu_;
   std::unordered_set<Call*> calls_;
   bool ended_ = false;
 };

@@ -81,6 +81,14 @@ std::shared_ptr<CommittedLog> Committer::Adopt(std::unique_ptr<SegmentedLog> log
 
 uint64_t Committer::syncs() const { return syncs_.load(); }
 
+void Committer::Hurry() {
+  {
+    std::lock_guard lock(mu_);
+    hurry_ = true;
+  }
+  cv_.notify_all();
+}
+
 void Committer::MarkDirty(std::shared_ptr<CommittedLog> log) {
   {
     std::lock_guard lock(mu_);
@@ -98,8 +106,8 @@ void Committer::Run() {
     // records are synced at once; under load they gather until the interval
     // since the last round has passed, so no put waits longer than that (plus
     // the sync) and the disk sees at most one sync per log per interval.
-    if (policy_ == FsyncPolicy::kBatch) {
-      cv_.wait_until(lock, last_round_ + interval_, [&] { return stopping_; });
+    if (policy_ == FsyncPolicy::kBatch && !hurry_) {
+      cv_.wait_until(lock, last_round_ + interval_, [&] { return stopping_ || hurry_; });
       last_round_ = std::chrono::steady_clock::now();
     }
     std::vector<std::shared_ptr<CommittedLog>> logs = std::move(dirty_);

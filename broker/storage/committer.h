@@ -112,6 +112,10 @@ class Committer {
   std::shared_ptr<CommittedLog> Adopt(std::unique_ptr<SegmentedLog> log);
 
   uint64_t syncs() const;  // fdatasync calls so far
+  // The broker drains: from now on `batch` syncs what waits at once rather
+  // than gather it for the interval, so that puts in progress are answered
+  // within the drain's grace.
+  void Hurry();
 
  private:
   friend class CommittedLog;
@@ -135,6 +139,7 @@ class Committer {
   std::chrono::steady_clock::time_point last_round_{};  // of syncs, under batch
   std::atomic<uint64_t> syncs_{0};
   bool stopping_ = false;
+  bool hurry_ = false;  // Hurry() was called
   std::thread thread_;
 };
 

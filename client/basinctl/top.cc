@@ -154,7 +154,8 @@ int RunTop(const basin::Client& client, const std::string& address,
     std::string text;
     try {
       text = frame.Draw(seconds, tty ? TerminalRows() : 0);
-    } catch (const basin::Error& e) {
+      status = 0;  // the broker answers (again)
+    } catch (const std::exception& e) {
       status = 1;
       if (!tty) {
         std::fprintf(stderr, "basinctl top: %s\n", e.what());

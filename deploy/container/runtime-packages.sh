@@ -1,11 +1,11 @@
-#!/bin/sh
+#!/bin/bash
 # Prints the Debian packages that hold the shared libraries the given binaries
 # load (from ldd), one per line: what the runtime image installs, so that its
 # list is computed from the binaries rather than guessed. Libraries of the C
 # runtime that every Debian image has (libc6, libgcc-s1, libstdc++6) are left
 # out. Run in the build stage: it needs dpkg's database of the build tools.
 #   runtime-packages.sh BINARY...
-set -eu
+set -euo pipefail  # a library no package holds must fail the build
 for binary in "$@"; do
   ldd "$binary" | awk '/=> \// { print $3 }'
 done | sort -u | while read -r lib; do

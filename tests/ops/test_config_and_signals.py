@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 import basin
-from basin.v1 import queue_pb2, queue_pb2_grpc
+from basin.v1 import queue_pb2, queue_pb2_grpc, topic_pb2, topic_pb2_grpc
 from conftest import BASIND, ROOT, Broker, wait_until
 
 
@@ -46,6 +46,42 @@ def settings(address: str) -> Dict[str, Any]:
     with basin.Client(address) as client:
         info = client.server_info()
     return {s.name: (s.value, s.source) for s in info.settings}
+
+
+class HeldDrain:
+    """A Consume stream that never sends its first request: the one call a
+    drain cannot end, so it waits on it until the grace runs out (or the
+    client lets go). docs/operations.md, "Stopping"."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.release = threading.Event()
+        stub = queue_pb2_grpc.QueueServiceStub(self.channel)
+
+        def nothing() -> Iterator[Any]:
+            self.release.wait(120)
+            return
+            yield  # a generator that sends nothing
+
+        self.call = stub.Consume(nothing())
+        # A unary call on the same connection after the stream's: once it is
+        # answered, the broker has read the stream's start.
+        stub.ListQueues(queue_pb2.ListQueuesRequest(), timeout=10)
+
+    def let_go(self) -> None:
+        self.call.cancel()
+        self.release.set()
+        self.channel.close()
+
+
+def fetch_status(http_address: str, path: str) -> int:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://{http_address}{path}", timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
 
 
 def memory_used(address: str) -> int:
@@ -187,6 +223,20 @@ def test_bad_flag_and_environment_values_name_their_source() -> None:
     assert "invalid value 'sometimes' for BASIN_FSYNC: use always, batch or never" in err
     assert "invalid value '0' for --max-queues" in refused("--max-queues", "0")
     assert "not host:port" in refused("--http-listen", "localhost")
+    # Sizes are whole numbers of a unit: no sign, nothing that wraps.
+    assert "invalid value '-1' for --max-memory" in refused("--max-memory", "-1")
+    assert "invalid value '99999999999G'" in refused("--max-subscriber-buffer-bytes",
+                                                    "99999999999G")
+    assert "invalid value 'inf' for --max-wait" in refused("--max-wait", "inf")
+
+
+def test_http_listen_takes_a_host_name() -> None:
+    b = Broker("--http-listen", "localhost:0")
+    try:
+        assert b.http_address.startswith("127.0.0.1:") or b.http_address.startswith("[::1]:")
+        assert fetch_status(b.http_address, "/healthz") == 200
+    finally:
+        b.close()
 
 
 def test_a_declared_queue_that_exists_with_other_settings_stops_start_up(workdir: str) -> None:
@@ -267,6 +317,9 @@ def test_sigterm_answers_blocked_calls_and_streams_then_exits_0(workdir: str) ->
 
     produce = stub.Produce(requests(produce_requests[0]))
     consume = stub.Consume(requests(queue_pb2.ConsumeRequest(queue="drain-empty", prefetch=1)))
+    subscribe = topic_pb2_grpc.TopicServiceStub(channel).Subscribe(
+        topic_pb2.SubscribeRequest(topics=["drain.topic"]))
+    next(subscribe)  # "subscribed": the subscription is live
     threads = [threading.Thread(target=blocked_put), threading.Thread(target=blocked_get)]
     for t in threads:
         t.start()
@@ -282,7 +335,7 @@ def test_sigterm_answers_blocked_calls_and_streams_then_exits_0(workdir: str) ->
         t.join(30)
     assert isinstance(outcomes["put"], basin.Error) and "shutting down" in str(outcomes["put"])
     assert isinstance(outcomes["get"], basin.Error) and "shutting down" in str(outcomes["get"])
-    for name, stream in (("produce", produce), ("consume", consume)):
+    for name, stream in (("produce", produce), ("consume", consume), ("subscribe", subscribe)):
         with pytest.raises(grpc.RpcError) as e:
             for _ in stream:
                 pass
@@ -325,22 +378,20 @@ def test_sigterm_lets_a_call_in_progress_finish(workdir: str) -> None:
 
 
 def test_work_after_sigterm_is_refused_but_acks_are_taken(workdir: str) -> None:
-    b = Broker("--data-dir", os.path.join(workdir, "data"), "--fsync-interval", "3s",
-               "--shutdown-grace", "20s")
+    b = Broker("--data-dir", os.path.join(workdir, "data"), "--shutdown-grace", "20s",
+               "--http-listen", "127.0.0.1:0")
     q = basin.JoinableQueue("late", address=b.address, durable=True)
+    assert fetch_status(b.http_address, "/healthz") == 200
     q.put("a")
-    q.put("b")  # waits ~3 s for its sync: keeps the broker draining meanwhile
+    q.put("b")
     m = q.get_message(timeout=10)
     probe = basin.JoinableQueue("probe", address=b.address)
-    before = memory_used(b.address)
-    late: Dict[str, Any] = {}
-    t = threading.Thread(target=lambda: late.update(put=q.put("c")))
-    t.start()
-    assert wait_until(lambda: memory_used(b.address) > before)  # "c" waits for its sync
+    held = HeldDrain(b.address)
     assert b.proc is not None
     b.proc.send_signal(signal.SIGTERM)
-    # While the put of "c" is in progress the broker drains: a Get on an
-    # empty queue says "shutting down" rather than "empty" once it does...
+    # While the drain waits on the held stream: a Get on an empty queue says
+    # "shutting down" rather than "empty" once it has begun...
+
     def draining() -> bool:
         try:
             probe.get(timeout=0)
@@ -351,21 +402,53 @@ def test_work_after_sigterm_is_refused_but_acks_are_taken(workdir: str) -> None:
         return False
 
     assert wait_until(draining)
-    # ...and new puts are refused,
+    # ...new puts are refused, as is a Produce stream opened now,
     with pytest.raises(basin.Error, match="shutting down"):
         q.put("refused")
-    # ...and work in progress can still be finished.
+    with grpc.insecure_channel(b.address) as channel:
+        late_produce = queue_pb2_grpc.QueueServiceStub(channel).Produce(iter([
+            queue_pb2.ProduceRequest(queue="late", batch_id=1,
+                                     messages=[queue_pb2.PutMessage(payload=b"x")])]))
+        with pytest.raises(grpc.RpcError) as e:
+            list(late_produce)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        # ...the health service says NOT_SERVING, so probes stop sending work,
+        check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                    request_serializer=lambda _: b"",
+                                    response_deserializer=lambda raw: raw)
+        assert check(None, timeout=10) == b"\x08\x02"  # status: NOT_SERVING (2)
+    # ...and /healthz says so too,
+    assert fetch_status(b.http_address, "/healthz") == 503
+    # ...while work in hand can still be finished.
     m.task_done()
+    started = time.monotonic()
+    held.let_go()  # the last call in progress ends: the broker exits at once
     assert b.proc.wait(30) == 0
-    t.join(30)
+    assert time.monotonic() - started < 10
     b.proc = None
     b.start()
     try:
         with basin.Client(b.address) as client:
             q = client.queue("late", durable=True)
-            assert sorted(q.get(timeout=5) for _ in range(q.qsize())) == ["b", "c"]
+            assert [q.get(timeout=5) for _ in range(q.qsize())] == ["b"]
     finally:
         b.close()
+
+
+def test_calls_past_the_grace_are_cut_off(workdir: str) -> None:
+    log = os.path.join(workdir, "basind.log")
+    b = Broker("--shutdown-grace", "300ms", "--log-file", log, "--log-level", "info")
+    held = HeldDrain(b.address)
+    started = time.monotonic()
+    assert b.proc is not None
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.proc.wait(30) == 0
+    took = time.monotonic() - started
+    b.proc = None
+    held.let_go()
+    b.close()
+    assert 0.3 <= took < 5, took
+    assert "1 calls still running after the grace were cancelled" in open(log).read()
 
 
 def test_sighup_reopens_the_log_file(workdir: str) -> None:

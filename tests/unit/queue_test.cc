@@ -486,6 +486,25 @@ TEST_F(QueueTest, ShutdownEndsEveryWaiter) {
   EXPECT_EQ(Get(*other, seconds(10)).code(), Errc::kShutdown);
 }
 
+// Draining (SIGTERM): no new work, even what would not wait, while work in
+// hand can still be finished.
+TEST_F(QueueTest, AfterShutdownPutsAndGetsAreRefusedButTaskDoneIsTaken) {
+  auto q = Make("drain");
+  Put(*q, "a");
+  Put(*q, "b");
+  const Delivery held = MustGet(*q);
+  broker_.Shutdown();
+  EXPECT_EQ(Put(*q, "c").code(), Errc::kShutdown);
+  EXPECT_EQ(Get(*q).code(), Errc::kShutdown);  // "b" is ready, and stays
+  EXPECT_EQ(q->Offer("routed", {}, now_, nullptr).error().code, Errc::kShutdown);
+  EXPECT_TRUE(q->TaskDone(held.tag, now_).ok());
+  const QueueStats s = q->Stats();
+  EXPECT_EQ(s.size, 1u);
+  EXPECT_EQ(s.total_put, 2u);
+  EXPECT_EQ(s.total_done, 1u);
+  ExpectConserved();
+}
+
 TEST_F(QueueTest, OversizeAndReservedHeadersAreRefused) {
   auto q = Make("limits");
   EXPECT_EQ(Put(*q, std::string(1025, 'x')).code(), Errc::kMessageTooLarge);

@@ -674,6 +674,10 @@ TEST_F(TopicRouterTest, ShutdownEndsSubscriptions) {
   SubscriptionOptions o;
   o.topics = {"t"};
   EXPECT_EQ(broker_.topics().Subscribe(o, [] {}).error().code, Errc::kShutdown);
+  // Nor is anything published once the broker drains.
+  const auto published = TryPublish("t", "late");
+  ASSERT_FALSE(published.ok());
+  EXPECT_EQ(published.error().code, Errc::kShutdown);
 }
 
 // The router alone, with caps and a memory budget of the test's choosing.
