@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Dict, Iterator, Optional, Tuple
@@ -19,7 +18,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from basind import BASIND, ROOT, Broker  # noqa: E402,F401  (tests import them from here)
+from basind import BASIND, ROOT, Broker, wait_until  # noqa: E402,F401  (tests import them from here)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +41,3 @@ def fetch(broker: Broker, path: str, method: str = "GET",
         return e.code, dict(e.headers), e.read().decode()
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> bool:  # type: ignore[no-untyped-def]
-    """Polls a condition on the broker (there is no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from typing import Iterator, List
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from basind import BASIND, ROOT, Broker  # noqa: E402,F401  (tests import them from here)
+from basind import BASIND, ROOT, Broker, wait_until  # noqa: E402,F401  (tests import them from here)
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +52,6 @@ def unique(prefix: str) -> str:
 
 unique.n = 0  # type: ignore[attr-defined]
 
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> bool:  # type: ignore[no-untyped-def]
-    """Polls a condition on the broker (there is no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 def no_basin_threads() -> bool:

@@ -74,3 +74,13 @@ class Broker:
         self.stop()
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> bool:  # type: ignore[no-untyped-def]
+    """Polls a condition on the broker (there is no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
