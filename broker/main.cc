@@ -100,8 +100,6 @@ int main(int argc, char** argv) {
   std::atomic<bool> draining{false};  // /healthz answers 503 from then on
   if (!config->http_listen.empty()) {
     basin::metrics::CollectorOptions options;
-    options.max_queues = config->metrics_max_queues;
-    options.max_topics = config->metrics_max_topics;
     options.started = process_start;
     options.recovery_seconds = recovery_seconds;
     metrics = std::make_unique<basin::metrics::Metrics>(

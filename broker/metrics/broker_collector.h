@@ -14,9 +14,8 @@
 
 namespace basin::metrics {
 
+// The caps on queues and topics are the snapshot's (SnapshotCache::Caps).
 struct CollectorOptions {
-  size_t max_queues = 1000;  // --metrics-max-queues
-  size_t max_topics = 1000;  // --metrics-max-topics
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   double recovery_seconds = 0;
 };
