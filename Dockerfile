@@ -46,7 +46,12 @@ COPY --from=build /src/build/broker/basind /src/build/client/basinctl /usr/local
 USER 10001:10001
 # gRPC on 7878, metrics and the read-only dashboard on 9464, durable queues in
 # /var/lib/basin (mount a volume there to keep them across containers).
-ENV BASIN_LISTEN=0.0.0.0:7878 BASIN_HTTP_LISTEN=0.0.0.0:9464 BASIN_DATA_DIR=/var/lib/basin
+# Plaintext by default, as a container's network is its own until a port is
+# published: before publishing one beyond the host, mount a certificate and a
+# users file and set BASIN_TLS_CERT, BASIN_TLS_KEY, BASIN_USERS and
+# BASIN_ALLOW_INSECURE=false (docs/security.md, "Containers").
+ENV BASIN_LISTEN=0.0.0.0:7878 BASIN_HTTP_LISTEN=0.0.0.0:9464 BASIN_DATA_DIR=/var/lib/basin \
+    BASIN_ALLOW_INSECURE=true
 VOLUME /var/lib/basin
 EXPOSE 7878 9464
 STOPSIGNAL SIGTERM

@@ -46,12 +46,15 @@ struct Options {
   bool durable = false;   // a durable queue (basind needs --data-dir)
   long queue_max = -1;    // the queue's max_size; -1: the mode's default
   bool json = false;
+  basin::ClientOptions client;  // --ca, --cert, --key, --server-name, --token
 };
 
 [[noreturn]] void Usage(const char* why) {
   std::fprintf(stderr,
                "basin-bench: %s\n"
                "usage: basin-bench [--addr HOST:PORT] [--mode stream|unary|pubsub]\n"
+               "                   [--tls] [--ca FILE] [--cert FILE --key FILE] "
+               "[--server-name NAME] [--token TOKEN]\n"
                "                   [--batch K] [--prefetch K] [--linger-us U] [--rate R]\n"
                "                   [--keep] (stream mode; --consumers 0 --keep leaves the "
                "queue full)\n"
@@ -73,6 +76,18 @@ Options Parse(int argc, char** argv) {
     };
     if (a == "--addr") {
       o.addr = value();
+    } else if (a == "--tls") {
+      o.client.tls.enabled = true;
+    } else if (a == "--ca") {
+      o.client.tls.ca_file = value();
+    } else if (a == "--cert") {
+      o.client.tls.cert_file = value();
+    } else if (a == "--key") {
+      o.client.tls.key_file = value();
+    } else if (a == "--server-name") {
+      o.client.tls.server_name = value();
+    } else if (a == "--token") {
+      o.client.token = value();
     } else if (a == "--mode") {
       o.mode = value();
     } else if (a == "--producers" || a == "--publishers") {
@@ -174,13 +189,13 @@ void FinishQueue(const basin::Queue& q, bool keep) {
 }
 
 void RunUnary(const Options& o, Counters& c, Latencies& lat) {
-  basin::Client setup(o.addr);
+  basin::Client setup(o.addr, o.client);
   const std::string name = "bench." + std::to_string(NowNs());
   auto q = setup.queue(name, {.max_size = QueueMax(o, 10'000), .durable = o.durable});
   std::vector<std::thread> producers, consumers;
   for (int p = 0; p < o.producers; ++p) {
     producers.emplace_back([&, p] {
-      auto mine = basin::Client(o.addr).queue(name);
+      auto mine = basin::Client(o.addr, o.client).queue(name);
       const long n = Share(o.messages, o.producers, p);
       for (long i = 0; i < n && !c.stop; ++i) {
         mine.put(Payload(o.size));
@@ -191,7 +206,7 @@ void RunUnary(const Options& o, Counters& c, Latencies& lat) {
   }
   for (int i = 0; i < o.consumers; ++i) {
     consumers.emplace_back([&] {
-      auto mine = basin::Client(o.addr).queue(name);
+      auto mine = basin::Client(o.addr, o.client).queue(name);
       std::vector<int64_t> local;
       try {
         for (;;) {
@@ -217,7 +232,7 @@ void RunUnary(const Options& o, Counters& c, Latencies& lat) {
 // callback); consumers read through Consumer (Consume streams with prefetch)
 // and ack every message.
 void RunStream(const Options& o, Counters& c, Latencies& lat) {
-  basin::Client setup(o.addr);
+  basin::Client setup(o.addr, o.client);
   const std::string name = "bench." + std::to_string(NowNs());
   // Without consumers the queue must hold everything.
   auto q = setup.queue(
@@ -226,7 +241,7 @@ void RunStream(const Options& o, Counters& c, Latencies& lat) {
   std::atomic<long> failed{0};
   for (int p = 0; p < o.producers; ++p) {
     producers.emplace_back([&, p] {
-      basin::Producer producer(basin::Client(o.addr), name,
+      basin::Producer producer(basin::Client(o.addr, o.client), name,
                                {.max_batch_messages = static_cast<size_t>(o.batch),
                                 .linger = std::chrono::microseconds(o.linger_us)});
       const long n = Share(o.messages, o.producers, p);
@@ -244,7 +259,7 @@ void RunStream(const Options& o, Counters& c, Latencies& lat) {
   }
   for (int i = 0; i < o.consumers; ++i) {
     consumers.emplace_back([&] {
-      basin::Consumer consumer(basin::Client(o.addr), name,
+      basin::Consumer consumer(basin::Client(o.addr, o.client), name,
                                {.prefetch = static_cast<uint32_t>(o.prefetch),
                                 .ack_batch = static_cast<size_t>(o.prefetch / 2 + 1)});
       std::vector<int64_t> local;
@@ -277,8 +292,9 @@ void RunPubSub(const Options& o, Counters& c, Latencies& lat) {
   const std::string topic = "bench." + std::to_string(NowNs());
   std::vector<basin::Subscription> subs;
   for (int i = 0; i < o.consumers; ++i) {
-    subs.push_back(basin::Client(o.addr).subscribe(
-        {topic}, {.buffer_messages = 1'000'000, .buffer_bytes = 256u << 20}));
+    subs.push_back(
+        basin::Client(o.addr, o.client)
+            .subscribe({topic}, {.buffer_messages = 1'000'000, .buffer_bytes = 256u << 20}));
   }
   std::vector<std::thread> readers;
   for (int i = 0; i < o.consumers; ++i) {
@@ -298,7 +314,7 @@ void RunPubSub(const Options& o, Counters& c, Latencies& lat) {
   std::vector<std::thread> publishers;
   for (int p = 0; p < o.producers; ++p) {
     publishers.emplace_back([&, p] {
-      basin::Client mine(o.addr);
+      basin::Client mine(o.addr, o.client);
       const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
       for (long i = 0; i < n; ++i) {
         mine.publish(topic, Payload(o.size));

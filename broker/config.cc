@@ -13,6 +13,7 @@
 #include "broker/build_info.h"
 #include "broker/config_file.h"
 #include "broker/config_flags.h"
+#include "broker/security/token_hash.h"
 
 namespace basin {
 namespace po = boost::program_options;
@@ -125,7 +126,10 @@ po::options_description Describe() {
   desc.add_options()("help,h", "print this help")("version", "print the version and exit")(
       "config", po::value<std::string>()->value_name("FILE"),
       "TOML file of settings, queues and bindings (also BASIN_CONFIG)")(
-      "config-reference", "print every setting as a Markdown table and exit");
+      "config-reference", "print every setting as a Markdown table and exit")(
+      "new-token", "print a new random bearer token and the hash a users file keeps of it")(
+      "hash-token",
+      "read a token from standard input (one line) and print the hash a users file keeps of it");
   for (const config::Flag& f : config::Flags()) {
     auto* value = po::value<std::string>()->value_name(config::ValueName(f.kind));
     if (f.kind == config::Kind::kBool) value->implicit_value("true");
@@ -160,7 +164,72 @@ bool CheckMemory(Config& c, const std::optional<Source>& sub_memory) {
   return true;
 }
 
+// What no single flag can check: TLS files come in pairs, client
+// certificates need a CA, and plaintext stays on loopback unless told.
+bool CheckTls(Config& c) {
+  auto fail = [](const std::string& why) {
+    std::cerr << "basind: " << why << "\n";
+    return false;
+  };
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return fail("--tls-cert and --tls-key go together: give both or neither");
+  }
+  if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
+    return fail("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)");
+  }
+  if (c.tls_client_auth.empty()) c.tls_client_auth = c.tls_client_ca.empty() ? "none" : "require";
+  if (c.tls_client_auth != "none" && c.tls_client_ca.empty()) {
+    return fail("--tls-client-auth " + c.tls_client_auth +
+                " needs --tls-client-ca, the CAs that client certificates are checked against");
+  }
+  return true;
+}
+
+// A broker other machines reach needs TLS, and a way to tell clients apart:
+// users, or client certificates. Loopback stays open, so that the Quick
+// start works as it is.
+bool CheckExposure(const Config& c) {
+  if (c.allow_insecure || IsLoopbackAddress(c.listen)) return true;
+  if (c.tls_cert.empty()) {
+    std::cerr << "basind: --listen " << c.listen
+              << " is reachable from other machines, and without --tls-cert/--tls-key every "
+                 "token and message would cross the network readable: give a certificate, or "
+                 "--allow-insecure if the network is private (docs/security.md)\n";
+    return false;
+  }
+  if (c.users_file.empty() && c.tls_client_auth != "require") {
+    std::cerr << "basind: --listen " << c.listen
+              << " is reachable from other machines, and with no users (--users) and no "
+                 "required client certificates (--tls-client-auth require) anyone who reaches "
+                 "it may read and delete every queue: add users, or --allow-insecure "
+                 "(docs/security.md)\n";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+bool IsLoopbackAddress(const std::string& address) {
+  const auto colon = address.rfind(':');
+  std::string host = address.substr(0, colon == std::string::npos ? address.size() : colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  // 127.0.0.0/8 as a dotted quad; no name other than localhost is trusted,
+  // since what it resolves to can change.
+  if (host == "localhost" || host == "::1") return true;
+  if (host.rfind("127.", 0) != 0) return false;
+  int dots = 0;
+  for (char ch : host) {
+    if (ch == '.') {
+      ++dots;
+    } else if (!std::isdigit(static_cast<unsigned char>(ch))) {
+      return false;
+    }
+  }
+  return dots == 3;
+}
 
 std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   *exit_code = 2;
@@ -171,6 +240,28 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
     po::notify(vm);
   } catch (const po::error& e) {
     std::cerr << "basind: " << e.what() << "\n";
+    return std::nullopt;
+  }
+  if (vm.count("new-token") != 0 || vm.count("hash-token") != 0) {
+    std::string token;
+    if (vm.count("new-token") != 0) {
+      token = security::NewToken();
+      std::cout << "token: " << token << "\n";
+    } else {
+      std::getline(std::cin, token);
+      if (!token.empty() && token.back() == '\r') token.pop_back();
+      if (!security::ValidTokenText(token)) {
+        std::cerr << "basind: a token is 1 to 4096 printable ASCII characters without spaces\n";
+        return std::nullopt;
+      }
+      if (token.size() < 16) {
+        std::cerr << "basind: warning: a token this short can be guessed; basind --new-token "
+                     "makes a 256-bit one\n";
+      }
+    }
+    std::cout << (vm.count("new-token") != 0 ? "hash:  " : "") << security::HashToken(token)
+              << "\n";
+    *exit_code = 0;
     return std::nullopt;
   }
   if (vm.count("help") != 0 || vm.count("version") != 0 || vm.count("config-reference") != 0) {
@@ -215,10 +306,11 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
   }
   // Computed defaults, shown as they took effect.
   if (c.limits.max_memory == 0) c.limits.max_memory = DefaultMaxMemory();
-  if (!CheckMemory(c, sub_memory)) return std::nullopt;
+  if (!CheckMemory(c, sub_memory) || !CheckTls(c)) return std::nullopt;
   for (EffectiveSetting& e : c.effective) {
     if (!e.value.empty()) continue;
     if (e.name == "max-memory") e.value = std::to_string(c.limits.max_memory);
+    if (e.name == "tls-client-auth") e.value = c.tls_client_auth;
     if (e.name == "max-subscriber-memory") {
       e.value = std::to_string(c.limits.topic_caps.max_subscriber_memory);
     }
@@ -227,6 +319,15 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code) {
       c.limits.default_subscriber_buffer_messages, c.limits.max_subscriber_buffer_messages);
   c.limits.default_subscriber_buffer_bytes =
       std::min(c.limits.default_subscriber_buffer_bytes, c.limits.max_subscriber_buffer_bytes);
+  if (file.has_users) {
+    if (!c.users_file.empty()) {
+      std::cerr << "basind: users are in " << c.config_file << " and in --users " << c.users_file
+                << ": keep them in one place\n";
+      return std::nullopt;
+    }
+    c.users_file = c.config_file;
+  }
+  if (!CheckExposure(c)) return std::nullopt;
   c.queues = std::move(file.queues);
   c.bindings = std::move(file.bindings);
   *exit_code = 0;

@@ -54,6 +54,22 @@ struct Config {
   size_t metrics_max_queues = 1000;
   size_t metrics_max_topics = 1000;
 
+  // TLS (docs/security.md). No cert: plaintext, which only a loopback
+  // --listen gets without --allow-insecure.
+  std::string tls_cert, tls_key, tls_client_ca;
+  std::string tls_client_auth;  // none | request | require; "": require with a CA, else none
+  bool allow_insecure = false;
+  // Users and permissions (docs/security.md): --users, or the [[users]] of
+  // --config. Empty: no authentication (loopback only, as above).
+  std::string users_file;
+  uint64_t user_rate = 0;        // messages/s a user may write; 0: no limit
+  uint64_t user_max_queues = 0;  // queues a user may have created; 0: no limit
+  // Per client connection (HTTP/2 streams: calls of any kind, blocked or not).
+  uint64_t max_calls_per_connection = 10'000;
+  std::chrono::milliseconds max_connection_idle{0};  // 0: never closed for idling
+  std::chrono::milliseconds max_connection_age{0};   // 0: no age limit
+  std::chrono::milliseconds max_connection_age_grace{0};
+
   std::string config_file;  // --config, or empty
   std::vector<DeclaredQueue> queues;
   std::vector<DeclaredBinding> bindings;
@@ -69,6 +85,8 @@ std::optional<Config> ParseConfig(int argc, char** argv, int* exit_code);
 std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text);
 // "1048576", "64KiB", "1MiB", "2GiB" (also K/M/G, KB/MB/GB as powers of 1024).
 std::optional<uint64_t> ParseBytes(const std::string& text);
+// True for 127.x.x.x, [::1] and localhost: an address only this machine reaches.
+bool IsLoopbackAddress(const std::string& host_port);
 // Half of physical memory, or of the cgroup's limit when that is lower.
 uint64_t DefaultMaxMemory();
 

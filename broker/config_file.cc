@@ -113,6 +113,10 @@ class Reader {
 
   bool Read(const Value& root, ConfigFile* out) {
     for (const auto& [key, v] : root.as_table()) {
+      if (key == "users") {
+        out->has_users = true;
+        continue;
+      }
       if (key == "queues" || key == "bindings") {
         if (!v.is_array())
           return Fail(v, "'" + key + "' must be an array of tables: [[" + key + "]]");

@@ -20,6 +20,7 @@ struct ConfigFile {
   std::map<std::string, FileValue> values;  // by flag name
   std::vector<DeclaredQueue> queues;        // in file order
   std::vector<DeclaredBinding> bindings;
+  bool has_users = false;  // [[users]]: read by security::UserTable, also on SIGHUP
 };
 
 // False with *error naming the file, the line and the key when the file

@@ -87,6 +87,67 @@ const std::vector<Flag> kFlags = {
     {"listen", Kind::kAddress, "127.0.0.1:7878",
      "address to serve gRPC on; port 0 picks a free port",
      [](Config& c, const std::string& t) { return Address(t, &c.listen); }},
+    {"tls-cert", Kind::kPath, "",
+     "PEM certificate chain to serve gRPC over TLS; re-read on SIGHUP (default: none, plaintext)",
+     [](Config& c, const std::string& t) { return NonEmpty(t, &c.tls_cert); }},
+    {"tls-key", Kind::kPath, "", "PEM private key of --tls-cert; re-read on SIGHUP",
+     [](Config& c, const std::string& t) { return NonEmpty(t, &c.tls_key); }},
+    {"tls-client-ca", Kind::kPath, "",
+     "PEM CA certificates that sign client certificates, for mutual TLS; re-read on SIGHUP",
+     [](Config& c, const std::string& t) { return NonEmpty(t, &c.tls_client_ca); }},
+    {"tls-client-auth", Kind::kChoice, "",
+     "client certificates: none|request|require (default: require with --tls-client-ca, else "
+     "none); a certificate that is sent must verify",
+     [](Config& c, const std::string& t) -> std::string {
+       if (t != "none" && t != "request" && t != "require") return "use none, request or require";
+       c.tls_client_auth = t;
+       return "";
+     }},
+    {"allow-insecure", Kind::kBool, "false",
+     "serve plaintext gRPC on an address other than loopback (tokens and messages then cross the "
+     "network readable)",
+     [](Config& c, const std::string& t) { return Bool(t, &c.allow_insecure); }},
+    {"users", Kind::kPath, "",
+     "TOML file of [[users]] with tokens and permissions, re-read on SIGHUP (default: the "
+     "[[users]] of --config; none: no authentication)",
+     [](Config& c, const std::string& t) { return NonEmpty(t, &c.users_file); }},
+    {"user-rate", Kind::kCount, "0",
+     "messages per second one user may put, produce and publish, past which calls get "
+     "RATE_LIMITED; a user's own rate wins (0: no limit)",
+     [](Config& c, const std::string& t) { return Count(t, &c.user_rate, 0); }},
+    {"user-max-queues", Kind::kCount, "0",
+     "queues one user may have created at a time before TOO_MANY_QUEUES; a user's own max_queues "
+     "wins (0: no limit)",
+     [](Config& c, const std::string& t) { return Count(t, &c.user_max_queues, 0); }},
+    {"max-calls-per-connection", Kind::kCount, "10000",
+     "calls (streams, blocked and running unary calls) one client connection may have open; "
+     "the client's further calls wait in the client for a free slot",
+     [](Config& c, const std::string& t) -> std::string {
+       // gRPC takes it as an int.
+       std::string why = Count(t, &c.max_calls_per_connection, 1);
+       if (why.empty() && c.max_calls_per_connection > 1'000'000) why = "use 1 to 1000000";
+       return why;
+     }},
+    {"max-connection-idle", Kind::kDuration, "0s",
+     "close a client connection without calls for this long (clients reconnect when they next "
+     "call; 0s: never)",
+     [](Config& c, const std::string& t) {
+       return Dur(t, &c.max_connection_idle, std::chrono::nanoseconds(0), std::chrono::hours(24));
+     }},
+    {"max-connection-age", Kind::kDuration, "0s",
+     "ask a client connection to reconnect after this long, so that load rebalances "
+     "(up to 24 days; 0s: never)",
+     [](Config& c, const std::string& t) {
+       return Dur(t, &c.max_connection_age, std::chrono::nanoseconds(0),
+                  std::chrono::hours(24 * 24));
+     }},
+    {"max-connection-age-grace", Kind::kDuration, "0s",
+     "after --max-connection-age, how long calls still open may run before the connection is cut "
+     "(0s: no limit)",
+     [](Config& c, const std::string& t) {
+       return Dur(t, &c.max_connection_age_grace, std::chrono::nanoseconds(0),
+                  std::chrono::hours(24 * 24));
+     }},
     {"max-message-bytes", Kind::kBytes, "1MiB", "largest message (payload + headers), up to 1GiB",
      [](Config& c, const std::string& t) {
        return Bytes(t, &c.limits.max_message_bytes, 1, uint64_t{1} << 30);

@@ -1,7 +1,7 @@
 // basind: the Basin message broker daemon. Parses its settings, wires the core
 // to the gRPC service, the deadline timer and the HTTP listener, serves until
 // SIGINT/SIGTERM, then drains (docs/operations.md, "Stopping") and exits 0.
-// SIGHUP reopens --log-file.
+// SIGHUP reopens --log-file and re-reads the TLS files and the users.
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
@@ -21,7 +21,9 @@
 #include "broker/http/routes.h"
 #include "broker/logging.h"
 #include "broker/metrics/metrics.h"
+#include "broker/security/users.h"
 #include "broker/server.h"
+#include "broker/service/access.h"
 #include "broker/storage/committer.h"
 #include "broker/storage/file_limit.h"
 #include "broker/storage/queue_store.h"
@@ -108,6 +110,30 @@ int main(int argc, char** argv) {
                                                "basin.v1.ServerService", "grpc.health.v1.Health",
                                                "grpc.reflection.v1alpha.ServerReflection"}));
   }
+  // Users (docs/security.md): none means every call is let through.
+  std::shared_ptr<const basin::security::UserTable> users;
+  if (!config->users_file.empty()) {
+    std::string error;
+    users = basin::security::UserTable::Load(config->users_file, &error);
+    if (users == nullptr) {
+      spdlog::error("cannot use the users in {}: {}", config->users_file, error);
+      return 1;
+    }
+    if (users->empty()) {
+      spdlog::error("{} has no [[users]]: no one could call the broker", config->users_file);
+      return 1;
+    }
+    spdlog::info("{} users from {}; every call is authenticated", users->size(),
+                 config->users_file);
+  }
+  basin::service::AccessOptions access_options;
+  access_options.user_rate = config->user_rate;
+  access_options.user_max_queues = config->user_max_queues;
+  // Audit lines are JSON objects whatever --log-format says, so that a log
+  // shipper can pick them out by their first characters.
+  access_options.audit = [](const std::string& json) { spdlog::info("audit {}", json); };
+  basin::service::Access access(users, std::move(access_options));
+
   basin::service::ServerFacts facts;
   for (const basin::EffectiveSetting& e : config->effective) {
     facts.settings.push_back({e.name, e.value, e.source});
@@ -117,9 +143,17 @@ int main(int argc, char** argv) {
   facts.started_at = std::chrono::system_clock::now() -
                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
                          std::chrono::steady_clock::now() - process_start);
-  auto server = basin::Server::Start(*config, &broker, &dispatcher, std::move(facts),
+  facts.max_calls_per_connection = config->max_calls_per_connection;
+  facts.user_rate = config->user_rate;
+  facts.user_max_queues = config->user_max_queues;
+  basin::Server* serving = nullptr;  // set below, before the first call can come
+  facts.transport = [&serving] {
+    return serving != nullptr ? serving->TlsSummary() : std::string("plaintext");
+  };
+  auto server = basin::Server::Start(*config, &broker, &dispatcher, &access, std::move(facts),
                                      metrics != nullptr ? &metrics->rpc() : nullptr);
   if (server == nullptr) return 1;
+  serving = server.get();
   std::unique_ptr<basin::http::HttpServer> http;
   if (metrics != nullptr) {
     basin::http::RouteOptions routes;
@@ -128,6 +162,15 @@ int main(int argc, char** argv) {
     routes.max_topics = config->metrics_max_topics;
     routes.started = process_start;
     routes.draining = &draining;
+    if (access.enabled() || !config->users_file.empty()) {
+      routes.authorize = [&access](const basin::http::Request& req, const std::string& queue) {
+        auto refused = access.CheckHttp(req.authorization, req.peer, "http " + req.path,
+                                        basin::security::Permission::kConfigure, queue);
+        if (!refused) return std::string();
+        return std::string(refused->code == basin::core::Errc::kUnauthenticated ? "401 " : "403 ") +
+               refused->message;
+      };
+    }
     std::string error;
     http = basin::http::HttpServer::Start(
         config->http_listen, basin::http::MakeRoutes(&broker, metrics.get(), routes), &error);
@@ -140,9 +183,11 @@ int main(int argc, char** argv) {
   }
 
   spdlog::info(
-      "basind listening on {} (max-message-bytes {}, max-memory {}, max-wait {} ms, data-dir {}), "
+      "basind listening on {} ({}; max-message-bytes {}, max-memory {}, max-wait {} ms, data-dir "
+      "{}), "
       "started in {} ms",
-      server->address(), config->limits.max_message_bytes, config->limits.max_memory,
+      server->address(), server->TlsSummary(), config->limits.max_message_bytes,
+      config->limits.max_memory,
       std::chrono::duration_cast<std::chrono::milliseconds>(config->limits.max_wait).count(),
       config->data_dir.empty() ? "none" : config->data_dir,
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
@@ -161,6 +206,24 @@ int main(int argc, char** argv) {
     sigwait(&signals, &sig);
     if (sig != SIGHUP) break;
     basin::ReopenLogFile();
+    if (!config->users_file.empty()) {
+      std::string error;
+      auto fresh = basin::security::UserTable::Load(config->users_file, &error);
+      if (fresh != nullptr && fresh->empty()) error = "no [[users]] left";
+      if (fresh == nullptr || !error.empty()) {
+        spdlog::error("SIGHUP: users not reloaded, the old ones stay in force: {}", error);
+      } else {
+        access.Replace(std::move(fresh));
+        spdlog::info("SIGHUP: reloaded {} users from {}", access.users(), config->users_file);
+      }
+    }
+    if (!config->tls_cert.empty()) {
+      if (const std::string error = server->ReloadTls(); !error.empty()) {
+        spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay in use: {}", error);
+      } else {
+        spdlog::info("SIGHUP: reloaded TLS files; new connections get {}", server->TlsSummary());
+      }
+    }
   }
   sd_notify(0, "STOPPING=1");
   draining.store(true);

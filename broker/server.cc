@@ -4,6 +4,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <ctime>
+
 #include "grpc/health/v1/health.pb.h"
 
 namespace basin {
@@ -12,9 +14,6 @@ namespace {
 // gRPC's own receive limit sits above --max-message-bytes so that an oversize
 // Put reaches the broker, which answers with MESSAGE_TOO_LARGE and the limit.
 constexpr int kReceiveHeadroom = 64 * 1024;
-// Extra HTTP/2 streams per connection beyond the per-queue waiter cap, for the
-// non-blocking calls of a client that also has that many waiters.
-constexpr int kStreamHeadroom = 10'000;
 
 std::string WithPort(const std::string& listen, int port) {
   const auto colon = listen.rfind(':');
@@ -24,17 +23,33 @@ std::string WithPort(const std::string& listen, int port) {
 }  // namespace
 
 std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker,
-                                      Dispatcher* dispatcher, service::ServerFacts facts,
+                                      Dispatcher* dispatcher, service::Access* access,
+                                      service::ServerFacts facts,
                                       metrics::RpcMetrics* rpc_metrics) {
   // Linked in so that reflection can describe grpc.health.v1.Health.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  std::unique_ptr<Server> s(new Server(broker, dispatcher, std::move(facts), rpc_metrics));
+  std::unique_ptr<Server> s(new Server(broker, dispatcher, access, std::move(facts), rpc_metrics));
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  if (config.tls_cert.empty()) {
+    builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  } else {
+    std::string error;
+    const auto auth = config.tls_client_auth == "require"   ? security::ClientAuth::kRequire
+                      : config.tls_client_auth == "request" ? security::ClientAuth::kRequest
+                                                            : security::ClientAuth::kNone;
+    s->tls_ = security::TlsServerCredentials::Create(
+        {config.tls_cert, config.tls_key, config.tls_client_ca}, auth, &error);
+    if (s->tls_ == nullptr) {
+      spdlog::error("cannot serve TLS: {}", error);
+      return nullptr;
+    }
+    s->client_auth_ = config.tls_client_auth;
+    builder.AddListeningPort(config.listen, s->tls_, &port);
+  }
   builder.RegisterService(&s->queue_service_);
   builder.RegisterService(&s->topic_service_);
   builder.RegisterService(&s->server_service_);
@@ -48,9 +63,23 @@ std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   const auto max_bytes = static_cast<int>(config.limits.max_message_bytes) + kReceiveHeadroom;
   builder.SetMaxReceiveMessageSize(max_bytes);
-  builder.AddChannelArgument(
-      GRPC_ARG_MAX_CONCURRENT_STREAMS,
-      static_cast<int>(config.limits.max_waiters_per_queue) + kStreamHeadroom);
+  // HTTP/2's own cap on one connection's open streams: a client past it
+  // waits in its own gRPC for a free slot, so one connection cannot pile up
+  // calls (and their memory) without bound.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config.max_calls_per_connection));
+  if (config.max_connection_idle.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               static_cast<int>(config.max_connection_idle.count()));
+  }
+  if (config.max_connection_age.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(config.max_connection_age.count()));
+    if (config.max_connection_age_grace.count() > 0) {
+      builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                                 static_cast<int>(config.max_connection_age_grace.count()));
+    }
+  }
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                              static_cast<int>(config.keepalive_time.count()));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
@@ -71,6 +100,19 @@ std::unique_ptr<Server> Server::Start(const Config& config, core::Broker* broker
 }
 
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
+
+std::string Server::ReloadTls() { return tls_ == nullptr ? "" : tls_->Reload(); }
+
+std::string Server::TlsSummary() const {
+  if (tls_ == nullptr) return "plaintext";
+  const security::TlsMaterial m = tls_->current();
+  char until[32] = "?";
+  const time_t t = static_cast<time_t>(m.not_after);
+  struct tm utc = {};
+  if (gmtime_r(&t, &utc) != nullptr) std::strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return "TLS, certificate " + m.subject + " valid until " + until + ", client certificates " +
+         client_auth_;
+}
 
 int64_t Server::Drain(std::chrono::milliseconds grace) {
   const auto deadline = std::chrono::steady_clock::now() + grace;

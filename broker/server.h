@@ -12,6 +12,7 @@
 #include "broker/core/broker.h"
 #include "broker/dispatcher.h"
 #include "broker/metrics/rpc_metrics.h"
+#include "broker/security/tls_server_credentials.h"
 #include "broker/service/call_tracker.h"
 #include "broker/service/queue_service.h"
 #include "broker/service/server_service.h"
@@ -24,8 +25,10 @@ class Server {
   // Returns null (and logs why) if the address cannot be bound.
   // `dispatcher` runs subscription wake-ups; it must outlive the server.
   // `rpc_metrics` (null: none) times every call; it must outlive the server.
+  // `access` checks every call; it must outlive the server.
   static std::unique_ptr<Server> Start(const Config& config, core::Broker* broker,
-                                       Dispatcher* dispatcher, service::ServerFacts facts,
+                                       Dispatcher* dispatcher, service::Access* access,
+                                       service::ServerFacts facts,
                                        metrics::RpcMetrics* rpc_metrics = nullptr);
   ~Server();
 
@@ -38,10 +41,16 @@ class Server {
   int64_t Drain(std::chrono::milliseconds grace);
   // Stops accepting calls and waits up to `grace` for running ones.
   void Shutdown(std::chrono::milliseconds grace);
+  // SIGHUP: re-reads the TLS files for new connections. Returns "" (also when
+  // TLS is off) or why the old files stay in use.
+  std::string ReloadTls();
+  // Describes the listener for the start-up log: "plaintext" or the served
+  // certificate's subject, expiry and client-certificate policy.
+  std::string TlsSummary() const;
 
  private:
-  Server(core::Broker* broker, Dispatcher* dispatcher, service::ServerFacts facts,
-         metrics::RpcMetrics* rpc_metrics)
+  Server(core::Broker* broker, Dispatcher* dispatcher, service::Access* access,
+         service::ServerFacts facts, metrics::RpcMetrics* rpc_metrics)
       : broker_(broker),
         tracker_(
             rpc_metrics == nullptr
@@ -50,14 +59,17 @@ class Server {
                       const char* method, grpc::StatusCode code,
                       std::chrono::nanoseconds took) { rpc_metrics->Record(method, code, took); }),
         queue_service_(
-            broker,
+            broker, access,
             [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
         topic_service_(
-            broker,
+            broker, access,
             [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
-        server_service_(broker, std::move(facts)) {}
+        server_service_(broker, access, std::move(facts)) {}
 
   core::Broker* const broker_;
+  // Before server_: gRPC's listener calls into it until the server is gone.
+  std::shared_ptr<security::TlsServerCredentials> tls_;
+  std::string client_auth_;
   service::CallTracker tracker_;  // outlives server_, whose calls it counts
   service::QueueService queue_service_;
   service::TopicService topic_service_;

@@ -17,13 +17,13 @@ sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=(g++ cmake ninja-build pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libboost-dev libboost-program-options-dev libspdlog-dev libbenchmark-dev
-  libgtest-dev libgmock-dev libjemalloc-dev
+  libgtest-dev libgmock-dev libjemalloc-dev libssl-dev libre2-dev
   prometheus-cpp-dev libtoml11-dev libsystemd-dev
   python3 python3-grpcio python3-protobuf)
 if [ "${BASIN_SETUP_TOOLS:-0}" = 1 ]; then
   packages+=(clang-format clang-14 libclang-rt-14-dev
     python3-pytest python3-mypy python3-redis python3-venv python3-pip python3-setuptools
-    chromium chromium-driver python3-yaml curl
+    chromium chromium-driver python3-yaml curl openssl
     podman runc mmdebstrap)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi

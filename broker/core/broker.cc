@@ -51,7 +51,7 @@ Broker::~Broker() {
   }
 }
 
-Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
+Result<Broker::Created> Broker::CreateQueue(QueueConfig config, bool may_create) {
   if (auto ok = ValidateQueueName(config.name); !ok.ok()) return ok.error();
   if (config.visibility_timeout < Duration::zero()) {
     return Error{Errc::kInvalidTimeout, "visibility_timeout must not be negative"};
@@ -90,6 +90,7 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config) {
     return Error{Errc::kQueueExists,
                  "queue '" + config.name + "' already exists with different settings"};
   }
+  if (!may_create) return Error{Errc::kQueueNotFound, "queue '" + config.name + "' not found"};
   if (deleting_.contains(config.name)) {
     return Error{Errc::kQueueExists,
                  "queue '" + config.name + "' is being deleted; retry the create"};

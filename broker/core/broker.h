@@ -63,8 +63,10 @@ class Broker {
     std::shared_ptr<Queue> queue;
     bool created = false;
   };
-  // Idempotent for identical settings (after defaults are filled in).
-  Result<Created> CreateQueue(QueueConfig config);
+  // Idempotent for identical settings (after defaults are filled in). With
+  // `may_create` false it only attaches: a missing queue is kQueueNotFound
+  // (a caller allowed to use a queue but not to configure one).
+  Result<Created> CreateQueue(QueueConfig config, bool may_create = true);
 
   // Rebuilds the durable queues the store holds; called once, at start,
   // before the broker serves.

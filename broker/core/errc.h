@@ -43,6 +43,9 @@ enum class Errc {
   kTooManyQueues,         // --max-queues reached
   kShutdown,              // the broker is stopping
   kStorageUnavailable,    // a durable queue's log could not be written (disk full, I/O error)
+  kUnauthenticated,       // no credential, or one no user has (users configured)
+  kPermissionDenied,      // the user's permissions do not cover the call's object
+  kRateLimited,           // the user wrote faster than its rate (--user-rate)
   kCancelled,             // the caller went away (keep last)
 };
 
@@ -63,7 +66,9 @@ inline constexpr Errc kAllErrcs[] = {
     Errc::kSlowSubscriber,     Errc::kTooManySubscriptions,
     Errc::kTooManyBindings,    Errc::kTooManyPatternNodes,
     Errc::kTooManyQueues,      Errc::kShutdown,
-    Errc::kStorageUnavailable, Errc::kCancelled,
+    Errc::kStorageUnavailable, Errc::kUnauthenticated,
+    Errc::kPermissionDenied,   Errc::kRateLimited,
+    Errc::kCancelled,
 };
 // kCancelled stays last, so this catches an Errc missing from the list.
 static_assert(std::size(kAllErrcs) == static_cast<size_t>(Errc::kCancelled) + 1);

@@ -37,6 +37,11 @@ enum class LockRank : int {
   kServiceCall = 90,  // ProduceCall, ConsumeCall, SubscribeCall, CallLink
   kLiveCalls = 92,    // service::LiveCalls: the streams a drain must end
   kCallTracker = 94,  // service::CallTracker: wakes the drain when calls are done
+  kTlsMaterial = 96,  // security::TlsServerCredentials: the files the next handshake uses
+  kAccessQuota = 97,  // service::Access: who created which queue
+  kAccessState = 98,  // service::Access: the users in force (the pointer only)
+  kAccessCache = 99,  // service::Access: tokens already looked up
+  kRateBucket = 100,  // service::Access: one user's message rate
 };
 
 #ifdef BASIN_LOCK_RANK_CHECK

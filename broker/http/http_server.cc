@@ -120,6 +120,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (const auto host = req.find(bhttp::field::host); host != req.end()) {
       request.host = std::string(host->value());
     }
+    if (const auto auth = req.find(bhttp::field::authorization); auth != req.end()) {
+      request.authorization = std::string(auth->value());
+    }
+    beast::error_code peer_error;
+    const auto peer = stream_.socket().remote_endpoint(peer_error);
+    if (!peer_error) {
+      request.peer = std::string(peer.address().is_v4() ? "ipv4:" : "ipv6:[") +
+                     peer.address().to_string() + (peer.address().is_v4() ? ":" : "]:") +
+                     std::to_string(peer.port());
+    }
     Response response;
     try {
       response = server_->handler(request);

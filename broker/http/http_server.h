@@ -18,6 +18,8 @@ struct Request {
   std::string query;           // after '?', or empty
   bool action_header = false;  // X-Basin-Action: 1 was sent
   std::string host;            // the Host header
+  std::string authorization;   // the Authorization header, or empty
+  std::string peer;            // "ipv4:ADDR:PORT" of the client, as gRPC names peers
 };
 
 struct Response {

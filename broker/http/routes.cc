@@ -30,7 +30,8 @@ Response NotAllowed(const char* allow) {
 bool IsRead(const Request& r) { return r.method == "GET" || r.method == "HEAD"; }
 
 // POST /api/queues/NAME/ACTION.
-Response QueueAction(core::Broker* broker, const Request& req, bool admin) {
+Response QueueAction(core::Broker* broker, const Request& req, const RouteOptions& options) {
+  const bool admin = options.admin;
   constexpr std::string_view prefix = "/api/queues/";
   const std::string_view rest = std::string_view(req.path).substr(prefix.size());
   const auto slash = rest.rfind('/');
@@ -43,6 +44,12 @@ Response QueueAction(core::Broker* broker, const Request& req, bool admin) {
   if (!req.action_header) return Status(403, "queue actions need the header X-Basin-Action: 1");
   if (!IsLiteralHost(req.host)) {
     return Status(403, "queue actions need a Host that is an IP address or localhost");
+  }
+  if (options.authorize) {
+    // Users configured: the action is a configure call like any other.
+    if (const std::string refused = options.authorize(req, name); !refused.empty()) {
+      return Status(refused.rfind("401", 0) == 0 ? 401 : 403, refused.substr(4));
+    }
   }
   auto queue = broker->FindQueue(name);
   if (!queue.ok()) return Status(404, queue.error().message);
@@ -93,7 +100,7 @@ Handler MakeRoutes(core::Broker* broker, metrics::Metrics* metrics, RouteOptions
       metrics::SnapshotCache::Caps{options.max_queues, options.max_topics, kMaxConsumersShown},
       kSnapshotMaxAge);
   auto route = [broker, metrics, options, snapshots](const Request& req) -> Response {
-    if (req.path.rfind("/api/queues/", 0) == 0) return QueueAction(broker, req, options.admin);
+    if (req.path.rfind("/api/queues/", 0) == 0) return QueueAction(broker, req, options);
     if (req.path != "/" && req.path != "/metrics" && req.path != "/api/overview" &&
         req.path != "/healthz") {
       return Status(404, "not found");

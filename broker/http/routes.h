@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 
 #include "broker/core/broker.h"
 #include "broker/http/http_server.h"
@@ -22,6 +23,10 @@ namespace basin::http {
 
 struct RouteOptions {
   bool admin = false;
+  // With users configured: whether the request's Authorization header (a
+  // bearer token) names a user with configure on the queue. Returns "" or
+  // the refusal, whose first word is 401 or 403. Null: no users.
+  std::function<std::string(const Request& req, const std::string& queue)> authorize;
   size_t max_queues = 1000;
   size_t max_topics = 1000;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();

@@ -30,9 +30,10 @@ using Post = std::function<void(std::function<void()>)>;
 // wake-up of an idle outbox, and that writer is the one that finishes.
 class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse> {
  public:
-  ConsumeCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Post post)
+  ConsumeCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access, Post post)
       : ctx_(ctx),
         broker_(broker),
+        access_(access),
         post_(std::move(post)),
         link_(std::make_shared<CallLink<ConsumeCall>>(this)) {
     StartRead(&req_);
@@ -142,6 +143,9 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   }
 
   void Start() {
+    if (auto denied = access_->Check(ctx_, "Consume", Permission::kRead, req_.queue())) {
+      return FinishBeforeStart(ToStatus(ctx_, *denied));
+    }
     auto queue = broker_->FindQueue(req_.queue());
     if (!queue.ok()) return FinishBeforeStart(ToStatus(ctx_, queue.error()));
     const uint32_t prefetch = req_.prefetch() == 0 ? kDefaultPrefetch : req_.prefetch();
@@ -180,6 +184,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
 
   grpc::CallbackServerContext* const ctx_;
   core::Broker* const broker_;
+  Access* const access_;
   const Post post_;
   const std::shared_ptr<CallLink<ConsumeCall>> link_;
   v1::ConsumeRequest req_;
@@ -199,9 +204,9 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
 }  // namespace
 
 grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* StartConsume(
-    grpc::CallbackServerContext* ctx, core::Broker* broker,
+    grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access,
     std::function<void(std::function<void()>)> post) {
-  return new ConsumeCall(ctx, broker, std::move(post));
+  return new ConsumeCall(ctx, broker, access, std::move(post));
 }
 
 }  // namespace basin::service

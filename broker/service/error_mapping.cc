@@ -69,6 +69,12 @@ WireError ToWire(Errc errc) {
       return {StatusCode::UNAVAILABLE, "SHUTTING_DOWN"};
     case Errc::kStorageUnavailable:
       return {StatusCode::UNAVAILABLE, "STORAGE_UNAVAILABLE"};
+    case Errc::kUnauthenticated:
+      return {StatusCode::UNAUTHENTICATED, "UNAUTHENTICATED"};
+    case Errc::kPermissionDenied:
+      return {StatusCode::PERMISSION_DENIED, "PERMISSION_DENIED"};
+    case Errc::kRateLimited:
+      return {StatusCode::RESOURCE_EXHAUSTED, "RATE_LIMITED"};
     case Errc::kCancelled:
       return {StatusCode::CANCELLED, "CANCELLED"};
   }

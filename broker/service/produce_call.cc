@@ -27,8 +27,9 @@ constexpr size_t kMaxProducerId = 128;
 class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>,
                           public LiveCalls::Call {
  public:
-  ProduceCall(grpc::CallbackServerContext* ctx, core::Broker* broker, LiveCalls* live)
-      : ctx_(ctx), broker_(broker), live_(live) {
+  ProduceCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access,
+              LiveCalls* live)
+      : ctx_(ctx), broker_(broker), access_(access), live_(live) {
     if (live_->Add(this)) {
       StartRead(&req_);
     } else {
@@ -53,6 +54,10 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
       return Act(lock, MaybeFinishLocked());
     }
     if (!queue_) {
+      if (auto denied =
+              access_->Check(ctx_, "Produce", Permission::kWrite, req_.queue(), &caller_)) {
+        return FailAfterWrites(*denied);
+      }
       auto found = broker_->FindQueue(req_.queue());
       if (!found.ok()) return FailAfterWrites(found.error());
       if (req_.producer_id().size() > kMaxProducerId) {
@@ -74,6 +79,12 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
     if (!producer_.empty() && req_.first_sequence() == 0) {
       return FailAfterWrites(core::Error{core::Errc::kInvalidArgument,
                                          "first_sequence (from 1) is required with producer_id"});
+    }
+    if (auto limited =
+            access_->Spend(caller_, ctx_, "Produce", queue_->name(), req_.messages_size())) {
+      // The batches before this one are confirmed; the producer resends from
+      // this one after its pause.
+      return FailAfterWrites(*limited);
     }
     std::vector<core::Headers> headers;
     const std::vector<core::MessageSpec> specs = ToSpecs(req_.messages(), &headers);
@@ -296,6 +307,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
 
   grpc::CallbackServerContext* const ctx_;
   core::Broker* const broker_;
+  Access* const access_;
+  Caller caller_;  // set by the first read, then fixed
   LiveCalls* const live_;
   std::shared_ptr<core::Queue> queue_;  // set by the first read, then fixed
   std::string producer_;                // likewise
@@ -325,8 +338,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
 }  // namespace
 
 grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* StartProduce(
-    grpc::CallbackServerContext* ctx, core::Broker* broker, LiveCalls* live) {
-  return new ProduceCall(ctx, broker, live);
+    grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access, LiveCalls* live) {
+  return new ProduceCall(ctx, broker, access, live);
 }
 
 }  // namespace basin::service

@@ -5,6 +5,7 @@
 
 #include "basin/v1/queue.grpc.pb.h"
 #include "broker/core/broker.h"
+#include "broker/service/access.h"
 #include "broker/service/live_calls.h"
 
 namespace basin::service {
@@ -12,6 +13,6 @@ namespace basin::service {
 // Starts reading the stream; the reactor deletes itself when done. It is in
 // `live` while it lives, so that a draining broker can end it.
 grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* StartProduce(
-    grpc::CallbackServerContext* ctx, core::Broker* broker, LiveCalls* live);
+    grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access, LiveCalls* live);
 
 }  // namespace basin::service

@@ -93,9 +93,52 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
   config.dead_letter_queue = o.dead_letter_queue();
   config.max_bytes = o.max_bytes();
   config.durable = o.durable();
-  auto created = broker_->CreateQueue(std::move(config));
+  // Configure creates; any other permission on the queue only attaches to it
+  // (multiprocessing-style constructors call CreateQueue to attach).
+  Caller caller;
+  bool may_create = true;
+  if (access_->enabled()) {
+    auto who = access_->Identify(ctx, "CreateQueue");
+    if (!who.ok()) return ReplyError(ctx, who.error());
+    caller = std::move(who.value());
+    may_create = caller.user->May(Permission::kConfigure, config.name);
+    if (!may_create && !Access::Sees(caller, config.name)) {
+      return ReplyError(ctx, *access_->Authorize(caller, ctx, "CreateQueue", Permission::kConfigure,
+                                                 config.name));
+    }
+    if (may_create && !config.dead_letter_queue.empty()) {
+      // Dead-lettered messages are written to it on this queue's behalf.
+      if (auto denied = access_->Authorize(caller, ctx, "CreateQueue", Permission::kWrite,
+                                           config.dead_letter_queue)) {
+        return ReplyError(ctx, *denied);
+      }
+    }
+    if (may_create) {
+      if (auto refused = access_->ReserveQueue(
+              caller, [this](const std::string& q) { return broker_->FindQueue(q).ok(); })) {
+        // At the quota, attaching to an existing queue is still fine.
+        if (!broker_->FindQueue(config.name).ok()) return ReplyError(ctx, *refused);
+        may_create = false;
+      }
+    }
+  }
+  const std::string name = config.name;
+  auto created = broker_->CreateQueue(std::move(config), may_create);
+  if (!may_create && !created.ok() && created.error().code == core::Errc::kQueueNotFound) {
+    // Attach-only, and the queue is not there: the answer a user without
+    // configure gets whether or not the queue ever existed (or, at its
+    // quota, the quota's).
+    auto refused = access_->Authorize(caller, ctx, "CreateQueue", Permission::kConfigure, name);
+    if (!refused) {
+      refused = core::Error{core::Errc::kTooManyQueues,
+                            "user '" + caller.user->name + "' is at its max_queues"};
+    }
+    return ReplyError(ctx, *refused);
+  }
   if (!created.ok()) return ReplyError(ctx, created.error());
   if (created.value().created) {
+    access_->Created(caller, name);
+    access_->AuditAction(caller, ctx, "CreateQueue", name);
     spdlog::info("created {}queue '{}' (max_size {}, dead_letter_queue '{}')",
                  o.durable() ? "durable " : "", req->name(), req->max_size(),
                  o.dead_letter_queue());
@@ -108,6 +151,14 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::GetQueue(CallbackServerContext* ctx,
                                            const v1::GetQueueRequest* req,
                                            v1::GetQueueResponse* resp) {
+  if (access_->enabled()) {
+    auto who = access_->Identify(ctx, "GetQueue");
+    if (!who.ok()) return ReplyError(ctx, who.error());
+    if (!Access::Sees(who.value(), req->name())) {
+      return ReplyError(
+          ctx, *access_->Authorize(who.value(), ctx, "GetQueue", Permission::kRead, req->name()));
+    }
+  }
   auto queue = broker_->FindQueue(req->name());
   if (!queue.ok()) return ReplyError(ctx, queue.error());
   Describe(*queue.value(), resp->mutable_queue());
@@ -117,15 +168,30 @@ ServerUnaryReactor* QueueService::GetQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::ListQueues(CallbackServerContext* ctx,
                                              const v1::ListQueuesRequest* /*req*/,
                                              v1::ListQueuesResponse* resp) {
-  for (const auto& q : broker_->ListQueues()) Describe(*q, resp->add_queues());
+  Caller caller;
+  if (access_->enabled()) {
+    auto who = access_->Identify(ctx, "ListQueues");
+    if (!who.ok()) return ReplyError(ctx, who.error());
+    caller = std::move(who.value());
+  }
+  for (const auto& q : broker_->ListQueues()) {
+    if (Access::Sees(caller, q->name())) Describe(*q, resp->add_queues());
+  }
   return Reply(ctx, grpc::Status::OK);
 }
 
 ServerUnaryReactor* QueueService::DeleteQueue(CallbackServerContext* ctx,
                                               const v1::DeleteQueueRequest* req,
                                               v1::DeleteQueueResponse* resp) {
+  Caller caller;
+  if (auto denied =
+          access_->Check(ctx, "DeleteQueue", Permission::kConfigure, req->name(), &caller)) {
+    return ReplyError(ctx, *denied);
+  }
   auto dropped = broker_->DeleteQueue(req->name());
   if (!dropped.ok()) return ReplyError(ctx, dropped.error());
+  access_->Deleted(req->name());
+  access_->AuditAction(caller, ctx, "DeleteQueue", req->name());
   spdlog::info("deleted queue '{}' ({} messages dropped)", req->name(), dropped.value());
   resp->set_dropped_messages(dropped.value());
   return Reply(ctx, grpc::Status::OK);
@@ -134,9 +200,15 @@ ServerUnaryReactor* QueueService::DeleteQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::CloseQueue(CallbackServerContext* ctx,
                                              const v1::CloseQueueRequest* req,
                                              v1::CloseQueueResponse* resp) {
+  Caller caller;
+  if (auto denied =
+          access_->Check(ctx, "CloseQueue", Permission::kConfigure, req->queue(), &caller)) {
+    return ReplyError(ctx, *denied);
+  }
   auto queue = broker_->FindQueue(req->queue());
   if (!queue.ok()) return ReplyError(ctx, queue.error());
   const bool already = queue.value()->Close(core::Clock::now());
+  if (!already) access_->AuditAction(caller, ctx, "CloseQueue", req->queue());
   if (!already) spdlog::info("closed queue '{}'", req->queue());
   resp->set_already_closed(already);
   return Reply(ctx, grpc::Status::OK);
@@ -144,6 +216,15 @@ ServerUnaryReactor* QueueService::CloseQueue(CallbackServerContext* ctx,
 
 ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutRequest* req,
                                       v1::PutResponse* resp) {
+  if (access_->enabled()) {
+    Caller caller;
+    if (auto denied = access_->Check(ctx, "Put", Permission::kWrite, req->queue(), &caller)) {
+      return ReplyError(ctx, *denied);
+    }
+    const uint64_t n = req->messages_size() > 0 ? uint64_t(req->messages_size()) : 1;
+    if (auto limited = access_->Spend(caller, ctx, "Put", req->queue(), n))
+      return ReplyError(ctx, *limited);
+  }
   auto wait = PrepareWait(*ctx, *req);
   if (!wait.ok()) return ReplyError(ctx, wait.error());
   auto& [queue, now, deadline] = wait.value();
@@ -179,6 +260,9 @@ ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutR
 
 ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetRequest* req,
                                       v1::GetResponse* resp) {
+  if (auto denied = access_->Check(ctx, "Get", Permission::kRead, req->queue())) {
+    return ReplyError(ctx, *denied);
+  }
   auto wait = PrepareWait(*ctx, *req);
   if (!wait.ok()) return ReplyError(ctx, wait.error());
   auto& [queue, now, deadline] = wait.value();
@@ -230,6 +314,9 @@ ServerUnaryReactor* QueueService::Get(CallbackServerContext* ctx, const v1::GetR
 
 ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::JoinRequest* req,
                                        v1::JoinResponse* /*resp*/) {
+  if (auto denied = access_->Check(ctx, "Join", Permission::kRead, req->queue())) {
+    return ReplyError(ctx, *denied);
+  }
   auto wait = PrepareWait(*ctx, *req);
   if (!wait.ok()) return ReplyError(ctx, wait.error());
   auto& [queue, now, deadline] = wait.value();
@@ -244,17 +331,20 @@ ServerUnaryReactor* QueueService::Join(CallbackServerContext* ctx, const v1::Joi
 
 grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* QueueService::Produce(
     CallbackServerContext* ctx) {
-  return StartProduce(ctx, broker_, &produce_calls_);
+  return StartProduce(ctx, broker_, access_, &produce_calls_);
 }
 
 grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* QueueService::Consume(
     CallbackServerContext* ctx) {
-  return StartConsume(ctx, broker_, post_);
+  return StartConsume(ctx, broker_, access_, post_);
 }
 
 ServerUnaryReactor* QueueService::TaskDone(CallbackServerContext* ctx,
                                            const v1::TaskDoneRequest* req,
                                            v1::TaskDoneResponse* /*resp*/) {
+  if (auto denied = access_->Check(ctx, "TaskDone", Permission::kRead, req->queue())) {
+    return ReplyError(ctx, *denied);
+  }
   auto queue = broker_->FindQueue(req->queue());
   if (!queue.ok()) return ReplyError(ctx, queue.error());
   auto done = queue.value()->TaskDone(req->delivery_tag(), core::Clock::now());
@@ -265,6 +355,9 @@ ServerUnaryReactor* QueueService::TaskDone(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::ExtendLease(CallbackServerContext* ctx,
                                               const v1::ExtendLeaseRequest* req,
                                               v1::ExtendLeaseResponse* resp) {
+  if (auto denied = access_->Check(ctx, "ExtendLease", Permission::kRead, req->queue())) {
+    return ReplyError(ctx, *denied);
+  }
   auto queue = broker_->FindQueue(req->queue());
   if (!queue.ok()) return ReplyError(ctx, queue.error());
   auto duration = FromProto(req->duration(), "duration");
@@ -278,6 +371,9 @@ ServerUnaryReactor* QueueService::ExtendLease(CallbackServerContext* ctx,
 
 ServerUnaryReactor* QueueService::Release(CallbackServerContext* ctx, const v1::ReleaseRequest* req,
                                           v1::ReleaseResponse* resp) {
+  if (auto denied = access_->Check(ctx, "Release", Permission::kRead, req->queue())) {
+    return ReplyError(ctx, *denied);
+  }
   auto queue = broker_->FindQueue(req->queue());
   if (!queue.ok()) return ReplyError(ctx, queue.error());
   auto released = queue.value()->Release(req->delivery_tag(), core::Clock::now());

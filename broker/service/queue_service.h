@@ -10,6 +10,7 @@
 
 #include "basin/v1/queue.grpc.pb.h"
 #include "broker/core/broker.h"
+#include "broker/service/access.h"
 #include "broker/service/live_calls.h"
 
 namespace basin::service {
@@ -19,8 +20,10 @@ class QueueService final : public v1::QueueService::CallbackService {
   // Runs work on another thread (see broker/dispatcher.h).
   using Post = std::function<void(std::function<void()>)>;
 
-  // `broker` must outlive the service. Consume-stream wake-ups go to `post`.
-  QueueService(core::Broker* broker, Post post) : broker_(broker), post_(std::move(post)) {}
+  // `broker` and `access` must outlive the service. Consume-stream wake-ups
+  // go to `post`.
+  QueueService(core::Broker* broker, Access* access, Post post)
+      : broker_(broker), access_(access), post_(std::move(post)) {}
 
   grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
                                         const v1::CreateQueueRequest* req,
@@ -73,6 +76,7 @@ class QueueService final : public v1::QueueService::CallbackService {
   core::Result<Wait> PrepareWait(const grpc::CallbackServerContext& ctx, const Request& req) const;
 
   core::Broker* const broker_;
+  Access* const access_;
   const Post post_;
   LiveCalls produce_calls_;
 };

@@ -9,6 +9,13 @@ namespace basin::service {
 grpc::ServerUnaryReactor* ServerService::GetServerInfo(grpc::CallbackServerContext* ctx,
                                                        const v1::GetServerInfoRequest*,
                                                        v1::GetServerInfoResponse* resp) {
+  if (access_->enabled()) {
+    auto who = access_->Identify(ctx, "GetServerInfo");
+    if (!who.ok()) return ReplyError(ctx, who.error());
+    if (auto denied = access_->RequireAdmin(who.value(), ctx, "GetServerInfo")) {
+      return ReplyError(ctx, *denied);
+    }
+  }
   resp->set_version(std::string(BuildVersion()));
   resp->set_revision(std::string(BuildRevision()));
   resp->set_build_type(std::string(BuildType()));
@@ -37,6 +44,17 @@ grpc::ServerUnaryReactor* ServerService::GetServerInfo(grpc::CallbackServerConte
   ToProto(limits.max_wait, l->mutable_max_wait());
   l->set_max_batch_messages(core::kMaxBatchMessages);
   l->set_max_get_messages(core::kMaxGetMessages);
+  l->set_max_calls_per_connection(facts_.max_calls_per_connection);
+  l->set_user_rate(facts_.user_rate);
+  l->set_user_max_queues(facts_.user_max_queues);
+  v1::Security* sec = resp->mutable_security();
+  sec->set_transport(facts_.transport ? facts_.transport() : "plaintext");
+  sec->set_users(access_->users());
+  const AccessCounters refused = access_->counters();
+  sec->set_unauthenticated_total(refused.unauthenticated);
+  sec->set_permission_denied_total(refused.permission_denied);
+  sec->set_rate_limited_total(refused.rate_limited);
+  sec->set_queue_quota_refused_total(refused.quota_refused);
   return Reply(ctx, grpc::Status::OK);
 }
 

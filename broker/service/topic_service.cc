@@ -118,9 +118,34 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
 
 }  // namespace
 
+// A binding changes where a topic's messages go: configure and write on the
+// queue, and write on the topic pattern (as RabbitMQ checks write on both
+// ends of a queue binding's exchange).
+template <typename Request>
+std::optional<core::Error> TopicService::CheckBinding(CallbackServerContext* ctx,
+                                                      std::string_view method, const Request& req,
+                                                      Caller* caller) {
+  if (!access_->enabled()) return std::nullopt;
+  if (auto denied = access_->Check(ctx, method, Permission::kConfigure, req.queue(), caller)) {
+    return denied;
+  }
+  if (auto denied = access_->Authorize(*caller, ctx, method, Permission::kWrite, req.queue())) {
+    return denied;
+  }
+  return access_->Authorize(*caller, ctx, method, Permission::kWrite, req.topic_pattern());
+}
+
 ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::PublishRequest* req,
                                           v1::PublishResponse* resp) {
   // Answered once every copy into a durable queue is written (often inline).
+  if (access_->enabled()) {
+    Caller caller;
+    if (auto denied = access_->Check(ctx, "Publish", Permission::kWrite, req->topic(), &caller)) {
+      return ReplyError(ctx, *denied);
+    }
+    if (auto limited = access_->Spend(caller, ctx, "Publish", req->topic(), 1))
+      return ReplyError(ctx, *limited);
+  }
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   broker_->topics().Publish(
       req->topic(), req->payload(), FromProto(req->headers()), core::Clock::now(),
@@ -138,6 +163,28 @@ ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::
 grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
     CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
   auto* call = new SubscribeCall(ctx, &broker_->topics(), post_);
+  if (access_->enabled()) {
+    // Every topic and pattern named must be readable; the subscription
+    // count per request is bounded by --max-subscription-terms first.
+    const auto terms = static_cast<uint64_t>(req->topics_size()) + req->patterns_size();
+    auto who = access_->Identify(ctx, "Subscribe");
+    std::optional<core::Error> denied;
+    if (!who.ok()) {
+      denied = who.error();
+    } else if (terms <= broker_->limits().topic_caps.max_subscription_terms) {
+      for (const auto* list : {&req->topics(), &req->patterns()}) {
+        for (const std::string& term : *list) {
+          if (!denied) {
+            denied = access_->Authorize(who.value(), ctx, "Subscribe", Permission::kRead, term);
+          }
+        }
+      }
+    }
+    if (denied) {
+      call->Finish(ToStatus(ctx, *denied));
+      return call;
+    }
+  }
   call->Start(*req);
   return call;
 }
@@ -145,8 +192,13 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
 ServerUnaryReactor* TopicService::BindQueue(CallbackServerContext* ctx,
                                             const v1::BindQueueRequest* req,
                                             v1::BindQueueResponse* resp) {
+  Caller caller;
+  if (auto denied = CheckBinding(ctx, "BindQueue", *req, &caller)) return ReplyError(ctx, *denied);
   auto created = broker_->BindQueue(req->topic_pattern(), req->queue());
   if (!created.ok()) return ReplyError(ctx, created.error());
+  if (created.value()) {
+    access_->AuditAction(caller, ctx, "BindQueue", req->topic_pattern() + " -> " + req->queue());
+  }
   if (created.value()) spdlog::info("bound queue '{}' to '{}'", req->queue(), req->topic_pattern());
   resp->set_created(created.value());
   return Reply(ctx, grpc::Status::OK);
@@ -155,8 +207,13 @@ ServerUnaryReactor* TopicService::BindQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* TopicService::UnbindQueue(CallbackServerContext* ctx,
                                               const v1::UnbindQueueRequest* req,
                                               v1::UnbindQueueResponse* /*resp*/) {
+  Caller caller;
+  if (auto denied = CheckBinding(ctx, "UnbindQueue", *req, &caller)) {
+    return ReplyError(ctx, *denied);
+  }
   auto done = broker_->UnbindQueue(req->topic_pattern(), req->queue());
   if (!done.ok()) return ReplyError(ctx, done.error());
+  access_->AuditAction(caller, ctx, "UnbindQueue", req->topic_pattern() + " -> " + req->queue());
   spdlog::info("unbound queue '{}' from '{}'", req->queue(), req->topic_pattern());
   return Reply(ctx, grpc::Status::OK);
 }
@@ -164,7 +221,14 @@ ServerUnaryReactor* TopicService::UnbindQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* TopicService::ListTopics(CallbackServerContext* ctx,
                                              const v1::ListTopicsRequest* /*req*/,
                                              v1::ListTopicsResponse* resp) {
+  Caller caller;
+  if (access_->enabled()) {
+    auto who = access_->Identify(ctx, "ListTopics");
+    if (!who.ok()) return ReplyError(ctx, who.error());
+    caller = std::move(who.value());
+  }
   for (const core::TopicStats& t : broker_->topics().ListTopics()) {
+    if (!Access::Sees(caller, t.name)) continue;
     v1::TopicStats* p = resp->add_topics();
     p->set_name(t.name);
     p->set_subscribers(t.subscribers);
@@ -174,6 +238,7 @@ ServerUnaryReactor* TopicService::ListTopics(CallbackServerContext* ctx,
     p->set_routed(t.routed);
   }
   for (const core::BindingInfo& b : broker_->topics().ListBindings()) {
+    if (!Access::Sees(caller, b.queue)) continue;
     v1::Binding* p = resp->add_bindings();
     p->set_topic_pattern(b.pattern);
     p->set_queue(b.queue);

@@ -10,6 +10,7 @@
 
 #include "basin/v1/topic.grpc.pb.h"
 #include "broker/core/broker.h"
+#include "broker/service/access.h"
 
 namespace basin::service {
 
@@ -20,7 +21,9 @@ class TopicService final : public v1::TopicService::CallbackService {
 
   // `broker` must outlive the service. Subscription wake-ups are handed to
   // `post`, so that a publisher never writes to its subscribers' streams.
-  TopicService(core::Broker* broker, Post post) : broker_(broker), post_(std::move(post)) {}
+  // `broker` and `access` must outlive the service.
+  TopicService(core::Broker* broker, Access* access, Post post)
+      : broker_(broker), access_(access), post_(std::move(post)) {}
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx, const v1::PublishRequest* req,
                                     v1::PublishResponse* resp) override;
@@ -37,7 +40,12 @@ class TopicService final : public v1::TopicService::CallbackService {
                                        v1::ListTopicsResponse* resp) override;
 
  private:
+  template <typename Request>
+  std::optional<core::Error> CheckBinding(grpc::CallbackServerContext* ctx, std::string_view method,
+                                          const Request& req, Caller* caller);
+
   core::Broker* const broker_;
+  Access* const access_;
   const Post post_;
 };
 

@@ -21,7 +21,7 @@ constexpr int kExitEmptyOrFull = 3;
 constexpr int kExitClosed = 4;
 constexpr int kExitNotFound = 5;
 
-constexpr char kUsage[] = R"(usage: basinctl [--addr HOST:PORT] COMMAND [ARGS]
+constexpr char kUsage[] = R"(usage: basinctl [--addr HOST:PORT] [TLS and token flags] COMMAND [ARGS]
 
 Commands:
   create QUEUE [--max-size N] [--visibility-timeout D] [--max-deliveries N]
@@ -47,7 +47,18 @@ Commands:
   top [--interval D] [--iterations N] live view of queues and topics with rates
                                       (redrawn each D, default 1s; Ctrl-C ends)
 
-Durations: 500ms, 5s, 2m, 1h. --addr defaults to $BASIN_ADDR or 127.0.0.1:7878.
+Connection (each also read from the environment variable named after it):
+  --addr HOST:PORT    BASIN_ADDR, default 127.0.0.1:7878
+  --tls               BASIN_TLS=1: TLS, trusting the system's CAs unless --ca
+  --ca FILE           BASIN_CA: PEM CAs for the broker's certificate (implies --tls)
+  --cert FILE         BASIN_CERT: client certificate for mutual TLS (with --key)
+  --key FILE          BASIN_KEY: its private key
+  --server-name NAME  BASIN_SERVER_NAME: the name the broker's certificate carries
+                      when --addr names it otherwise (e.g. by IP)
+  --token TOKEN       BASIN_TOKEN: sent as "authorization: Bearer TOKEN"; prefer
+                      the variable, which other users cannot see in ps
+
+Durations: 500ms, 5s, 2m, 1h.
 Exit codes: 0 ok, 1 error, 2 usage, 3 empty/full, 4 closed, 5 not found.
 )";
 
@@ -83,7 +94,13 @@ Args Parse(int argc, char** argv) {
                                                           {"help", false},
                                                           {"pattern", true},
                                                           {"interval", true},
-                                                          {"iterations", true}};
+                                                          {"iterations", true},
+                                                          {"tls", false},
+                                                          {"ca", true},
+                                                          {"cert", true},
+                                                          {"key", true},
+                                                          {"server-name", true},
+                                                          {"token", true}};
   Args args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -248,9 +265,21 @@ int ExitCode(const basin::Error& e) {
 
 int Run(const Args& a) {
   const std::string& cmd = Need(a, 0, "command");
-  const char* env_addr = std::getenv("BASIN_ADDR");
-  const std::string address = a.Flag("addr", env_addr != nullptr ? env_addr : "127.0.0.1:7878");
-  basin::Client client(address);
+  // A flag wins over its environment variable.
+  auto setting = [&a](const char* flag, const char* env, const char* fallback = "") {
+    const char* value = std::getenv(env);
+    return a.Flag(flag, value != nullptr ? value : fallback);
+  };
+  const std::string address = setting("addr", "BASIN_ADDR", "127.0.0.1:7878");
+  basin::ClientOptions options;
+  const std::string tls_env = setting("tls", "BASIN_TLS");
+  options.tls.enabled = a.Has("tls") || (tls_env != "" && tls_env != "0" && tls_env != "false");
+  options.tls.ca_file = setting("ca", "BASIN_CA");
+  options.tls.cert_file = setting("cert", "BASIN_CERT");
+  options.tls.key_file = setting("key", "BASIN_KEY");
+  options.tls.server_name = setting("server-name", "BASIN_SERVER_NAME");
+  options.token = setting("token", "BASIN_TOKEN");
+  basin::Client client(address, options);
   const bool timed = a.Has("timeout");
   const auto timeout = timed ? ParseDuration(a.Flag("timeout")) : std::chrono::milliseconds(0);
 

@@ -1,6 +1,10 @@
 #include "connection.h"
 
+#include <grpcpp/support/client_interceptor.h>
+
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string_view>
 
 namespace basin::detail {
@@ -13,6 +17,63 @@ constexpr std::chrono::seconds kAnswerSlack{10};
 template <typename E>
 [[noreturn]] void Raise(const grpc::Status& s, std::string reason) {
   throw E(static_cast<int>(s.error_code()), std::move(reason), s.error_message());
+}
+
+std::string ReadPem(const std::string& path, const char* what) {
+  if (path.empty()) return "";
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT), "",
+                std::string("cannot read the TLS ") + what + " file " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Adds the bearer token to every call's metadata. An interceptor rather than
+// gRPC's call credentials, which a plaintext channel (loopback) never sends.
+class TokenInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(const std::string* header) : header_(header) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->emplace("authorization", *header_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* header_;
+};
+
+class TokenInterceptorFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(std::string token) : header_("Bearer " + std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new TokenInterceptor(&header_);
+  }
+
+ private:
+  const std::string header_;  // lives as long as the channel, which owns the factory
+};
+
+std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsOptions& tls,
+                                                      grpc::ChannelArguments* args) {
+  const bool enabled = tls.enabled || !tls.ca_file.empty() || !tls.cert_file.empty() ||
+                       !tls.key_file.empty() || !tls.server_name.empty();
+  if (!enabled) return grpc::InsecureChannelCredentials();
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    throw Error(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT), "",
+                "a TLS client certificate needs its key, and a key its certificate");
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadPem(tls.ca_file, "CA");
+  ssl.pem_cert_chain = ReadPem(tls.cert_file, "certificate");
+  ssl.pem_private_key = ReadPem(tls.key_file, "key");
+  if (!tls.server_name.empty()) args->SetSslTargetNameOverride(tls.server_name);
+  return grpc::SslCredentials(ssl);
 }
 
 }  // namespace
@@ -36,7 +97,22 @@ Connection::Connection(const std::string& address, const ClientOptions& options)
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
-  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto credentials = Credentials(options.tls, &args);
+  for (const char ch : options.token) {
+    // HTTP/2 header values: anything else would fail every call, later and vaguely.
+    if (ch < 0x21 || ch > 0x7e) {
+      throw Error(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT), "",
+                  "a token is printable ASCII without spaces");
+    }
+  }
+  if (options.token.empty()) {
+    channel_ = grpc::CreateCustomChannel(address, credentials, args);
+  } else {
+    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> token;
+    token.push_back(std::make_unique<TokenInterceptorFactory>(options.token));
+    channel_ = grpc::experimental::CreateCustomChannelWithInterceptors(address, credentials, args,
+                                                                       std::move(token));
+  }
   stub_ = v1::QueueService::NewStub(channel_);
   topic_stub_ = v1::TopicService::NewStub(channel_);
   server_stub_ = v1::ServerService::NewStub(channel_);
@@ -89,6 +165,9 @@ void Throw(const grpc::Status& status, const grpc::ClientContext& ctx) {
       {"INVALID_TOPIC", &Raise<InvalidArgument>},
       {"BINDING_NOT_FOUND", &Raise<NotFound>},
       {"SLOW_SUBSCRIBER", &Raise<SlowSubscriber>},
+      {"UNAUTHENTICATED", &Raise<Unauthenticated>},
+      {"PERMISSION_DENIED", &Raise<PermissionDenied>},
+      {"RATE_LIMITED", &Raise<RateLimited>},
   };
   if (auto it = kByReason.find(reason); it != kByReason.end()) it->second(status, reason);
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) Raise<Unavailable>(status, reason);

@@ -5,7 +5,9 @@
 // calls meet each other's queues. After each input every queue must conserve
 // its messages (total_put == done + dead-lettered + unfinished), and nothing
 // may crash, leak or hang: blocking calls wait at most --max-wait (50 ms here)
-// and every client call has a deadline.
+// and every client call has a deadline. The broker has users: each input
+// calls as the full user, a narrow one, nobody, or with an authorization
+// value of its own making (the metadata parsing fuzzed with the rest).
 #include <fuzzer/FuzzedDataProvider.h>
 #include <grpcpp/grpcpp.h>
 
@@ -20,12 +22,41 @@
 #include "broker/core/broker.h"
 #include "broker/deadline_timer.h"
 #include "broker/dispatcher.h"
+#include "broker/security/token_hash.h"
+#include "broker/security/users.h"
+#include "broker/service/access.h"
 #include "broker/service/queue_service.h"
 #include "broker/service/topic_service.h"
 
 namespace {
 
 using namespace basin;  // NOLINT(google-build-using-namespace): a test driver
+
+constexpr char kFullToken[] = "full-user-token-0123456789";
+constexpr char kNarrowToken[] = "narrow-user-token-0123456789";
+// This input's authorization metadata value; empty: none sent.
+std::string g_authorization;
+
+std::shared_ptr<const security::UserTable> Users() {
+  auto user = [](const char* name, const char* token, const char* configure, const char* write,
+                 const char* read, bool admin) {
+    auto u = std::make_shared<security::User>();
+    u->name = name;
+    security::TokenHash h;
+    (void)security::ParseTokenHash(security::HashToken(token), &h);
+    u->tokens.push_back(h);
+    u->configure = std::make_unique<RE2>(configure);
+    u->write = std::make_unique<RE2>(write);
+    u->read = std::make_unique<RE2>(read);
+    u->admin = admin;
+    u->rate = admin ? 0 : 50;
+    u->max_queues = admin ? 0 : 1;
+    return u;
+  };
+  return security::UserTable::FromUsers(
+      {user("full", kFullToken, ".*", ".*", ".*", true),
+       user("narrow", kNarrowToken, "b", "a|news\\..*", "a|b|#", false)});
+}
 
 // Everything the fuzzer talks to, made once: a gRPC server per input would
 // cost more than the input.
@@ -39,8 +70,8 @@ struct World {
     limits.max_lease = std::chrono::seconds(2);
     broker = std::make_unique<core::Broker>(limits, &timer);
     auto post = [this](std::function<void()> work) { dispatcher.Post(std::move(work)); };
-    queues = std::make_unique<service::QueueService>(broker.get(), post);
-    topics = std::make_unique<service::TopicService>(broker.get(), post);
+    queues = std::make_unique<service::QueueService>(broker.get(), &access, post);
+    topics = std::make_unique<service::TopicService>(broker.get(), &access, post);
     grpc::ServerBuilder builder;
     builder.RegisterService(queues.get());
     builder.RegisterService(topics.get());
@@ -53,6 +84,7 @@ struct World {
   DeadlineTimer timer;
   Dispatcher dispatcher{1};
   std::unique_ptr<core::Broker> broker;
+  service::Access access{Users(), service::AccessOptions{}};
   std::unique_ptr<service::QueueService> queues;
   std::unique_ptr<service::TopicService> topics;
   std::unique_ptr<grpc::Server> server;
@@ -68,6 +100,7 @@ World& TheWorld() {
 std::unique_ptr<grpc::ClientContext> Context(int ms = 300) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
+  if (!g_authorization.empty()) ctx->AddMetadata("authorization", g_authorization);
   return ctx;
 }
 
@@ -76,6 +109,23 @@ class Driver {
   explicit Driver(FuzzedDataProvider& in) : in_(in), w_(TheWorld()) {}
 
   void Run() {
+    switch (in_.ConsumeIntegralInRange(0, 7)) {
+      case 0:
+        g_authorization.clear();
+        break;
+      case 1:
+        g_authorization = std::string("Bearer ") + kNarrowToken;
+        break;
+      case 2: {
+        // Any value gRPC lets a client send: printable ASCII.
+        std::string v = in_.ConsumeRandomLengthString(80);
+        for (char& c : v) c = static_cast<char>(0x20 + static_cast<unsigned char>(c) % 95);
+        g_authorization = in_.ConsumeBool() ? "Bearer " + v : v;
+        break;
+      }
+      default:
+        g_authorization = std::string("Bearer ") + kFullToken;
+    }
     for (int step = 0; step < 24 && in_.remaining_bytes() > 0; ++step) {
       switch (in_.ConsumeIntegralInRange(0, 17)) {
         case 0:

@@ -50,7 +50,8 @@ BASINCTL_HEALTH_DEADLINE = 5.0  # Client::healthy's default timeout (client/incl
 @pytest.fixture(scope="module")
 def dockerfile_env() -> Dict[str, str]:
     env: Dict[str, str] = {}
-    for line in read("Dockerfile").splitlines():
+    # An instruction continued with a backslash is one line.
+    for line in read("Dockerfile").replace("\\\n", " ").splitlines():
         if line.startswith("ENV "):
             env.update(dict(kv.split("=", 1) for kv in line[4:].split()))
     return env

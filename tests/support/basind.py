@@ -33,7 +33,8 @@ class Broker:
 
     def start(self) -> None:
         quiet = [] if "--log-level" in self.flags else ["--log-level", "warn"]
-        args = [BASIND, "--listen", f"127.0.0.1:{self.port}", *quiet, *self.flags]
+        listen = [] if "--listen" in self.flags else ["--listen", f"127.0.0.1:{self.port}"]
+        args = [BASIND, *listen, *quiet, *self.flags]
         if self.data_dir:
             args += ["--data-dir", self.data_dir]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE)

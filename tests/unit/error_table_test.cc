@@ -36,6 +36,10 @@ std::string CodeName(grpc::StatusCode code) {
       return "OUT_OF_RANGE";
     case grpc::StatusCode::UNAVAILABLE:
       return "UNAVAILABLE";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
     default:
       return "code " + std::to_string(static_cast<int>(code));
   }

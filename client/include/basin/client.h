@@ -214,7 +214,22 @@ struct ServerInfo {
   } limits{};
 };
 
+// TLS to the broker (docs/security.md). Files are PEM and read when the
+// Client is made; an unreadable one throws basin::Error there.
+struct TlsOptions {
+  bool enabled = false;     // also implied by any field below
+  std::string ca_file{};    // CAs to trust for the broker; empty: the system's
+  std::string cert_file{};  // client certificate, for mutual TLS
+  std::string key_file{};   // its private key
+  // The name the broker's certificate must carry, when it differs from the
+  // host in the address (e.g. connecting by IP to a certificate for a name).
+  std::string server_name{};
+};
+
 struct ClientOptions {
+  TlsOptions tls{};
+  // Sent as `authorization: Bearer <token>` on every call; empty: none.
+  std::string token{};
   // Keepalive pings on an idle connection, so a dead broker is noticed.
   std::chrono::milliseconds keepalive_time{30'000};
   std::chrono::milliseconds keepalive_timeout{10'000};

@@ -83,5 +83,18 @@ class SlowSubscriber : public Error {
 class Unavailable : public Error {
   using Error::Error;
 };
+// The broker has users and the call's token (or certificate) names none.
+class Unauthenticated : public Error {
+  using Error::Error;
+};
+// The user's permissions do not cover the queue or topic, or the call needs
+// the admin tag; said the same whether or not the object exists.
+class PermissionDenied : public Error {
+  using Error::Error;
+};
+// The user wrote more messages per second than its rate; retry after a pause.
+class RateLimited : public Error {
+  using Error::Error;
+};
 
 }  // namespace basin

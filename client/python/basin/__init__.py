@@ -25,23 +25,25 @@ from .client import Client, PublishResult  # noqa: E402
 from .consumer import Consumer, MessageBatch  # noqa: E402
 from .errors import (  # noqa: E402
     AlreadyDone, AlreadyExists, BrokerMemory, Closed, DeliveryError, Empty, Error, Full,
-    InvalidArgument, JoinTimeout, LeaseExpired, MessageTooLarge, NotFound, SlowSubscriber,
-    TooManyWaiters, Unavailable, UnknownDelivery)
+    InvalidArgument, JoinTimeout, LeaseExpired, MessageTooLarge, NotFound, PermissionDenied,
+    RateLimited, SlowSubscriber, TooManyWaiters, Unauthenticated, Unavailable, UnknownDelivery)
 from .message import Message  # noqa: E402
 from .producer import Producer  # noqa: E402
 from .pubsub import Data, PubSub  # noqa: E402
 from .queues import JoinableQueue, Queue  # noqa: E402
+from ._security import TLS  # noqa: E402
 from .serializers import Serializer  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_ADDRESS", "Client", "Queue", "JoinableQueue", "Message", "MessageBatch", "Producer",
+    "DEFAULT_ADDRESS", "TLS", "Client", "Queue", "JoinableQueue", "Message", "MessageBatch", "Producer",
     "Consumer",
     "PubSub", "PublishResult", "Serializer", "publish", "bind_queue", "unbind_queue",
     "Error", "Full", "BrokerMemory", "Empty", "Closed", "JoinTimeout", "NotFound",
     "AlreadyExists", "DeliveryError", "LeaseExpired", "UnknownDelivery", "AlreadyDone",
     "InvalidArgument", "MessageTooLarge", "TooManyWaiters", "SlowSubscriber", "Unavailable",
+    "Unauthenticated", "PermissionDenied", "RateLimited",
 ]
 
 

@@ -13,12 +13,13 @@ import math
 import os
 import threading
 import time
-from typing import Any, Callable, Optional, Type, TypeVar
+from typing import Any, Callable, Optional, Tuple, Type, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
 
 from . import errors
+from ._security import Security, open_channel, security_from
 from .v1 import queue_pb2_grpc, server_pb2_grpc, topic_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:7878"
@@ -75,8 +76,11 @@ def clamp_timeout(timeout: Optional[float]) -> Optional[float]:
 class Connection:
     """A lazily opened channel to one broker, reopened in a forked child."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS) -> None:
+    def __init__(self, address: str = DEFAULT_ADDRESS,
+                 security: Optional[Security] = None) -> None:
         self.address = address
+        # Settled here, so that a bad token or TLS setting fails at once.
+        self.security: Security = security if security is not None else security_from()
         self._lock = threading.Lock()
         self._pid = -1
         self._channel: Any = None
@@ -91,7 +95,7 @@ class Connection:
                 return
             # The parent's channel is dropped, not closed: closing it here
             # would act on state the parent still uses.
-            channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            channel = open_channel(self.address, self.security, _CHANNEL_OPTIONS)
             self._queue_stub = queue_pb2_grpc.QueueServiceStub(channel)
             self._topic_stub = topic_pb2_grpc.TopicServiceStub(channel)
             self._server_stub = server_pb2_grpc.ServerServiceStub(channel)
@@ -177,14 +181,16 @@ class Connection:
             raise error
 
 
-_defaults: dict[str, Connection] = {}
+_defaults: dict[Tuple[str, Security], Connection] = {}
 _defaults_lock = threading.Lock()
 
 
 def default_connection(address: str) -> Connection:
-    """The process-wide shared connection to ``address``."""
+    """The process-wide shared connection to ``address``, secured as the
+    BASIN_* environment says (basin._security)."""
+    security = security_from()
     with _defaults_lock:
-        conn = _defaults.get(address)
+        conn = _defaults.get((address, security))
         if conn is None:
-            conn = _defaults[address] = Connection(address)
+            conn = _defaults[(address, security)] = Connection(address, security)
         return conn

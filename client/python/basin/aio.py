@@ -40,6 +40,7 @@ from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 import grpc
 
 from . import errors
+from ._security import Security, open_aio_channel, security_from
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
 from .message import ColumnMessage, Message, from_columns
@@ -64,7 +65,8 @@ _loops_lock = threading.Lock()  # loops may run in several threads
 def _stubs(address: str) -> Tuple[Any, Any]:
     """This event loop's channel to ``address``."""
     loop = asyncio.get_running_loop()
-    per_loop: Optional[Dict[Tuple[str, int], Any]] = getattr(loop, _LOOP_ATTRIBUTE, None)
+    per_loop: Optional[Dict[Tuple[str, int, Security], Any]] = getattr(
+        loop, _LOOP_ATTRIBUTE, None)
     if per_loop is None:
         with _loops_lock:
             for old in [o for o in _loops_with_stubs if o.is_closed()]:
@@ -73,10 +75,11 @@ def _stubs(address: str) -> Tuple[Any, Any]:
             per_loop = {}
             setattr(loop, _LOOP_ATTRIBUTE, per_loop)
             _loops_with_stubs.append(loop)
-    key = (address, os.getpid())
+    security = security_from()  # the BASIN_* environment (basin._security)
+    key = (address, os.getpid(), security)
     entry = per_loop.get(key)
     if entry is None:
-        channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        channel = open_aio_channel(address, security, _CHANNEL_OPTIONS)
         entry = per_loop[key] = (queue_pb2_grpc.QueueServiceStub(channel),
                                  topic_pb2_grpc.TopicServiceStub(channel))
     return entry

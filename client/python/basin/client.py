@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from ._connection import DEFAULT_ADDRESS, Connection
+from ._security import TLS, security_from
 from .pubsub import Data, PubSub, encode_data
 from .queues import JoinableQueue
 from .v1 import queue_pb2, server_pb2, topic_pb2
@@ -34,10 +35,17 @@ class Client:
     Queues, producers, consumers and PubSubs made without ``client=`` share
     one connection per address and process; a Client gives them a separate
     one (and is closed with ``close()``).
+
+    ``tls`` (a :class:`basin.TLS`, or True for TLS trusting the system's CAs)
+    and ``token`` (sent as ``authorization: Bearer TOKEN``) default to the
+    BASIN_TLS, BASIN_CA, BASIN_CERT, BASIN_KEY, BASIN_SERVER_NAME and
+    BASIN_TOKEN environment variables (docs/security.md); ``tls=False``
+    forces plaintext.
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS) -> None:
-        self._conn = Connection(address)
+    def __init__(self, address: str = DEFAULT_ADDRESS, *, tls: Union[TLS, bool, None] = None,
+                 token: Optional[str] = None) -> None:
+        self._conn = Connection(address, security_from(tls, token))
 
     @property
     def address(self) -> str:

@@ -105,6 +105,19 @@ class Unavailable(Error):
     """The broker is shutting down, cannot be reached, or cannot write its log."""
 
 
+class Unauthenticated(Error):
+    """The broker has users and this call's token (or certificate) names none."""
+
+
+class PermissionDenied(Error):
+    """The user's permissions do not cover this queue or topic (or the call
+    needs the admin tag). Said the same whether or not the object exists."""
+
+
+class RateLimited(Error):
+    """The user wrote more messages per second than its rate; retry later."""
+
+
 _BY_REASON: Dict[str, Type[Error]] = {
     "QUEUE_FULL": Full,
     "BROKER_MEMORY": BrokerMemory,
@@ -129,6 +142,9 @@ _BY_REASON: Dict[str, Type[Error]] = {
     "SLOW_SUBSCRIBER": SlowSubscriber,
     "SHUTTING_DOWN": Unavailable,
     "STORAGE_UNAVAILABLE": Unavailable,
+    "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied,
+    "RATE_LIMITED": RateLimited,
 }
 
 
