@@ -189,7 +189,17 @@ bool CheckTls(Config& c) {
 // users, or client certificates. Loopback stays open, so that the Quick
 // start works as it is.
 bool CheckExposure(const Config& c) {
-  if (c.allow_insecure || IsLoopbackAddress(c.listen)) return true;
+  if (c.allow_insecure) return true;
+  if (c.http_admin && !c.http_listen.empty() && !IsLoopbackAddress(c.http_listen)) {
+    // The dashboard's queue actions send tokens (with users) and delete
+    // queues; its listener is plaintext HTTP.
+    std::cerr << "basind: --http-admin on --http-listen " << c.http_listen
+              << " would take queue actions (and tokens) in plaintext from other machines: "
+                 "listen on loopback and reach it through a TLS proxy, or --allow-insecure "
+                 "(docs/security.md)\n";
+    return false;
+  }
+  if (IsLoopbackAddress(c.listen)) return true;
   if (c.tls_cert.empty()) {
     std::cerr << "basind: --listen " << c.listen
               << " is reachable from other machines, and without --tls-cert/--tls-key every "

@@ -146,14 +146,17 @@ int main(int argc, char** argv) {
   facts.max_calls_per_connection = config->max_calls_per_connection;
   facts.user_rate = config->user_rate;
   facts.user_max_queues = config->user_max_queues;
-  basin::Server* serving = nullptr;  // set below, before the first call can come
+  // Set once the server is built; calls may come before (GetServerInfo then
+  // says "plaintext" for a moment), hence atomic.
+  std::atomic<basin::Server*> serving{nullptr};
   facts.transport = [&serving] {
-    return serving != nullptr ? serving->TlsSummary() : std::string("plaintext");
+    basin::Server* s = serving.load();
+    return s != nullptr ? s->TlsSummary() : std::string("plaintext");
   };
   auto server = basin::Server::Start(*config, &broker, &dispatcher, &access, std::move(facts),
                                      metrics != nullptr ? &metrics->rpc() : nullptr);
   if (server == nullptr) return 1;
-  serving = server.get();
+  serving.store(server.get());
   std::unique_ptr<basin::http::HttpServer> http;
   if (metrics != nullptr) {
     basin::http::RouteOptions routes;
@@ -162,13 +165,22 @@ int main(int argc, char** argv) {
     routes.max_topics = config->metrics_max_topics;
     routes.started = process_start;
     routes.draining = &draining;
-    if (access.enabled() || !config->users_file.empty()) {
+    if (!config->users_file.empty()) {
       routes.authorize = [&access](const basin::http::Request& req, const std::string& queue) {
         auto refused = access.CheckHttp(req.authorization, req.peer, "http " + req.path,
                                         basin::security::Permission::kConfigure, queue);
         if (!refused) return std::string();
         return std::string(refused->code == basin::core::Errc::kUnauthenticated ? "401 " : "403 ") +
                refused->message;
+      };
+      routes.acted = [&access](const basin::http::Request& req, const std::string& queue,
+                               std::string_view action) {
+        basin::service::Caller caller;
+        (void)access.CheckHttp(req.authorization, req.peer, "http " + req.path,
+                               basin::security::Permission::kConfigure, queue, &caller);
+        access.AuditAction(caller, req.peer,
+                           action == "delete" ? "DeleteQueue (http)" : "CloseQueue (http)", queue);
+        if (action == "delete") access.Deleted(queue);
       };
     }
     std::string error;
@@ -221,7 +233,8 @@ int main(int argc, char** argv) {
       if (const std::string error = server->ReloadTls(); !error.empty()) {
         spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay in use: {}", error);
       } else {
-        spdlog::info("SIGHUP: reloaded TLS files; new connections get {}", server->TlsSummary());
+        spdlog::info("SIGHUP: TLS files handed to gRPC for new connections: {}",
+                     server->TlsSummary());
       }
     }
   }

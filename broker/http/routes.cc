@@ -56,12 +56,14 @@ Response QueueAction(core::Broker* broker, const Request& req, const RouteOption
   if (action == "close") {
     const bool already = queue.value()->Close(core::Clock::now());
     if (!already) spdlog::info("closed queue '{}' (dashboard)", name);
+    if (!already && options.acted) options.acted(req, name, action);
     return {
         200, kJson, std::string("{\"already_closed\":") + (already ? "true" : "false") + "}", {}};
   }
   auto dropped = broker->DeleteQueue(name);
   if (!dropped.ok()) return Status(409, dropped.error().message);
   spdlog::info("deleted queue '{}' with {} messages (dashboard)", name, dropped.value());
+  if (options.acted) options.acted(req, name, action);
   return {200, kJson, "{\"messages_dropped\":" + std::to_string(dropped.value()) + "}", {}};
 }
 

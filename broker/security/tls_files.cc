@@ -70,8 +70,14 @@ std::string LoadTlsMaterial(const TlsPaths& paths, TlsMaterial* out) {
   ERR_clear_error();
   Cert leaf(PEM_read_bio_X509(MemoryBio(m.cert_pem).get(), nullptr, nullptr, nullptr));
   if (leaf == nullptr) return paths.cert + ": no certificate (" + OpenSslError() + ")";
-  Key key(PEM_read_bio_PrivateKey(MemoryBio(m.key_pem).get(), nullptr, nullptr, nullptr));
-  if (key == nullptr) return paths.key + ": no private key (" + OpenSslError() + ")";
+  // A passphrase callback that refuses: OpenSSL's default would prompt on the
+  // terminal, and block the signal thread on a SIGHUP.
+  pem_password_cb* no_passphrase = [](char*, int, int, void*) { return -1; };
+  Key key(PEM_read_bio_PrivateKey(MemoryBio(m.key_pem).get(), nullptr, no_passphrase, nullptr));
+  if (key == nullptr) {
+    return paths.key + ": no private key (" + OpenSslError() +
+           "; an encrypted key is not supported: decrypt it with openssl pkey)";
+  }
   if (X509_check_private_key(leaf.get(), key.get()) != 1) {
     ERR_clear_error();
     return paths.key + " is not the key of the certificate in " + paths.cert;

@@ -3,7 +3,9 @@
 // polls the files on a timer; operators expect SIGHUP to take effect at once,
 // so this uses the SSL credentials' certificate-config fetcher instead: gRPC
 // asks it before every handshake, Reload() (on SIGHUP) hands it new material,
-// and connections already open keep the session they have.
+// and connections already open keep the session they have. One listening
+// port per credentials object: a reload is handed to the first handshake
+// that asks.
 #pragma once
 
 #include <grpc/grpc_security.h>

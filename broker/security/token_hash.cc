@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <cstdio>
 #include <stdexcept>
 
 namespace basin::security {
@@ -64,9 +65,18 @@ std::string RandomBytes(size_t n) {
 
 }  // namespace
 
+uint32_t TokenId(std::string_view token) {
+  const std::string digest = Sha256("", token);
+  uint32_t id = 0;
+  for (int i = 0; i < 4; ++i) id = (id << 8) | static_cast<unsigned char>(digest[i]);
+  return id;
+}
+
 std::string HashToken(std::string_view token) {
   const std::string salt = RandomBytes(kSaltBytes);
-  return kPrefix + Hex(salt) + ":" + Hex(Sha256(salt, token));
+  char id[9];
+  std::snprintf(id, sizeof id, "%08x", TokenId(token));
+  return kPrefix + std::string(id) + ":" + Hex(salt) + ":" + Hex(Sha256(salt, token));
 }
 
 std::string ParseTokenHash(std::string_view text, TokenHash* out) {
@@ -75,13 +85,17 @@ std::string ParseTokenHash(std::string_view text, TokenHash* out) {
     return "a token hash starts with sha256: (make one with basind --hash-token)";
   }
   text.remove_prefix(prefix.size());
-  const auto colon = text.find(':');
+  const auto first = text.find(':');
+  const auto second = first == std::string_view::npos ? first : text.find(':', first + 1);
   TokenHash h;
-  if (colon == std::string_view::npos || !Unhex(text.substr(0, colon), &h.salt) ||
-      !Unhex(text.substr(colon + 1), &h.hash) || h.salt.empty() ||
+  std::string id;
+  if (second == std::string_view::npos || !Unhex(text.substr(0, first), &id) || id.size() != 4 ||
+      !Unhex(text.substr(first + 1, second - first - 1), &h.salt) ||
+      !Unhex(text.substr(second + 1), &h.hash) || h.salt.empty() ||
       h.hash.size() != SHA256_DIGEST_LENGTH) {
-    return "a token hash is sha256:SALT:HASH in hex (make one with basind --hash-token)";
+    return "a token hash is sha256:ID:SALT:HASH in hex (make one with basind --hash-token)";
   }
+  for (char c : id) h.id = (h.id << 8) | static_cast<unsigned char>(c);
   *out = std::move(h);
   return "";
 }

@@ -55,6 +55,9 @@ std::string ParseUser(const toml::value& t, User* u) {
                                  std::pair{"write", &u->write}, std::pair{"read", &u->read}}) {
     if (std::string e = Pattern(t, key, out); !e.empty()) return e;
   }
+  u->configure_all = u->configure != nullptr && u->configure->pattern() == ".*";
+  u->write_all = u->write != nullptr && u->write->pattern() == ".*";
+  u->read_all = u->read != nullptr && u->read->pattern() == ".*";
   if (t.contains("tags")) {
     for (const std::string& tag : toml::find<std::vector<std::string>>(t, "tags")) {
       if (tag != "admin") return "unknown tag '" + tag + "' (the one tag is admin)";
@@ -90,6 +93,10 @@ const char* PermissionName(Permission p) {
 }
 
 bool User::May(Permission p, std::string_view object) const {
+  const bool all = p == Permission::kConfigure ? configure_all
+                   : p == Permission::kWrite   ? write_all
+                                               : read_all;
+  if (all) return true;
   const RE2* re = p == Permission::kConfigure ? configure.get()
                   : p == Permission::kWrite   ? write.get()
                                               : read.get();
@@ -144,16 +151,28 @@ std::shared_ptr<const UserTable> UserTable::Load(const std::string& path, std::s
 std::shared_ptr<const UserTable> UserTable::FromUsers(std::vector<std::shared_ptr<const User>> u) {
   auto table = std::make_shared<UserTable>();
   table->users_ = std::move(u);
+  for (size_t u = 0; u < table->users_.size(); ++u) {
+    const User& user = *table->users_[u];
+    table->by_name_.emplace(user.name, u);
+    for (size_t i = 0; i < user.tokens.size(); ++i) {
+      table->by_id_.emplace(user.tokens[i].id, std::pair{u, i});
+    }
+  }
   return table;
 }
 
 std::shared_ptr<const User> UserTable::FindByToken(std::string_view token) const {
-  for (const auto& u : users_) {
-    for (const TokenHash& h : u->tokens) {
-      if (TokenMatches(token, h)) return u;
-    }
+  const auto [begin, end] = by_id_.equal_range(TokenId(token));
+  for (auto it = begin; it != end; ++it) {
+    const auto& [user, index] = it->second;
+    if (TokenMatches(token, users_[user]->tokens[index])) return users_[user];
   }
   return nullptr;
+}
+
+std::shared_ptr<const User> UserTable::FindByName(std::string_view name) const {
+  const auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : users_[it->second];
 }
 
 std::shared_ptr<const User> UserTable::FindByCertificate(

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "broker/security/token_hash.h"
@@ -29,6 +30,9 @@ struct User {
   // equals one of these is this user (mutual TLS).
   std::vector<std::string> certificates;
   std::unique_ptr<RE2> configure, write, read;  // null: nothing
+  // The patterns that are ".*", answered without running RE2 (the common
+  // case of an application's own user, checked on every call).
+  bool configure_all = false, write_all = false, read_all = false;
   bool admin = false;
   uint64_t max_queues = 0;  // queues this user may have created at once; 0: --user-max-queues
   double rate = 0;          // messages/s it may put and publish; 0: --user-rate
@@ -54,14 +58,20 @@ class UserTable {
   bool empty() const { return users_.empty(); }
   size_t size() const { return users_.size(); }
   const std::vector<std::shared_ptr<const User>>& users() const { return users_; }
-  // The user one of whose tokens this is, or null. Hashes against every
-  // stored token: callers cache the answer.
+  // The user one of whose tokens this is, or null: one SHA-256 to find the
+  // candidates by TokenHash::id, one salted SHA-256 per candidate (almost
+  // always one). Callers cache the answer all the same.
   std::shared_ptr<const User> FindByToken(std::string_view token) const;
+  // The user of this name, or null.
+  std::shared_ptr<const User> FindByName(std::string_view name) const;
   // The user a certificate with these names (CN, SANs) belongs to, or null.
   std::shared_ptr<const User> FindByCertificate(const std::vector<std::string>& names) const;
 
  private:
   std::vector<std::shared_ptr<const User>> users_;
+  // TokenHash::id -> (index in users_, index of the token), for FindByToken.
+  std::unordered_multimap<uint32_t, std::pair<size_t, size_t>> by_id_;
+  std::unordered_map<std::string_view, size_t> by_name_;  // keys view users_' names
 };
 
 }  // namespace basin::security

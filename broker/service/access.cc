@@ -76,7 +76,11 @@ struct Access::State {
                      std::equal_to<>>
       by_token;
   std::unordered_set<std::string, TransparentHash, std::equal_to<>> bad_tokens;
-  std::unordered_map<const security::User*, std::unique_ptr<Bucket>> buckets;  // fixed at birth
+  // By user name, fixed at birth; a user still in the next file keeps its
+  // bucket, so a SIGHUP (logrotate's too) hands out no fresh burst.
+  std::unordered_map<std::string, std::shared_ptr<Bucket>, TransparentHash, std::equal_to<>>
+      buckets;
+  uint64_t generation = 0;
 };
 
 Access::Access(std::shared_ptr<const security::UserTable> users, AccessOptions options)
@@ -89,15 +93,23 @@ Access::~Access() = default;
 void Access::Replace(std::shared_ptr<const security::UserTable> users) {
   auto state = std::make_shared<State>();
   state->table = users != nullptr ? std::move(users) : security::UserTable::FromUsers({});
+  const std::shared_ptr<State> old = this->state();
   const auto now = std::chrono::steady_clock::now();
   for (const auto& u : state->table->users()) {
     if (!u->certificates.empty()) state->any_certificates = true;
-    auto bucket = std::make_unique<Bucket>();
-    bucket->last = now;
-    bucket->tokens =
-        std::max(1.0, (u->rate > 0 ? u->rate : double(options_.user_rate)) * kBurstSeconds);
-    state->buckets.emplace(u.get(), std::move(bucket));
+    std::shared_ptr<Bucket> bucket;
+    if (old != nullptr) {
+      if (auto it = old->buckets.find(u->name); it != old->buckets.end()) bucket = it->second;
+    }
+    if (bucket == nullptr) {
+      bucket = std::make_shared<Bucket>();
+      bucket->last = now;
+      bucket->tokens =
+          std::max(1.0, (u->rate > 0 ? u->rate : double(options_.user_rate)) * kBurstSeconds);
+    }
+    state->buckets.emplace(u->name, std::move(bucket));
   }
+  state->generation = generation_.fetch_add(1) + 1;
   const bool enabled = !state->table->empty();
   {
     std::lock_guard lock(state_mu_);
@@ -126,7 +138,7 @@ core::Result<Caller> Access::IdentifyBearer(State& state, std::string_view value
   {
     std::shared_lock lock(state.mu);
     if (auto it = state.by_token.find(token); it != state.by_token.end()) {
-      return Caller{it->second};
+      return Caller{it->second, state.generation};
     }
     known_bad = state.bad_tokens.contains(token);
   }
@@ -144,7 +156,7 @@ core::Result<Caller> Access::IdentifyBearer(State& state, std::string_view value
       }
     }
   }
-  if (user != nullptr) return Caller{std::move(user)};
+  if (user != nullptr) return Caller{std::move(user), state.generation};
   unauthenticated_.fetch_add(1, std::memory_order_relaxed);
   Audit("unauthenticated", Caller{}, peer, method, "", "no user has this token");
   return core::Error{core::Errc::kUnauthenticated, "the bearer token is not one this broker knows"};
@@ -162,7 +174,9 @@ core::Result<Caller> Access::Identify(grpc::ServerContextBase* ctx, std::string_
   if (state->any_certificates) {
     const std::vector<std::string> names = CertificateNames(ctx);
     if (!names.empty()) {
-      if (auto user = state->table->FindByCertificate(names)) return Caller{std::move(user)};
+      if (auto user = state->table->FindByCertificate(names)) {
+        return Caller{std::move(user), state->generation};
+      }
     }
   }
   unauthenticated_.fetch_add(1, std::memory_order_relaxed);
@@ -191,7 +205,7 @@ std::optional<core::Error> Access::Authorize(const Caller& caller, grpc::ServerC
 
 std::optional<core::Error> Access::CheckHttp(std::string_view authorization, std::string_view peer,
                                              std::string_view method, Permission p,
-                                             std::string_view object) {
+                                             std::string_view object, Caller* caller) {
   if (!enabled()) return std::nullopt;
   const Peer from{nullptr, peer};
   if (authorization.empty()) {
@@ -202,7 +216,9 @@ std::optional<core::Error> Access::CheckHttp(std::string_view authorization, std
   }
   auto who = IdentifyBearer(*state(), authorization, from, method);
   if (!who.ok()) return who.error();
-  return Deny(who.value(), from, method, p, object);
+  if (auto denied = Deny(who.value(), from, method, p, object)) return denied;
+  if (caller != nullptr) *caller = std::move(who.value());
+  return std::nullopt;
 }
 
 std::optional<core::Error> Access::RequireAdmin(const Caller& caller, grpc::ServerContextBase* ctx,
@@ -235,9 +251,9 @@ std::optional<core::Error> Access::Spend(const Caller& caller, grpc::ServerConte
   const double rate = caller.user->rate > 0 ? caller.user->rate : double(options_.user_rate);
   if (rate <= 0 || messages == 0) return std::nullopt;
   const std::shared_ptr<State> state = this->state();
-  const auto it = state->buckets.find(caller.user.get());
-  if (it == state->buckets.end())
-    return std::nullopt;  // a user of an older file: its call ends soon
+  const auto it = state->buckets.find(caller.user->name);
+  // Not there: the user was removed by a SIGHUP; Recheck ends its streams.
+  if (it == state->buckets.end()) return std::nullopt;
   Bucket& b = *it->second;
   const double capacity = std::max(1.0, rate * kBurstSeconds);
   {
@@ -263,6 +279,23 @@ std::optional<core::Error> Access::Spend(const Caller& caller, grpc::ServerConte
                                                    " messages/s: retry after a pause"};
 }
 
+std::optional<core::Error> Access::Recheck(Caller* caller, grpc::ServerContextBase* ctx,
+                                           std::string_view method, Permission p,
+                                           std::string_view object) {
+  if (caller->user == nullptr || caller->generation == generation_.load()) return std::nullopt;
+  const std::shared_ptr<State> state = this->state();
+  auto user = state->table->FindByName(caller->user->name);
+  if (user == nullptr) {
+    unauthenticated_.fetch_add(1, std::memory_order_relaxed);
+    Audit("unauthenticated", *caller, Peer{ctx, {}}, method, object, "user removed");
+    return core::Error{core::Errc::kUnauthenticated,
+                       "user '" + caller->user->name + "' is no longer in the users file"};
+  }
+  caller->user = std::move(user);
+  caller->generation = state->generation;
+  return Authorize(*caller, ctx, method, p, object);
+}
+
 uint64_t Access::MaxQueues(const security::User& user) const {
   return user.max_queues > 0 ? user.max_queues : options_.user_max_queues;
 }
@@ -276,7 +309,10 @@ std::optional<core::Error> Access::ReserveQueue(
   std::vector<std::string> mine;
   {
     std::lock_guard lock(quota_mu_);
-    if (created_[name] < max) return std::nullopt;
+    if (created_[name] < max) {
+      ++created_[name];  // the slot is taken now: parallel creates cannot overshoot
+      return std::nullopt;
+    }
     // At the quota: drop queues deleted behind our back (the dashboard)
     // before refusing. At most `max` of them, checked without the lock.
     for (const auto& [queue, creator] : creator_) {
@@ -295,17 +331,25 @@ std::optional<core::Error> Access::ReserveQueue(
       --created_[name];
     }
   }
-  if (created_[name] < max) return std::nullopt;
+  if (created_[name] < max) {
+    ++created_[name];
+    return std::nullopt;
+  }
   quota_refused_.fetch_add(1, std::memory_order_relaxed);
   return core::Error{core::Errc::kTooManyQueues, "user '" + name + "' has created " +
                                                      std::to_string(max) +
                                                      " queues, its max_queues: delete one first"};
 }
 
-void Access::Created(const Caller& caller, const std::string& queue) {
+void Access::Settle(const Caller& caller, const std::string& queue, bool created) {
   if (caller.user == nullptr || MaxQueues(*caller.user) == 0) return;
   std::lock_guard lock(quota_mu_);
-  if (creator_.emplace(queue, caller.user->name).second) ++created_[caller.user->name];
+  const std::string& name = caller.user->name;
+  // A queue made is the slot's; otherwise (it existed, or the create failed)
+  // the slot goes back. A name already counted (recreated) keeps one slot.
+  if (!created || !creator_.emplace(queue, name).second) {
+    if (created_[name] > 0) --created_[name];
+  }
 }
 
 void Access::Deleted(const std::string& queue) {
@@ -320,6 +364,12 @@ void Access::AuditAction(const Caller& caller, grpc::ServerContextBase* ctx,
                          std::string_view method, std::string_view object) {
   if (caller.user == nullptr) return;
   Audit("configure", caller, Peer{ctx, {}}, method, object, "");
+}
+
+void Access::AuditAction(const Caller& caller, std::string_view peer, std::string_view method,
+                         std::string_view object) {
+  if (caller.user == nullptr) return;
+  Audit("configure", caller, Peer{nullptr, peer}, method, object, "");
 }
 
 AccessCounters Access::counters() const {

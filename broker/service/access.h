@@ -42,6 +42,7 @@ struct AccessOptions {
 // Who a call is from. Null user: authentication is off (no users).
 struct Caller {
   std::shared_ptr<const security::User> user;
+  uint64_t generation = 0;  // of the users file the user was found in
 };
 
 // Refusals since start, for /metrics and GetServerInfo.
@@ -79,27 +80,37 @@ class Access {
   // Authorization header ("Bearer TOKEN"), `peer` the client's address.
   std::optional<core::Error> CheckHttp(std::string_view authorization, std::string_view peer,
                                        std::string_view method, Permission p,
-                                       std::string_view object);
+                                       std::string_view object, Caller* caller = nullptr);
   // Whether a listing shows `object` to the caller: admin, or any permission.
   static bool Sees(const Caller& caller, std::string_view object);
 
+  // For a long stream, before each batch: if the users file changed since
+  // the caller was identified, finds the user again by name (kUnauthenticated
+  // if it is gone) and checks `p` on `object` again. Cheap when nothing changed.
+  std::optional<core::Error> Recheck(Caller* caller, grpc::ServerContextBase* ctx,
+                                     std::string_view method, Permission p,
+                                     std::string_view object);
   // Takes `messages` from the caller's rate; kRateLimited when they are not
   // there (then nothing is taken).
   std::optional<core::Error> Spend(const Caller& caller, grpc::ServerContextBase* ctx,
                                    std::string_view method, std::string_view object,
                                    uint64_t messages);
 
-  // The queue quota. Before CreateQueue: kTooManyQueues when the caller has
-  // its max_queues already. After it: Created() if a queue was made. After a
-  // DeleteQueue: Deleted(). Queues deleted otherwise (the dashboard) are
-  // noticed when their creator next reaches its quota.
+  // The queue quota. Before CreateQueue: ReserveQueue takes a slot, or
+  // answers kTooManyQueues when the caller has its max_queues already. After
+  // it, Settle() with whether a queue was made (the slot is the queue's, or
+  // is given back). After a DeleteQueue: Deleted(). Queues deleted otherwise
+  // are noticed when their creator next reaches its quota.
   std::optional<core::Error> ReserveQueue(const Caller& caller,
                                           const std::function<bool(const std::string&)>& exists);
-  void Created(const Caller& caller, const std::string& queue);
+  void Settle(const Caller& caller, const std::string& queue, bool created);
   void Deleted(const std::string& queue);
 
   // The audit line of a configure action that succeeded.
   void AuditAction(const Caller& caller, grpc::ServerContextBase* ctx, std::string_view method,
+                   std::string_view object);
+  // The same for an HTTP client at `peer`.
+  void AuditAction(const Caller& caller, std::string_view peer, std::string_view method,
                    std::string_view object);
 
   AccessCounters counters() const;
@@ -126,13 +137,14 @@ class Access {
 
   const AccessOptions options_;
   std::atomic<bool> enabled_{false};
+  std::atomic<uint64_t> generation_{0};
   mutable RankedMutex<LockRank::kAccessState> state_mu_;  // guards state_ (the pointer)
   std::shared_ptr<State> state_;
 
   // The queue quota: who created which queue, and how many each user has.
   RankedMutex<LockRank::kAccessQuota> quota_mu_;
   std::unordered_map<std::string, std::string> creator_;  // queue -> user
-  std::map<std::string, uint64_t> created_;               // user -> queues
+  std::map<std::string, uint64_t> created_;               // user -> queues, with slots reserved
 
   std::atomic<uint64_t> unauthenticated_{0}, denied_{0}, rate_limited_{0}, quota_refused_{0};
   // Refusals are audited at most kAuditPerSecond a second: a client that

@@ -80,6 +80,12 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
       return FailAfterWrites(core::Error{core::Errc::kInvalidArgument,
                                          "first_sequence (from 1) is required with producer_id"});
     }
+    // A SIGHUP may have removed the user or its permission since the stream
+    // opened: a stream lives as long as its client wants, a revocation must not.
+    if (auto revoked =
+            access_->Recheck(&caller_, ctx_, "Produce", Permission::kWrite, queue_->name())) {
+      return FailAfterWrites(*revoked);
+    }
     if (auto limited =
             access_->Spend(caller_, ctx_, "Produce", queue_->name(), req_.messages_size())) {
       // The batches before this one are confirmed; the producer resends from

@@ -97,11 +97,12 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
   // (multiprocessing-style constructors call CreateQueue to attach).
   Caller caller;
   bool may_create = true;
+  bool reserved = false;  // a slot of the user's queue quota is held for this create
   if (access_->enabled()) {
     auto who = access_->Identify(ctx, "CreateQueue");
     if (!who.ok()) return ReplyError(ctx, who.error());
     caller = std::move(who.value());
-    may_create = caller.user->May(Permission::kConfigure, config.name);
+    may_create = caller.user == nullptr || caller.user->May(Permission::kConfigure, config.name);
     if (!may_create && !Access::Sees(caller, config.name)) {
       return ReplyError(ctx, *access_->Authorize(caller, ctx, "CreateQueue", Permission::kConfigure,
                                                  config.name));
@@ -119,11 +120,14 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
         // At the quota, attaching to an existing queue is still fine.
         if (!broker_->FindQueue(config.name).ok()) return ReplyError(ctx, *refused);
         may_create = false;
+      } else {
+        reserved = true;
       }
     }
   }
   const std::string name = config.name;
   auto created = broker_->CreateQueue(std::move(config), may_create);
+  if (reserved) access_->Settle(caller, name, created.ok() && created.value().created);
   if (!may_create && !created.ok() && created.error().code == core::Errc::kQueueNotFound) {
     // Attach-only, and the queue is not there: the answer a user without
     // configure gets whether or not the queue ever existed (or, at its
@@ -137,7 +141,6 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
   }
   if (!created.ok()) return ReplyError(ctx, created.error());
   if (created.value().created) {
-    access_->Created(caller, name);
     access_->AuditAction(caller, ctx, "CreateQueue", name);
     spdlog::info("created {}queue '{}' (max_size {}, dead_letter_queue '{}')",
                  o.durable() ? "durable " : "", req->name(), req->max_size(),

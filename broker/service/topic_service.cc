@@ -118,9 +118,11 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
 
 }  // namespace
 
-// A binding changes where a topic's messages go: configure and write on the
-// queue, and write on the topic pattern (as RabbitMQ checks write on both
-// ends of a queue binding's exchange).
+// A binding changes a queue and what it receives: configure and write on
+// the queue; read on the topic pattern, since the queue then receives what
+// is published there (as RabbitMQ asks read on a binding's source), and
+// write on it, since the binding publishes into the queue on the topic's
+// behalf.
 template <typename Request>
 std::optional<core::Error> TopicService::CheckBinding(CallbackServerContext* ctx,
                                                       std::string_view method, const Request& req,
@@ -129,10 +131,12 @@ std::optional<core::Error> TopicService::CheckBinding(CallbackServerContext* ctx
   if (auto denied = access_->Check(ctx, method, Permission::kConfigure, req.queue(), caller)) {
     return denied;
   }
-  if (auto denied = access_->Authorize(*caller, ctx, method, Permission::kWrite, req.queue())) {
-    return denied;
+  for (const auto& [p, object] : {std::pair{Permission::kWrite, &req.queue()},
+                                  std::pair{Permission::kRead, &req.topic_pattern()},
+                                  std::pair{Permission::kWrite, &req.topic_pattern()}}) {
+    if (auto denied = access_->Authorize(*caller, ctx, method, p, *object)) return denied;
   }
-  return access_->Authorize(*caller, ctx, method, Permission::kWrite, req.topic_pattern());
+  return std::nullopt;
 }
 
 ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::PublishRequest* req,
@@ -169,9 +173,17 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
     const auto terms = static_cast<uint64_t>(req->topics_size()) + req->patterns_size();
     auto who = access_->Identify(ctx, "Subscribe");
     std::optional<core::Error> denied;
+    const uint64_t max_terms = broker_->limits().topic_caps.max_subscription_terms;
     if (!who.ok()) {
       denied = who.error();
-    } else if (terms <= broker_->limits().topic_caps.max_subscription_terms) {
+    } else if (terms > max_terms) {
+      // Refused before any is checked: the work must not grow with the request.
+      denied =
+          core::Error{core::Errc::kInvalidArgument, "a subscription of " + std::to_string(terms) +
+                                                        " topics and patterns exceeds the broker's "
+                                                        "--max-subscription-terms of " +
+                                                        std::to_string(max_terms)};
+    } else {
       for (const auto* list : {&req->topics(), &req->patterns()}) {
         for (const std::string& term : *list) {
           if (!denied) {

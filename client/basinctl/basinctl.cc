@@ -189,9 +189,18 @@ void PrintServerInfo(const basin::ServerInfo& info, bool json) {
       {"max_wait_ms", std::to_string(l.max_wait.count())},
       {"max_batch_messages", std::to_string(l.max_batch_messages)},
       {"max_get_messages", std::to_string(l.max_get_messages)},
+      {"max_calls_per_connection", std::to_string(l.max_calls_per_connection)},
+      {"user_rate", std::to_string(l.user_rate)},
+      {"user_max_queues", std::to_string(l.user_max_queues)},
+      {"transport", info.security.transport},
+      {"users", std::to_string(info.security.users)},
+      {"unauthenticated_total", std::to_string(info.security.unauthenticated_total)},
+      {"permission_denied_total", std::to_string(info.security.permission_denied_total)},
+      {"rate_limited_total", std::to_string(info.security.rate_limited_total)},
+      {"queue_quota_refused_total", std::to_string(info.security.queue_quota_refused_total)},
   };
   if (!json) {
-    for (const auto& [k, v] : rows) std::printf("%-22s %s\n", k.c_str(), v.c_str());
+    for (const auto& [k, v] : rows) std::printf("%-26s %s\n", k.c_str(), v.c_str());
     std::printf("\n%-32s %-24s %s\n", "SETTING", "VALUE", "FROM");
     for (const auto& s : info.settings) {
       std::printf("%-32s %-24s %s\n", s.name.c_str(), s.value.empty() ? "-" : s.value.c_str(),
@@ -201,7 +210,8 @@ void PrintServerInfo(const basin::ServerInfo& info, bool json) {
   }
   std::string out = "{";
   for (const auto& [k, v] : rows) {
-    const bool text = k == "version" || k == "revision" || k == "build_type" || k == "config_file";
+    const bool text = k == "version" || k == "revision" || k == "build_type" ||
+                      k == "config_file" || k == "transport";
     out +=
         (out.size() > 1 ? "," : "") + ("\"" + k + "\":") + (text ? "\"" + JsonEscape(v) + "\"" : v);
   }
@@ -242,7 +252,7 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
       {"closed", s.closed ? "true" : "false"},
   };
   if (!json) {
-    for (const auto& [k, v] : rows) std::printf("%-22s %s\n", k.c_str(), v.c_str());
+    for (const auto& [k, v] : rows) std::printf("%-26s %s\n", k.c_str(), v.c_str());
     return;
   }
   std::string out = "{";

@@ -291,8 +291,9 @@ uint64_t Client::delete_queue(const std::string& name) const {
 }
 
 ServerInfo Client::server_info() const {
-  const auto resp = detail::CallOn(conn_->server_stub(), &v1::ServerService::Stub::GetServerInfo,
-                                   v1::GetServerInfoRequest());
+  const auto resp =
+      detail::CallOn(*conn_, conn_->server_stub(), &v1::ServerService::Stub::GetServerInfo,
+                     v1::GetServerInfoRequest());
   ServerInfo info;
   info.version = resp.version();
   info.revision = resp.revision();
@@ -307,13 +308,22 @@ ServerInfo Client::server_info() const {
   const auto& l = resp.limits();
   info.limits = {l.max_message_bytes(),  l.max_memory_bytes(),      l.memory_used_bytes(),
                  l.max_queues(),         l.max_waiters_per_queue(), FromProto(l.max_wait()),
-                 l.max_batch_messages(), l.max_get_messages()};
+                 l.max_batch_messages(), l.max_get_messages(),      l.max_calls_per_connection(),
+                 l.user_rate(),          l.user_max_queues()};
+  const auto& sec = resp.security();
+  info.security = {sec.transport(),
+                   sec.users(),
+                   sec.unauthenticated_total(),
+                   sec.permission_denied_total(),
+                   sec.rate_limited_total(),
+                   sec.queue_quota_refused_total()};
   return info;
 }
 
 bool Client::healthy(Timeout timeout) const {
   auto stub = grpc::health::v1::Health::NewStub(conn_->channel());
   grpc::ClientContext ctx;
+  conn_->Authorize(&ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;

@@ -1,7 +1,5 @@
 #include "connection.h"
 
-#include <grpcpp/support/client_interceptor.h>
-
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -29,35 +27,6 @@ std::string ReadPem(const std::string& path, const char* what) {
   text << in.rdbuf();
   return text.str();
 }
-
-// Adds the bearer token to every call's metadata. An interceptor rather than
-// gRPC's call credentials, which a plaintext channel (loopback) never sends.
-class TokenInterceptor final : public grpc::experimental::Interceptor {
- public:
-  explicit TokenInterceptor(const std::string* header) : header_(header) {}
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
-      methods->GetSendInitialMetadata()->emplace("authorization", *header_);
-    }
-    methods->Proceed();
-  }
-
- private:
-  const std::string* header_;
-};
-
-class TokenInterceptorFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
- public:
-  explicit TokenInterceptorFactory(std::string token) : header_("Bearer " + std::move(token)) {}
-  grpc::experimental::Interceptor* CreateClientInterceptor(
-      grpc::experimental::ClientRpcInfo*) override {
-    return new TokenInterceptor(&header_);
-  }
-
- private:
-  const std::string header_;  // lives as long as the channel, which owns the factory
-};
 
 std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsOptions& tls,
                                                       grpc::ChannelArguments* args) {
@@ -105,14 +74,8 @@ Connection::Connection(const std::string& address, const ClientOptions& options)
                   "a token is printable ASCII without spaces");
     }
   }
-  if (options.token.empty()) {
-    channel_ = grpc::CreateCustomChannel(address, credentials, args);
-  } else {
-    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> token;
-    token.push_back(std::make_unique<TokenInterceptorFactory>(options.token));
-    channel_ = grpc::experimental::CreateCustomChannelWithInterceptors(address, credentials, args,
-                                                                       std::move(token));
-  }
+  if (!options.token.empty()) authorization_ = "Bearer " + options.token;
+  channel_ = grpc::CreateCustomChannel(address, credentials, args);
   stub_ = v1::QueueService::NewStub(channel_);
   topic_stub_ = v1::TopicService::NewStub(channel_);
   server_stub_ = v1::ServerService::NewStub(channel_);

@@ -23,9 +23,16 @@ class Connection {
   v1::ServerService::Stub& server_stub() { return *server_stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const ClientOptions& options() const { return options_; }
+  // Puts the token (if any) on a call: every ClientContext the SDK makes goes
+  // through here. Plain metadata rather than gRPC's call credentials, which a
+  // plaintext channel (loopback) never sends, and cheaper than an interceptor.
+  void Authorize(grpc::ClientContext* ctx) const {
+    if (!authorization_.empty()) ctx->AddMetadata("authorization", authorization_);
+  }
 
  private:
   ClientOptions options_;
+  std::string authorization_;  // "Bearer TOKEN", or empty
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::QueueService::Stub> stub_;
   std::unique_ptr<v1::TopicService::Stub> topic_stub_;
@@ -46,9 +53,11 @@ bool Broken(const grpc::Status& status, const grpc::ClientContext& ctx);
 
 // Runs one unary call and throws on failure.
 template <typename Req, typename Resp, typename Stub>
-Resp CallOn(Stub& stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-            const Req& req, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+Resp CallOn(const Connection& conn, Stub& stub,
+            grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
+            std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
   grpc::ClientContext ctx;
+  conn.Authorize(&ctx);
   SetCallDeadline(&ctx, wait);
   Resp resp;
   const grpc::Status status = (stub.*method)(&ctx, req, &resp);
@@ -60,7 +69,7 @@ template <typename Req, typename Resp>
 Resp Call(Connection& conn,
           grpc::Status (v1::QueueService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
           const Req& req, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
-  return CallOn(conn.stub(), method, req, wait);
+  return CallOn(conn, conn.stub(), method, req, wait);
 }
 
 }  // namespace basin::detail

@@ -212,6 +212,7 @@ class ConsumerImpl {
   void OpenLocked() {
     stream_.reset();  // before the context it uses
     auto ctx = std::make_unique<grpc::ClientContext>();
+    conn_->Authorize(ctx.get());
     grpc::ClientContext* started = ctx.get();
     {
       std::lock_guard lock(ctx_mu_);

@@ -344,6 +344,7 @@ class ProducerImpl {
       if (aborting_) return false;
       stream_.reset();  // before the context it uses
       ctx_ = std::make_unique<grpc::ClientContext>();
+      conn_->Authorize(ctx_.get());
     }
     // From here the destructor may cancel ctx_, even before the call starts.
     std::unique_ptr<Stream> stream = conn_->stub().Produce(ctx_.get());
@@ -418,6 +419,7 @@ class ProducerImpl {
   // queue is the stream's to report).
   bool LearnLimits() {
     grpc::ClientContext ctx;
+    conn_->Authorize(&ctx);
     SetCallDeadline(&ctx, std::chrono::milliseconds(0));
     {
       std::lock_guard lock(mu_);

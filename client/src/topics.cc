@@ -12,6 +12,7 @@ namespace detail {
 class SubscriptionStream {
  public:
   SubscriptionStream(Connection& conn, const v1::SubscribeRequest& req) {
+    conn.Authorize(&ctx_);
     reader_ = conn.topic_stub().Subscribe(&ctx_, req);
     if (!reader_->Read(&batch_) || !batch_.has_subscribed()) {
       const grpc::Status status = reader_->Finish();
@@ -88,7 +89,7 @@ PublishResult Client::publish(const std::string& topic, std::string_view payload
   req.set_topic(topic);
   req.set_payload(payload.data(), payload.size());
   req.mutable_headers()->insert(headers.begin(), headers.end());
-  auto resp = detail::CallOn(conn_->topic_stub(), &v1::TopicService::Stub::Publish, req);
+  auto resp = detail::CallOn(*conn_, conn_->topic_stub(), &v1::TopicService::Stub::Publish, req);
   return PublishResult{resp.receivers(),
                        resp.queues(),
                        {resp.undelivered_queues().begin(), resp.undelivered_queues().end()}};
@@ -111,18 +112,19 @@ bool Client::bind_queue(const std::string& topic_pattern, const std::string& que
   v1::BindQueueRequest req;
   req.set_topic_pattern(topic_pattern);
   req.set_queue(queue);
-  return detail::CallOn(conn_->topic_stub(), &v1::TopicService::Stub::BindQueue, req).created();
+  return detail::CallOn(*conn_, conn_->topic_stub(), &v1::TopicService::Stub::BindQueue, req)
+      .created();
 }
 
 void Client::unbind_queue(const std::string& topic_pattern, const std::string& queue) const {
   v1::UnbindQueueRequest req;
   req.set_topic_pattern(topic_pattern);
   req.set_queue(queue);
-  detail::CallOn(conn_->topic_stub(), &v1::TopicService::Stub::UnbindQueue, req);
+  detail::CallOn(*conn_, conn_->topic_stub(), &v1::TopicService::Stub::UnbindQueue, req);
 }
 
 TopicsInfo Client::list_topics() const {
-  auto resp = detail::CallOn(conn_->topic_stub(), &v1::TopicService::Stub::ListTopics,
+  auto resp = detail::CallOn(*conn_, conn_->topic_stub(), &v1::TopicService::Stub::ListTopics,
                              v1::ListTopicsRequest());
   TopicsInfo out;
   for (const auto& t : resp.topics()) {

@@ -33,6 +33,8 @@ USERS: Dict[str, Tuple[str, str]] = {
     "writer": ("writer-token-0123456789abcd", 'write = ".*"'),
     "reader": ("reader-token-0123456789abcd", 'read = ".*"'),
     "admin": ("admin-token-0123456789abcdef", 'tags = ["admin"]'),
+    # May publish anywhere and configure its own queues, but read nothing.
+    "publisher": ("publisher-token-0123456789", 'configure = "pub-.*"\nwrite = ".*"'),
     # Valid, but with permissions on names no test uses.
     "nobody": ("nobody-token-0123456789abcd", 'configure = "elsewhere"\nwrite = "elsewhere"\n'
                'read = "elsewhere"'),
@@ -89,12 +91,15 @@ def channel(address: str, tls: Optional[Dict[str, str]] = None,
             client: Optional[str] = None) -> grpc.Channel:
     """A raw channel: plaintext, or TLS trusting the test CA (with a client
     certificate ``client`` from certs.py)."""
+    # A connection of its own: gRPC would otherwise share one between every
+    # channel to the same address.
+    options = [("grpc.use_local_subchannel_pool", 1)]
     if tls is None:
-        return grpc.insecure_channel(address)
+        return grpc.insecure_channel(address, options=options)
     def read(p: str) -> bytes:
         with open(p, "rb") as f:
             return f.read()
     creds = grpc.ssl_channel_credentials(
         read(tls["ca"]), read(tls[client + ".key"]) if client else None,
         read(tls[client]) if client else None)
-    return grpc.secure_channel(address, creds)
+    return grpc.secure_channel(address, creds, options=options)

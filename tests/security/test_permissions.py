@@ -167,10 +167,10 @@ RPCS: List[Rpc] = [
                                              metadata=md, timeout=T), kind="topic"),
     Rpc("TopicService/Subscribe", "read on every topic and pattern named", "reader", "writer",
         subscribe, kind="topic"),
-    Rpc("TopicService/BindQueue", "configure and write on the queue, write on the topic "
-        "pattern", "root", "configurer", bind, existing),
-    Rpc("TopicService/UnbindQueue", "configure and write on the queue, write on the topic "
-        "pattern", "root", "configurer", unbind, bound),
+    Rpc("TopicService/BindQueue", "configure and write on the queue, read and write on the "
+        "topic pattern", "root", "configurer", bind, existing),
+    Rpc("TopicService/UnbindQueue", "configure and write on the queue, read and write on the "
+        "topic pattern", "root", "configurer", unbind, bound),
     Rpc("TopicService/ListTopics", "a user; lists topics and bindings (by their queue) it has "
         "any permission on (admin: all)", "reader", None,
         lambda s, md, o, p: s.topics.ListTopics(topic_pb2.ListTopicsRequest(), metadata=md,
@@ -307,6 +307,17 @@ def test_attaching_needs_a_permission_and_creating_needs_configure(
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_binding_a_queue_to_a_topic_needs_read_on_the_topic(
+        secured: Tuple[Broker, Stubs]) -> None:
+    _, s = secured
+    md = metadata(token_of("publisher"))
+    s.queues.CreateQueue(queue_pb2.CreateQueueRequest(name="pub-mine"), metadata=md, timeout=T)
+    # Binding its queue to every topic would let it read what it may only publish to.
+    code, details = code_of(lambda: s.topics.BindQueue(
+        topic_pb2.BindQueueRequest(topic_pattern="#", queue="pub-mine"), metadata=md, timeout=T))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "read" in details
+
+
 def test_the_table_is_in_docs_security_md() -> None:
     with open(os.path.join(ROOT, "docs", "security.md")) as f:
         docs = f.read()
@@ -359,3 +370,26 @@ def test_sighup_rotates_tokens(tmp_path: Any) -> None:
         assert basin.Client(b.address, token="the-new-root-token-0123456789").list_queues() == []
     finally:
         b.close()
+
+
+def test_asyncio_and_default_connections_read_the_token_from_the_environment(
+        secured: Tuple[Broker, Stubs], monkeypatch: Any) -> None:
+    import asyncio
+    import basin.aio
+    b, _ = secured
+    monkeypatch.setenv("BASIN_TOKEN", token_of("root"))
+
+    async def round_trip() -> Any:
+        q = basin.aio.JoinableQueue("aio-secured", address=b.address)
+        await q.put({"n": 1})
+        item = await q.get()
+        await q.task_done()
+        return item
+    assert asyncio.run(round_trip()) == {"n": 1}
+    # The blocking classes' shared connection too.
+    assert basin.JoinableQueue("aio-secured", address=b.address).qsize() == 0
+    monkeypatch.setenv("BASIN_TOKEN", "not-a-token-of-anyone")
+    with pytest.raises(basin.Unauthenticated):
+        asyncio.run(round_trip())
+    with pytest.raises(basin.Unauthenticated):
+        basin.JoinableQueue("aio-secured", address=b.address)

@@ -10,7 +10,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
-from typing import Dict, Iterator
+from typing import Any, Dict, Iterator
 
 import grpc
 import pytest
@@ -167,5 +167,24 @@ def test_non_loopback_starts_with_tls_and_required_client_certificates(
     try:
         port = b.address.rsplit(":", 1)[1]
         assert len(list_queues(channel(f"127.0.0.1:{port}", tls, "alice")).queues) == 0
+    finally:
+        b.close()
+
+
+def test_the_environment_turns_on_tls_for_every_connection(tls: Dict[str, str],
+                                                           monkeypatch: Any) -> None:
+    import asyncio
+    import basin.aio
+    b = Broker(*tls_flags(tls, mutual=True))
+    try:
+        monkeypatch.setenv("BASIN_CA", tls["ca"])
+        monkeypatch.setenv("BASIN_CERT", tls["alice"])
+        monkeypatch.setenv("BASIN_KEY", tls["alice.key"])
+        q = basin.JoinableQueue("env-tls", address=b.address)
+        q.put(1)
+
+        async def get() -> Any:
+            return await basin.aio.Queue("env-tls", address=b.address).get()
+        assert asyncio.run(get()) == 1
     finally:
         b.close()

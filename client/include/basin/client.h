@@ -211,7 +211,15 @@ struct ServerInfo {
     uint64_t max_queues = 0, max_waiters_per_queue = 0;
     std::chrono::milliseconds max_wait{};
     uint64_t max_batch_messages = 0, max_get_messages = 0;
+    uint64_t max_calls_per_connection = 0, user_rate = 0, user_max_queues = 0;
   } limits{};
+  // TLS, users and refusals since start (docs/security.md).
+  struct Security {
+    std::string transport;  // "plaintext" or the served certificate
+    uint64_t users = 0;
+    uint64_t unauthenticated_total = 0, permission_denied_total = 0, rate_limited_total = 0;
+    uint64_t queue_quota_refused_total = 0;
+  } security{};
 };
 
 // TLS to the broker (docs/security.md). Files are PEM and read when the
