@@ -104,8 +104,8 @@ const std::vector<Flag> kFlags = {
        return "";
      }},
     {"allow-insecure", Kind::kBool, "false",
-     "serve plaintext gRPC on an address other than loopback (tokens and messages then cross the "
-     "network readable)",
+     "serve plaintext gRPC on an address other than loopback, or without users, and --http-admin "
+     "off loopback (tokens and messages then cross the network readable)",
      [](Config& c, const std::string& t) { return Bool(t, &c.allow_insecure); }},
     {"users", Kind::kPath, "",
      "TOML file of [[users]] with tokens and permissions, re-read on SIGHUP (default: the "
@@ -265,7 +265,8 @@ const std::vector<Flag> kFlags = {
      "address for /metrics and the dashboard, e.g. 127.0.0.1:9464 (default: none, off)",
      [](Config& c, const std::string& t) { return Address(t, &c.http_listen); }},
     {"http-admin", Kind::kBool, "false",
-     "let the dashboard close and delete queues (default: read-only)",
+     "let the dashboard close and delete queues (default: read-only); with users it takes a token "
+     "with configure, and off loopback it needs --allow-insecure",
      [](Config& c, const std::string& t) { return Bool(t, &c.http_admin); }},
     {"metrics-max-queues", Kind::kCount, "1000",
      "queues with series of their own in /metrics and the dashboard; the rest are summed as "

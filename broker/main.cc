@@ -166,23 +166,26 @@ int main(int argc, char** argv) {
     routes.started = process_start;
     routes.draining = &draining;
     if (!config->users_file.empty()) {
-      routes.authorize = [&access](const basin::http::Request& req, const std::string& queue) {
+      routes.authorize = [&access](const basin::http::Request& req, const std::string& queue,
+                                   std::string* user) {
+        basin::service::Caller caller;
         auto refused = access.CheckHttp(req.authorization, req.peer, "http " + req.path,
-                                        basin::security::Permission::kConfigure, queue);
-        if (!refused) return std::string();
+                                        basin::security::Permission::kConfigure, queue, &caller);
+        if (!refused) {
+          if (caller.user != nullptr) *user = caller.user->name;
+          return std::string();
+        }
         return std::string(refused->code == basin::core::Errc::kUnauthenticated ? "401 " : "403 ") +
                refused->message;
       };
-      routes.acted = [&access](const basin::http::Request& req, const std::string& queue,
-                               std::string_view action) {
-        basin::service::Caller caller;
-        (void)access.CheckHttp(req.authorization, req.peer, "http " + req.path,
-                               basin::security::Permission::kConfigure, queue, &caller);
-        access.AuditAction(caller, req.peer,
-                           action == "delete" ? "DeleteQueue (http)" : "CloseQueue (http)", queue);
-        if (action == "delete") access.Deleted(queue);
-      };
     }
+    // Audited with or without users (user null then); quotas learn of deletes.
+    routes.acted = [&access](const basin::http::Request& req, const std::string& queue,
+                             std::string_view action, const std::string& user) {
+      access.AuditAction(user, req.peer,
+                         action == "delete" ? "DeleteQueue (http)" : "CloseQueue (http)", queue);
+      if (action == "delete") access.Deleted(queue);
+    };
     std::string error;
     http = basin::http::HttpServer::Start(
         config->http_listen, basin::http::MakeRoutes(&broker, metrics.get(), routes), &error);

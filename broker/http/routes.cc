@@ -45,9 +45,10 @@ Response QueueAction(core::Broker* broker, const Request& req, const RouteOption
   if (!IsLiteralHost(req.host)) {
     return Status(403, "queue actions need a Host that is an IP address or localhost");
   }
+  std::string user;
   if (options.authorize) {
     // Users configured: the action is a configure call like any other.
-    if (const std::string refused = options.authorize(req, name); !refused.empty()) {
+    if (const std::string refused = options.authorize(req, name, &user); !refused.empty()) {
       return Status(refused.rfind("401", 0) == 0 ? 401 : 403, refused.substr(4));
     }
   }
@@ -56,14 +57,14 @@ Response QueueAction(core::Broker* broker, const Request& req, const RouteOption
   if (action == "close") {
     const bool already = queue.value()->Close(core::Clock::now());
     if (!already) spdlog::info("closed queue '{}' (dashboard)", name);
-    if (!already && options.acted) options.acted(req, name, action);
+    if (!already && options.acted) options.acted(req, name, action, user);
     return {
         200, kJson, std::string("{\"already_closed\":") + (already ? "true" : "false") + "}", {}};
   }
   auto dropped = broker->DeleteQueue(name);
   if (!dropped.ok()) return Status(409, dropped.error().message);
   spdlog::info("deleted queue '{}' with {} messages (dashboard)", name, dropped.value());
-  if (options.acted) options.acted(req, name, action);
+  if (options.acted) options.acted(req, name, action, user);
   return {200, kJson, "{\"messages_dropped\":" + std::to_string(dropped.value()) + "}", {}};
 }
 

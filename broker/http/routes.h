@@ -24,12 +24,16 @@ namespace basin::http {
 struct RouteOptions {
   bool admin = false;
   // With users configured: whether the request's Authorization header (a
-  // bearer token) names a user with configure on the queue. Returns "" or
-  // the refusal, whose first word is 401 or 403. Null: no users.
-  std::function<std::string(const Request& req, const std::string& queue)> authorize;
-  // Called after a queue action succeeded ("close" or "delete"), for the
-  // audit log and the users' queue quotas. Null: nothing to tell.
-  std::function<void(const Request& req, const std::string& queue, std::string_view action)> acted;
+  // bearer token) names a user with configure on the queue. Returns "" (and
+  // sets *user) or the refusal, whose first word is 401 or 403. Null: no users.
+  std::function<std::string(const Request& req, const std::string& queue, std::string* user)>
+      authorize;
+  // Called after a queue action succeeded ("close" or "delete") with the user
+  // `authorize` named ("" without users), for the audit log and the users'
+  // queue quotas. Null: nothing to tell.
+  std::function<void(const Request& req, const std::string& queue, std::string_view action,
+                     const std::string& user)>
+      acted;
   size_t max_queues = 1000;
   size_t max_topics = 1000;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();

@@ -2,14 +2,15 @@
 // salted SHA-256 of it ("sha256:ID:SALT:HASH", hex), made by `basind
 // --hash-token`. Tokens are meant to be random (`basind --new-token` makes
 // 256-bit ones), which is what makes one round of SHA-256 enough: there is no
-// dictionary to try, and a salt per token keeps equal tokens from showing as
-// equal hashes.
+// dictionary to try, and the salt keeps a stolen file from being checked
+// against precomputed tables.
 //
 // ID is the first 4 bytes of the token's unsalted SHA-256: it lets the broker
 // find the one stored hash a token can match with one SHA-256 and a table
 // lookup, so that a client sending made-up tokens costs one hash per call, not
 // one per stored token. 32 bits of a hash say nothing usable about a 256-bit
-// token (and of a weak token, nothing the salted hash does not).
+// token (and of a weak token, nothing the salted hash does not); they do show
+// two entries holding the same token, which is a mistake in the file anyway.
 #pragma once
 
 #include <cstdint>

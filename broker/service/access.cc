@@ -252,7 +252,8 @@ std::optional<core::Error> Access::Spend(const Caller& caller, grpc::ServerConte
   if (rate <= 0 || messages == 0) return std::nullopt;
   const std::shared_ptr<State> state = this->state();
   const auto it = state->buckets.find(caller.user->name);
-  // Not there: the user was removed by a SIGHUP; Recheck ends its streams.
+  // Not there: the user was removed by a SIGHUP (its Produce stream ends
+  // at the next Recheck).
   if (it == state->buckets.end()) return std::nullopt;
   Bucket& b = *it->second;
   const double capacity = std::max(1.0, rate * kBurstSeconds);
@@ -283,16 +284,12 @@ std::optional<core::Error> Access::Recheck(Caller* caller, grpc::ServerContextBa
                                            std::string_view method, Permission p,
                                            std::string_view object) {
   if (caller->user == nullptr || caller->generation == generation_.load()) return std::nullopt;
-  const std::shared_ptr<State> state = this->state();
-  auto user = state->table->FindByName(caller->user->name);
-  if (user == nullptr) {
-    unauthenticated_.fetch_add(1, std::memory_order_relaxed);
-    Audit("unauthenticated", *caller, Peer{ctx, {}}, method, object, "user removed");
-    return core::Error{core::Errc::kUnauthenticated,
-                       "user '" + caller->user->name + "' is no longer in the users file"};
-  }
-  caller->user = std::move(user);
-  caller->generation = state->generation;
+  // The stream's own credential again (its metadata and certificate last as
+  // long as the call): a token removed from its user is refused, not only a
+  // user removed.
+  auto who = Identify(ctx, method);
+  if (!who.ok()) return who.error();
+  *caller = std::move(who.value());
   return Authorize(*caller, ctx, method, p, object);
 }
 
@@ -346,9 +343,17 @@ void Access::Settle(const Caller& caller, const std::string& queue, bool created
   std::lock_guard lock(quota_mu_);
   const std::string& name = caller.user->name;
   // A queue made is the slot's; otherwise (it existed, or the create failed)
-  // the slot goes back. A name already counted (recreated) keeps one slot.
-  if (!created || !creator_.emplace(queue, name).second) {
+  // the slot goes back.
+  if (!created) {
     if (created_[name] > 0) --created_[name];
+    return;
+  }
+  auto [it, fresh] = creator_.emplace(queue, name);
+  if (!fresh) {
+    // A stale entry (deleted behind our back, then made again): the queue is
+    // this user's now, and the old owner's slot is free.
+    if (created_[it->second] > 0) --created_[it->second];
+    it->second = name;
   }
 }
 
@@ -366,10 +371,9 @@ void Access::AuditAction(const Caller& caller, grpc::ServerContextBase* ctx,
   Audit("configure", caller, Peer{ctx, {}}, method, object, "");
 }
 
-void Access::AuditAction(const Caller& caller, std::string_view peer, std::string_view method,
+void Access::AuditAction(std::string_view user, std::string_view peer, std::string_view method,
                          std::string_view object) {
-  if (caller.user == nullptr) return;
-  Audit("configure", caller, Peer{nullptr, peer}, method, object, "");
+  Audit("configure", user, Peer{nullptr, peer}, method, object, "");
 }
 
 AccessCounters Access::counters() const {
@@ -377,6 +381,12 @@ AccessCounters Access::counters() const {
 }
 
 void Access::Audit(std::string_view event, const Caller& caller, const Peer& peer,
+                   std::string_view method, std::string_view object, std::string_view detail) {
+  Audit(event, caller.user != nullptr ? std::string_view(caller.user->name) : std::string_view(),
+        peer, method, object, detail);
+}
+
+void Access::Audit(std::string_view event, std::string_view user, const Peer& peer,
                    std::string_view method, std::string_view object, std::string_view detail) {
   if (!options_.audit) return;
   if (event != "configure") {
@@ -398,8 +408,8 @@ void Access::Audit(std::string_view event, const Caller& caller, const Peer& pee
   std::string line = "{\"audit\":";
   JsonString(&line, event);
   line += ",\"user\":";
-  if (caller.user != nullptr) {
-    JsonString(&line, caller.user->name);
+  if (!user.empty()) {
+    JsonString(&line, user);
   } else {
     line += "null";
   }

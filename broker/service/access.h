@@ -81,12 +81,17 @@ class Access {
   std::optional<core::Error> CheckHttp(std::string_view authorization, std::string_view peer,
                                        std::string_view method, Permission p,
                                        std::string_view object, Caller* caller = nullptr);
+  // Whether the caller's user has a queue quota (max_queues or --user-max-queues).
+  bool HasQuota(const Caller& caller) const {
+    return caller.user != nullptr && MaxQueues(*caller.user) > 0;
+  }
   // Whether a listing shows `object` to the caller: admin, or any permission.
   static bool Sees(const Caller& caller, std::string_view object);
 
-  // For a long stream, before each batch: if the users file changed since
-  // the caller was identified, finds the user again by name (kUnauthenticated
-  // if it is gone) and checks `p` on `object` again. Cheap when nothing changed.
+  // For a long stream, at each request: if the users file changed since the
+  // caller was identified, identifies the call again from its own credential
+  // (kUnauthenticated if the token or user is gone) and checks `p` on
+  // `object` again. One atomic load when nothing changed.
   std::optional<core::Error> Recheck(Caller* caller, grpc::ServerContextBase* ctx,
                                      std::string_view method, Permission p,
                                      std::string_view object);
@@ -109,8 +114,8 @@ class Access {
   // The audit line of a configure action that succeeded.
   void AuditAction(const Caller& caller, grpc::ServerContextBase* ctx, std::string_view method,
                    std::string_view object);
-  // The same for an HTTP client at `peer`.
-  void AuditAction(const Caller& caller, std::string_view peer, std::string_view method,
+  // The same for an HTTP client at `peer` (`user` empty: none known).
+  void AuditAction(std::string_view user, std::string_view peer, std::string_view method,
                    std::string_view object);
 
   AccessCounters counters() const;
@@ -132,6 +137,8 @@ class Access {
   std::optional<core::Error> Deny(const Caller& caller, const Peer& peer, std::string_view method,
                                   Permission p, std::string_view object);
   void Audit(std::string_view event, const Caller& caller, const Peer& peer,
+             std::string_view method, std::string_view object, std::string_view detail);
+  void Audit(std::string_view event, std::string_view user, const Peer& peer,
              std::string_view method, std::string_view object, std::string_view detail);
   uint64_t MaxQueues(const security::User& user) const;
 

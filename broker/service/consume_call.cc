@@ -50,6 +50,12 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
       return;
     }
     if (!queue_) return Start();
+    // The users file changed since the stream opened: is it still allowed?
+    if (auto revoked =
+            access_->Recheck(&caller_, ctx_, "Consume", Permission::kRead, queue_->name())) {
+      queue_->DetachConsumer(id_, *revoked, core::Clock::now());
+      return;  // no more reads: the stream ends with that error
+    }
     // Each list is worked through under the queue's lock: its length must
     // not be the client's choice. No stream holds more than kMaxPrefetch.
     for (int size : {req_.acks_size(), req_.releases_size(), req_.extends_size()}) {
@@ -143,7 +149,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   }
 
   void Start() {
-    if (auto denied = access_->Check(ctx_, "Consume", Permission::kRead, req_.queue())) {
+    if (auto denied = access_->Check(ctx_, "Consume", Permission::kRead, req_.queue(), &caller_)) {
       return FinishBeforeStart(ToStatus(ctx_, *denied));
     }
     auto queue = broker_->FindQueue(req_.queue());
@@ -185,6 +191,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   grpc::CallbackServerContext* const ctx_;
   core::Broker* const broker_;
   Access* const access_;
+  Caller caller_;  // set by the first read (Start), then rechecked
   const Post post_;
   const std::shared_ptr<CallLink<ConsumeCall>> link_;
   v1::ConsumeRequest req_;

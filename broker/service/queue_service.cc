@@ -114,30 +114,31 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
         return ReplyError(ctx, *denied);
       }
     }
-    if (may_create) {
-      if (auto refused = access_->ReserveQueue(
-              caller, [this](const std::string& q) { return broker_->FindQueue(q).ok(); })) {
-        // At the quota, attaching to an existing queue is still fine.
-        if (!broker_->FindQueue(config.name).ok()) return ReplyError(ctx, *refused);
-        may_create = false;
-      } else {
-        reserved = true;
-      }
-    }
   }
   const std::string name = config.name;
-  auto created = broker_->CreateQueue(std::move(config), may_create);
+  // With a queue quota, attach first: attaching takes no slot, so that
+  // multiprocessing-style constructors attaching in parallel neither hold
+  // slots a real create needs nor count as refusals at the quota.
+  std::optional<core::Result<core::Broker::Created>> attached;
+  if (may_create && access_->HasQuota(caller)) {
+    attached = broker_->CreateQueue(config, /*may_create=*/false);
+    if (!attached->ok() && attached->error().code == core::Errc::kQueueNotFound) {
+      if (auto refused = access_->ReserveQueue(
+              caller, [this](const std::string& q) { return broker_->FindQueue(q).ok(); })) {
+        return ReplyError(ctx, *refused);
+      }
+      reserved = true;
+      attached.reset();
+    }
+  }
+  auto created =
+      attached ? std::move(*attached) : broker_->CreateQueue(std::move(config), may_create);
   if (reserved) access_->Settle(caller, name, created.ok() && created.value().created);
   if (!may_create && !created.ok() && created.error().code == core::Errc::kQueueNotFound) {
     // Attach-only, and the queue is not there: the answer a user without
-    // configure gets whether or not the queue ever existed (or, at its
-    // quota, the quota's).
-    auto refused = access_->Authorize(caller, ctx, "CreateQueue", Permission::kConfigure, name);
-    if (!refused) {
-      refused = core::Error{core::Errc::kTooManyQueues,
-                            "user '" + caller.user->name + "' is at its max_queues"};
-    }
-    return ReplyError(ctx, *refused);
+    // configure gets whether or not the queue ever existed.
+    return ReplyError(
+        ctx, *access_->Authorize(caller, ctx, "CreateQueue", Permission::kConfigure, name));
   }
   if (!created.ok()) return ReplyError(ctx, created.error());
   if (created.value().created) {

@@ -393,3 +393,95 @@ def test_asyncio_and_default_connections_read_the_token_from_the_environment(
         asyncio.run(round_trip())
     with pytest.raises(basin.Unauthenticated):
         basin.JoinableQueue("aio-secured", address=b.address)
+
+
+def test_dashboard_queue_actions_need_a_token_with_configure(users_file: str, tmp_path: Any) -> None:
+    import urllib.error
+    import urllib.request
+    log = tmp_path / "basind.log"
+    b = Broker("--users", users_file, "--http-listen", "127.0.0.1:0", "--http-admin",
+               "--log-level", "info", "--log-file", str(log))
+    try:
+        existing(Stubs(channel(b.address)), "dash-q")
+
+        def post(token: Optional[str], action: str = "close") -> int:
+            headers = {"X-Basin-Action": "1"}
+            if token is not None:
+                headers["Authorization"] = "Bearer " + token
+            req = urllib.request.Request(f"http://{b.http_address}/api/queues/dash-q/{action}",
+                                         method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        assert post(None) == 401
+        assert post("not-a-token-of-anyone") == 401
+        assert post(token_of("reader")) == 403
+        assert post(token_of("configurer")) == 200
+        assert post(token_of("reader"), "delete") == 403
+        assert post(token_of("configurer"), "delete") == 200
+        assert wait_until(lambda: '"method":"DeleteQueue (http)"' in log.read_text())
+        audit = [ln for ln in log.read_text().splitlines() if "(http)" in ln]
+        assert len(audit) == 2 and all('"user":"configurer"' in ln for ln in audit)
+    finally:
+        b.close()
+
+
+def test_a_reload_that_revokes_a_token_ends_the_streams_that_use_it(tmp_path: Any) -> None:
+    import queue as stdqueue
+    import threading
+    streamer = ("streamer-token-0123456789ab", 'write = ".*"\nread = ".*"')
+    path = tmp_path / "users.toml"
+    path.write_text(users_toml({"root": USERS["root"], "streamer": streamer}))
+    b = Broker("--users", str(path))
+    try:
+        s = Stubs(channel(b.address))
+        existing(s, "revoked")
+        md = metadata(streamer[0])
+        produce_next: "stdqueue.Queue[Any]" = stdqueue.Queue()
+        consume_next: "stdqueue.Queue[Any]" = stdqueue.Queue()
+
+        def requests(q: "stdqueue.Queue[Any]") -> Iterator[Any]:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                yield item
+
+        def batch(n: int) -> queue_pb2.ProduceRequest:
+            return queue_pb2.ProduceRequest(queue="revoked", batch_id=n,
+                                            messages=[queue_pb2.PutMessage(payload=b"p")])
+        produce_next.put(batch(1))
+        produced = s.queues.Produce(requests(produce_next), metadata=md, timeout=30)
+        assert next(produced).batch_id == 1
+        consume_next.put(queue_pb2.ConsumeRequest(queue="revoked", prefetch=1))
+        consumed = s.queues.Consume(requests(consume_next), metadata=md, timeout=30)
+        delivery = next(consumed)
+        # The streamer's token is replaced by another: SIGHUP.
+        path.write_text(users_toml({"root": USERS["root"],
+                                    "streamer": ("a-new-token-0123456789abc", streamer[1])}))
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: code_of(lambda: s.queues.ListQueues(
+            queue_pb2.ListQueuesRequest(), metadata=md, timeout=T))[0]
+            == grpc.StatusCode.UNAUTHENTICATED)
+        # Each stream's next request is refused, and ends it.
+        produce_next.put(batch(2))
+        with pytest.raises(grpc.RpcError) as e:
+            next(produced)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        tag = delivery.deliveries[0].delivery_tag
+        consume_next.put(queue_pb2.ConsumeRequest(acks=[tag]))
+        with pytest.raises(grpc.RpcError) as e:
+            for _ in consumed:
+                pass
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        produce_next.put(None)
+        consume_next.put(None)
+        # Nothing of batch 2 was put; the refused ack left its message to come again.
+        info = s.queues.GetQueue(queue_pb2.GetQueueRequest(name="revoked"),
+                                 metadata=metadata(token_of("root")), timeout=T).queue
+        assert info.stats.total_put == 1 and info.stats.total_done == 0
+    finally:
+        b.close()

@@ -154,6 +154,7 @@ def test_start_up_refuses_what_would_be_insecure_or_incomplete(tls: Dict[str, st
     assert "--allow-insecure" in refused("--listen", "0.0.0.0:0")
     assert "users" in refused("--listen", "0.0.0.0:0", *tls_flags(tls))
     assert "go together" in refused("--tls-cert", tls["server"])
+    assert "--http-admin" in refused("--http-listen", "0.0.0.0:0", "--http-admin")
     assert "needs --tls-client-ca" in refused(*tls_flags(tls), "--tls-client-auth", "require")
     assert "not the key" in refused("--listen", "127.0.0.1:0", "--tls-cert", tls["server"],
                                     "--tls-key", tls["alice.key"])
