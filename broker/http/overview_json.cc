@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "broker/build_info.h"
+#include "broker/core/json_string.h"
 
 namespace basin::http {
 namespace {
@@ -11,7 +12,7 @@ class Json {
  public:
   Json& Key(std::string_view key) {
     Comma();
-    out_ += JsonString(key);
+    out_ += core::JsonString(key);
     out_ += ':';
     fresh_ = true;
     return *this;
@@ -23,7 +24,7 @@ class Json {
     return Raw(buf);
   }
   Json& Value(bool v) { return Raw(v ? "true" : "false"); }
-  Json& Value(std::string_view v) { return Raw(JsonString(v)); }
+  Json& Value(std::string_view v) { return Raw(core::JsonString(v)); }
   Json& Open(char bracket) {
     Comma();
     out_ += bracket;
@@ -83,41 +84,6 @@ void QueueJson(Json& j, const metrics::QueueRow& q) {
 }
 
 }  // namespace
-
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&') {
-          // Also <, > and &: the JSON is safe to drop into a page.
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 std::string OverviewJson(const metrics::BrokerSnapshot& s, const OverviewContext& context) {
   Json j;

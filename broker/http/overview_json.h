@@ -20,7 +20,4 @@ inline constexpr size_t kMaxConsumersShown = 20;
 
 std::string OverviewJson(const metrics::BrokerSnapshot& snapshot, const OverviewContext& context);
 
-// `text` as a JSON string literal, quotes included.
-std::string JsonString(std::string_view text);
-
 }  // namespace basin::http

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <unordered_set>
 
+#include "broker/core/json_string.h"
+
 namespace basin::service {
 namespace {
 
@@ -25,24 +27,6 @@ struct TransparentHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-
-void JsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(ch);
-    } else if (c < 0x20 || c >= 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out->append(buf);
-    } else {
-      out->push_back(ch);
-    }
-  }
-  out->push_back('"');
-}
 
 // The names a client certificate carries: its common name and every
 // subject alternative name. Empty without mutual TLS.
@@ -406,23 +390,23 @@ void Access::Audit(std::string_view event, std::string_view user, const Peer& pe
     }
   }
   std::string line = "{\"audit\":";
-  JsonString(&line, event);
+  line += core::JsonString(event);
   line += ",\"user\":";
   if (!user.empty()) {
-    JsonString(&line, user);
+    line += core::JsonString(user);
   } else {
     line += "null";
   }
   line += ",\"method\":";
-  JsonString(&line, method);
+  line += core::JsonString(method);
   line += ",\"object\":";
-  JsonString(&line, object.substr(0, 255));
+  line += core::JsonString(object.substr(0, 255));
   if (!detail.empty()) {
     line += event == "denied" ? ",\"permission\":" : ",\"detail\":";
-    JsonString(&line, detail);
+    line += core::JsonString(detail);
   }
   line += ",\"peer\":";
-  JsonString(&line, peer.str());
+  line += core::JsonString(peer.str());
   line += "}";
   options_.audit(line);
 }
