@@ -249,18 +249,25 @@ void TopicRouter::CountStats(std::string_view topic, const PublishOutcome& out,
   }
 }
 
-Result<std::shared_ptr<Subscription>> TopicRouter::Subscribe(SubscriptionOptions options,
-                                                             std::function<void()> wake) {
-  const TopicCaps& caps = limits_.caps;
-  if (options.topics.empty() && options.patterns.empty()) {
+Result<void> TopicRouter::CheckTerms(size_t topics, size_t patterns) const {
+  if (topics == 0 && patterns == 0) {
     return Error{Errc::kInvalidArgument, "subscribe to at least one topic or pattern"};
   }
-  const size_t terms = options.topics.size() + options.patterns.size();
-  if (terms > caps.max_subscription_terms) {
+  const size_t terms = topics + patterns;
+  if (terms > limits_.caps.max_subscription_terms) {
     return Error{Errc::kInvalidArgument, "a subscription of " + std::to_string(terms) +
                                              " topics and patterns exceeds " +
                                              "the broker's --max-subscription-terms of " +
-                                             std::to_string(caps.max_subscription_terms)};
+                                             std::to_string(limits_.caps.max_subscription_terms)};
+  }
+  return {};
+}
+
+Result<std::shared_ptr<Subscription>> TopicRouter::Subscribe(SubscriptionOptions options,
+                                                             std::function<void()> wake) {
+  const TopicCaps& caps = limits_.caps;
+  if (auto ok = CheckTerms(options.topics.size(), options.patterns.size()); !ok.ok()) {
+    return ok.error();
   }
   for (const auto& t : options.topics) {
     if (auto ok = ValidateTopicName(t); !ok.ok()) return ok.error();

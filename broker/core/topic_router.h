@@ -127,6 +127,10 @@ class TopicRouter {
   void Publish(std::string_view topic, std::string_view payload, const Headers& headers,
                TimePoint now, PublishDone done);
 
+  // Whether a subscription of this many topics and patterns may be made: at
+  // least one, at most --max-subscription-terms. Subscribe checks it first;
+  // callers that look at each term before (authorization) check it earlier.
+  Result<void> CheckTerms(size_t topics, size_t patterns) const;
   // Buffer sizes of 0 take the defaults. `wake` is the subscription's wake-up
   // (see Subscription); it must stay callable until Unsubscribe returns.
   Result<std::shared_ptr<Subscription>> Subscribe(SubscriptionOptions options,

@@ -164,38 +164,34 @@ ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::
   return reactor;
 }
 
+// Every topic and pattern named must be readable. The number of them is
+// bounded first (the router's own check): the work must not grow with the
+// request.
+std::optional<core::Error> TopicService::CheckSubscribe(CallbackServerContext* ctx,
+                                                        const v1::SubscribeRequest& req) {
+  if (!access_->enabled()) return std::nullopt;
+  auto who = access_->Identify(ctx, "Subscribe");
+  if (!who.ok()) return who.error();
+  if (auto ok = broker_->topics().CheckTerms(req.topics_size(), req.patterns_size()); !ok.ok()) {
+    return ok.error();
+  }
+  for (const auto* list : {&req.topics(), &req.patterns()}) {
+    for (const std::string& term : *list) {
+      if (auto denied =
+              access_->Authorize(who.value(), ctx, "Subscribe", Permission::kRead, term)) {
+        return denied;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
     CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
   auto* call = new SubscribeCall(ctx, &broker_->topics(), post_);
-  if (access_->enabled()) {
-    // Every topic and pattern named must be readable; the subscription
-    // count per request is bounded by --max-subscription-terms first.
-    const auto terms = static_cast<uint64_t>(req->topics_size()) + req->patterns_size();
-    auto who = access_->Identify(ctx, "Subscribe");
-    std::optional<core::Error> denied;
-    const uint64_t max_terms = broker_->limits().topic_caps.max_subscription_terms;
-    if (!who.ok()) {
-      denied = who.error();
-    } else if (terms > max_terms) {
-      // Refused before any is checked: the work must not grow with the request.
-      denied =
-          core::Error{core::Errc::kInvalidArgument, "a subscription of " + std::to_string(terms) +
-                                                        " topics and patterns exceeds the broker's "
-                                                        "--max-subscription-terms of " +
-                                                        std::to_string(max_terms)};
-    } else {
-      for (const auto* list : {&req->topics(), &req->patterns()}) {
-        for (const std::string& term : *list) {
-          if (!denied) {
-            denied = access_->Authorize(who.value(), ctx, "Subscribe", Permission::kRead, term);
-          }
-        }
-      }
-    }
-    if (denied) {
-      call->Finish(ToStatus(ctx, *denied));
-      return call;
-    }
+  if (auto denied = CheckSubscribe(ctx, *req)) {
+    call->Finish(ToStatus(ctx, *denied));
+    return call;
   }
   call->Start(*req);
   return call;

@@ -40,6 +40,8 @@ class TopicService final : public v1::TopicService::CallbackService {
                                        v1::ListTopicsResponse* resp) override;
 
  private:
+  std::optional<core::Error> CheckSubscribe(grpc::CallbackServerContext* ctx,
+                                            const v1::SubscribeRequest& req);
   template <typename Request>
   std::optional<core::Error> CheckBinding(grpc::CallbackServerContext* ctx, std::string_view method,
                                           const Request& req, Caller* caller);

@@ -485,3 +485,19 @@ def test_a_reload_that_revokes_a_token_ends_the_streams_that_use_it(tmp_path: An
         assert info.stats.total_put == 1 and info.stats.total_done == 0
     finally:
         b.close()
+
+
+def test_a_subscription_past_the_term_cap_is_refused_before_any_term_is_checked(
+        secured: Tuple[Broker, Stubs]) -> None:
+    _, s = secured
+    # 1,025 topics (one past --max-subscription-terms), none readable by this user.
+    too_many = [f"t{i}" for i in range(1025)]
+    code, details = code_of(lambda: subscribe_to(s, metadata(token_of("nobody")), too_many))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "--max-subscription-terms" in details
+    code, _ = code_of(lambda: subscribe_to(s, metadata(token_of("nobody")), []))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def subscribe_to(s: Stubs, md: Md, topics: List[str]) -> Any:
+    return first_of(s.topics.Subscribe(topic_pb2.SubscribeRequest(topics=topics), metadata=md,
+                                       timeout=T))
