@@ -119,10 +119,6 @@ int main(int argc, char** argv) {
       spdlog::error("cannot use the users in {}: {}", config->users_file, error);
       return 1;
     }
-    if (users->empty()) {
-      spdlog::error("{} has no [[users]]: no one could call the broker", config->users_file);
-      return 1;
-    }
     spdlog::info("{} users from {}; every call is authenticated", users->size(),
                  config->users_file);
   }
@@ -224,8 +220,7 @@ int main(int argc, char** argv) {
     if (!config->users_file.empty()) {
       std::string error;
       auto fresh = basin::security::UserTable::Load(config->users_file, &error);
-      if (fresh != nullptr && fresh->empty()) error = "no [[users]] left";
-      if (fresh == nullptr || !error.empty()) {
+      if (fresh == nullptr) {
         spdlog::error("SIGHUP: users not reloaded, the old ones stay in force: {}", error);
       } else {
         access.Replace(std::move(fresh));

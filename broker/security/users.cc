@@ -145,6 +145,11 @@ std::shared_ptr<const UserTable> UserTable::Load(const std::string& path, std::s
     *error = e.what();
     return nullptr;
   }
+  if (users.empty()) {
+    // Read because users were asked for: none would lock every client out.
+    *error = path + " has no [[users]]: no one could call the broker";
+    return nullptr;
+  }
   return FromUsers(std::move(users));
 }
 

@@ -50,8 +50,7 @@ inline constexpr size_t kMaxPatternBytes = 4096;
 class UserTable {
  public:
   // Parses the [[users]] tables of a TOML file. Returns null and sets *error
-  // (naming FILE:LINE) if anything in them is wrong; a file without users
-  // gives an empty table.
+  // (naming FILE:LINE) if anything in them is wrong, or if there are none.
   static std::shared_ptr<const UserTable> Load(const std::string& path, std::string* error);
   static std::shared_ptr<const UserTable> FromUsers(std::vector<std::shared_ptr<const User>> u);
 

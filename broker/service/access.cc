@@ -23,6 +23,8 @@ constexpr uint64_t kAuditPerSecond = 100;
 // use what the previous idle second left.
 constexpr double kBurstSeconds = 1.0;
 
+double Capacity(double rate) { return std::max(1.0, rate * kBurstSeconds); }
+
 struct TransparentHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -88,8 +90,7 @@ void Access::Replace(std::shared_ptr<const security::UserTable> users) {
     if (bucket == nullptr) {
       bucket = std::make_shared<Bucket>();
       bucket->last = now;
-      bucket->tokens =
-          std::max(1.0, (u->rate > 0 ? u->rate : double(options_.user_rate)) * kBurstSeconds);
+      bucket->tokens = Capacity(RateOf(*u));
     }
     state->buckets.emplace(u->name, std::move(bucket));
   }
@@ -102,6 +103,14 @@ void Access::Replace(std::shared_ptr<const security::UserTable> users) {
   enabled_.store(enabled, std::memory_order_release);
 }
 
+core::Error Access::Unauthenticated(const Peer& peer, std::string_view method,
+                                    std::string_view object, std::string_view detail,
+                                    std::string message) {
+  unauthenticated_.fetch_add(1, std::memory_order_relaxed);
+  Audit("unauthenticated", Caller{}, peer, method, object, detail);
+  return core::Error{core::Errc::kUnauthenticated, std::move(message)};
+}
+
 std::shared_ptr<Access::State> Access::state() const {
   std::lock_guard lock(state_mu_);
   return state_;
@@ -112,10 +121,8 @@ size_t Access::users() const { return state()->table->size(); }
 core::Result<Caller> Access::IdentifyBearer(State& state, std::string_view value, const Peer& peer,
                                             std::string_view method) {
   if (value.substr(0, kBearer.size()) != kBearer) {
-    unauthenticated_.fetch_add(1, std::memory_order_relaxed);
-    Audit("unauthenticated", Caller{}, peer, method, "", "authorization is not Bearer");
-    return core::Error{core::Errc::kUnauthenticated,
-                       "the authorization metadata must be 'Bearer <token>'"};
+    return Unauthenticated(peer, method, "", "authorization is not Bearer",
+                           "the authorization metadata must be 'Bearer <token>'");
   }
   const std::string_view token = value.substr(kBearer.size());
   bool known_bad = false;
@@ -141,9 +148,8 @@ core::Result<Caller> Access::IdentifyBearer(State& state, std::string_view value
     }
   }
   if (user != nullptr) return Caller{std::move(user), state.generation};
-  unauthenticated_.fetch_add(1, std::memory_order_relaxed);
-  Audit("unauthenticated", Caller{}, peer, method, "", "no user has this token");
-  return core::Error{core::Errc::kUnauthenticated, "the bearer token is not one this broker knows"};
+  return Unauthenticated(peer, method, "", "no user has this token",
+                         "the bearer token is not one this broker knows");
 }
 
 core::Result<Caller> Access::Identify(grpc::ServerContextBase* ctx, std::string_view method) {
@@ -163,11 +169,9 @@ core::Result<Caller> Access::Identify(grpc::ServerContextBase* ctx, std::string_
       }
     }
   }
-  unauthenticated_.fetch_add(1, std::memory_order_relaxed);
-  Audit("unauthenticated", Caller{}, peer, method, "", "no credential");
-  return core::Error{core::Errc::kUnauthenticated,
-                     "this broker has users: send 'authorization: Bearer <token>' metadata, or a "
-                     "client certificate of a user"};
+  return Unauthenticated(peer, method, "", "no credential",
+                         "this broker has users: send 'authorization: Bearer <token>' metadata, "
+                         "or a client certificate of a user");
 }
 
 std::optional<core::Error> Access::Deny(const Caller& caller, const Peer& peer,
@@ -193,10 +197,8 @@ std::optional<core::Error> Access::CheckHttp(std::string_view authorization, std
   if (!enabled()) return std::nullopt;
   const Peer from{nullptr, peer};
   if (authorization.empty()) {
-    unauthenticated_.fetch_add(1, std::memory_order_relaxed);
-    Audit("unauthenticated", Caller{}, from, method, object, "no credential");
-    return core::Error{core::Errc::kUnauthenticated,
-                       "this broker has users: send 'Authorization: Bearer <token>'"};
+    return Unauthenticated(from, method, object, "no credential",
+                           "this broker has users: send 'Authorization: Bearer <token>'");
   }
   auto who = IdentifyBearer(*state(), authorization, from, method);
   if (!who.ok()) return who.error();
@@ -232,7 +234,7 @@ std::optional<core::Error> Access::Spend(const Caller& caller, grpc::ServerConte
                                          std::string_view method, std::string_view object,
                                          uint64_t messages) {
   if (caller.user == nullptr) return std::nullopt;
-  const double rate = caller.user->rate > 0 ? caller.user->rate : double(options_.user_rate);
+  const double rate = RateOf(*caller.user);
   if (rate <= 0 || messages == 0) return std::nullopt;
   const std::shared_ptr<State> state = this->state();
   const auto it = state->buckets.find(caller.user->name);
@@ -240,7 +242,7 @@ std::optional<core::Error> Access::Spend(const Caller& caller, grpc::ServerConte
   // at the next Recheck).
   if (it == state->buckets.end()) return std::nullopt;
   Bucket& b = *it->second;
-  const double capacity = std::max(1.0, rate * kBurstSeconds);
+  const double capacity = Capacity(rate);
   {
     std::lock_guard lock(b.mu);
     const auto now = std::chrono::steady_clock::now();
@@ -275,6 +277,10 @@ std::optional<core::Error> Access::Recheck(Caller* caller, grpc::ServerContextBa
   if (!who.ok()) return who.error();
   *caller = std::move(who.value());
   return Authorize(*caller, ctx, method, p, object);
+}
+
+double Access::RateOf(const security::User& user) const {
+  return user.rate > 0 ? user.rate : double(options_.user_rate);
 }
 
 uint64_t Access::MaxQueues(const security::User& user) const {

@@ -140,6 +140,10 @@ class Access {
              std::string_view method, std::string_view object, std::string_view detail);
   void Audit(std::string_view event, std::string_view user, const Peer& peer,
              std::string_view method, std::string_view object, std::string_view detail);
+  // A refusal for want of a credential: counted, audited, and the error.
+  core::Error Unauthenticated(const Peer& peer, std::string_view method, std::string_view object,
+                              std::string_view detail, std::string message);
+  double RateOf(const security::User& user) const;  // its rate, or --user-rate
   uint64_t MaxQueues(const security::User& user) const;
 
   const AccessOptions options_;

@@ -83,7 +83,8 @@ TEST(UsersFileTest, ParsesUsersAndRefusesWhatIsWrong) {
         User("x", "t-0123456789abcdef", "rate = -1"),                               // bad rate
         User("x", "t-0123456789abcdef", "") + User("x", "u-0123456789abcdef", ""),  // twice
         std::string("[[users]]\nname = \"x\"\ntokens = [\"plain-token\"]\n"),       // not a hash
-        std::string("users = 3\n"), std::string("[[users]]\nname = 5\n")}) {
+        std::string("users = 3\n"), std::string("[[users]]\nname = 5\n"),
+        std::string("# no users\n")}) {
     error.clear();
     EXPECT_EQ(Load(bad, &error), nullptr) << bad;
     EXPECT_NE(error.find("users.toml"), std::string::npos) << error;
