@@ -11,9 +11,8 @@ cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: bench/ab.sh OLD_BASIND NEW_BASIND [RUNS] [BUILD_DIR]" >&2; exit 2; }
 old=$1 new=$2 runs=${3:-9} build=${4:-build}
 source tests/integration/lib.sh
+source bench/lib.sh
 bench="$build/bench/basin-bench"
-field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 one() {  # BASIND durable|memory -> received msg/s
   local data=""

@@ -36,6 +36,7 @@ cmake -S . -B "$build" -G Ninja >/dev/null
 cmake --build "$build" --target basind basin-bench basin-echo peer-redis-bench peer-amqp-bench >/dev/null
 
 source tests/integration/lib.sh
+source bench/lib.sh
 work=$(mktemp -d /tmp/basin-compare.XXXXXX)
 chmod 755 "$work"  # RabbitMQ runs as its own user and must reach its files
 REDIS_PORT=26379
@@ -105,8 +106,6 @@ stop_servers() {
   pkill -u rabbitmq beam.smp 2>/dev/null || true
   while ss -ltn | grep -q ":$AMQP_PORT \|:$REDIS_PORT "; do sleep 0.5; done
 }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 run3() {  # FIELD CMD...: median of FIELD over 3 runs
   local f=$1
   shift

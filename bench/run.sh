@@ -10,10 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 source tests/integration/lib.sh
+source bench/lib.sh
 start_broker "$build/broker/basind"
 
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 
 run() {  # LABEL ARGS...
   local label=$1

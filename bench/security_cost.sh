@@ -14,10 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5} build=${2:-build}
 source tests/integration/lib.sh
+source bench/lib.sh
 bench="$build/bench/basin-bench"
 basind="$build/broker/basind"
-field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
