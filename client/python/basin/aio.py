@@ -62,8 +62,10 @@ _loops_with_stubs: List[asyncio.AbstractEventLoop] = []
 _loops_lock = threading.Lock()  # loops may run in several threads
 
 
-def _stubs(address: str) -> Tuple[Any, Any]:
-    """This event loop's channel to ``address``."""
+def _stubs(address: str, security: Security) -> Tuple[Any, Any]:
+    """This event loop's channel to ``address`` with ``security`` (the
+    caller's, read from the environment once, when it was made: not on every
+    call, where it would cost microseconds a call)."""
     loop = asyncio.get_running_loop()
     per_loop: Optional[Dict[Tuple[str, int, Security], Any]] = getattr(
         loop, _LOOP_ATTRIBUTE, None)
@@ -75,7 +77,6 @@ def _stubs(address: str) -> Tuple[Any, Any]:
             per_loop = {}
             setattr(loop, _LOOP_ATTRIBUTE, per_loop)
             _loops_with_stubs.append(loop)
-    security = security_from()  # the BASIN_* environment (basin._security)
     key = (address, os.getpid(), security)
     entry = per_loop.get(key)
     if entry is None:
@@ -166,6 +167,7 @@ class Queue:
                  max_bytes: Optional[int] = None, serializer: SerializerSpec = "pickle") -> None:
         self._name = name
         self._address = address
+        self._security = security_from()  # the BASIN_* environment (basin._security)
         self._serializer: Serializer = resolve(serializer)
         self._wanted = wanted_settings(maxsize, durable, visibility_timeout, max_deliveries,
                                        dead_letter_queue, max_bytes)
@@ -178,7 +180,7 @@ class Queue:
 
     @property
     def _queues(self) -> Any:
-        return _stubs(self._address)[0]
+        return _stubs(self._address, self._security)[0]
 
     async def attach(self) -> None:
         """Creates the queue, or checks the existing one's settings."""
@@ -360,6 +362,7 @@ class Consumer:
             raise ValueError("ack_timeout must be positive")
         self._queue = queue
         self._address = address
+        self._security = security_from()
         self._serializer = resolve(serializer)
         self._prefetch = prefetch
         self._ack_timeout = ack_timeout
@@ -379,7 +382,7 @@ class Consumer:
         """Opens the stream (done by the first ``get`` or ``async with``)."""
         if self._call is not None or self._ended is not None or self._closing:
             return
-        queues = _stubs(self._address)[0]
+        queues = _stubs(self._address, self._security)[0]
         await _call(queues.GetQueue, pb.GetQueueRequest(name=self._queue))
         if self._call is not None or self._ended is not None or self._closing:
             return  # another task started it, or close() ran, meanwhile
@@ -568,6 +571,7 @@ class PubSub:
         if overflow not in _POLICIES:
             raise ValueError("overflow must be 'drop_oldest' or 'disconnect'")
         self._address = address
+        self._security = security_from()
         self._decode_responses = decode_responses
         self._options = dict(buffer_messages=buffer_messages, buffer_bytes=buffer_bytes,
                              overflow_policy=_POLICIES[overflow])
@@ -586,7 +590,7 @@ class PubSub:
         self._arrived.set()
 
     async def _add(self, terms: Tuple[Any, ...], is_pattern: bool) -> None:
-        topics = _stubs(self._address)[1]
+        topics = _stubs(self._address, self._security)[1]
         for raw in terms:
             term = raw.decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
             if (term, is_pattern) in self._subs:
@@ -715,4 +719,4 @@ async def publish(topic: str, data: Data, *, address: str = DEFAULT_ADDRESS,
     """Publishes; returns the live subscriptions reached."""
     request = topic_pb2.PublishRequest(topic=topic, payload=encode_data(data),
                                        headers=headers or {})
-    return int((await _call(_stubs(address)[1].Publish, request)).receivers)
+    return int((await _call(_stubs(address, security_from())[1].Publish, request)).receivers)
