@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "broker/core/errc.h"
+#include "broker/core/time.h"
 
 namespace basin::core {
 
@@ -26,6 +27,21 @@ using Headers = std::map<std::string, std::string>;
 inline constexpr std::string_view kReservedHeaderPrefix = "basin-";
 
 class Message;
+
+// What a put may ask beyond payload and headers: when the message becomes
+// ready, when it expires, its priority and its ordering group. A message
+// that asks for none of it is stored without them (the common case costs
+// nothing); one that asks for any carries all of them in a trailer.
+struct MessageAttrs {
+  TimePoint ready_at{};  // at or before the put: ready at once
+  TimePoint expires_at = kNever;
+  uint8_t priority = 0;
+  std::string_view group;
+
+  bool empty() const {
+    return ready_at == TimePoint{} && expires_at == kNever && priority == 0 && group.empty();
+  }
+};
 
 struct MessageDeleter {
   void operator()(Message* m) const;
@@ -60,17 +76,25 @@ class MessageRef {
 
 class Message {
  public:
-  // Encodes headers and payload into one allocation.
-  static MessagePtr Make(uint64_t id, std::string_view payload, const Headers& headers);
+  // Encodes headers and payload (and the attributes, unless there are none)
+  // into one allocation.
+  static MessagePtr Make(uint64_t id, std::string_view payload, const Headers& headers,
+                         const MessageAttrs& attrs = {});
 
-  // Bytes a message of this payload and headers is accounted as (the limits
-  // --max-message-bytes and max_bytes apply to this figure).
-  static uint64_t AccountedBytes(std::string_view payload, const Headers& headers);
+  // What a message with attributes is accounted beyond its group name: the
+  // trailer and the queue's index entries for it (timer, expiry, group).
+  static constexpr uint64_t kAttrsOverhead = 64;
+
+  // Bytes a message of this payload, headers and attributes is accounted as
+  // (the limits --max-message-bytes, max_bytes and --max-memory apply to this
+  // figure).
+  static uint64_t AccountedBytes(std::string_view payload, const Headers& headers,
+                                 const MessageAttrs& attrs = {});
 
   // What every message from a client must satisfy: no `basin-` header, at most
   // `max_bytes` accounted bytes. Returns the accounted bytes.
   static Result<uint64_t> Validate(std::string_view payload, const Headers& headers,
-                                   uint64_t max_bytes);
+                                   uint64_t max_bytes, const MessageAttrs& attrs = {});
 
   uint64_t id() const { return (uint64_t{id_hi_} << 32) | id_lo_; }
   void set_id(uint64_t id) {
@@ -82,7 +106,8 @@ class Message {
   // apart.
   void EncodeTo(std::string& out) const;
   // The inverse; kInvalidArgument if `encoded` is not one.
-  static Result<MessagePtr> Decode(uint64_t id, uint32_t delivery_count, std::string_view encoded);
+  static Result<MessagePtr> Decode(uint64_t id, uint32_t delivery_count, std::string_view encoded,
+                                   const MessageAttrs& attrs = {});
 
   uint32_t delivery_count() const { return delivery_count_; }
   void add_delivery() { ++delivery_count_; }
@@ -90,15 +115,48 @@ class Message {
   void undo_delivery() { --delivery_count_; }
   std::string_view payload() const;
   Headers headers() const;
-  // Payload plus encoded headers: what the queue's byte counters hold.
-  uint64_t bytes() const { return uint64_t{headers_len_} + payload_len_; }
+  // Payload plus encoded headers, plus the attributes' share: what the
+  // queue's byte counters hold.
+  uint64_t bytes() const {
+    const uint64_t base = uint64_t{headers_len()} + payload_len_;
+    return has_attrs() ? base + kAttrsOverhead + stored_attrs().group_len : base;
+  }
+
+  // The attributes it was put with; never change once it is enqueued.
+  bool has_attrs() const { return (headers_len_ & kHasAttrs) != 0; }
+  MessageAttrs attrs() const;
+  TimePoint ready_at() const;
+  TimePoint expires_at() const;
+  uint8_t priority() const { return has_attrs() ? stored_attrs().priority : 0; }
+  std::string_view group() const;
 
  private:
   friend struct MessageDeleter;
   friend class MessageRef;
+  // The trailer of a message with attributes, first in its data (8-byte
+  // aligned: the header is 24 bytes), followed by the group name.
+  struct StoredAttrs {
+    int64_t ready_at;    // steady clock, ns since its epoch
+    int64_t expires_at;  // INT64_MAX: never
+    uint16_t group_len;
+    uint8_t priority;
+  };
+  // headers_len_'s top bit: the message has a trailer. Messages are far
+  // below 2 GiB (--max-message-bytes), so the bit is free.
+  static constexpr uint32_t kHasAttrs = uint32_t{1} << 31;
+
   Message() = default;
-  const char* data() const { return reinterpret_cast<const char*>(this + 1); }
-  char* data() { return reinterpret_cast<char*>(this + 1); }
+  static MessagePtr Allocate(uint64_t id, const MessageAttrs& attrs, uint64_t rest);
+  uint32_t headers_len() const { return headers_len_ & ~kHasAttrs; }
+  const StoredAttrs& stored_attrs() const {
+    return *reinterpret_cast<const StoredAttrs*>(this + 1);
+  }
+  size_t attrs_len() const {
+    return has_attrs() ? sizeof(StoredAttrs) + stored_attrs().group_len : 0;
+  }
+  // Encoded headers, then the payload.
+  const char* data() const { return reinterpret_cast<const char*>(this + 1) + attrs_len(); }
+  char* data() { return reinterpret_cast<char*>(this + 1) + attrs_len(); }
   // Drops one hold (the owner's or a ref's); the last frees the block.
   static void Unref(const Message* m);
 

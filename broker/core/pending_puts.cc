@@ -4,7 +4,8 @@ namespace basin::core {
 
 uint64_t PendingPuts::Admit(PendingBatch batch) {
   batch.seq = next_seq_++;
-  count_ += batch.msgs.size();
+  room_count_ += batch.room_count;
+  room_bytes_ += batch.room_bytes;
   bytes_ += batch.bytes;
   batches_.push_back(std::move(batch));
   return batches_.back().seq;
@@ -18,7 +19,8 @@ std::vector<PendingBatch> PendingPuts::Resolve(uint64_t seq, std::optional<Error
   batch.resolved = true;
   batch.error = std::move(error);
   while (!batches_.empty() && batches_.front().resolved) {
-    count_ -= batches_.front().msgs.size();
+    room_count_ -= batches_.front().room_count;
+    room_bytes_ -= batches_.front().room_bytes;
     bytes_ -= batches_.front().bytes;
     settled.push_back(std::move(batches_.front()));
     batches_.pop_front();
@@ -30,7 +32,8 @@ std::vector<PendingBatch> PendingPuts::TakeAll() {
   std::vector<PendingBatch> out(std::make_move_iterator(batches_.begin()),
                                 std::make_move_iterator(batches_.end()));
   batches_.clear();
-  count_ = 0;
+  room_count_ = 0;
+  room_bytes_ = 0;
   bytes_ = 0;
   return out;
 }

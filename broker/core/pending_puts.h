@@ -21,6 +21,10 @@ struct PendingBatch {
   uint64_t seq = 0;
   std::vector<MessagePtr> msgs;
   uint64_t bytes = 0;
+  // What of it takes the queue's room (max_size, max_bytes): not messages
+  // that become ready later.
+  uint64_t room_count = 0;
+  uint64_t room_bytes = 0;
   PutBatchCallback cb;  // may be empty (dead letters, routed copies)
   std::vector<PutResult> results;
   // Forgotten if the write fails, so a resend is not taken for a repeat.
@@ -49,12 +53,15 @@ class PendingPuts {
     return batches_.empty() || batches_.front().msgs.empty() ? 0
                                                              : batches_.front().msgs.front()->id();
   }
-  uint64_t count() const { return count_; }  // messages
-  uint64_t bytes() const { return bytes_; }
+  // Messages and bytes that take the queue's room.
+  uint64_t room_count() const { return room_count_; }
+  uint64_t room_bytes() const { return room_bytes_; }
+  uint64_t bytes() const { return bytes_; }  // all of them: what memory holds
 
  private:
   std::deque<PendingBatch> batches_;  // seq rises by one from front to back
-  uint64_t count_ = 0;
+  uint64_t room_count_ = 0;
+  uint64_t room_bytes_ = 0;
   uint64_t bytes_ = 0;
   uint64_t next_seq_ = 1;
 };

@@ -25,7 +25,8 @@ Queue::Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, Memor
 
 Queue::~Queue() {
   // What the queue still holds is released from the broker's budget.
-  uint64_t bytes = ready_bytes_ + pending_.bytes() + leases_.bytes() + index_charged_;
+  uint64_t bytes =
+      ready_bytes_ + delayed_bytes_ + pending_.bytes() + leases_.bytes() + index_charged_;
   for (auto& [id, consumer] : consumers_) {
     bytes += consumer.held.bytes();
     consumer.outbox->End(Error{Errc::kQueueDeleted, Describe() + " is gone"});
@@ -47,17 +48,18 @@ Result<void> Queue::CheckCanWait(TimePoint now, TimePoint deadline) const {
   return waiters_.CheckCap(Describe());
 }
 
-Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count, uint64_t keys) {
-  if (count == 0 && keys == 0) return Room::kYes;
+Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count, uint64_t keys,
+                             uint64_t later) {
+  if (count == 0 && keys == 0 && later == 0) return Room::kYes;
   if (count != 0 && config_.max_size != 0 &&
-      ready_.size() + pending_.count() + count > config_.max_size) {
+      ready_.size() + pending_.room_count() + count > config_.max_size) {
     return Room::kFull;
   }
   if (count != 0 && config_.max_bytes != 0 &&
-      ready_bytes_ + pending_.bytes() + bytes > config_.max_bytes) {
+      ready_bytes_ + pending_.room_bytes() + bytes > config_.max_bytes) {
     return Room::kFull;
   }
-  const uint64_t charge = bytes + keys;
+  const uint64_t charge = bytes + keys + later;
   if (memory_->TryReserve(charge)) {
     index_charged_ += keys;
     return Room::kYes;
@@ -87,17 +89,41 @@ void Queue::SyncIndexMemory(Deferred& d) {
   index_charged_ = held;
 }
 
-uint64_t Queue::Enqueue(MessagePtr msg) {
+uint64_t Queue::Enqueue(MessagePtr msg, TimePoint now) {
   const uint64_t id = next_message_id_++;
   msg->set_id(id);
-  ready_bytes_ += msg->bytes();
-  ready_.push_back(std::move(msg));
   ++total_put_;
+  Arrive(std::move(msg), now);
   return id;
 }
 
-uint64_t Queue::EnqueueOrJournal(MessagePtr msg, QueueJournal::Committed written) {
-  if (journal_ == nullptr) return Enqueue(std::move(msg));
+void Queue::Arrive(MessagePtr msg, TimePoint now) {
+  if (const TimePoint at = msg->ready_at(); at > now) {
+    delayed_bytes_ += msg->bytes();
+    const uint64_t id = msg->id();
+    delayed_.emplace(std::pair(at, id), DelayedEntry{std::move(msg)});
+    return;
+  }
+  ready_bytes_ += msg->bytes();
+  ready_.push_back(std::move(msg));
+}
+
+bool Queue::PromoteDue(TimePoint now) {
+  for (size_t n = 0; n < kDueBatch; ++n) {
+    auto first = delayed_.begin();
+    if (first == delayed_.end() || first->first.first > now) return false;
+    MessagePtr msg = std::move(first->second.msg);
+    delayed_.erase(first);
+    delayed_bytes_ -= msg->bytes();
+    // Ready now, whatever the queue's bound: it was admitted when it was put.
+    ready_bytes_ += msg->bytes();
+    ready_.push_back(std::move(msg));
+  }
+  return !delayed_.empty() && delayed_.begin()->first.first <= now;
+}
+
+uint64_t Queue::EnqueueOrJournal(MessagePtr msg, TimePoint now, QueueJournal::Committed written) {
+  if (journal_ == nullptr) return Enqueue(std::move(msg), now);
   const uint64_t id = next_message_id_++;
   msg->set_id(id);
   PendingBatch batch;
@@ -109,6 +135,10 @@ uint64_t Queue::EnqueueOrJournal(MessagePtr msg, QueueJournal::Committed written
     };
   }
   batch.bytes = msg->bytes();
+  if (msg->ready_at() <= now) {
+    batch.room_count = 1;
+    batch.room_bytes = batch.bytes;
+  }
   batch.msgs.push_back(std::move(msg));
   Journal(std::move(batch));
   return id;
@@ -140,9 +170,8 @@ void Queue::OnCommitted(uint64_t seq, std::optional<Error> error, TimePoint now)
         continue;
       }
       for (MessagePtr& m : b.msgs) {
-        ready_bytes_ += m->bytes();
-        ready_.push_back(std::move(m));
         ++total_put_;
+        Arrive(std::move(m), now);
       }
       if (b.cb) d.Answer(std::move(b.cb), Result<std::vector<PutResult>>(std::move(b.results)));
     }
@@ -170,8 +199,7 @@ void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool clo
         DeadLetter(std::move(m), d);
         continue;
       }
-      ready_bytes_ += m->bytes();
-      ready_.push_back(std::move(m));
+      Arrive(std::move(m), now);
     }
     ArmDeadline(d);
   }
@@ -265,12 +293,14 @@ Queue::Room Queue::TryAdmit(PutWaiter& p, TimePoint now, Deferred& d) {
       if (original >= oldest) return Room::kOriginalPending;
     }
   }
-  const Room room = CheckRoom(r.bytes, true, r.count, r.keys);
+  const Room room = CheckRoom(r.bytes, true, r.count, r.keys, r.later_bytes);
   if (room != Room::kYes) return room;
-  const uint64_t bytes = r.bytes;
   PendingBatch durable;  // a durable queue's admitted messages
+  durable.bytes = r.bytes + r.later_bytes;
+  durable.room_count = r.count;
+  durable.room_bytes = r.bytes;
   if (journal_ == nullptr) {
-    index_.Admit(p, now, nullptr, [&](size_t i) { return Enqueue(std::move(p.msgs[i])); });
+    index_.Admit(p, now, nullptr, [&](size_t i) { return Enqueue(std::move(p.msgs[i]), now); });
   } else {
     index_.Admit(p, now, &durable.keys, [&](size_t i) {
       const uint64_t id = next_message_id_++;
@@ -283,7 +313,6 @@ Queue::Room Queue::TryAdmit(PutWaiter& p, TimePoint now, Deferred& d) {
     d.Answer(std::move(p.cb), Result<std::vector<PutResult>>(std::move(p.results)));
     return Room::kYes;
   }
-  durable.bytes = bytes;
   durable.cb = std::move(p.cb);  // answered once written
   durable.results = std::move(p.results);
   Journal(std::move(durable));
@@ -306,10 +335,16 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
   p.producer = origin.producer;
   p.first_sequence = origin.first_sequence;
   p.results.resize(batch.size());
-  uint64_t total = 0;
+  uint64_t total = 0;  // of the messages that take room at once
+  size_t count = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Headers& headers = batch[i].headers != nullptr ? *batch[i].headers : kNoHeaders;
-    auto valid = Message::Validate(batch[i].payload, headers, limits_.max_message_bytes);
+    MessageAttrs attrs = batch[i].attrs;
+    Result<uint64_t> valid =
+        batch[i].invalid ? Result<uint64_t>(*batch[i].invalid) : CheckAttrs(attrs, now);
+    if (valid.ok()) {
+      valid = Message::Validate(batch[i].payload, headers, limits_.max_message_bytes, attrs);
+    }
     if (valid.ok()) {
       if (auto too_large = TooLargeForQueue(valid.value())) valid = *too_large;
     }
@@ -322,18 +357,21 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
       p.results[i].error = valid.error();
       continue;
     }
-    total += valid.value();
-    p.msgs.push_back(Message::Make(0, batch[i].payload, headers));
+    if (attrs.ready_at <= now) {
+      total += valid.value();
+      ++count;
+    }
+    p.msgs.push_back(Message::Make(0, batch[i].payload, headers, attrs));
     p.dedup_ids.push_back(batch[i].dedup_id);
     p.slots.push_back(i);
   }
-  if ((config_.max_size != 0 && p.msgs.size() > config_.max_size) ||
+  if ((config_.max_size != 0 && count > config_.max_size) ||
       (config_.max_bytes != 0 && total > config_.max_bytes)) {
-    return cb(Error{Errc::kInvalidArgument,
-                    "a batch of " + std::to_string(p.msgs.size()) + " messages / " +
-                        std::to_string(total) + " bytes can never fit " + Describe() +
-                        " (max_size " + std::to_string(config_.max_size) + ", max_bytes " +
-                        std::to_string(config_.max_bytes) + ")"});
+    return cb(Error{Errc::kInvalidArgument, "a batch of " + std::to_string(count) + " messages / " +
+                                                std::to_string(total) + " bytes can never fit " +
+                                                Describe() + " (max_size " +
+                                                std::to_string(config_.max_size) + ", max_bytes " +
+                                                std::to_string(config_.max_bytes) + ")"});
   }
   // Nor can a batch larger than the queues' part of --max-memory: waiting
   // for it would hold up every later put on the queue for good.
@@ -384,6 +422,17 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
     ArmDeadline(d);
   }
   RunDeferred(d, now);
+}
+
+Result<uint64_t> Queue::CheckAttrs(MessageAttrs& attrs, TimePoint now) const {
+  if (attrs.ready_at <= now) {
+    attrs.ready_at = {};  // due already: no delay to keep
+  } else if (attrs.ready_at - now > kMaxDelay) {
+    return Error{Errc::kInvalidArgument, "the message is scheduled more than " +
+                                             std::to_string(kMaxDelay / std::chrono::hours(24)) +
+                                             " days ahead (the limit)"};
+  }
+  return uint64_t{0};
 }
 
 std::optional<Error> Queue::TooLargeForQueue(uint64_t bytes) const {
@@ -643,10 +692,12 @@ uint64_t Queue::Delete() {
       d.bytes_freed += m->bytes();
       ++dropped;
     }
-    dropped += ready_.size();
-    d.bytes_freed += ready_bytes_;
+    dropped += ready_.size() + delayed_.size();
+    d.bytes_freed += ready_bytes_ + delayed_bytes_;
     ready_.clear();
     ready_bytes_ = 0;
+    delayed_.clear();
+    delayed_bytes_ = 0;
     d.delivered.clear();
     d.done.clear();
   }
@@ -840,7 +891,7 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
                room != Room::kYes) {
       result = NoRoomError(room == Room::kNoMemory);
     } else {
-      result = EnqueueOrJournal(Message::Make(0, payload, headers), std::move(written));
+      result = EnqueueOrJournal(Message::Make(0, payload, headers), now, std::move(written));
       ServeWaiters(now, d);
       ArmDeadline(d);
     }
@@ -856,7 +907,7 @@ void Queue::AcceptDeadLetter(MessagePtr msg, TimePoint now) {
     std::lock_guard lock(mu_);
     if (deleted_) return;
     memory_->ForceReserve(msg->bytes());
-    EnqueueOrJournal(std::move(msg));
+    EnqueueOrJournal(std::move(msg), now);
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -871,6 +922,7 @@ QueueStats Queue::Stats() const {
   s.full = config_.max_size != 0 && ready_.size() >= config_.max_size;
   s.empty = ready_.empty();
   s.in_flight = InFlight();
+  s.delayed = delayed_.size();
   s.unfinished = Unfinished();
   s.waiting_getters = waiters_.waiting_getters();
   for (const auto& [id, c] : consumers_) {
@@ -892,6 +944,7 @@ uint64_t Queue::AccountedBytes() const {
   std::lock_guard lock(mu_);
   uint64_t total = index_.bytes() + leases_.bytes();
   for (const MessagePtr& m : ready_) total += m->bytes();
+  for (const auto& [key, entry] : delayed_) total += entry.msg->bytes();
   total += pending_.bytes();
   for (const auto& [id, c] : consumers_) total += c.held.bytes();
   return total;
@@ -900,6 +953,7 @@ uint64_t Queue::AccountedBytes() const {
 TimePoint Queue::NextDeadline() const {
   TimePoint next = std::min(waiters_.next_deadline(), leases_.next_expiry());
   if (!consumer_expiry_.empty()) next = std::min(next, consumer_expiry_.begin()->first);
+  if (!delayed_.empty()) next = std::min(next, delayed_.begin()->first.first);
   return std::min(next, index_.next_expiry());
 }
 
@@ -943,9 +997,11 @@ TimePoint Queue::ExpireDue(TimePoint now) {
       if (c.turn == 0) TakeTurn(id, c);
     }
     index_.Expire(now);
+    const bool more_due = PromoteDue(now);
     ServeWaiters(now, d);
-    // The timer that called us is spent; the caller schedules the next one.
-    next = NextDeadline();
+    // The timer that called us is spent; the caller schedules the next one
+    // (at once when due messages are left: the lock is let go in between).
+    next = more_due ? now : NextDeadline();
     scheduled_ = next;
   }
   RunDeferred(d, now);

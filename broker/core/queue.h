@@ -17,8 +17,8 @@
 //   ExpireDue          called by the DeadlineScheduler; ends due waits and leases.
 //
 // Conservation: total_put == total_done + total_dead_lettered + unfinished,
-// where unfinished == size + in_flight: a message is counted from the moment
-// it is enqueued (or restored) until task_done or dead-lettering; a deleted
+// where unfinished == size + in_flight + delayed: a message is counted from
+// the moment it is enqueued (or restored) until task_done or dead-lettering; a deleted
 // queue's messages leave with it. The memory budget holds exactly what the queue
 // keeps (AccountedBytes()).
 //
@@ -28,6 +28,11 @@
 // PendingPuts (durable puts waiting for the disk) and Deferred (what is done
 // after the lock is released). Queue keeps the policy: admission, the
 // rotation of getters and consumers, settling a delivery's end.
+//
+// Delayed messages (MessageAttrs::ready_at in the future) wait in one index
+// by (ready time, id) and become ready, in that order, when ExpireDue passes
+// their time: at most kDueBatch a pass. Until then they are unfinished and
+// hold memory, but take no max_size or max_bytes room.
 //
 // Durable queues (a journal is attached): a put is admitted under the lock —
 // room taken, ids assigned, its record handed to the journal — but stays
@@ -240,7 +245,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // With `wait_for_memory`, a put that does not fit the broker's budget
   // registers this queue (once) to be woken when memory is freed. `keys`:
   // bytes the idempotency index will keep, charged with the messages.
-  Room CheckRoom(uint64_t bytes, bool wait_for_memory = true, size_t count = 1, uint64_t keys = 0);
+  // `later`: bytes of messages that take memory now but room only later
+  // (delayed ones).
+  Room CheckRoom(uint64_t bytes, bool wait_for_memory = true, size_t count = 1, uint64_t keys = 0,
+                 uint64_t later = 0);
   // Enqueues the putter's batch if it fits now and queues its answer in `d`
   // (for a durable batch: its `admitted` call; the answer waits for the
   // journal); else says why not and leaves the putter as it was.
@@ -248,12 +256,23 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Charges (or frees, through `d`) the change in the index's memory.
   void SyncIndexMemory(Deferred& d);
   Error NoRoomError(bool memory) const;
+  // Checks what a client asked of a message beyond its bytes, and drops what
+  // has no effect (a delay already past).
+  Result<uint64_t> CheckAttrs(MessageAttrs& attrs, TimePoint now) const;
   // kMessageTooLarge when a message of `bytes` can never fit max_bytes.
   std::optional<Error> TooLargeForQueue(uint64_t bytes) const;
-  uint64_t Enqueue(MessagePtr msg);
+  // Gives a new message its id and counts it put, then Arrive.
+  uint64_t Enqueue(MessagePtr msg, TimePoint now);
   // Enqueue, or for a durable queue a pending batch of one; `written` as
   // for Offer.
-  uint64_t EnqueueOrJournal(MessagePtr msg, QueueJournal::Committed written = nullptr);
+  uint64_t EnqueueOrJournal(MessagePtr msg, TimePoint now,
+                            QueueJournal::Committed written = nullptr);
+  // The one way into the queue for a message that was put (or restored):
+  // ready at the tail, or delayed until its ready time.
+  void Arrive(MessagePtr msg, TimePoint now);
+  // Makes delayed messages whose time has come ready, at most kDueBatch;
+  // returns whether any due one is left for the next pass.
+  bool PromoteDue(TimePoint now);
   bool OutOfDeliveries(const Message& msg) const;
   void DeadLetter(MessagePtr msg, Deferred& d);
   // Durable queues: hands admitted messages (ids set) to the journal and
@@ -291,7 +310,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void ArmDeadline(Deferred& d);
   TimePoint NextDeadline() const;
   uint64_t InFlight() const { return leases_.size() + stream_held_; }
-  uint64_t Unfinished() const { return ready_.size() + InFlight(); }
+  uint64_t Unfinished() const { return ready_.size() + InFlight() + delayed_.size(); }
   // Closed, and nothing left or on its way: getters are told it is drained.
   bool Drained() const { return closed_ && Unfinished() == 0 && pending_.empty(); }
   Duration EffectiveVisibility(Duration requested) const;
@@ -307,6 +326,13 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   mutable RankedMutex<LockRank::kQueue> mu_;
   std::deque<MessagePtr> ready_;
   uint64_t ready_bytes_ = 0;
+  // Messages not ready before their time, by (ready time, id): those due
+  // together become ready in id (put) order.
+  struct DelayedEntry {
+    MessagePtr msg;
+  };
+  std::map<std::pair<TimePoint, uint64_t>, DelayedEntry> delayed_;
+  uint64_t delayed_bytes_ = 0;
   LeaseTable leases_;
   uint64_t stream_held_ = 0;  // deliveries held by streaming consumers
   PendingPuts pending_;

@@ -37,6 +37,12 @@ inline constexpr size_t kMaxBatchMessages = 10'000;
 // The longest dedup_id a put may carry (producer ids have the same cap): the
 // ids are kept for the dedup window.
 inline constexpr size_t kMaxDedupIdBytes = 128;
+// How far ahead a message may be scheduled (deliver_after, deliver_at): a
+// delayed message is kept, and holds its part of the log, until then.
+inline constexpr Duration kMaxDelay = std::chrono::hours(24 * 30);
+// The most delayed messages one timer pass makes ready: any number may come
+// due at once, and each pass holds the queue's lock.
+inline constexpr size_t kDueBatch = 10'000;
 
 // Broker-wide limits each queue enforces.
 struct QueueLimits {
@@ -67,6 +73,7 @@ struct QueueStats {
   bool empty = true;
   uint64_t unfinished = 0;
   uint64_t in_flight = 0;
+  uint64_t delayed = 0;  // put with a delay that has not passed yet
   uint64_t waiting_getters = 0;
   uint64_t waiting_putters = 0;
   uint64_t waiting_joiners = 0;

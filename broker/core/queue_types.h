@@ -29,6 +29,11 @@ struct MessageSpec {
   std::string_view payload;
   const Headers* headers = nullptr;  // null: none
   std::string dedup_id;              // empty: none
+  MessageAttrs attrs = {};           // delay and the like; group points into the caller's data
+  // What the caller already found wrong with it (a malformed field): the
+  // message is answered with this error and left out, as if the core had
+  // refused it.
+  std::optional<Error> invalid = {};
 };
 
 // Who sent a batch, for idempotent produce (see ProducerSequences): message i

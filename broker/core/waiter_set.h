@@ -50,8 +50,12 @@ struct PutWaiter {
   // Nothing is dropped from the batch until it is admitted.
   struct Resolution {
     uint64_t epoch = 0;
-    size_t count = 0;                                     // messages that need room
-    uint64_t bytes = 0;                                   // their bytes
+    size_t count = 0;    // messages that need room
+    uint64_t bytes = 0;  // their bytes
+    // Messages that take memory but no room until later (delayed), and
+    // their bytes.
+    size_t later = 0;
+    uint64_t later_bytes = 0;
     uint64_t keys = 0;                                    // bytes the index will keep for them
     std::vector<std::pair<size_t, uint64_t>> duplicates;  // (msg, original id)
     std::vector<std::pair<size_t, size_t>> copies;        // (msg, its first in the batch)

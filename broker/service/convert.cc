@@ -59,18 +59,87 @@ core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& h
   return core::Headers(headers.begin(), headers.end());
 }
 
+namespace {
+
+// A wall-clock time, checked as google.protobuf.Timestamp defines it
+// (0001-01-01 to 9999-12-31), as a steady-clock time from `now`. One
+// further ahead than the core could ever accept stops there.
+core::Result<core::TimePoint> ReadyTime(const google::protobuf::Timestamp& t,
+                                        std::string_view field, core::TimePoint now) {
+  constexpr int64_t kMinSeconds = -62'135'596'800;
+  constexpr int64_t kMaxSeconds = 253'402'300'799;
+  if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 ||
+      t.nanos() >= kNanosPerSecond) {
+    return core::Error{core::Errc::kInvalidArgument, std::string(field) +
+                                                         " is not a valid timestamp (seconds " +
+                                                         std::to_string(t.seconds()) + ", nanos " +
+                                                         std::to_string(t.nanos()) + ")"};
+  }
+  // In seconds first: a far timestamp in nanoseconds overflows.
+  constexpr auto kFar = std::chrono::hours(24 * 365);
+  const auto wall_now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  const int64_t now_seconds = std::chrono::duration_cast<std::chrono::seconds>(wall_now).count();
+  if (t.seconds() > now_seconds + std::chrono::seconds(kFar).count()) {
+    return core::AddSaturating(now, kFar);
+  }
+  if (t.seconds() < now_seconds - 1) return now;
+  const auto ahead =
+      std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos()) - wall_now;
+  if (ahead <= std::chrono::nanoseconds::zero()) return now;
+  return now + std::chrono::duration_cast<core::Duration>(ahead);
+}
+
+// Fills in what a PutRequest or PutMessage asks beyond payload, headers and
+// dedup_id.
+template <typename Proto>
+void ReadAttrs(const Proto& m, core::TimePoint now, core::MessageSpec* spec) {
+  if (m.has_deliver_after()) {
+    auto after = FromProto(m.deliver_after(), "deliver_after");
+    if (!after.ok()) {
+      spec->invalid = after.error();
+      return;
+    }
+    spec->attrs.ready_at = core::AddSaturating(now, after.value());
+  } else if (m.has_deliver_at()) {
+    auto at = ReadyTime(m.deliver_at(), "deliver_at", now);
+    if (!at.ok()) {
+      spec->invalid = at.error();
+      return;
+    }
+    spec->attrs.ready_at = at.value();
+  }
+}
+
+}  // namespace
+
 std::vector<core::MessageSpec> ToSpecs(
     const google::protobuf::RepeatedPtrField<v1::PutMessage>& msgs,
-    std::vector<core::Headers>* headers) {
+    std::vector<core::Headers>* headers, core::TimePoint now) {
   headers->clear();
   headers->reserve(msgs.size());
   std::vector<core::MessageSpec> specs;
   specs.reserve(msgs.size());
   for (const v1::PutMessage& m : msgs) {
     headers->push_back(FromProto(m.headers()));
-    specs.push_back({m.payload(), &headers->back(), m.dedup_id()});
+    core::MessageSpec& spec = specs.emplace_back();
+    spec.payload = m.payload();
+    spec.headers = &headers->back();
+    spec.dedup_id = m.dedup_id();
+    ReadAttrs(m, now, &spec);
   }
   return specs;
+}
+
+core::MessageSpec ToSpec(const v1::PutRequest& req, std::vector<core::Headers>* headers,
+                         core::TimePoint now) {
+  headers->push_back(FromProto(req.headers()));
+  core::MessageSpec spec;
+  spec.payload = req.payload();
+  spec.headers = &headers->back();
+  spec.dedup_id = req.dedup_id();
+  ReadAttrs(req, now, &spec);
+  return spec;
 }
 
 void ToProto(const core::PutResult& result, v1::PutResult* out) {
@@ -148,6 +217,7 @@ void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
   p->set_total_redelivered(s.total_redelivered);
   p->set_total_dead_lettered(s.total_dead_lettered);
   p->set_total_rejected(s.total_rejected);
+  p->set_delayed(s.delayed);
   for (const core::ConsumerStats& c : s.consumers) {
     v1::ConsumerStats* pc = out->add_consumers();
     pc->set_id(c.id);

@@ -28,11 +28,15 @@ core::Result<core::TimePoint> WaitDeadline(const grpc::ServerContextBase& ctx, b
 
 core::Headers FromProto(const google::protobuf::Map<std::string, std::string>& headers);
 
-// Core specs for a batch of proto messages. The specs point into `msgs` and
-// into `*headers`, which must outlive them.
+// Core specs for a batch of proto messages, received at `now`. The specs
+// point into `msgs` and into `*headers`, which must outlive them. A field
+// that does not parse (a negative deliver_after) marks its message invalid.
 std::vector<core::MessageSpec> ToSpecs(
     const google::protobuf::RepeatedPtrField<v1::PutMessage>& msgs,
-    std::vector<core::Headers>* headers);
+    std::vector<core::Headers>* headers, core::TimePoint now);
+// The same for the single form of a Put.
+core::MessageSpec ToSpec(const v1::PutRequest& req, std::vector<core::Headers>* headers,
+                         core::TimePoint now);
 void ToProto(const core::PutResult& result, v1::PutResult* out);
 // Moves the delivery's payload into `out`.
 void ToProto(core::Delivery&& delivery, v1::Message* out);

@@ -93,7 +93,8 @@ class ProduceCall final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1:
       return FailAfterWrites(*limited);
     }
     std::vector<core::Headers> headers;
-    const std::vector<core::MessageSpec> specs = ToSpecs(req_.messages(), &headers);
+    const std::vector<core::MessageSpec> specs =
+        ToSpecs(req_.messages(), &headers, core::Clock::now());
     const uint64_t batch_id = req_.batch_id();
     const bool compact = req_.compact_results();
     const uint64_t index = next_index_++;

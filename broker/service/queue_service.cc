@@ -240,10 +240,9 @@ ServerUnaryReactor* QueueService::Put(CallbackServerContext* ctx, const v1::PutR
   std::vector<core::Headers> headers;
   std::vector<core::MessageSpec> specs;
   if (batch) {
-    specs = ToSpecs(req->messages(), &headers);
+    specs = ToSpecs(req->messages(), &headers, now);
   } else {
-    headers.push_back(FromProto(req->headers()));
-    specs.push_back({req->payload(), &headers.back(), req->dedup_id()});
+    specs.push_back(ToSpec(*req, &headers, now));
   }
   call->queue().PutBatch(specs, now, deadline, call->wait_id(),
                          [call, resp, batch](core::Result<std::vector<core::PutResult>> r) {

@@ -1,6 +1,9 @@
 #include "broker/storage/log_journal.h"
 
 #include <algorithm>
+#include <chrono>
+
+#include "broker/storage/queue_definition.h"
 
 namespace basin::storage {
 namespace {
@@ -20,7 +23,10 @@ core::Error StorageUnavailable(const std::string& what) {
 
 LogJournal::LogJournal(std::shared_ptr<CommittedLog> log, std::string definition,
                        uint64_t compact_every)
-    : log_(std::move(log)), definition_(std::move(definition)), compact_every_(compact_every) {}
+    : log_(std::move(log)),
+      definition_(std::move(definition)),
+      definition_current_(IsCurrentDefinition(definition_)),
+      compact_every_(compact_every) {}
 
 DurableCallback LogJournal::Adapt(Committed committed) {
   if (!committed) return nullptr;
@@ -60,9 +66,20 @@ void LogJournal::Put(const std::vector<const core::Message*>& messages, const co
                      Committed committed) {
   if (messages.empty()) return;
   std::vector<CommittedLog::Pending> records;
-  records.reserve(messages.size() + 1);
+  records.reserve(messages.size() + 2);
+  std::optional<core::Duration> wall_offset;  // read once a batch, and only if needed
   for (const core::Message* m : messages) {
-    records.push_back({Type(QueueRecord::kPut), EncodePut(*m)});
+    if (!m->has_attrs()) {
+      records.push_back({Type(QueueRecord::kPut), EncodePut(*m)});
+      continue;
+    }
+    if (!wall_offset) {
+      wall_offset = std::chrono::duration_cast<core::Duration>(
+          std::chrono::system_clock::now().time_since_epoch() -
+          core::Clock::now().time_since_epoch());
+      UpgradeDefinition(records);
+    }
+    records.push_back({Type(QueueRecord::kPutAttrs), EncodePutAttrs(*m, *wall_offset)});
   }
   if (!keys.dedup_ids.empty() || !keys.sequences.empty()) {
     records.push_back({Type(QueueRecord::kPutKeys), EncodePutKeys(keys)});
@@ -92,6 +109,14 @@ void LogJournal::Done(const std::vector<uint64_t>& ids) {
     if (it->second.live > 0) --it->second.live;
   }
   MaybeCompact();
+}
+
+void LogJournal::UpgradeDefinition(std::vector<CommittedLog::Pending>& records) {
+  std::lock_guard lock(mu_);
+  if (definition_current_) return;
+  if (auto config = DecodeDefinition(definition_)) definition_ = EncodeDefinition(*config);
+  definition_current_ = true;
+  records.push_back({Type(QueueRecord::kDefined), definition_});
 }
 
 void LogJournal::MaybeCompact() {

@@ -55,9 +55,14 @@ class LogJournal final : public core::QueueJournal,
   // Records that `count` messages from `first_id` were written at `position`.
   void Written(uint64_t first_id, uint64_t count, uint64_t position);
   void MaybeCompact();  // with mu_ held
+  // Adds the current definition to `records` unless the log has it.
+  void UpgradeDefinition(std::vector<CommittedLog::Pending>& records);
 
   const std::shared_ptr<CommittedLog> log_;
-  const std::string definition_;
+  // Written at each compaction; brought to the current version before the
+  // first record an older broker could not read (see queue_definition.h).
+  std::string definition_;
+  bool definition_current_;
   const uint64_t compact_every_;
 
   RankedMutex<LockRank::kLogJournal> mu_;

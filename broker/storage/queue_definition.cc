@@ -12,7 +12,9 @@ namespace {
 // 2: the visibility timeout in nanoseconds, as the core keeps it (1 had
 // microseconds, so a sub-microsecond timeout came back different and an
 // identical re-create after a restart was refused as a conflict).
-constexpr char kVersion = 2;
+// 3: options as (tag, bytes) pairs after the fixed fields.
+constexpr char kVersion = 3;
+constexpr char kNanosecondsVersion = 2;
 constexpr char kMicrosecondsVersion = 1;
 
 }  // namespace
@@ -29,14 +31,21 @@ std::string EncodeDefinition(const core::QueueConfig& config) {
   PutVarint(out, config.max_deliveries);
   PutBytes(out, config.dead_letter_queue);
   PutVarint(out, config.max_bytes);
+  PutVarint(out, 0);  // options: none yet
   return out;
 }
 
+bool IsCurrentDefinition(std::string_view encoded) {
+  return !encoded.empty() && encoded.front() == kVersion;
+}
+
 std::optional<core::QueueConfig> DecodeDefinition(std::string_view in) {
-  if (in.empty() || (in.front() != kVersion && in.front() != kMicrosecondsVersion)) {
+  if (in.empty() || (in.front() != kVersion && in.front() != kNanosecondsVersion &&
+                     in.front() != kMicrosecondsVersion)) {
     return std::nullopt;
   }
   const bool microseconds = in.front() == kMicrosecondsVersion;
+  const bool options = in.front() == kVersion;
   in.remove_prefix(1);
   core::QueueConfig config;
   auto name = GetBytes(in);
@@ -59,6 +68,16 @@ std::optional<core::QueueConfig> DecodeDefinition(std::string_view in) {
   config.dead_letter_queue = std::move(*dead_letter);
   config.max_bytes = *max_bytes;
   config.durable = true;
+  if (options) {
+    const auto count = GetVarint(in);
+    if (!count || *count > in.size()) return std::nullopt;
+    for (uint64_t i = 0; i < *count; ++i) {
+      const auto tag = GetVarint(in);
+      const auto value = GetBytes(in);
+      if (!tag || !value) return std::nullopt;
+      return std::nullopt;  // no option is known yet
+    }
+  }
   return config;
 }
 

@@ -1,6 +1,7 @@
 #include "broker/storage/queue_records.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 
@@ -20,6 +21,43 @@ std::string EncodePut(const core::Message& message) {
   std::string out;
   out.reserve(message.bytes() + 14);
   PutVarint(out, message.id());
+  message.EncodeTo(out);
+  return out;
+}
+
+std::string EncodePutAttrs(const core::Message& message, core::Duration wall_offset) {
+  const auto wall_ns = [&](core::TimePoint t) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch() + wall_offset)
+            .count());
+  };
+  std::string attrs;
+  uint64_t count = 0;
+  const auto put = [&](PutAttr tag) {
+    PutVarint(attrs, static_cast<uint8_t>(tag));
+    ++count;
+  };
+  if (message.ready_at() != core::TimePoint{}) {
+    put(PutAttr::kReadyAt);
+    PutVarint(attrs, wall_ns(message.ready_at()));
+  }
+  if (message.expires_at() != core::kNever) {
+    put(PutAttr::kExpiresAt);
+    PutVarint(attrs, wall_ns(message.expires_at()));
+  }
+  if (message.priority() != 0) {
+    put(PutAttr::kPriority);
+    PutVarint(attrs, message.priority());
+  }
+  if (!message.group().empty()) {
+    put(PutAttr::kGroup);
+    PutBytes(attrs, message.group());
+  }
+  std::string out;
+  out.reserve(message.bytes() + attrs.size() + 16);
+  PutVarint(out, message.id());
+  PutVarint(out, count);
+  out += attrs;
   message.EncodeTo(out);
   return out;
 }
@@ -56,6 +94,44 @@ std::string EncodePutKeys(const core::PutKeys& keys) {
 
 namespace {
 
+// Far above what a put may carry (core::kMaxGroupBytes), below what a
+// message's trailer can hold.
+constexpr size_t kMaxStoredGroupBytes = 4096;
+
+// Reads the attributes of a kPutAttrs body, leaving `in` at the message.
+std::optional<StoredAttrs> DecodePutAttrs(std::string_view& in) {
+  StoredAttrs attrs;
+  const auto count = GetVarint(in);
+  if (!count || *count > in.size()) return std::nullopt;
+  for (uint64_t i = 0; i < *count; ++i) {
+    const auto tag = GetVarint(in);
+    if (!tag) return std::nullopt;
+    if (*tag == static_cast<uint8_t>(PutAttr::kGroup)) {
+      auto group = GetBytes(in);
+      if (!group || group->size() > kMaxStoredGroupBytes) return std::nullopt;
+      attrs.group = std::move(*group);
+      continue;
+    }
+    const auto value = GetVarint(in);
+    if (!value) return std::nullopt;
+    switch (static_cast<PutAttr>(*tag)) {
+      case PutAttr::kReadyAt:
+      case PutAttr::kExpiresAt:
+        if (*value == 0 || *value > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+        (*tag == static_cast<uint8_t>(PutAttr::kReadyAt) ? attrs.ready_at : attrs.expires_at) =
+            static_cast<int64_t>(*value);
+        break;
+      case PutAttr::kPriority:
+        if (*value > UINT8_MAX) return std::nullopt;
+        attrs.priority = static_cast<uint8_t>(*value);
+        break;
+      default:
+        return std::nullopt;  // a newer broker's: do not guess
+    }
+  }
+  return attrs;
+}
+
 std::optional<core::PutKeys> DecodePutKeys(std::string_view in) {
   core::PutKeys keys;
   const auto dedups = GetVarint(in);
@@ -90,7 +166,16 @@ bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) 
       const auto id = GetVarint(body);
       // The last id has no next one: a log cannot hold it.
       if (!id || *id == UINT64_MAX) return false;
-      live_[*id] = {std::string(body), 0, position};
+      live_[*id] = {std::string(body), 0, position, {}};
+      next_id_ = std::max(next_id_, *id + 1);
+      return true;
+    }
+    case QueueRecord::kPutAttrs: {
+      const auto id = GetVarint(body);
+      if (!id || *id == UINT64_MAX) return false;
+      auto attrs = DecodePutAttrs(body);
+      if (!attrs) return false;
+      live_[*id] = {std::string(body), 0, position, std::move(*attrs)};
       next_id_ = std::max(next_id_, *id + 1);
       return true;
     }

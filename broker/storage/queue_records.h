@@ -34,11 +34,30 @@ enum class QueueRecord : uint8_t {
   kBound = 7,      // body: a topic pattern bound to the queue
   kUnbound = 8,    // body: a pattern unbound
   kPutKeys = 9,    // body: dedup ids and producer sequences of the puts before it
+  // body: id, the attributes (count, then (tag, value) pairs: PutAttr),
+  // then the message bytes. Only messages with attributes; the queue's
+  // definition is version 3 before the first one is written.
+  kPutAttrs = 10,
+};
+
+// The attributes of a kPutAttrs record. Times are wall-clock nanoseconds
+// since the epoch: the log outlives the process and its steady clock.
+enum class PutAttr : uint8_t { kReadyAt = 1, kExpiresAt = 2, kPriority = 3, kGroup = 4 };
+
+struct StoredAttrs {
+  int64_t ready_at = 0;    // 0: ready at once
+  int64_t expires_at = 0;  // 0: never
+  uint8_t priority = 0;
+  std::string group;
+  bool operator==(const StoredAttrs&) const = default;
 };
 
 std::string EncodePut(uint64_t id, std::string_view message);
 // The same for a queue's message, encoded straight into the record body.
 std::string EncodePut(const core::Message& message);
+// A kPutAttrs body for a message with attributes; `wall_offset` turns its
+// steady-clock times into wall-clock ones (wall = steady + offset).
+std::string EncodePutAttrs(const core::Message& message, core::Duration wall_offset);
 // Ids of kDelivered and kDone records.
 std::string EncodeIds(const std::vector<uint64_t>& ids);
 std::string EncodeNextId(uint64_t next_id);
@@ -50,6 +69,7 @@ class QueueReplay {
     std::string message;
     uint32_t deliveries = 0;
     uint64_t position = 0;  // of its put record
+    StoredAttrs attrs;
   };
 
   // Applies one record from the log; false if its body does not parse (the

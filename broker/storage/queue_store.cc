@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -240,8 +241,24 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
   out.bindings.assign(replay.bindings().begin(), replay.bindings().end());
   out.keys = replay.keys();
   out.messages.reserve(replay.live().size());
+  // Logged times are wall-clock; the core's are steady. A delay keeps its
+  // wall-clock end across the restart.
+  const core::TimePoint steady_now = core::Clock::now();
+  const auto wall_now = std::chrono::duration_cast<core::Duration>(
+      std::chrono::system_clock::now().time_since_epoch());
+  const auto steady = [&](int64_t wall_ns) {
+    const auto wall = std::chrono::duration_cast<core::Duration>(std::chrono::nanoseconds(wall_ns));
+    return wall <= wall_now ? steady_now : core::AddSaturating(steady_now, wall - wall_now);
+  };
   for (const auto& [id, live] : replay.live()) {
-    auto msg = core::Message::Decode(id, live.deliveries, live.message);
+    core::MessageAttrs attrs;
+    if (live.attrs.ready_at != 0 && steady(live.attrs.ready_at) > steady_now) {
+      attrs.ready_at = steady(live.attrs.ready_at);
+    }
+    if (live.attrs.expires_at != 0) attrs.expires_at = steady(live.attrs.expires_at);
+    attrs.priority = live.attrs.priority;
+    attrs.group = live.attrs.group;
+    auto msg = core::Message::Decode(id, live.deliveries, live.message, attrs);
     if (!msg.ok()) {
       warnings_.push_back(dir_name + ": message " + std::to_string(id) +
                           " did not decode and was dropped");

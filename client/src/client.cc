@@ -5,6 +5,7 @@
 #include "basin/v1/queue.grpc.pb.h"
 #include "connection.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "outgoing.h"
 
 namespace basin {
 namespace {
@@ -48,6 +49,7 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   st.total_redelivered = s.total_redelivered();
   st.total_dead_lettered = s.total_dead_lettered();
   st.total_rejected = s.total_rejected();
+  st.delayed = s.delayed();
   st.closed = s.closed();
   for (const v1::ConsumerStats& c : p.consumers()) {
     st.consumers.push_back({c.id(), c.prefetch(), c.in_flight(), c.delivered(), c.acked()});
@@ -129,6 +131,26 @@ uint64_t Queue::put_until(std::string_view payload, const Headers& headers,
       .message_id();
 }
 
+uint64_t Queue::put_until(const OutgoingMessage& message, Clock::time_point deadline,
+                          bool forever) const {
+  v1::PutRequest req;
+  req.set_queue(name_);
+  req.set_payload(message.payload);
+  req.mutable_headers()->insert(message.headers.begin(), message.headers.end());
+  req.set_dedup_id(message.dedup_id);
+  detail::ScheduleToProto(message, &req);
+  return CallUntil<Full>(*conn_, &v1::QueueService::Stub::Put, req, req.mutable_timeout(), deadline,
+                         forever)
+      .message_id();
+}
+
+uint64_t Queue::put(const OutgoingMessage& message) const {
+  return put_until(message, Clock::time_point::max(), true);
+}
+uint64_t Queue::put(const OutgoingMessage& message, Timeout timeout) const {
+  return put_until(message, Clock::now() + timeout, false);
+}
+
 uint64_t Queue::put(std::string_view payload, const Headers& headers) const {
   return put_until(payload, headers, Clock::time_point::max(), true);
 }
@@ -192,6 +214,7 @@ std::vector<PutOutcome> Queue::put_batch_until(const std::vector<OutgoingMessage
     pm->set_payload(m.payload);
     pm->mutable_headers()->insert(m.headers.begin(), m.headers.end());
     pm->set_dedup_id(m.dedup_id);
+    detail::ScheduleToProto(m, pm);
   }
   const v1::PutResponse resp = CallUntil<Full>(*conn_, &v1::QueueService::Stub::Put, req,
                                                req.mutable_timeout(), deadline, forever);

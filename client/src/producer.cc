@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "connection.h"
+#include "outgoing.h"
 
 namespace basin {
 namespace detail {
@@ -247,6 +248,7 @@ class ProducerImpl {
       m->set_payload(std::move(p.message.payload));
       m->mutable_headers()->insert(p.message.headers.begin(), p.message.headers.end());
       m->set_dedup_id(std::move(p.message.dedup_id));
+      detail::ScheduleToProto(p.message, m);
       confirms->push_back(std::move(p.confirm));
       pending_.pop_front();
     }

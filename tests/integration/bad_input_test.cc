@@ -109,6 +109,48 @@ TEST_F(BadInputTest, CreateWithOtherSettingsIsAlreadyExists) {
   }
 }
 
+// A schedule the broker cannot keep is refused with a clear error, per
+// message in a batch, and takes nothing else with it.
+TEST_F(BadInputTest, SchedulesOutOfRangeAreRefused) {
+  auto q = client_.queue("q", {});
+  v1::PutRequest req;
+  req.set_queue("q");
+  req.set_payload("x");
+  req.mutable_deliver_after()->set_seconds(-1);
+  WireResult r = Call(&v1::QueueService::Stub::Put, req);
+  EXPECT_EQ(r.code, StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(r.reason, "INVALID_DURATION");
+  EXPECT_NE(r.message.find("deliver_after"), std::string::npos) << r.message;
+  req.mutable_deliver_after()->set_seconds(31 * 24 * 3600);
+  r = Call(&v1::QueueService::Stub::Put, req);
+  EXPECT_EQ(r.code, StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(r.reason, "INVALID_ARGUMENT");
+  EXPECT_NE(r.message.find("30 days"), std::string::npos) << r.message;
+  req.mutable_deliver_at()->set_seconds(253'402'300'800);  // past year 9999
+  r = Call(&v1::QueueService::Stub::Put, req);
+  EXPECT_EQ(r.code, StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(r.message.find("deliver_at"), std::string::npos) << r.message;
+  req.mutable_deliver_at()->set_seconds(4'000'000'000);  // 2096: valid, too far
+  r = Call(&v1::QueueService::Stub::Put, req);
+  EXPECT_EQ(r.code, StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(r.message.find("30 days"), std::string::npos) << r.message;
+
+  v1::PutRequest batch;
+  batch.set_queue("q");
+  batch.add_messages()->set_payload("fine");
+  v1::PutMessage* bad = batch.add_messages();
+  bad->set_payload("bad");
+  bad->mutable_deliver_after()->set_nanos(-5);
+  v1::PutResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Put(&ctx, batch, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).error_reason(), "");
+  EXPECT_EQ(resp.results(1).error_reason(), "INVALID_DURATION");
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.info().stats.delayed, 0u);
+}
+
 TEST_F(BadInputTest, OversizeMessageNamesTheLimitAndLosesNothing) {
   auto q = client_.queue("q", {});
   q.put("before");

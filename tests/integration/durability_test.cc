@@ -86,6 +86,32 @@ TEST(DurabilityTest, DurableNeedsADataDirectory) {
   EXPECT_THROW(c2.queue("d", {.dead_letter_queue = "mem", .durable = true}), InvalidArgument);
 }
 
+// A delayed message keeps its delay across a restart: it is still delayed
+// after it, then ready at its time; one already due comes back ready.
+TEST(DurabilityTest, ADelayOutlastsARestart) {
+  TempDir tmp;
+  DurableBroker broker(tmp.Sub("data"));
+  const auto put_at = std::chrono::steady_clock::now();
+  {
+    Client client(broker.address());
+    auto q = client.queue("later", {.durable = true});
+    q.put({.payload = "due soon", .delay = milliseconds(300)});
+    q.put({.payload = "much later", .delay = std::chrono::hours(1)});
+    EXPECT_EQ(q.info().stats.delayed, 2u);
+  }
+  broker.Stop();
+  broker.Restart();
+  Client client(broker.address());
+  auto q = client.queue("later", {.durable = true});
+  EXPECT_EQ(q.info().stats.unfinished, 2u);
+  Message m = q.get(seconds(20));
+  EXPECT_EQ(m.payload(), "due soon");
+  EXPECT_GE(std::chrono::steady_clock::now() - put_at, milliseconds(300));
+  q.task_done(m);
+  EXPECT_THROW(q.get_nowait(), Empty);
+  EXPECT_EQ(q.info().stats.delayed, 1u);
+}
+
 // What a restart keeps: messages in order, the delivered-not-done ones again
 // with one more delivery, the unfinished count and the closed mark, so join
 // still returns once the work is done. (A clean stop: task_dones, deliveries

@@ -6,6 +6,7 @@
 
 #include <future>
 
+#include "broker/storage/queue_definition.h"
 #include "broker/storage/queue_records.h"
 #include "storage_faults.h"
 #include "temp_dir.h"
@@ -94,6 +95,58 @@ TEST(LogJournalTest, WhatIsJournaledReplaysIntoTheSameMessages) {
   EXPECT_EQ(m.value()->delivery_count(), 1u);
   EXPECT_EQ(m.value()->payload(), "m2");
   EXPECT_EQ(m.value()->headers(), (core::Headers{{"n", "2"}}));
+}
+
+// A queue whose log has a version 2 definition gets the current one written
+// before its first put with attributes, so an older broker refuses the log
+// instead of skipping records it cannot read; plain puts leave it alone.
+TEST(LogJournalTest, TheDefinitionIsUpgradedBeforeTheFirstPutWithAttributes) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
+  core::QueueConfig config;
+  config.name = "q";
+  config.durable = true;
+  std::string v2 = EncodeDefinition(config);
+  v2.pop_back();  // no options
+  v2[0] = 2;
+  IoError io;
+  const auto put = [](LogJournal& journal, const Message& m) {
+    std::promise<void> written;
+    journal.Put({&m}, {},
+                [&](std::optional<core::Error>, core::TimePoint) { written.set_value(); });
+    written.get_future().wait();
+  };
+  const auto definition = [&] {
+    QueueReplay replay;
+    auto log = SegmentedLog::Open(
+        dir, {}, [&](uint64_t p, uint8_t t, std::string_view b) { replay.Apply(p, t, b); }, nullptr,
+        &io);
+    EXPECT_NE(log, nullptr);
+    return replay.definition().value_or("");
+  };
+  Committer committer(FsyncPolicy::kBatch, std::chrono::milliseconds(1));
+  {
+    auto log = SegmentedLog::Open(
+        dir, {}, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
+    auto committed = committer.Adopt(std::move(log));
+    committed->Append({{static_cast<uint8_t>(QueueRecord::kDefined), v2}}, nullptr);
+    auto journal = std::make_shared<LogJournal>(committed, v2, LogOptions{}.max_segment_bytes);
+    put(*journal, *Message::Make(1, "plain", {}));
+    committed->Close();
+  }
+  EXPECT_EQ(definition(), v2);
+  {
+    auto log = SegmentedLog::Open(
+        dir, {}, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
+    auto committed = committer.Adopt(std::move(log));
+    auto journal = std::make_shared<LogJournal>(committed, v2, LogOptions{}.max_segment_bytes);
+    core::MessageAttrs attrs;
+    attrs.priority = 1;
+    put(*journal, *Message::Make(2, "with attributes", {}, attrs));
+    committed->Close();
+  }
+  EXPECT_TRUE(IsCurrentDefinition(definition()));
+  EXPECT_EQ(DecodeDefinition(definition()), config);
 }
 
 // Disk use follows what is live: once the messages of old segments are done,

@@ -17,6 +17,8 @@ PendingBatch Batch(size_t n, uint64_t bytes, uint64_t first_id = 1) {
   PendingBatch b;
   for (size_t i = 0; i < n; ++i) b.msgs.push_back(Message::Make(first_id + i, "payload", {}));
   b.bytes = bytes;
+  b.room_count = n;
+  b.room_bytes = bytes;
   return b;
 }
 
@@ -29,7 +31,7 @@ std::vector<uint64_t> Seqs(const std::vector<PendingBatch>& batches) {
 TEST(PendingPutsTest, AnEmptyPipelineHasNothingPendingAndNumbersFromOne) {
   PendingPuts p;
   EXPECT_TRUE(p.empty());
-  EXPECT_EQ(p.count(), 0u);
+  EXPECT_EQ(p.room_count(), 0u);
   EXPECT_EQ(p.bytes(), 0u);
   EXPECT_EQ(p.next_seq(), 1u);
   EXPECT_TRUE(p.Resolve(1, std::nullopt).empty());
@@ -45,7 +47,7 @@ TEST(PendingPutsTest, AdmitNumbersBatchesInOrderAndCountsTheirMessagesAndBytes) 
   EXPECT_EQ(p.Admit(Batch(0, 0)), 3u);  // all duplicates: nothing to count
   EXPECT_EQ(p.next_seq(), 4u);
   EXPECT_FALSE(p.empty());
-  EXPECT_EQ(p.count(), 5u);
+  EXPECT_EQ(p.room_count(), 5u);
   EXPECT_EQ(p.bytes(), 75u);
 }
 
@@ -69,7 +71,7 @@ TEST(PendingPutsTest, BatchesSettleInAdmissionOrderWhateverOrderTheJournalAnswer
 
   EXPECT_TRUE(p.Resolve(3, std::nullopt).empty());
   EXPECT_TRUE(p.Resolve(2, std::nullopt).empty());
-  EXPECT_EQ(p.count(), 10u);  // nothing settled yet
+  EXPECT_EQ(p.room_count(), 10u);  // nothing settled yet
   EXPECT_EQ(p.bytes(), 100u);
 
   std::vector<PendingBatch> settled = p.Resolve(1, std::nullopt);
@@ -84,13 +86,13 @@ TEST(PendingPutsTest, BatchesSettleInAdmissionOrderWhateverOrderTheJournalAnswer
     for (const MessagePtr& m : b.msgs) ids.push_back(m->id());
   }
   EXPECT_EQ(ids, (std::vector<uint64_t>{1, 2, 3, 4, 5, 6}));
-  EXPECT_EQ(p.count(), 4u);
+  EXPECT_EQ(p.room_count(), 4u);
   EXPECT_EQ(p.bytes(), 40u);
   EXPECT_FALSE(p.empty());
 
   EXPECT_EQ(Seqs(p.Resolve(4, std::nullopt)), (std::vector<uint64_t>{4}));
   EXPECT_TRUE(p.empty());
-  EXPECT_EQ(p.count(), 0u);
+  EXPECT_EQ(p.room_count(), 0u);
   EXPECT_EQ(p.bytes(), 0u);
   EXPECT_EQ(p.next_seq(), 5u);
 }
@@ -100,7 +102,7 @@ TEST(PendingPutsTest, TheOldestBatchSettlesAtOnceWhenItIsAnsweredFirst) {
   p.Admit(Batch(1, 10));
   p.Admit(Batch(1, 10));
   EXPECT_EQ(Seqs(p.Resolve(1, std::nullopt)), (std::vector<uint64_t>{1}));
-  EXPECT_EQ(p.count(), 1u);
+  EXPECT_EQ(p.room_count(), 1u);
   EXPECT_EQ(p.bytes(), 10u);
 }
 
@@ -110,7 +112,7 @@ TEST(PendingPutsTest, AFailedWriteSettlesInItsTurnWithItsError) {
   p.Admit(Batch(1, 10));
   p.Admit(Batch(1, 10));
   EXPECT_TRUE(p.Resolve(2, Error{Errc::kStorageUnavailable, "disk full"}).empty());
-  EXPECT_EQ(p.count(), 3u);
+  EXPECT_EQ(p.room_count(), 3u);
   std::vector<PendingBatch> settled = p.Resolve(1, std::nullopt);
   ASSERT_EQ(Seqs(settled), (std::vector<uint64_t>{1, 2}));
   EXPECT_FALSE(settled[0].error.has_value());
@@ -118,7 +120,7 @@ TEST(PendingPutsTest, AFailedWriteSettlesInItsTurnWithItsError) {
   EXPECT_EQ(settled[1].error->code, Errc::kStorageUnavailable);
   EXPECT_EQ(settled[1].error->message, "disk full");
   // A failed batch's messages are counted out like any other.
-  EXPECT_EQ(p.count(), 1u);
+  EXPECT_EQ(p.room_count(), 1u);
   EXPECT_EQ(p.bytes(), 10u);
 }
 
@@ -129,13 +131,13 @@ TEST(PendingPutsTest, UnknownNumbersAreIgnored) {
   EXPECT_TRUE(p.Resolve(0, std::nullopt).empty());
   EXPECT_TRUE(p.Resolve(3, std::nullopt).empty());
   EXPECT_TRUE(p.Resolve(UINT64_MAX, Error{Errc::kStorageUnavailable, "x"}).empty());
-  EXPECT_EQ(p.count(), 3u);
+  EXPECT_EQ(p.room_count(), 3u);
   EXPECT_EQ(p.bytes(), 30u);
 
   // A number already settled is unknown too, and touches nothing.
   EXPECT_EQ(Seqs(p.Resolve(1, std::nullopt)), (std::vector<uint64_t>{1}));
   EXPECT_TRUE(p.Resolve(1, Error{Errc::kStorageUnavailable, "late"}).empty());
-  EXPECT_EQ(p.count(), 2u);
+  EXPECT_EQ(p.room_count(), 2u);
   std::vector<PendingBatch> last = p.Resolve(2, std::nullopt);
   ASSERT_EQ(Seqs(last), (std::vector<uint64_t>{2}));
   EXPECT_FALSE(last[0].error.has_value());
@@ -155,7 +157,7 @@ TEST(PendingPutsTest, TakeAllHandsBackEveryBatchInOrderAndTheCountersReturnToZer
   EXPECT_FALSE(all[2].resolved);
   EXPECT_EQ(all[2].msgs.size(), 3u);
   EXPECT_TRUE(p.empty());
-  EXPECT_EQ(p.count(), 0u);
+  EXPECT_EQ(p.room_count(), 0u);
   EXPECT_EQ(p.bytes(), 0u);
   EXPECT_TRUE(p.TakeAll().empty());
 }
@@ -173,7 +175,7 @@ TEST(PendingPutsTest, NumberingGoesOnAfterTakeAllAndOldNumbersAreIgnored) {
   EXPECT_EQ(p.Admit(Batch(2, 25)), 3u);
   EXPECT_EQ(p.Admit(Batch(1, 5)), 4u);
   EXPECT_TRUE(p.Resolve(2, std::nullopt).empty());
-  EXPECT_EQ(p.count(), 3u);
+  EXPECT_EQ(p.room_count(), 3u);
   EXPECT_EQ(p.bytes(), 30u);
   EXPECT_TRUE(p.Resolve(4, std::nullopt).empty());
   EXPECT_EQ(Seqs(p.Resolve(3, std::nullopt)), (std::vector<uint64_t>{3, 4}));

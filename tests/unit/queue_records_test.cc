@@ -49,6 +49,37 @@ TEST(QueueRecordsTest, IdsAreNeverReusedAndBadBodiesAreRefused) {
   EXPECT_FALSE(r.Apply(3, 77, ""));                                            // unknown type
 }
 
+// A message's attributes go to the log as wall-clock times and come back
+// exactly; an attribute a newer broker wrote is not guessed at.
+TEST(QueueRecordsTest, PutAttributesRoundTripAndAnUnknownOneIsRefused) {
+  core::MessageAttrs attrs;
+  attrs.ready_at = core::TimePoint(std::chrono::seconds(100));
+  attrs.expires_at = core::TimePoint(std::chrono::seconds(200));
+  attrs.priority = 7;
+  attrs.group = "customer-42";
+  auto m = core::Message::Make(5, "payload", {{"k", "v"}}, attrs);
+  const core::Duration offset = std::chrono::seconds(1'000'000);
+  QueueReplay replay;
+  ASSERT_TRUE(
+      replay.Apply(0, static_cast<uint8_t>(QueueRecord::kPutAttrs), EncodePutAttrs(*m, offset)));
+  const QueueReplay::Live& live = replay.live().at(5);
+  EXPECT_EQ(live.attrs.ready_at, 1'000'100'000'000'000);
+  EXPECT_EQ(live.attrs.expires_at, 1'000'200'000'000'000);
+  EXPECT_EQ(live.attrs.priority, 7);
+  EXPECT_EQ(live.attrs.group, "customer-42");
+  auto back = core::Message::Decode(5, 0, live.message);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back.value()->payload(), "payload");
+  EXPECT_EQ(back.value()->headers(), (core::Headers{{"k", "v"}}));
+  EXPECT_EQ(replay.next_id(), 6u);
+
+  // One attribute, tag 9, that this broker does not know.
+  std::string unknown = "\x06\x01\x09\x01";
+  m->EncodeTo(unknown);
+  EXPECT_FALSE(replay.Apply(1, static_cast<uint8_t>(QueueRecord::kPutAttrs), unknown));
+  EXPECT_FALSE(replay.live().contains(6));
+}
+
 TEST(QueueRecordsTest, ALogReplaysIntoTheSameState) {
   testing::TempDir tmp;
   const std::string dir = tmp.Sub("q");
@@ -95,8 +126,26 @@ TEST(QueueDefinitionTest, RoundTripsAndRefusesWhatItCannotRead) {
   EXPECT_FALSE(DecodeDefinition("").has_value());
   EXPECT_FALSE(DecodeDefinition(encoded.substr(0, encoded.size() - 1)).has_value());
   std::string future = encoded;
-  future[0] = 3;  // a version this broker does not know
+  future[0] = 4;  // a version this broker does not know
   EXPECT_FALSE(DecodeDefinition(future).has_value());
+}
+
+// Version 2 (before options) still reads; an option this broker does not
+// know fails the decode rather than be ignored.
+TEST(QueueDefinitionTest, VersionTwoReadsAndAnUnknownOptionIsRefused) {
+  core::QueueConfig c;
+  c.name = "q";
+  c.durable = true;
+  std::string encoded = EncodeDefinition(c);
+  ASSERT_EQ(encoded.back(), '\0');  // no options
+  EXPECT_TRUE(IsCurrentDefinition(encoded));
+  std::string v2 = encoded.substr(0, encoded.size() - 1);
+  v2[0] = 2;
+  EXPECT_EQ(DecodeDefinition(v2), c);
+  EXPECT_FALSE(IsCurrentDefinition(v2));
+  std::string unknown = encoded.substr(0, encoded.size() - 1);
+  unknown += std::string("\x01\x7f\x01\x00", 4);  // one option: tag 127, one byte
+  EXPECT_FALSE(DecodeDefinition(unknown).has_value());
 }
 
 // Kept exactly: a re-create after a restart compares the restored config with

@@ -315,6 +315,36 @@ TEST_F(QueueStoreTest, TheKeysOfAPutThatDidNotComeBackAreNotRestored) {
   EXPECT_EQ(by_sequence[1].message_id, 2u);
 }
 
+// A delay is kept across a restart by its wall-clock end; a plain message
+// beside it comes back plain; and the definition the log now holds is one an
+// older broker refuses rather than misread.
+TEST_F(QueueStoreTest, ADelayedMessageComesBackDelayedToTheSameEnd) {
+  const core::TimePoint put_at = core::Clock::now();
+  {
+    auto store = Open();
+    auto journal = store->Create(Config("later"));
+    ASSERT_TRUE(journal.ok());
+    core::MessageAttrs attrs;
+    attrs.ready_at = put_at + std::chrono::hours(1);
+    auto delayed = core::Message::Make(1, "delayed", {}, attrs);
+    auto plain = core::Message::Make(2, "plain", {});
+    std::promise<void> written;
+    journal.value()->Put({delayed.get(), plain.get()}, {},
+                         [&](std::optional<core::Error>, core::TimePoint) { written.set_value(); });
+    written.get_future().wait();
+  }
+  auto store = Open();
+  auto found = store->Recover();
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found.value().size(), 1u);
+  const auto& messages = found.value()[0].messages;
+  ASSERT_EQ(messages.size(), 2u);
+  const core::Duration error = messages[0]->ready_at() - (put_at + std::chrono::hours(1));
+  EXPECT_LT(std::chrono::abs(error), std::chrono::seconds(5));
+  EXPECT_FALSE(messages[1]->has_attrs());
+  EXPECT_EQ(messages[1]->payload(), "plain");
+}
+
 // A log that is not this broker's to read (a later format) is the log's
 // matter, not the machine's: that queue is skipped with a warning and the
 // others recover.

@@ -77,6 +77,7 @@ struct QueueStats {
   uint64_t total_redelivered = 0;
   uint64_t total_dead_lettered = 0;
   uint64_t total_rejected = 0;  // copies from topic bindings refused (full, closed)
+  uint64_t delayed = 0;         // put with a delay that has not passed yet
   bool closed = false;
   std::vector<ConsumerInfo> consumers{};
 };
@@ -129,6 +130,11 @@ struct OutgoingMessage {
   // Idempotency key: a repeat within the broker's window (2 min) is answered
   // with the original id and not enqueued again.
   std::string dedup_id{};
+  // Ready this long after the broker receives it (0: at once), or at
+  // `deliver_at` if that is set; at most 30 days ahead. Until then it counts
+  // as unfinished (join waits for it) but no get sees it.
+  std::chrono::milliseconds delay{0};
+  std::chrono::system_clock::time_point deliver_at{};
 };
 
 // What became of one message of a batch.
@@ -158,6 +164,10 @@ class Queue {
   uint64_t put(std::string_view payload, const Headers& headers = {}) const;
   uint64_t put(std::string_view payload, Timeout timeout, const Headers& headers = {}) const;
   uint64_t put_nowait(std::string_view payload, const Headers& headers = {}) const;
+  // One message with what a batch message may ask (a delay, a dedup_id):
+  //   q.put({.payload = "report", .delay = std::chrono::minutes(10)});
+  uint64_t put(const OutgoingMessage& message) const;
+  uint64_t put(const OutgoingMessage& message, Timeout timeout) const;
 
   Message get() const;
   Message get(Timeout timeout) const;
@@ -190,6 +200,8 @@ class Queue {
                                           bool forever) const;
   uint64_t put_until(std::string_view payload, const Headers& headers,
                      std::chrono::steady_clock::time_point deadline, bool forever) const;
+  uint64_t put_until(const OutgoingMessage& message, std::chrono::steady_clock::time_point deadline,
+                     bool forever) const;
   void join_until(std::chrono::steady_clock::time_point deadline, bool forever) const;
 
   std::shared_ptr<detail::Connection> conn_;

@@ -1,0 +1,91 @@
+// Scheduling against the real broker: delayed puts through each way a
+// message enters (Put, a batch, the Produce stream).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "basin/client.h"
+#include "basin/producer.h"
+#include "broker_process.h"
+
+namespace basin {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::BrokerProcess;
+using testing::WaitFor;
+
+TEST(SchedulingTest, ADelayedPutIsUnfinishedAndUnseenUntilItsTime) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("later", {});
+  const auto put_at = std::chrono::steady_clock::now();
+  q.put({.payload = "in a while", .delay = milliseconds(300)});
+  EXPECT_THROW(q.get_nowait(), Empty);
+  const QueueStats s = q.info().stats;
+  EXPECT_EQ(s.delayed, 1u);
+  EXPECT_EQ(s.size, 0u);
+  EXPECT_EQ(s.unfinished, 1u);
+  EXPECT_THROW(q.join(milliseconds(0)), JoinTimeout);
+  Message m = q.get(seconds(20));  // a blocked get is served when it is due
+  EXPECT_EQ(m.payload(), "in a while");
+  EXPECT_GE(std::chrono::steady_clock::now() - put_at, milliseconds(300));
+  q.task_done(m);
+  q.join(seconds(5));
+}
+
+TEST(SchedulingTest, DeliverAtInThePastIsReadyAtOnce) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("past", {});
+  q.put({.payload = "late", .deliver_at = std::chrono::system_clock::now() - seconds(5)});
+  EXPECT_EQ(q.get_nowait().payload(), "late");
+}
+
+TEST(SchedulingTest, ABatchMixesDelayedAndReadyMessagesAndRefusesTooFar) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("mixed", {.max_size = 1});
+  // Two delayed messages take no room: the batch fits a queue of one.
+  const auto outcomes = q.put_batch({{.payload = "now"},
+                                     {.payload = "later", .delay = milliseconds(200)},
+                                     {.payload = "also later", .delay = milliseconds(200)},
+                                     {.payload = "too far", .delay = std::chrono::hours(24 * 31)}});
+  ASSERT_EQ(outcomes.size(), 4u);
+  EXPECT_TRUE(outcomes[0].ok() && outcomes[1].ok() && outcomes[2].ok());
+  EXPECT_EQ(outcomes[3].error_reason, "INVALID_ARGUMENT");
+  EXPECT_EQ(q.info().stats.delayed, 2u);
+  std::vector<std::string> got;
+  while (got.size() < 3) {
+    Message m = q.get(seconds(20));
+    got.push_back(m.payload());
+    q.task_done(m);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"now", "later", "also later"}));
+}
+
+TEST(SchedulingTest, AProducerSendsDelayedMessages) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("produced", {});
+  Producer producer(client, "produced");
+  for (int i = 0; i < 100; ++i) {
+    producer.send({.payload = "m" + std::to_string(i), .delay = milliseconds(200)});
+  }
+  producer.flush();
+  EXPECT_EQ(q.info().stats.delayed + q.info().stats.size, 100u);
+  std::vector<std::string> got;
+  while (got.size() < 100) {
+    for (const Message& m : q.get_batch(100, seconds(20))) {
+      got.push_back(m.payload());
+      q.task_done(m);
+    }
+  }
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got[static_cast<size_t>(i)], "m" + std::to_string(i));
+}
+
+}  // namespace
+}  // namespace basin
