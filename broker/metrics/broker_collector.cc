@@ -75,6 +75,9 @@ void QueueFamilies(Families& f, const BrokerSnapshot& s) {
   PerRow(f, q, "queue", "basin_queue_messages_in_flight",
          "Messages delivered whose lease has not ended (not yet done or released)", gauge,
          [](const QueueRow& r) { return r.stats.in_flight; });
+  PerRow(f, q, "queue", "basin_queue_messages_delayed",
+         "Messages put with a delay that has not passed yet (unfinished, not yet ready)", gauge,
+         [](const QueueRow& r) { return r.stats.delayed; });
   PerRow(f, q, "queue", "basin_queue_messages_unfinished",
          "Messages put and not yet task_done (what join waits for)", gauge,
          [](const QueueRow& r) { return r.stats.unfinished; });

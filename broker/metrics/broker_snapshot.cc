@@ -10,6 +10,7 @@ void AddQueueStats(const core::QueueStats& from, core::QueueStats* to) {
   to->bytes += from.bytes;
   to->unfinished += from.unfinished;
   to->in_flight += from.in_flight;
+  to->delayed += from.delayed;
   to->waiting_getters += from.waiting_getters;
   to->waiting_putters += from.waiting_putters;
   to->waiting_joiners += from.waiting_joiners;

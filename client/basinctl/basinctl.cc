@@ -2,7 +2,9 @@
 //
 // Exit codes: 0 ok, 1 error, 2 usage, 3 empty or full (timed out), 4 closed,
 // 5 not found.
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -29,6 +31,8 @@ Commands:
   ls                                  list queues
   stat QUEUE [--json]                 settings and counters
   put QUEUE [MSG] [--timeout D]       put MSG, or one message per stdin line
+      [--delay D | --at TIME]         ready D from now, or at TIME (RFC 3339, e.g.
+                                      2026-12-24T18:00:00Z); at most 30 days ahead
   get QUEUE [--timeout D] [--no-ack]  print one payload (acked unless --no-ack;
                                       then the delivery tag goes to stderr)
   done QUEUE TAG                      task_done a delivery
@@ -58,7 +62,7 @@ Connection (each also read from the environment variable named after it):
   --token TOKEN       BASIN_TOKEN: sent as "authorization: Bearer TOKEN"; prefer
                       the variable, which other users cannot see in ps
 
-Durations: 500ms, 5s, 2m, 1h.
+Durations: 500ms, 5s, 2m, 1h, 7d.
 Exit codes: 0 ok, 1 error, 2 usage, 3 empty/full, 4 closed, 5 not found.
 )";
 
@@ -88,6 +92,8 @@ Args Parse(int argc, char** argv) {
                                                           {"dead-letter-queue", true},
                                                           {"max-bytes", true},
                                                           {"timeout", true},
+                                                          {"delay", true},
+                                                          {"at", true},
                                                           {"json", false},
                                                           {"durable", false},
                                                           {"no-ack", false},
@@ -128,7 +134,7 @@ Args Parse(int argc, char** argv) {
 
 std::chrono::milliseconds ParseDuration(const std::string& text) {
   static const std::vector<std::pair<std::string, double>> kUnits = {
-      {"ms", 1}, {"s", 1e3}, {"m", 60e3}, {"h", 3600e3}, {"", 1e3}};
+      {"ms", 1}, {"s", 1e3}, {"m", 60e3}, {"h", 3600e3}, {"d", 86400e3}, {"", 1e3}};
   size_t used = 0;
   double value = -1;
   try {
@@ -141,6 +147,36 @@ std::chrono::milliseconds ParseDuration(const std::string& text) {
     }
   }
   throw UsageError{"bad duration '" + text + "' (use e.g. 500ms, 5s, 2m)"};
+}
+
+// RFC 3339: 2026-12-24T18:00:00Z, with optional fractional seconds and a
+// numeric offset instead of Z.
+std::chrono::system_clock::time_point ParseTime(const std::string& text) {
+  const UsageError bad{"bad time '" + text + "' (use RFC 3339, e.g. 2026-12-24T18:00:00Z)"};
+  std::tm tm{};
+  const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) throw bad;
+  std::chrono::nanoseconds fraction{0};
+  if (*rest == '.') {
+    int64_t scale = 100'000'000;
+    for (++rest; *rest >= '0' && *rest <= '9'; ++rest, scale /= 10) {
+      fraction += std::chrono::nanoseconds((*rest - '0') * scale);
+    }
+  }
+  std::chrono::seconds offset{0};
+  if (*rest == '+' || *rest == '-') {
+    int hours = 0;
+    int minutes = 0;
+    char tail = 0;
+    if (std::sscanf(rest + 1, "%2d:%2d%c", &hours, &minutes, &tail) != 2) throw bad;
+    offset = std::chrono::hours(hours) + std::chrono::minutes(minutes);
+    if (*rest == '-') offset = -offset;
+  } else if ((*rest != 'Z' && *rest != 'z') || rest[1] != '\0') {
+    throw bad;
+  }
+  const time_t utc = timegm(&tm);
+  return std::chrono::system_clock::from_time_t(utc) - offset +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(fraction);
 }
 
 uint64_t ParseCount(const std::string& text) {
@@ -241,6 +277,7 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
       {"empty", s.empty ? "true" : "false"},
       {"unfinished", std::to_string(s.unfinished)},
       {"in_flight", std::to_string(s.in_flight)},
+      {"delayed", std::to_string(s.delayed)},
       {"waiting_getters", std::to_string(s.waiting_getters)},
       {"waiting_putters", std::to_string(s.waiting_putters)},
       {"waiting_joiners", std::to_string(s.waiting_joiners)},
@@ -318,7 +355,15 @@ int Run(const Args& a) {
     PrintStat(client.queue_info(Need(a, 1, "QUEUE")), a.Has("json"));
   } else if (cmd == "put") {
     auto q = client.queue(Need(a, 1, "QUEUE"));
-    auto put = [&](const std::string& msg) { timed ? q.put(msg, timeout) : q.put(msg); };
+    if (a.Has("delay") && a.Has("at")) throw UsageError{"--delay and --at: give one"};
+    basin::OutgoingMessage schedule;
+    if (a.Has("delay")) schedule.delay = ParseDuration(a.Flag("delay"));
+    if (a.Has("at")) schedule.deliver_at = ParseTime(a.Flag("at"));
+    auto put = [&](const std::string& msg) {
+      basin::OutgoingMessage m = schedule;
+      m.payload = msg;
+      timed ? q.put(m, timeout) : q.put(m);
+    };
     if (a.positional.size() > 2) {
       put(a.positional[2]);
     } else {

@@ -28,6 +28,18 @@ expect_exit 2 c get
 expect_exit 0 c rm jobs
 expect_exit 0 c health
 
+# Scheduling: a delayed put is not there at once, is counted, then arrives.
+expect_exit 0 c create later
+expect_exit 0 c put later soon --delay 300ms
+expect_exit 3 c get later --timeout 0s
+[ "$(c stat later --json | grep -o '"delayed":[0-9]*')" = '"delayed":1' ] || fail "stat delayed"
+[ "$(c get later --timeout 10s)" = soon ] || fail "delayed get"
+expect_exit 0 c put later past --at 2001-02-03T04:05:06.5+01:00
+[ "$(c get later --timeout 0s)" = past ] || fail "past --at"
+expect_exit 2 c put later x --at tomorrow
+expect_exit 2 c put later x --delay 1s --at 2001-02-03T04:05:06Z
+expect_exit 1 c put later x --delay 31d
+
 # Pub/sub: a subscriber prints "topic<TAB>payload"; a bound queue keeps copies.
 sub_out=$(mktemp)
 "$basinctl" --addr "$ADDR" subscribe spub cctv1 --pattern 'news.#' >"$sub_out" &

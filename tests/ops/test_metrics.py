@@ -186,6 +186,7 @@ def test_values_agree_with_get_queue_and_list_topics_under_load(http_broker: Bro
             for t in threads:
                 t.join(60)
         assert not errors, errors
+        q.put("an hour from now", delay=3600)  # so that the delayed gauge is not 0
         # At rest every gauge and counter equals what GetQueue says (once the
         # snapshot is newer than the load).
         quiet = stats()
@@ -194,6 +195,7 @@ def test_values_agree_with_get_queue_and_list_topics_under_load(http_broker: Bro
         families = scrape(http_broker)
         for series, field_name in [("basin_queue_messages_ready", "size"),
                                    ("basin_queue_messages_in_flight", "in_flight"),
+                                   ("basin_queue_messages_delayed", "delayed"),
                                    ("basin_queue_messages_unfinished", "unfinished"),
                                    ("basin_queue_ready_bytes", "bytes"),
                                    ("basin_queue_waiting_getters", "waiting_getters"),

@@ -9,7 +9,7 @@ order (tests/python/test_wire.py checks it). Anything beyond a bare payload
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .v1 import queue_pb2 as pb
 
@@ -35,10 +35,13 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-def put_message(payload: bytes, headers: Optional[Dict[str, str]] = None) -> bytes:
-    """One entry of ProduceRequest.messages, tag and length included."""
-    if headers:
-        inner: bytes = pb.PutMessage(payload=payload, headers=headers).SerializeToString()
+def put_message(payload: bytes, headers: Optional[Dict[str, str]] = None,
+                when: Optional[Dict[str, Any]] = None) -> bytes:
+    """One entry of ProduceRequest.messages, tag and length included;
+    ``when``: its schedule fields (basin._schedule)."""
+    if headers or when:
+        inner: bytes = pb.PutMessage(payload=payload, headers=headers,
+                                     **(when or {})).SerializeToString()
         return _MESSAGES + varint(len(inner)) + inner
     n = len(payload)
     if n == 0:

@@ -40,6 +40,7 @@ from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 import grpc
 
 from . import errors
+from ._schedule import Delay, When, schedule
 from ._security import Security, open_aio_channel, security_from
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
@@ -214,21 +215,26 @@ class Queue:
     async def full(self) -> bool:
         return bool((await self.info()).stats.full)
 
-    async def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    async def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None, *,
+                  delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> None:
         await self.attach()
         payload = self._serializer.dumps(obj)
         name = self._name
+        when = schedule(delay, deliver_at)
         await _wait_call(self._queues.Put,
-                         lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait),
+                         lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait,
+                                                    **when),
                          block, timeout, errors.Full)
 
     async def put_nowait(self, obj: Any) -> None:
         await self.put(obj, False)
 
     async def put_many(self, objs: List[Any], block: bool = True,
-                       timeout: Optional[float] = None) -> List[int]:
+                       timeout: Optional[float] = None, *, delay: Optional[Delay] = None,
+                       deliver_at: Optional[When] = None) -> List[int]:
         await self.attach()
-        messages = [pb.PutMessage(payload=self._serializer.dumps(o)) for o in objs]
+        when = schedule(delay, deliver_at)
+        messages = [pb.PutMessage(payload=self._serializer.dumps(o), **when) for o in objs]
         if not messages:
             return []
         if len(messages) > MAX_BATCH:

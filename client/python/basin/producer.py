@@ -59,6 +59,7 @@ from . import _forks
 from ._connection import (DEFAULT_ADDRESS, ANSWER_SLACK, RETRY_PAUSE_FIRST, RETRY_PAUSE_MAX,
                           Connection, default_connection)
 from ._futures import BatchFuture, Group, Outcome, Span, complete
+from ._schedule import Delay, When, schedule
 from ._wire import put_message, produce_request
 from .queues import MAX_BATCH
 from .serializers import SerializerSpec, resolve
@@ -155,11 +156,14 @@ class Producer:
 
     # -- sending ---------------------------------------------------------
 
-    def send(self, obj: Any, headers: Optional[Dict[str, str]] = None) -> "Future[int]":
-        """Queues ``obj`` for the next batch; the future gives its id."""
+    def send(self, obj: Any, headers: Optional[Dict[str, str]] = None, *,
+             delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> "Future[int]":
+        """Queues ``obj`` for the next batch; the future gives its id.
+        ``delay``/``deliver_at`` as for ``Queue.put``."""
         if _forks.count != self._forks:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
-        frame = put_message(self._dumps(obj), headers)
+        when = schedule(delay, deliver_at) if delay is not None or deliver_at is not None else None
+        frame = put_message(self._dumps(obj), headers, when)
         size = len(frame)
         with self._lock:
             # The common case first: a running producer's open batch has room
@@ -204,8 +208,9 @@ class Producer:
         refused.set_exception(self._refusal())
         return refused
 
-    def send_many(self, objs: Sequence[Any],
-                  headers: Optional[Dict[str, str]] = None) -> "Future[List[int]]":
+    def send_many(self, objs: Sequence[Any], headers: Optional[Dict[str, str]] = None, *,
+                  delay: Optional[Delay] = None,
+                  deliver_at: Optional[When] = None) -> "Future[List[int]]":
         """Sends every object (in order, batched as ``send`` would); one
         future gives the list of their ids. If any fails, the future's
         exception is the first failure, and its ``results`` attribute lists
@@ -213,7 +218,8 @@ class Producer:
         if _forks.count != self._forks:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
         dumps = self._dumps
-        frames = [put_message(dumps(o), headers) for o in objs]
+        when = schedule(delay, deliver_at) if delay is not None or deliver_at is not None else None
+        frames = [put_message(dumps(o), headers, when) for o in objs]
         group = Group(len(frames))
         if not frames:
             group.resolve()

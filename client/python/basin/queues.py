@@ -24,6 +24,7 @@ import grpc
 
 from . import errors
 from ._connection import DEFAULT_ADDRESS, Connection, default_connection, duration
+from ._schedule import Delay, When, schedule
 from .message import Message
 from .serializers import Serializer, SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -182,15 +183,21 @@ class Queue:
 
     # -- put -------------------------------------------------------------
 
-    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None, *,
+            delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> None:
         """Puts ``obj``, waiting while the queue is full (up to ``timeout``
-        seconds, then :class:`basin.Full`; ``block=False``: not at all)."""
+        seconds, then :class:`basin.Full`; ``block=False``: not at all).
+        With ``delay`` (seconds or a timedelta) or ``deliver_at`` (a datetime
+        or epoch seconds) no get sees it before then; it counts as
+        unfinished meanwhile, and takes a place in a bounded queue only once
+        it is ready."""
         self._check_open()
         payload = self._serializer.dumps(obj)
         name = self._name
+        when = schedule(delay, deliver_at)
         self._conn.wait_call(
             self._conn.queues.Put,
-            lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait),
+            lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait, **when),
             block, timeout, errors.Full)
 
     def put_nowait(self, obj: Any) -> None:
@@ -198,12 +205,15 @@ class Queue:
         self.put(obj, False)
 
     def put_many(self, objs: Iterable[Any], block: bool = True,
-                 timeout: Optional[float] = None) -> List[int]:
+                 timeout: Optional[float] = None, *, delay: Optional[Delay] = None,
+                 deliver_at: Optional[When] = None) -> List[int]:
         """Puts every object in one request, all or nothing (waiting until
-        all fit; more than 10,000 is a ValueError). Returns their ids."""
+        all fit; more than 10,000 is a ValueError). Returns their ids.
+        ``delay``/``deliver_at``, as for ``put``, apply to each."""
         self._check_open()
         dumps = self._serializer.dumps
-        messages = [pb.PutMessage(payload=dumps(o)) for o in objs]
+        when = schedule(delay, deliver_at)
+        messages = [pb.PutMessage(payload=dumps(o), **when) for o in objs]
         if not messages:
             return []
         if len(messages) > MAX_BATCH:

@@ -1,0 +1,85 @@
+"""Scheduling from Python: put(delay=...)/deliver_at on Queue, put_many,
+Producer.send and basin.aio, against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+import basin
+import basin.aio
+from conftest import unique
+
+
+def test_a_delayed_put_is_unfinished_and_unseen_until_its_time(broker: Any) -> None:
+    q = basin.JoinableQueue(unique("delay"), 1, address=broker.address)
+    start = time.monotonic()
+    q.put("later", delay=0.3)
+    q.put("now")  # the delayed one takes no place in the bounded queue
+    assert q.info().stats.delayed == 1
+    assert q.unfinished() == 2
+    assert q.get(timeout=5) == "now"
+    q.task_done()
+    assert q.get(timeout=20) == "later"
+    assert time.monotonic() - start >= 0.3
+    q.task_done()
+    q.join(timeout=5)
+
+
+def test_deliver_at_and_timedelta_forms(broker: Any) -> None:
+    q = basin.Queue(unique("at"), address=broker.address)
+    q.put("past", deliver_at=datetime.now(timezone.utc) - timedelta(seconds=5))
+    assert q.get(timeout=0) == "past"
+    q.put("epoch", deliver_at=time.time() + 0.2)
+    q.put("timedelta", delay=timedelta(milliseconds=200))
+    assert sorted([q.get(timeout=20), q.get(timeout=20)]) == ["epoch", "timedelta"]
+
+
+def test_bad_schedules_are_refused(broker: Any) -> None:
+    q = basin.Queue(unique("bad"), address=broker.address)
+    with pytest.raises(ValueError):
+        q.put("x", delay=1, deliver_at=time.time())
+    with pytest.raises(ValueError):
+        q.put("x", delay=-1)
+    with pytest.raises(basin.InvalidArgument, match="30 days"):
+        q.put("x", delay=timedelta(days=31))
+    assert q.qsize() == 0 and q.info().stats.delayed == 0
+
+
+def test_put_many_and_producer_send_delayed(broker: Any) -> None:
+    name = unique("many")
+    q = basin.Queue(name, address=broker.address)
+    assert len(q.put_many(["a", "b"], delay=0.2)) == 2
+    with basin.Producer(name, address=broker.address) as producer:
+        producer.send("c", delay=0.2)
+        producer.send_many(["d", "e"], delay=0.2).result(timeout=10)
+        producer.flush()
+    assert q.info().stats.delayed + q.qsize() == 5
+    got = [q.get(timeout=20) for _ in range(5)]
+    assert sorted(got) == ["a", "b", "c", "d", "e"]
+
+
+def test_aio_put_with_delay(broker: Any) -> None:
+    # In a process of its own, as test_aio's scenarios: an event loop's
+    # channel must not outlive it in a process that later forks.
+    process = multiprocessing.get_context("spawn").Process(target=_aio_put_with_delay,
+                                                           args=(broker.address,))
+    process.start()
+    process.join(120)
+    assert process.exitcode == 0, "the scenario failed: its traceback is on stderr above"
+
+
+def _aio_put_with_delay(address: str) -> None:
+    async def main() -> None:
+        q = basin.aio.Queue(unique("aio-delay"), address=address)
+        await q.put("later", delay=0.2)
+        assert await q.put_many(["x"], delay=0.2) != []
+        with pytest.raises(basin.Empty):
+            await q.get(timeout=0)
+        assert sorted([await q.get(timeout=20), await q.get(timeout=20)]) == ["later", "x"]
+    asyncio.run(main())
