@@ -1039,6 +1039,19 @@ void Queue::RunDeferred(Deferred& d, TimePoint now) {
   memory_->Release(d.bytes_freed, now);
   if (d.schedule != kNever && scheduler_ != nullptr)
     scheduler_->ScheduleAt(weak_from_this(), d.schedule);
+  if (journal_ != nullptr) {
+    if (auto carry = journal_->TakeCarry(); !carry.empty()) CarryForward(carry);
+  }
+}
+
+void Queue::CarryForward(const std::vector<std::pair<TimePoint, uint64_t>>& keys) {
+  std::lock_guard lock(mu_);
+  if (deleted_) return;
+  std::vector<const Message*> still;
+  for (const auto& key : keys) {
+    if (auto it = delayed_.find(key); it != delayed_.end()) still.push_back(it->second.msg.get());
+  }
+  journal_->Carry(still);
 }
 
 }  // namespace basin::core

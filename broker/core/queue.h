@@ -270,6 +270,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // The one way into the queue for a message that was put (or restored):
   // ready at the tail, or delayed until its ready time.
   void Arrive(MessagePtr msg, TimePoint now);
+  // Writes again the puts of the listed messages still delayed, for the
+  // journal to let go of the old part of its log (QueueJournal::TakeCarry).
+  void CarryForward(const std::vector<std::pair<TimePoint, uint64_t>>& keys);
   // Makes delayed messages whose time has come ready, at most kDueBatch;
   // returns whether any due one is left for the next pass.
   bool PromoteDue(TimePoint now);

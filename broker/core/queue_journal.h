@@ -46,6 +46,14 @@ class QueueJournal {
   virtual void Delivered(const std::vector<uint64_t>& ids) = 0;
   virtual void Done(const std::vector<uint64_t>& ids) = 0;
   virtual void Closed(Committed committed) = 0;
+  // Delayed messages whose put records are all that keeps the oldest part of
+  // the log, by (ready time, id), for the queue to write again with Carry so
+  // that part can go. Polled after every operation, without the queue's
+  // lock: cheap when there are none. A message no longer delayed is skipped.
+  virtual std::vector<std::pair<TimePoint, uint64_t>> TakeCarry() { return {}; }
+  // Writes the messages' puts again, same ids (called under the queue's lock,
+  // as Put: no record about them can come before it). Not waited for.
+  virtual void Carry(const std::vector<const Message*>& messages) { (void)messages; }
   // The queue was deleted: write nothing more, and let go of the files now
   // (the Queue may live on in a call that still holds it). Returns once no
   // write of this journal is in progress. Called without the queue's lock (a write in

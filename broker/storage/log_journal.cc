@@ -37,29 +37,67 @@ DurableCallback LogJournal::Adapt(Committed committed) {
   };
 }
 
-void LogJournal::Restored(const QueueReplay& replay, uint64_t log_end) {
+void LogJournal::Restored(const QueueReplay& replay, uint64_t log_end,
+                          const std::vector<core::MessagePtr>& messages) {
   std::lock_guard lock(mu_);
   closed_ = replay.closed();
   bindings_ = replay.bindings();
   last_put_position_ = log_end;
   next_id_ = replay.next_id();
-  for (const auto& [id, live] : replay.live()) {
-    if (chunks_.empty() || live.position - chunks_.rbegin()->second.position >= kChunkBytes) {
-      chunks_.emplace(id, Chunk{live.position, 0});
+  // In log order: a carried message's put lies after puts of higher ids.
+  std::vector<std::pair<uint64_t, uint64_t>> by_position;  // (position, id)
+  by_position.reserve(replay.live().size());
+  for (const auto& [id, live] : replay.live()) by_position.emplace_back(live.position, id);
+  std::sort(by_position.begin(), by_position.end());
+  uint64_t highest = 0;
+  for (const auto& [position, id] : by_position) {
+    auto chunk = TailChunk(position);
+    if (id < highest) {
+      moved_[id] = chunk->first;
+    } else {
+      if (first_ids_.empty() || first_ids_.rbegin()->second != chunk->first) {
+        first_ids_.emplace(id, chunk->first);
+      }
+      highest = id;
     }
-    ++chunks_.rbegin()->second.live;
+    ++chunk->second.live;
   }
-  dropped_before_ = chunks_.empty() ? 0 : chunks_.begin()->second.position;
+  for (const core::MessagePtr& m : messages) {
+    if (m->ready_at() == core::TimePoint{} || m->delivery_count() != 0) continue;
+    if (auto chunk = ChunkOf(m->id()); chunk != chunks_.end()) {
+      chunk->second.delayed.emplace(m->id(), m->ready_at());
+      delayed_count_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  dropped_before_ = chunks_.empty() ? 0 : chunks_.begin()->first;
 }
 
-void LogJournal::Written(uint64_t first_id, uint64_t count, uint64_t position) {
+std::map<uint64_t, LogJournal::Chunk>::iterator LogJournal::TailChunk(uint64_t position) {
+  if (chunks_.empty() || position - chunks_.rbegin()->first >= kChunkBytes) {
+    return chunks_.emplace(position, Chunk{}).first;
+  }
+  return std::prev(chunks_.end());
+}
+
+std::map<uint64_t, LogJournal::Chunk>::iterator LogJournal::ChunkOf(uint64_t id) {
+  if (auto moved = moved_.find(id); moved != moved_.end()) return chunks_.find(moved->second);
+  auto first = first_ids_.upper_bound(id);
+  if (first == first_ids_.begin()) return chunks_.end();  // its chunk was already dropped
+  return chunks_.find(std::prev(first)->second);
+}
+
+void LogJournal::Written(uint64_t first_id, uint64_t count, uint64_t position,
+                         const Delayed& delayed) {
   std::lock_guard lock(mu_);
   last_put_position_ = position;
   next_id_ = std::max(next_id_, first_id + count);
-  if (chunks_.empty() || position - chunks_.rbegin()->second.position >= kChunkBytes) {
-    chunks_.emplace(first_id, Chunk{position, 0});
+  auto chunk = TailChunk(position);
+  if (first_ids_.empty() || first_ids_.rbegin()->second != chunk->first) {
+    first_ids_.emplace(first_id, chunk->first);
   }
-  chunks_.rbegin()->second.live += count;
+  chunk->second.live += count;
+  for (const auto& [id, at] : delayed) chunk->second.delayed.emplace(id, at);
+  delayed_count_.fetch_add(delayed.size(), std::memory_order_relaxed);
 }
 
 void LogJournal::Put(const std::vector<const core::Message*>& messages, const core::PutKeys& keys,
@@ -68,6 +106,7 @@ void LogJournal::Put(const std::vector<const core::Message*>& messages, const co
   std::vector<CommittedLog::Pending> records;
   records.reserve(messages.size() + 2);
   std::optional<core::Duration> wall_offset;  // read once a batch, and only if needed
+  Delayed delayed;
   for (const core::Message* m : messages) {
     if (!m->has_attrs()) {
       records.push_back({Type(QueueRecord::kPut), EncodePut(*m)});
@@ -80,6 +119,7 @@ void LogJournal::Put(const std::vector<const core::Message*>& messages, const co
       UpgradeDefinition(records);
     }
     records.push_back({Type(QueueRecord::kPutAttrs), EncodePutAttrs(*m, *wall_offset)});
+    if (m->ready_at() != core::TimePoint{}) delayed.emplace_back(m->id(), m->ready_at());
   }
   if (!keys.dedup_ids.empty() || !keys.sequences.empty()) {
     records.push_back({Type(QueueRecord::kPutKeys), EncodePutKeys(keys)});
@@ -88,25 +128,99 @@ void LogJournal::Put(const std::vector<const core::Message*>& messages, const co
   // counted out of their chunk) until the queue makes them ready.
   log_->Append(std::move(records),
                [weak = weak_from_this(), first = messages.front()->id(), count = messages.size(),
+                delayed = std::move(delayed),
                 done = Adapt(std::move(committed))](const IoError* error, uint64_t position) {
                  auto self = weak.lock();
-                 if (self != nullptr && error == nullptr) self->Written(first, count, position);
+                 if (self != nullptr && error == nullptr) {
+                   self->Written(first, count, position, delayed);
+                 }
                  if (done) done(error, position);
                });
 }
 
+std::vector<std::pair<core::TimePoint, uint64_t>> LogJournal::TakeCarry() {
+  if (!carry_asked_.load(std::memory_order_acquire)) return {};
+  std::lock_guard lock(mu_);
+  carry_asked_.store(false, std::memory_order_relaxed);
+  return std::exchange(carry_, {});
+}
+
+void LogJournal::Carry(const std::vector<const core::Message*>& messages) {
+  if (messages.empty()) return;
+  const auto wall_offset = std::chrono::duration_cast<core::Duration>(
+      std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
+  std::vector<CommittedLog::Pending> records;
+  records.reserve(messages.size());
+  Delayed carried;
+  {
+    std::lock_guard lock(mu_);
+    for (const core::Message* m : messages) {
+      records.push_back({Type(QueueRecord::kPutAttrs), EncodePutAttrs(*m, wall_offset)});
+      carried.emplace_back(m->id(), m->ready_at());
+      carrying_.insert(m->id());
+    }
+  }
+  // Not waited for: until it is written the old records stay, and the chunk
+  // that holds them.
+  log_->Append(std::move(records), [weak = weak_from_this(), carried = std::move(carried)](
+                                       const IoError* error, uint64_t position) {
+    auto self = weak.lock();
+    if (self == nullptr) return;
+    if (error != nullptr) {
+      std::lock_guard lock(self->mu_);
+      for (const auto& [id, at] : carried) self->carrying_.erase(id);
+      return;
+    }
+    self->Carried(carried, position);
+  });
+}
+
+void LogJournal::Carried(const Delayed& carried, uint64_t position) {
+  std::lock_guard lock(mu_);
+  last_put_position_ = std::max(last_put_position_, position);
+  // A chunk of their own that starts where they were written: joining the
+  // tail chunk would keep up to kChunkBytes of log before them.
+  auto to = chunks_.emplace(position, Chunk{}).first;
+  for (const auto& [id, at] : carried) {
+    // Done meanwhile: nothing to move.
+    if (carrying_.erase(id) == 0) continue;
+    auto from = ChunkOf(id);
+    if (from == chunks_.end()) continue;
+    --from->second.live;
+    moved_[id] = to->first;
+    ++to->second.live;
+    if (to->second.delayed.emplace(id, at).second) {
+      delayed_count_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  MaybeCompact();
+}
+
 void LogJournal::Delivered(const std::vector<uint64_t>& ids) {
   log_->Append({{Type(QueueRecord::kDelivered), EncodeIds(ids)}}, nullptr);
+  // Handed out: no longer a delayed message a carry may move.
+  if (delayed_count_.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard lock(mu_);
+  for (uint64_t id : ids) {
+    auto chunk = ChunkOf(id);
+    if (chunk != chunks_.end() && chunk->second.delayed.erase(id) != 0) {
+      delayed_count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 }
 
 void LogJournal::Done(const std::vector<uint64_t>& ids) {
   log_->Append({{Type(QueueRecord::kDone), EncodeIds(ids)}}, nullptr);
   std::lock_guard lock(mu_);
   for (uint64_t id : ids) {
-    auto it = chunks_.upper_bound(id);
-    if (it == chunks_.begin()) continue;  // its chunk was already dropped
-    --it;
-    if (it->second.live > 0) --it->second.live;
+    carrying_.erase(id);
+    auto chunk = ChunkOf(id);
+    moved_.erase(id);
+    if (chunk == chunks_.end()) continue;
+    if (chunk->second.live > 0) --chunk->second.live;
+    if (chunk->second.delayed.erase(id) != 0) {
+      delayed_count_.fetch_sub(1, std::memory_order_relaxed);
+    }
   }
   MaybeCompact();
 }
@@ -120,9 +234,18 @@ void LogJournal::UpgradeDefinition(std::vector<CommittedLog::Pending>& records) 
 }
 
 void LogJournal::MaybeCompact() {
-  while (!chunks_.empty() && chunks_.begin()->second.live == 0) chunks_.erase(chunks_.begin());
-  const uint64_t oldest = chunks_.empty() ? last_put_position_ : chunks_.begin()->second.position;
-  if (oldest < dropped_before_ + compact_every_) return;
+  while (!chunks_.empty() && chunks_.begin()->second.live == 0) {
+    // A chunk with nothing live has no delayed message either (both count
+    // the same ids), so delayed_count_ is unchanged.
+    chunks_.erase(chunks_.begin());
+  }
+  // First ids of chunks that are gone: the ids they cover are all done.
+  while (!first_ids_.empty() &&
+         (chunks_.empty() || first_ids_.begin()->second < chunks_.begin()->first)) {
+    first_ids_.erase(first_ids_.begin());
+  }
+  const uint64_t oldest = chunks_.empty() ? last_put_position_ : chunks_.begin()->first;
+  if (oldest < dropped_before_ + compact_every_) return MaybeCarry();
   dropped_before_ = oldest;
   std::vector<CommittedLog::Pending> rewrite{{Type(QueueRecord::kDefined), definition_}};
   if (closed_) rewrite.push_back({Type(QueueRecord::kClosed), ""});
@@ -130,6 +253,26 @@ void LogJournal::MaybeCompact() {
     rewrite.push_back({Type(QueueRecord::kBound), pattern});
   rewrite.push_back({Type(QueueRecord::kNextId), EncodeNextId(next_id_)});
   log_->Compact(std::move(rewrite), oldest);
+}
+
+void LogJournal::MaybeCarry() {
+  // One carry at a time, of a chunk that holds nothing but delayed messages
+  // with a segment's worth of log after it (their new records start a chunk
+  // of their own: see Carried).
+  if (carry_asked_.load(std::memory_order_relaxed) || !carrying_.empty() || chunks_.empty()) {
+    return;
+  }
+  Chunk& oldest = chunks_.begin()->second;
+  if (oldest.live == 0 || oldest.live != oldest.delayed.size() || oldest.live > kMaxCarry ||
+      last_put_position_ - chunks_.begin()->first < compact_every_) {
+    return;
+  }
+  for (const auto& [id, at] : oldest.delayed) carry_.emplace_back(at, id);
+  // Either carried (and delayed again where it lands) or no longer delayed:
+  // a message the queue skips must not be asked for again.
+  delayed_count_.fetch_sub(oldest.delayed.size(), std::memory_order_relaxed);
+  oldest.delayed.clear();
+  carry_asked_.store(true, std::memory_order_release);
 }
 
 void LogJournal::Deleted() { log_->Close(); }

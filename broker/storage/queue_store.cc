@@ -269,7 +269,7 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
   const uint64_t end = log->end();
   auto journal = std::make_shared<LogJournal>(committer_->Adopt(std::move(log)),
                                               *replay.definition(), options_.max_segment_bytes);
-  journal->Restored(replay, end);
+  journal->Restored(replay, end, out.messages);
   out.journal = std::move(journal);
   return out;
 }

@@ -414,5 +414,31 @@ TEST(DurabilityTest, DiskUseFollowsWhatIsLiveBesideATrickleQueue) {
   EXPECT_EQ(again.queue("busy", {.durable = true}).info().stats.unfinished, 0u);
 }
 
+// A message delayed for hours on a busy queue does not keep the log written
+// after it: the journal has it written again at the tail (docs/api.md,
+// Scheduling), and after a restart it is still delayed, once.
+TEST(DurabilityTest, ALongDelayDoesNotPinTheLogOfABusyQueue) {
+  TempDir tmp;
+  const std::string data = tmp.Sub("data");
+  DurableBroker broker(data, {"--segment-bytes", "64KiB"});
+  Client client(broker.address());
+  auto busy = client.queue("busy", {.durable = true});
+  busy.put({.payload = "in a day", .delay = std::chrono::hours(24)});
+  const std::vector<OutgoingMessage> batch(50, OutgoingMessage{std::string(1000, 'b'), {}, {}});
+  uint64_t peak = 0;
+  for (int round = 0; round < 100; ++round) {  // 5 MB through the queue
+    busy.put_batch(batch);
+    for (const Message& m : busy.get_batch(50, seconds(5))) busy.task_done(m);
+    peak = std::max(peak, DirBytes(data + "/queues/busy.queue"));
+  }
+  EXPECT_LT(peak, 2u << 20) << "5 MB went through; the delayed message kept the log";
+  broker.Stop();
+  broker.Restart();
+  Client again(broker.address());
+  const QueueStats s = again.queue("busy", {.durable = true}).info().stats;
+  EXPECT_EQ(s.delayed, 1u);
+  EXPECT_EQ(s.unfinished, 1u);
+}
+
 }  // namespace
 }  // namespace basin

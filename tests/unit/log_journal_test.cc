@@ -149,6 +149,148 @@ TEST(LogJournalTest, TheDefinitionIsUpgradedBeforeTheFirstPutWithAttributes) {
   EXPECT_EQ(DecodeDefinition(definition()), config);
 }
 
+// A delayed message does not pin the log until its time: once it is all its
+// chunk holds, the journal asks for it to be written again at the tail
+// (what the queue does, done here by hand), and the old segments go. After
+// a restart it is found by its new record, and done it lets go of the log.
+TEST(LogJournalTest, ADelayedMessageIsCarriedForwardAndDoesNotPinTheLog) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
+  const LogOptions small{64 << 10};
+  const std::string payload(1000, 'x');
+  IoError io;
+  uint64_t next_id = 1;
+  core::MessageAttrs later;
+  later.ready_at = core::Clock::now() + std::chrono::hours(1);
+  auto delayed = Message::Make(next_id++, "delayed", {}, later);
+  const auto put = [&](LogJournal& journal, const Message& m) {
+    std::promise<void> written;
+    journal.Put({&m}, {}, [&](std::optional<core::Error> e, core::TimePoint) {
+      EXPECT_FALSE(e.has_value());
+      written.set_value();
+    });
+    written.get_future().wait();
+  };
+  const auto settle = [](CommittedLog& log) {
+    std::promise<void> flushed;
+    log.Append({}, [&](const IoError*, uint64_t) { flushed.set_value(); });
+    flushed.get_future().wait();
+  };
+  int carries = 0;
+  Committer committer(FsyncPolicy::kNever, std::chrono::milliseconds(1));
+  {
+    auto log = SegmentedLog::Open(
+        dir, small, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
+    ASSERT_NE(log, nullptr);
+    auto committed = committer.Adopt(std::move(log));
+    auto journal = std::make_shared<LogJournal>(committed, "definition", small.max_segment_bytes);
+    committed->Append({{static_cast<uint8_t>(QueueRecord::kDefined), "definition"}}, nullptr);
+    put(*journal, *delayed);
+    // 2 MiB of traffic that is done at once: 32 segments' worth.
+    for (int i = 0; i < 2000; ++i) {
+      auto m = Message::Make(next_id++, payload, {});
+      put(*journal, *m);
+      journal->Done({m->id()});
+      for (const auto& [at, id] : journal->TakeCarry()) {
+        EXPECT_EQ(id, delayed->id());
+        EXPECT_EQ(at, delayed->ready_at());
+        journal->Carry({delayed.get()});
+        ++carries;
+      }
+    }
+    settle(*committed);
+    EXPECT_GE(carries, 1);
+    EXPECT_LE(committed->segments(), 4u);
+    committed->Close();
+  }
+  std::vector<core::MessagePtr> recovered;
+  QueueReplay replay;
+  uint64_t end = 0;
+  {
+    auto log = SegmentedLog::Open(
+        dir, small,
+        [&](uint64_t p, uint8_t t, std::string_view b) { EXPECT_TRUE(replay.Apply(p, t, b)); },
+        nullptr, &io);
+    ASSERT_NE(log, nullptr);
+    end = log->end();
+    ASSERT_EQ(replay.live().size(), 1u);
+    const QueueReplay::Live& live = replay.live().at(delayed->id());
+    EXPECT_NE(live.attrs.ready_at, 0);
+    auto m = Message::Decode(delayed->id(), 0, live.message, delayed->attrs());
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(m.value()->payload(), "delayed");
+    recovered.push_back(std::move(m.value()));
+    auto committed = committer.Adopt(std::move(log));
+    auto journal = std::make_shared<LogJournal>(committed, "definition", small.max_segment_bytes);
+    journal->Restored(replay, end, recovered);
+    // Still carried after the restart, and done it pins nothing.
+    for (int i = 0; i < 1000; ++i) {
+      auto plain = Message::Make(next_id++, payload, {});
+      put(*journal, *plain);
+      journal->Done({plain->id()});
+      for (const auto& [at, id] : journal->TakeCarry()) {
+        EXPECT_EQ(id, delayed->id());
+        journal->Carry({recovered.front().get()});
+      }
+    }
+    settle(*committed);
+    EXPECT_LE(committed->segments(), 4u);
+    journal->Done({delayed->id()});
+    for (int i = 0; i < 200; ++i) {
+      auto plain = Message::Make(next_id++, payload, {});
+      put(*journal, *plain);
+      journal->Done({plain->id()});
+    }
+    settle(*committed);
+    EXPECT_LE(committed->segments(), 3u);
+    committed->Close();
+  }
+  QueueReplay after;
+  auto log = SegmentedLog::Open(
+      dir, small, [&](uint64_t p, uint8_t t, std::string_view b) { after.Apply(p, t, b); }, nullptr,
+      &io);
+  ASSERT_NE(log, nullptr);
+  EXPECT_TRUE(after.live().empty());
+}
+
+// A carry the queue asked for can race the message's end: a done written
+// before the carry's record lands leaves nothing live, in the journal's
+// books or in a replay.
+TEST(LogJournalTest, ADoneThatRacesACarryLeavesNothingLive) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
+  const LogOptions small{64 << 10};
+  IoError io;
+  core::MessageAttrs later;
+  later.ready_at = core::Clock::now() + std::chrono::hours(1);
+  auto delayed = Message::Make(1, "delayed", {}, later);
+  Committer committer(FsyncPolicy::kNever, std::chrono::milliseconds(1));
+  {
+    auto log = SegmentedLog::Open(
+        dir, small, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
+    auto committed = committer.Adopt(std::move(log));
+    auto journal = std::make_shared<LogJournal>(committed, "definition", small.max_segment_bytes);
+    committed->Append({{static_cast<uint8_t>(QueueRecord::kDefined), "definition"}}, nullptr);
+    std::promise<void> written;
+    journal->Put({delayed.get()}, {},
+                 [&](std::optional<core::Error>, core::TimePoint) { written.set_value(); });
+    written.get_future().wait();
+    journal->Carry({delayed.get()});
+    journal->Done({delayed->id()});  // may come before the carry is written
+    std::promise<void> flushed;
+    committed->Append({}, [&](const IoError*, uint64_t) { flushed.set_value(); });
+    flushed.get_future().wait();
+    EXPECT_TRUE(journal->TakeCarry().empty());
+    committed->Close();
+  }
+  QueueReplay replay;
+  auto log = SegmentedLog::Open(
+      dir, small, [&](uint64_t p, uint8_t t, std::string_view b) { replay.Apply(p, t, b); },
+      nullptr, &io);
+  ASSERT_NE(log, nullptr);
+  EXPECT_TRUE(replay.live().empty());
+}
+
 // Disk use follows what is live: once the messages of old segments are done,
 // those segments go, and what they held that is still true (the definition,
 // the closed mark) is found again in the replay.
