@@ -67,6 +67,21 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config, bool may_create)
                 std::chrono::duration_cast<std::chrono::seconds>(limits_.max_lease).count()) +
             " s"};
   }
+  if (config.retry_backoff.size() > kMaxRetryBackoff) {
+    return Error{Errc::kInvalidArgument,
+                 "retry_backoff has " + std::to_string(config.retry_backoff.size()) +
+                     " entries; the limit is " + std::to_string(kMaxRetryBackoff)};
+  }
+  for (Duration d : config.retry_backoff) {
+    if (d < Duration::zero()) {
+      return Error{Errc::kInvalidTimeout, "retry_backoff entries must not be negative"};
+    }
+    if (d > kMaxDelay) {
+      return Error{Errc::kInvalidArgument, "a retry_backoff entry is longer than the limit of " +
+                                               std::to_string(kMaxDelay / std::chrono::hours(24)) +
+                                               " days"};
+    }
+  }
   if (!config.dead_letter_queue.empty()) {
     if (auto ok = ValidateQueueName(config.dead_letter_queue); !ok.ok()) return ok.error();
     if (config.dead_letter_queue == config.name) {

@@ -25,7 +25,8 @@ namespace basin::core {
 
 class LeaseTable {
  public:
-  enum class End : uint8_t { kDone, kExpired, kReleased, kDeadLettered };
+  // kRejected: released to the dead-letter queue at once.
+  enum class End : uint8_t { kDone, kExpired, kReleased, kRejected, kDeadLettered };
   // How an ended lease ended is remembered if it is among the last kEndedKept
   // leases handed out; an older one is refused as LEASE_EXPIRED rather than
   // ALREADY_DONE.

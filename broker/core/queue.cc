@@ -4,12 +4,6 @@
 #include <type_traits>
 
 namespace basin::core {
-namespace {
-
-constexpr std::string_view kDeadLetterReasonLimit = "delivery_limit";
-
-}  // namespace
-
 Queue::Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, MemoryBudget* memory,
              DeadlineScheduler* scheduler, std::shared_ptr<Queue> dead_letter,
              std::shared_ptr<QueueJournal> journal)
@@ -109,16 +103,25 @@ void Queue::Arrive(MessagePtr msg, TimePoint now) {
 }
 
 bool Queue::PromoteDue(TimePoint now) {
+  // Retries go to the head: pushed in reverse, so that the one due first
+  // (then the lower id) is delivered first.
+  std::vector<MessagePtr> to_head;
   for (size_t n = 0; n < kDueBatch; ++n) {
     auto first = delayed_.begin();
-    if (first == delayed_.end() || first->first.first > now) return false;
+    if (first == delayed_.end() || first->first.first > now) break;
     MessagePtr msg = std::move(first->second.msg);
+    const bool head = first->second.to_head;
     delayed_.erase(first);
     delayed_bytes_ -= msg->bytes();
     // Ready now, whatever the queue's bound: it was admitted when it was put.
+    if (head) {
+      to_head.push_back(std::move(msg));
+      continue;
+    }
     ready_bytes_ += msg->bytes();
     ready_.push_back(std::move(msg));
   }
+  for (auto it = to_head.rbegin(); it != to_head.rend(); ++it) Requeue(std::move(*it));
   return !delayed_.empty() && delayed_.begin()->first.first <= now;
 }
 
@@ -196,7 +199,7 @@ void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool clo
       memory_->ForceReserve(m->bytes());
       ++total_put_;
       if (OutOfDeliveries(*m)) {
-        DeadLetter(std::move(m), d);
+        DeadLetter(std::move(m), DeathReason::kMaxDeliveries, d);
         continue;
       }
       Arrive(std::move(m), now);
@@ -257,7 +260,7 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
   }
   if (Drained()) {
     const Error drained{Errc::kQueueDrained, Describe() + " is closed and drained"};
-    EndConsumers(drained, d);
+    EndConsumers(drained, now, d);
     for (GetWaiter& g : waiters_.TakeGetters()) d.Answer(std::move(g.cb), drained);
   }
   if (Unfinished() == 0) {
@@ -539,14 +542,16 @@ void Queue::Cancel(WaitId id) {
   RunDeferred(d, Clock::now());
 }
 
-void Queue::EndLease(uint64_t lease, LeaseEnd how, Deferred& d) {
+Queue::LeaseEnd Queue::EndLease(uint64_t lease, LeaseEnd how, TimePoint now, Deferred& d,
+                                std::optional<Duration> delay) {
   MessagePtr msg = leases_.Take(lease, how);
-  const LeaseEnd ended = Settle(std::move(msg), how, d);
+  const LeaseEnd ended = Settle(std::move(msg), how, now, d, delay);
   if (ended != how) leases_.Remember(lease, ended);
+  return ended;
 }
 
 void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, LeaseEnd how,
-                    Deferred& d) {
+                    TimePoint now, Deferred& d, std::optional<Duration> delay) {
   if (taken.empty()) return;
   stream_held_ -= taken.size();
   if (how == LeaseEnd::kDone) c.acked += taken.size();
@@ -561,32 +566,51 @@ void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, 
   for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
     if (it->tag >= first_unwritten && how != LeaseEnd::kDone) {
       // Never reached the client: not a delivery at all. It goes back as it
-      // was, so a consumer that does not read cannot run a message out of
-      // its deliveries (or into the dead-letter queue).
+      // was (no retry delay), so a consumer that does not read cannot run a
+      // message out of its deliveries (or into the dead-letter queue).
       it->msg->undo_delivery();
       --total_delivered_;
       Requeue(std::move(it->msg));
       continue;
     }
     if (how == LeaseEnd::kExpired && c.outbox->PushExpired(it->tag)) d.wakes.push_back(c.outbox);
-    Settle(std::move(it->msg), how, d);
+    Settle(std::move(it->msg), how, now, d, delay);
   }
 }
 
-Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, Deferred& d) {
+Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, TimePoint now, Deferred& d,
+                              std::optional<Duration> delay, Duration* waits) {
   if (how == LeaseEnd::kDone) {
     ++total_done_;
     d.bytes_freed += msg->bytes();
     if (journal_ != nullptr) d.done.push_back(msg->id());
     return how;
   }
+  if (how == LeaseEnd::kRejected) {
+    DeadLetter(std::move(msg), DeathReason::kRejected, d);
+    return how;
+  }
   if (OutOfDeliveries(*msg)) {
-    DeadLetter(std::move(msg), d);
+    DeadLetter(std::move(msg), DeathReason::kMaxDeliveries, d);
     return LeaseEnd::kDeadLettered;
   }
   ++total_redelivered_;
-  Requeue(std::move(msg));
+  const Duration wait = RetryDelay(*msg, delay);
+  if (waits != nullptr) *waits = wait;
+  if (wait > Duration::zero()) {
+    RequeueAt(std::move(msg), AddSaturating(now, wait), d);
+  } else {
+    Requeue(std::move(msg));
+  }
   return how;
+}
+
+Duration Queue::RetryDelay(const Message& msg, std::optional<Duration> asked) const {
+  if (asked) return *asked;
+  const std::vector<Duration>& backoff = config_.retry_backoff;
+  if (backoff.empty()) return Duration::zero();
+  const size_t deliveries = std::max<size_t>(msg.delivery_count(), 1);
+  return backoff[std::min(deliveries, backoff.size()) - 1];
 }
 
 void Queue::Requeue(MessagePtr msg) {
@@ -594,15 +618,34 @@ void Queue::Requeue(MessagePtr msg) {
   ready_.push_front(std::move(msg));  // requeues ignore max_size: the message was accepted
 }
 
+void Queue::RequeueAt(MessagePtr msg, TimePoint at, Deferred& d) {
+  if (journal_ != nullptr) d.retries.push_back({msg->id(), msg->delivery_count(), at});
+  delayed_bytes_ += msg->bytes();
+  const uint64_t id = msg->id();
+  delayed_.emplace(std::pair(at, id), DelayedEntry{std::move(msg), true});
+}
+
+std::pair<std::string_view, std::string_view> Queue::ReasonHeaders(DeathReason why) {
+  switch (why) {
+    case DeathReason::kRejected:
+      return {"rejected", "rejected"};
+    case DeathReason::kExpired:
+      return {"expired", "expired"};
+    case DeathReason::kMaxDeliveries:
+      break;
+  }
+  return {"max-deliveries", "delivery_limit"};
+}
+
 bool Queue::OutOfDeliveries(const Message& msg) const {
   return config_.max_deliveries != 0 && msg.delivery_count() >= config_.max_deliveries;
 }
 
-void Queue::DeadLetter(MessagePtr msg, Deferred& d) {
+void Queue::DeadLetter(MessagePtr msg, DeathReason why, Deferred& d) {
   ++total_dead_lettered_;
   d.bytes_freed += msg->bytes();
   if (journal_ != nullptr) d.done.push_back(msg->id());
-  if (dead_letter_ != nullptr) d.dead_letters.push_back(std::move(msg));
+  if (dead_letter_ != nullptr) d.dead_letters.emplace_back(std::move(msg), why);
 }
 
 Result<void> Queue::TaskDone(std::string_view tag, TimePoint now) {
@@ -611,7 +654,7 @@ Result<void> Queue::TaskDone(std::string_view tag, TimePoint now) {
     std::lock_guard lock(mu_);
     auto lease = leases_.Find(tag, Describe());
     if (!lease.ok()) return lease.error();
-    EndLease(lease.value(), LeaseEnd::kDone, d);
+    EndLease(lease.value(), LeaseEnd::kDone, now, d);
     ServeWaiters(now, d);
   }
   RunDeferred(d, now);
@@ -635,21 +678,32 @@ Result<Duration> Queue::ExtendLease(std::string_view tag, Duration duration, Tim
   return duration;
 }
 
-Result<bool> Queue::Release(std::string_view tag, TimePoint now) {
+Result<Queue::Released> Queue::Release(std::string_view tag, TimePoint now,
+                                       std::optional<Duration> delay, bool reject) {
+  if (delay && *delay > kMaxDelay) {
+    return Error{Errc::kInvalidArgument, "a release delay is longer than the limit of " +
+                                             std::to_string(kMaxDelay / std::chrono::hours(24)) +
+                                             " days"};
+  }
+  if (delay && *delay < Duration::zero()) {
+    return Error{Errc::kInvalidTimeout, "a release delay must not be negative"};
+  }
   Deferred d;
-  bool dead_lettered = false;
+  Released out;
   {
     std::lock_guard lock(mu_);
     auto lease = leases_.Find(tag, Describe());
     if (!lease.ok()) return lease.error();
-    const uint64_t before = total_dead_lettered_;
-    EndLease(lease.value(), LeaseEnd::kReleased, d);
-    dead_lettered = total_dead_lettered_ != before;
+    const LeaseEnd how = reject ? LeaseEnd::kRejected : LeaseEnd::kReleased;
+    MessagePtr msg = leases_.Take(lease.value(), how);
+    const LeaseEnd ended = Settle(std::move(msg), how, now, d, delay, &out.delay);
+    if (ended != how) leases_.Remember(lease.value(), ended);
+    out.dead_lettered = ended == LeaseEnd::kDeadLettered || ended == LeaseEnd::kRejected;
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
   RunDeferred(d, now);
-  return dead_lettered;
+  return out;
 }
 
 bool Queue::Close(TimePoint now) {
@@ -681,7 +735,7 @@ uint64_t Queue::Delete() {
     std::lock_guard lock(mu_);
     deleted_ = true;
     const Error deleted{Errc::kQueueDeleted, Describe() + " was deleted"};
-    EndConsumers(deleted, d);  // consumers' holdings are back in ready_
+    EndConsumers(deleted, Clock::now(), d);  // consumers' holdings are back in the queue
     FailAllWaiters(deleted, d);
     // Durable puts still being written are refused: the queue is gone.
     for (PendingBatch& b : pending_.TakeAll()) {
@@ -693,6 +747,7 @@ uint64_t Queue::Delete() {
       ++dropped;
     }
     dropped += ready_.size() + delayed_.size();
+    d.retries.clear();
     d.bytes_freed += ready_bytes_ + delayed_bytes_;
     ready_.clear();
     ready_bytes_ = 0;
@@ -712,7 +767,7 @@ void Queue::Shutdown() {
     std::lock_guard lock(mu_);
     shutting_down_ = true;
     const Error shutdown{Errc::kShutdown, "broker is shutting down"};
-    EndConsumers(shutdown, d);
+    EndConsumers(shutdown, Clock::now(), d);
     FailAllWaiters(shutdown, d);
   }
   RunDeferred(d, Clock::now());
@@ -750,23 +805,23 @@ void Queue::ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d) {
   TakeTurn(consumer, c);
 }
 
-void Queue::ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, Deferred& d) {
+void Queue::ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, TimePoint now, Deferred& d) {
   if (c.turn != 0) {
     waiters_.TakeTurn(c.turn);
     c.turn = 0;
   }
   // What the outbox still holds was never written: EndHeld drops it there
   // and puts it back undelivered; then the outbox ends.
-  EndHeld(c, c.held.TakeUpTo(UINT64_MAX), LeaseEnd::kReleased, d);
+  EndHeld(c, c.held.TakeUpTo(UINT64_MAX), LeaseEnd::kReleased, now, d);
   if (c.outbox->End(std::move(why))) d.wakes.push_back(c.outbox);
   if (c.indexed_expiry != kNever) consumer_expiry_.erase({c.indexed_expiry, id});
   c.indexed_expiry = kNever;
 }
 
-void Queue::EndConsumers(const Error& why, Deferred& d) {
+void Queue::EndConsumers(const Error& why, TimePoint now, Deferred& d) {
   std::map<uint64_t, ConsumerState> all;
   all.swap(consumers_);
-  for (auto& [id, c] : all) ReleaseConsumer(id, c, why, d);
+  for (auto& [id, c] : all) ReleaseConsumer(id, c, why, now, d);
 }
 
 Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_timeout,
@@ -795,7 +850,7 @@ Result<Queue::Attached> Queue::AttachConsumer(uint32_t prefetch, Duration ack_ti
 }
 
 void Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
-                              bool done, TimePoint now) {
+                              LeaseEnd how, TimePoint now, std::optional<Duration> delay) {
   Deferred d;
   {
     std::lock_guard lock(mu_);
@@ -814,7 +869,7 @@ void Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& ta
     for (auto& t : state.held.TakeUpTo(up_to)) taken.push_back(std::move(t));
     std::sort(taken.begin(), taken.end(),
               [](const auto& a, const auto& b) { return a.tag < b.tag; });
-    EndHeld(state, std::move(taken), done ? LeaseEnd::kDone : LeaseEnd::kReleased, d);
+    EndHeld(state, std::move(taken), how, now, d, delay);
     IndexConsumer(consumer, state);
     if (state.turn == 0) TakeTurn(consumer, state);
     if (state.outbox->PushUnknown(std::move(unknown))) d.wakes.push_back(state.outbox);
@@ -826,12 +881,17 @@ void Queue::EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& ta
 
 void Queue::ConsumerAck(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
                         TimePoint now) {
-  EndConsumerLeases(consumer, tags, up_to, true, now);
+  EndConsumerLeases(consumer, tags, up_to, LeaseEnd::kDone, now);
 }
 
 void Queue::ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
-                            TimePoint now) {
-  EndConsumerLeases(consumer, tags, up_to, false, now);
+                            TimePoint now, std::optional<Duration> delay) {
+  if (delay) delay = std::clamp(*delay, Duration::zero(), kMaxDelay);
+  EndConsumerLeases(consumer, tags, up_to, LeaseEnd::kReleased, now, delay);
+}
+
+void Queue::ConsumerReject(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now) {
+  EndConsumerLeases(consumer, tags, 0, LeaseEnd::kRejected, now);
 }
 
 void Queue::ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
@@ -865,7 +925,7 @@ void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
     if (it == consumers_.end()) return;
     ConsumerState c = std::move(it->second);
     consumers_.erase(it);
-    ReleaseConsumer(consumer, c, std::move(why), d);
+    ReleaseConsumer(consumer, c, std::move(why), now, d);
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
@@ -987,12 +1047,12 @@ TimePoint Queue::ExpireDue(TimePoint now) {
     // walk backwards to keep the expired messages in the order they were leased.
     const std::vector<uint64_t> expired = leases_.Due(now);
     for (auto it = expired.rbegin(); it != expired.rend(); ++it) {
-      EndLease(*it, LeaseEnd::kExpired, d);
+      EndLease(*it, LeaseEnd::kExpired, now, d);
     }
     while (!consumer_expiry_.empty() && consumer_expiry_.begin()->first <= now) {
       const uint64_t id = consumer_expiry_.begin()->second;
       ConsumerState& c = consumers_.at(id);
-      EndHeld(c, c.held.TakeExpired(now), LeaseEnd::kExpired, d);
+      EndHeld(c, c.held.TakeExpired(now), LeaseEnd::kExpired, now, d);
       IndexConsumer(id, c);
       if (c.turn == 0) TakeTurn(id, c);
     }
@@ -1026,12 +1086,15 @@ void Queue::RunDeferred(Deferred& d, TimePoint now) {
     // A deleted queue's journal drops these (QueueJournal::Deleted).
     if (!d.delivered.empty()) journal_->Delivered(d.delivered);
     if (!d.done.empty()) journal_->Done(d.done);
+    if (!d.retries.empty()) journal_->Retried(d.retries);
   }
   for (auto& cb : d.callbacks) cb();
   for (auto& outbox : d.wakes) outbox->Wake();
-  for (auto& msg : d.dead_letters) {
+  for (auto& [msg, why] : d.dead_letters) {
     Headers headers = msg->headers();
-    headers[std::string(kHeaderDeadLetterReason)] = std::string(kDeadLetterReasonLimit);
+    const auto [death, legacy] = ReasonHeaders(why);
+    headers[std::string(kHeaderDeathReason)] = std::string(death);
+    headers[std::string(kHeaderDeadLetterReason)] = std::string(legacy);
     headers[std::string(kHeaderOriginalQueue)] = config_.name;
     headers[std::string(kHeaderOriginalId)] = std::to_string(msg->id());
     dead_letter_->AcceptDeadLetter(Message::Make(0, msg->payload(), headers), now);
@@ -1047,9 +1110,11 @@ void Queue::RunDeferred(Deferred& d, TimePoint now) {
 void Queue::CarryForward(const std::vector<std::pair<TimePoint, uint64_t>>& keys) {
   std::lock_guard lock(mu_);
   if (deleted_) return;
-  std::vector<const Message*> still;
+  std::vector<std::pair<const Message*, TimePoint>> still;
   for (const auto& key : keys) {
-    if (auto it = delayed_.find(key); it != delayed_.end()) still.push_back(it->second.msg.get());
+    if (auto it = delayed_.find(key); it != delayed_.end()) {
+      still.emplace_back(it->second.msg.get(), key.first);
+    }
   }
   journal_->Carry(still);
 }

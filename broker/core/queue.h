@@ -73,6 +73,10 @@
 namespace basin::core {
 
 // Header names the broker sets on dead letters; `basin-` is reserved for it.
+// basin-death-reason says why (max-deliveries, rejected, expired), as
+// RabbitMQ's x-death does; basin-dead-letter-reason is the older header
+// (delivery_limit, rejected, expired), kept for consumers that read it.
+inline constexpr std::string_view kHeaderDeathReason = "basin-death-reason";
 inline constexpr std::string_view kHeaderDeadLetterReason = "basin-dead-letter-reason";
 inline constexpr std::string_view kHeaderOriginalQueue = "basin-original-queue";
 inline constexpr std::string_view kHeaderOriginalId = "basin-original-id";
@@ -137,9 +141,17 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Sets the lease's expiry to now + duration (capped at max_lease); returns
   // the granted duration.
   Result<Duration> ExtendLease(std::string_view tag, Duration duration, TimePoint now);
-  // Gives a delivery back to the head of the queue; returns true when it was
-  // dead-lettered instead.
-  Result<bool> Release(std::string_view tag, TimePoint now);
+  // What became of a released delivery.
+  struct Released {
+    bool dead_lettered = false;
+    Duration delay{};  // before it is ready again (0: at once)
+  };
+  // Gives a delivery back to the head of the queue, after `delay` (absent:
+  // the queue's retry_backoff for its delivery count; zero: at once) — or,
+  // with `reject`, to the dead-letter queue at once. A delay above kMaxDelay
+  // is kInvalidArgument.
+  Result<Released> Release(std::string_view tag, TimePoint now,
+                           std::optional<Duration> delay = std::nullopt, bool reject = false);
 
   // Returns true if the queue was already closed.
   bool Close(TimePoint now);
@@ -166,9 +178,12 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // consumer does not hold are reported on its outbox.
   void ConsumerAck(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
                    TimePoint now);
-  // Gives the listed deliveries back to the head of the queue.
+  // Gives the listed deliveries back to the head of the queue, after
+  // `delay` as for Release.
   void ConsumerRelease(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
-                       TimePoint now);
+                       TimePoint now, std::optional<Duration> delay = std::nullopt);
+  // Sends the listed deliveries to the dead-letter queue at once.
+  void ConsumerReject(uint64_t consumer, const std::vector<uint64_t>& tags, TimePoint now);
   // Restarts the ack_timeout of the tags and of every held tag <= up_to;
   // unknown tags are reported.
   void ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
@@ -223,15 +238,20 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Work collected under the lock and done after it is released: answering
   // callers, moving dead letters, freeing memory (which may call back into a
   // queue) and asking for a timer.
+  enum class DeathReason : uint8_t { kMaxDeliveries, kRejected, kExpired };
+  // The values of basin-death-reason and basin-dead-letter-reason.
+  static std::pair<std::string_view, std::string_view> ReasonHeaders(DeathReason why);
   struct Deferred {
     std::vector<std::function<void()>> callbacks;
-    std::vector<MessagePtr> dead_letters;
+    std::vector<std::pair<MessagePtr, DeathReason>> dead_letters;
     uint64_t bytes_freed = 0;
     TimePoint schedule = kNever;
     std::vector<std::shared_ptr<ConsumerOutbox>> wakes;
     // For the journal: ids handed out, and ids that left the queue.
     std::vector<uint64_t> delivered;
     std::vector<uint64_t> done;
+    // Retry delays: (id, deliveries, ready time).
+    std::vector<QueueJournal::Retry> retries;
 
     template <typename Callback, typename Value>
     void Answer(Callback&& cb, Value&& v) {
@@ -277,7 +297,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // returns whether any due one is left for the next pass.
   bool PromoteDue(TimePoint now);
   bool OutOfDeliveries(const Message& msg) const;
-  void DeadLetter(MessagePtr msg, Deferred& d);
+  void DeadLetter(MessagePtr msg, DeathReason why, Deferred& d);
+  // How long a message whose lease ended waits before it is ready again.
+  Duration RetryDelay(const Message& msg, std::optional<Duration> asked) const;
   // Durable queues: hands admitted messages (ids set) to the journal and
   // holds them pending until it calls OnCommitted.
   void Journal(PendingBatch batch);
@@ -288,26 +310,33 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   std::vector<Delivery> DeliverBatch(const GetWaiter& g, TimePoint now, Deferred& d);
   void ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d);
   void TakeTurn(uint64_t consumer, ConsumerState& c);
-  void EndConsumers(const Error& why, Deferred& d);
+  void EndConsumers(const Error& why, TimePoint now, Deferred& d);
   // Ends the consumer's listed leases and every one with a tag <= up_to
-  // (kDone or kReleased); tags it does not hold are reported on its outbox.
+  // (`how`: kDone, kReleased or kRejected; `delay` for kReleased); tags it
+  // does not hold are reported on its outbox.
   void EndConsumerLeases(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
-                         bool done, TimePoint now);
+                         LeaseEnd how, TimePoint now, std::optional<Duration> delay = std::nullopt);
   // Takes a consumer (already out of consumers_) out of the rotation, returns
   // what it holds to the head in lease order, and ends its outbox.
-  void ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, Deferred& d);
+  void ReleaseConsumer(uint64_t id, ConsumerState& c, Error why, TimePoint now, Deferred& d);
   // Keeps consumer_expiry_ in step with the consumer's earliest expiry.
   void IndexConsumer(uint64_t id, ConsumerState& c);
   void ServeWaiters(TimePoint now, Deferred& d);
-  void EndLease(uint64_t lease, LeaseEnd how, Deferred& d);
+  // `delay` as for Release, for kReleased; otherwise the backoff applies.
+  LeaseEnd EndLease(uint64_t lease, LeaseEnd how, TimePoint now, Deferred& d,
+                    std::optional<Duration> delay = std::nullopt);
   // Ends deliveries taken from a consumer's holdings (in tag order).
   void EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, LeaseEnd how,
-               Deferred& d);
+               TimePoint now, Deferred& d, std::optional<Duration> delay = std::nullopt);
   // What happens to a message whose delivery ended: done, dead-lettered, or
-  // back to the head of the queue. Returns how it ended.
-  LeaseEnd Settle(MessagePtr msg, LeaseEnd how, Deferred& d);
+  // back to the head of the queue (after a retry delay). Returns how it
+  // ended; `*waits` (optional) gets the retry delay.
+  LeaseEnd Settle(MessagePtr msg, LeaseEnd how, TimePoint now, Deferred& d,
+                  std::optional<Duration> delay = std::nullopt, Duration* waits = nullptr);
   // Back to the head of the ready messages.
   void Requeue(MessagePtr msg);
+  // Back to the head once `at` comes.
+  void RequeueAt(MessagePtr msg, TimePoint at, Deferred& d);
   void FailAllWaiters(const Error& e, Deferred& d);
   Result<void> CheckCanWait(TimePoint now, TimePoint deadline) const;
   void ArmDeadline(Deferred& d);
@@ -333,6 +362,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // together become ready in id (put) order.
   struct DelayedEntry {
     MessagePtr msg;
+    bool to_head = false;  // a retry: back to the head, as an immediate release would
   };
   std::map<std::pair<TimePoint, uint64_t>, DelayedEntry> delayed_;
   uint64_t delayed_bytes_ = 0;

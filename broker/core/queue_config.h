@@ -23,6 +23,10 @@ struct QueueConfig {
   // Kept in the broker's data directory (a journal is attached): survives a
   // restart. See QueueJournal.
   bool durable = false;
+  // How long a message whose lease ended without task_done (expired,
+  // released without a delay of its own) waits before it is ready again:
+  // entry min(deliveries, size) - 1, the last one repeating. Empty: at once.
+  std::vector<Duration> retry_backoff;
 
   bool operator==(const QueueConfig&) const = default;
 };
@@ -40,6 +44,8 @@ inline constexpr size_t kMaxDedupIdBytes = 128;
 // How far ahead a message may be scheduled (deliver_after, deliver_at): a
 // delayed message is kept, and holds its part of the log, until then.
 inline constexpr Duration kMaxDelay = std::chrono::hours(24 * 30);
+// The most entries a queue's retry_backoff may have.
+inline constexpr size_t kMaxRetryBackoff = 32;
 // The most delayed messages one timer pass makes ready: any number may come
 // due at once, and each pass holds the queue's lock.
 inline constexpr size_t kDueBatch = 10'000;

@@ -32,6 +32,12 @@ struct PutKeys {
 
 class QueueJournal {
  public:
+  // A released message that waits before it is ready again.
+  struct Retry {
+    uint64_t id = 0;
+    uint32_t deliveries = 0;  // its hand-outs so far
+    TimePoint at;
+  };
   // With the time the write was answered: the core never reads the clock.
   using Committed = std::function<void(std::optional<Error>, TimePoint now)>;
   virtual ~QueueJournal() = default;
@@ -45,6 +51,9 @@ class QueueJournal {
   // a lost one costs a redelivery, never a message.
   virtual void Delivered(const std::vector<uint64_t>& ids) = 0;
   virtual void Done(const std::vector<uint64_t>& ids) = 0;
+  // Messages given back with a delay (not waited for, like a delivery: a
+  // lost one costs an earlier redelivery).
+  virtual void Retried(const std::vector<Retry>& retries) { (void)retries; }
   virtual void Closed(Committed committed) = 0;
   // Delayed messages whose put records are all that keeps the oldest part of
   // the log, by (ready time, id), for the queue to write again with Carry so
@@ -53,7 +62,10 @@ class QueueJournal {
   virtual std::vector<std::pair<TimePoint, uint64_t>> TakeCarry() { return {}; }
   // Writes the messages' puts again, same ids (called under the queue's lock,
   // as Put: no record about them can come before it). Not waited for.
-  virtual void Carry(const std::vector<const Message*>& messages) { (void)messages; }
+  // `at`: the message's ready time now (a retry's may differ from its put's).
+  virtual void Carry(const std::vector<std::pair<const Message*, TimePoint>>& messages) {
+    (void)messages;
+  }
   // The queue was deleted: write nothing more, and let go of the files now
   // (the Queue may live on in a call that still holds it). Returns once no
   // write of this journal is in progress. Called without the queue's lock (a write in

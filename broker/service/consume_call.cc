@@ -58,7 +58,8 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
     }
     // Each list is worked through under the queue's lock: its length must
     // not be the client's choice. No stream holds more than kMaxPrefetch.
-    for (int size : {req_.acks_size(), req_.releases_size(), req_.extends_size()}) {
+    for (int size :
+         {req_.acks_size(), req_.releases_size(), req_.extends_size(), req_.rejects_size()}) {
       if (static_cast<uint32_t>(size) > kMaxPrefetch) {
         queue_->DetachConsumer(
             id_,
@@ -69,13 +70,29 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
         return;  // no more reads: the stream ends with that error
       }
     }
+    std::optional<core::Duration> release_delay;
+    if (req_.has_release_delay()) {
+      auto d = FromProto(req_.release_delay(), "release_delay");
+      if (d.ok() && d.value() > core::kMaxDelay) {
+        d = core::Error{core::Errc::kInvalidArgument,
+                        "release_delay is longer than the limit of 30 days"};
+      }
+      if (!d.ok()) {
+        queue_->DetachConsumer(id_, d.error(), core::Clock::now());
+        return;  // no more reads: the stream ends with that error
+      }
+      release_delay = d.value();
+    }
     const core::TimePoint now = core::Clock::now();
     if (req_.acks_size() > 0 || req_.ack_up_to() != 0) {
       queue_->ConsumerAck(id_, {req_.acks().begin(), req_.acks().end()}, req_.ack_up_to(), now);
     }
     if (req_.releases_size() > 0 || req_.release_up_to() != 0) {
       queue_->ConsumerRelease(id_, {req_.releases().begin(), req_.releases().end()},
-                              req_.release_up_to(), now);
+                              req_.release_up_to(), now, release_delay);
+    }
+    if (req_.rejects_size() > 0) {
+      queue_->ConsumerReject(id_, {req_.rejects().begin(), req_.rejects().end()}, now);
     }
     if (req_.extends_size() > 0 || req_.extend_up_to() != 0) {
       queue_->ConsumerExtend(id_, {req_.extends().begin(), req_.extends().end()},

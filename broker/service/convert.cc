@@ -200,6 +200,7 @@ void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
   o->set_dead_letter_queue(c.dead_letter_queue);
   o->set_max_bytes(c.max_bytes);
   o->set_durable(c.durable);
+  for (core::Duration d : c.retry_backoff) ToProto(d, o->add_retry_backoff());
   const core::QueueStats s = queue.Stats();
   auto* p = out->mutable_stats();
   p->set_size(s.size);

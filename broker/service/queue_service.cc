@@ -39,9 +39,10 @@ class WaitingCall final : public ServerUnaryReactor {
 
   void OnDone() override {
     if (!delivery_tags_.empty() && ctx_->IsCancelled()) {
-      // The client vanished before the messages reached it: back to the head.
+      // The client vanished before the messages reached it: back to the
+      // head at once (it never had them, so no retry delay).
       for (const std::string& tag : delivery_tags_) {
-        (void)queue_->Release(tag, core::Clock::now());
+        (void)queue_->Release(tag, core::Clock::now(), core::Duration::zero());
       }
     }
     delete this;
@@ -93,6 +94,17 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
   config.dead_letter_queue = o.dead_letter_queue();
   config.max_bytes = o.max_bytes();
   config.durable = o.durable();
+  if (o.retry_backoff_size() > static_cast<int>(core::kMaxRetryBackoff)) {
+    return ReplyError(
+        ctx, core::Error{core::Errc::kInvalidArgument,
+                         "retry_backoff has " + std::to_string(o.retry_backoff_size()) +
+                             " entries; the limit is " + std::to_string(core::kMaxRetryBackoff)});
+  }
+  for (const google::protobuf::Duration& d : o.retry_backoff()) {
+    auto v = FromProto(d, "retry_backoff");
+    if (!v.ok()) return ReplyError(ctx, v.error());
+    config.retry_backoff.push_back(v.value());
+  }
   // Configure creates; any other permission on the queue only attaches to it
   // (multiprocessing-style constructors call CreateQueue to attach).
   Caller caller;
@@ -379,9 +391,19 @@ ServerUnaryReactor* QueueService::Release(CallbackServerContext* ctx, const v1::
   }
   auto queue = broker_->FindQueue(req->queue());
   if (!queue.ok()) return ReplyError(ctx, queue.error());
-  auto released = queue.value()->Release(req->delivery_tag(), core::Clock::now());
+  std::optional<core::Duration> delay;
+  if (req->has_delay()) {
+    auto d = FromProto(req->delay(), "delay");
+    if (!d.ok()) return ReplyError(ctx, d.error());
+    delay = d.value();
+  }
+  auto released =
+      queue.value()->Release(req->delivery_tag(), core::Clock::now(), delay, req->reject());
   if (!released.ok()) return ReplyError(ctx, released.error());
-  resp->set_dead_lettered(released.value());
+  resp->set_dead_lettered(released.value().dead_lettered);
+  if (!released.value().dead_lettered) {
+    ToProto(released.value().delay, resp->mutable_redeliver_after());
+  }
   return Reply(ctx, grpc::Status::OK);
 }
 

@@ -63,7 +63,7 @@ void LogJournal::Restored(const QueueReplay& replay, uint64_t log_end,
     ++chunk->second.live;
   }
   for (const core::MessagePtr& m : messages) {
-    if (m->ready_at() == core::TimePoint{} || m->delivery_count() != 0) continue;
+    if (m->ready_at() == core::TimePoint{}) continue;
     if (auto chunk = ChunkOf(m->id()); chunk != chunks_.end()) {
       chunk->second.delayed.emplace(m->id(), m->ready_at());
       delayed_count_.fetch_add(1, std::memory_order_relaxed);
@@ -145,7 +145,26 @@ std::vector<std::pair<core::TimePoint, uint64_t>> LogJournal::TakeCarry() {
   return std::exchange(carry_, {});
 }
 
-void LogJournal::Carry(const std::vector<const core::Message*>& messages) {
+void LogJournal::Retried(const std::vector<Retry>& retries) {
+  const auto wall_offset = std::chrono::duration_cast<core::Duration>(
+      std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
+  std::vector<CommittedLog::Pending> records;
+  records.reserve(retries.size());
+  for (const Retry& r : retries)
+    records.push_back({Type(QueueRecord::kRetry), EncodeRetry(r, wall_offset)});
+  log_->Append(std::move(records), nullptr);
+  // A retry waiting days must not pin the log either: it may be carried.
+  std::lock_guard lock(mu_);
+  for (const Retry& r : retries) {
+    auto chunk = ChunkOf(r.id);
+    if (chunk != chunks_.end() && chunk->second.delayed.insert_or_assign(r.id, r.at).second) {
+      delayed_count_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void LogJournal::Carry(
+    const std::vector<std::pair<const core::Message*, core::TimePoint>>& messages) {
   if (messages.empty()) return;
   const auto wall_offset = std::chrono::duration_cast<core::Duration>(
       std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
@@ -154,9 +173,10 @@ void LogJournal::Carry(const std::vector<const core::Message*>& messages) {
   Delayed carried;
   {
     std::lock_guard lock(mu_);
-    for (const core::Message* m : messages) {
-      records.push_back({Type(QueueRecord::kPutAttrs), EncodePutAttrs(*m, wall_offset)});
-      carried.emplace_back(m->id(), m->ready_at());
+    for (const auto& [m, at] : messages) {
+      records.push_back(
+          {Type(QueueRecord::kPutAttrs), EncodePutAttrs(*m, wall_offset, at, m->delivery_count())});
+      carried.emplace_back(m->id(), at);
       carrying_.insert(m->id());
     }
   }

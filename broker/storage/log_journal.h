@@ -60,7 +60,9 @@ class LogJournal final : public core::QueueJournal,
   void Closed(Committed committed) override;
   void Deleted() override;
   std::vector<std::pair<core::TimePoint, uint64_t>> TakeCarry() override;
-  void Carry(const std::vector<const core::Message*>& messages) override;
+  void Carry(
+      const std::vector<std::pair<const core::Message*, core::TimePoint>>& messages) override;
+  void Retried(const std::vector<Retry>& retries) override;
 
   // The most delayed messages one carry moves.
   static constexpr size_t kMaxCarry = 1024;

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "broker/storage/varint.h"
 
@@ -16,6 +18,30 @@ namespace {
 constexpr char kVersion = 3;
 constexpr char kNanosecondsVersion = 2;
 constexpr char kMicrosecondsVersion = 1;
+
+// Version 3 options. 1 and 2 are kept for a message TTL and a maximum
+// priority.
+enum class Option : uint64_t { kRetryBackoff = 3 };
+
+uint64_t Nanoseconds(core::Duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+std::optional<std::vector<core::Duration>> DecodeDurations(std::string_view in) {
+  const auto count = GetVarint(in);
+  if (!count || *count > core::kMaxRetryBackoff) return std::nullopt;
+  std::vector<core::Duration> out;
+  for (uint64_t i = 0; i < *count; ++i) {
+    const auto ns = GetVarint(in);
+    if (!ns || *ns > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return std::nullopt;
+    }
+    out.push_back(std::chrono::duration_cast<core::Duration>(
+        std::chrono::nanoseconds(static_cast<int64_t>(*ns))));
+  }
+  if (!in.empty()) return std::nullopt;
+  return out;
+}
 
 }  // namespace
 
@@ -31,7 +57,20 @@ std::string EncodeDefinition(const core::QueueConfig& config) {
   PutVarint(out, config.max_deliveries);
   PutBytes(out, config.dead_letter_queue);
   PutVarint(out, config.max_bytes);
-  PutVarint(out, 0);  // options: none yet
+  // Options, each as (tag, bytes): only those set, so a queue without them
+  // reads the same in every version 3 broker.
+  std::vector<std::pair<Option, std::string>> options;
+  if (!config.retry_backoff.empty()) {
+    std::string value;
+    PutVarint(value, config.retry_backoff.size());
+    for (core::Duration d : config.retry_backoff) PutVarint(value, Nanoseconds(d));
+    options.emplace_back(Option::kRetryBackoff, std::move(value));
+  }
+  PutVarint(out, options.size());
+  for (const auto& [tag, value] : options) {
+    PutVarint(out, static_cast<uint64_t>(tag));
+    PutBytes(out, value);
+  }
   return out;
 }
 
@@ -75,7 +114,10 @@ std::optional<core::QueueConfig> DecodeDefinition(std::string_view in) {
       const auto tag = GetVarint(in);
       const auto value = GetBytes(in);
       if (!tag || !value) return std::nullopt;
-      return std::nullopt;  // no option is known yet
+      if (*tag != static_cast<uint64_t>(Option::kRetryBackoff)) return std::nullopt;
+      auto backoff = DecodeDurations(*value);
+      if (!backoff) return std::nullopt;
+      config.retry_backoff = std::move(*backoff);
     }
   }
   return config;

@@ -25,25 +25,35 @@ std::string EncodePut(const core::Message& message) {
   return out;
 }
 
+namespace {
+
+uint64_t WallNanoseconds(core::TimePoint t, core::Duration wall_offset) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch() + wall_offset)
+          .count());
+}
+
+}  // namespace
+
 std::string EncodePutAttrs(const core::Message& message, core::Duration wall_offset) {
-  const auto wall_ns = [&](core::TimePoint t) {
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch() + wall_offset)
-            .count());
-  };
+  return EncodePutAttrs(message, wall_offset, message.ready_at(), 0);
+}
+
+std::string EncodePutAttrs(const core::Message& message, core::Duration wall_offset,
+                           core::TimePoint ready_at, uint32_t deliveries) {
   std::string attrs;
   uint64_t count = 0;
   const auto put = [&](PutAttr tag) {
     PutVarint(attrs, static_cast<uint8_t>(tag));
     ++count;
   };
-  if (message.ready_at() != core::TimePoint{}) {
+  if (ready_at != core::TimePoint{}) {
     put(PutAttr::kReadyAt);
-    PutVarint(attrs, wall_ns(message.ready_at()));
+    PutVarint(attrs, WallNanoseconds(ready_at, wall_offset));
   }
   if (message.expires_at() != core::kNever) {
     put(PutAttr::kExpiresAt);
-    PutVarint(attrs, wall_ns(message.expires_at()));
+    PutVarint(attrs, WallNanoseconds(message.expires_at(), wall_offset));
   }
   if (message.priority() != 0) {
     put(PutAttr::kPriority);
@@ -53,12 +63,24 @@ std::string EncodePutAttrs(const core::Message& message, core::Duration wall_off
     put(PutAttr::kGroup);
     PutBytes(attrs, message.group());
   }
+  if (deliveries != 0) {
+    put(PutAttr::kDeliveries);
+    PutVarint(attrs, deliveries);
+  }
   std::string out;
   out.reserve(message.bytes() + attrs.size() + 16);
   PutVarint(out, message.id());
   PutVarint(out, count);
   out += attrs;
   message.EncodeTo(out);
+  return out;
+}
+
+std::string EncodeRetry(const core::QueueJournal::Retry& retry, core::Duration wall_offset) {
+  std::string out;
+  PutVarint(out, retry.id);
+  PutVarint(out, retry.deliveries);
+  PutVarint(out, WallNanoseconds(retry.at, wall_offset));
   return out;
 }
 
@@ -125,6 +147,10 @@ std::optional<StoredAttrs> DecodePutAttrs(std::string_view& in) {
         if (*value > UINT8_MAX) return std::nullopt;
         attrs.priority = static_cast<uint8_t>(*value);
         break;
+      case PutAttr::kDeliveries:
+        if (*value > UINT32_MAX) return std::nullopt;
+        attrs.deliveries = static_cast<uint32_t>(*value);
+        break;
       default:
         return std::nullopt;  // a newer broker's: do not guess
     }
@@ -175,8 +201,23 @@ bool QueueReplay::Apply(uint64_t position, uint8_t type, std::string_view body) 
       if (!id || *id == UINT64_MAX) return false;
       auto attrs = DecodePutAttrs(body);
       if (!attrs) return false;
-      live_[*id] = {std::string(body), 0, position, std::move(*attrs)};
+      const uint32_t deliveries = attrs->deliveries;
+      live_[*id] = {std::string(body), deliveries, position, std::move(*attrs)};
       next_id_ = std::max(next_id_, *id + 1);
+      return true;
+    }
+    case QueueRecord::kRetry: {
+      const auto id = GetVarint(body);
+      const auto deliveries = GetVarint(body);
+      const auto at = GetVarint(body);
+      if (!id || !deliveries || !at || *deliveries > UINT32_MAX || *at == 0 ||
+          *at > static_cast<uint64_t>(INT64_MAX) || !body.empty()) {
+        return false;
+      }
+      auto it = live_.find(*id);
+      if (it == live_.end()) return true;  // done, or its put was before a dropped segment
+      it->second.attrs.ready_at = static_cast<int64_t>(*at);
+      it->second.attrs.deliveries = static_cast<uint32_t>(*deliveries);
       return true;
     }
     case QueueRecord::kDelivered:

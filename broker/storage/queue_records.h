@@ -38,15 +38,28 @@ enum class QueueRecord : uint8_t {
   // then the message bytes. Only messages with attributes; the queue's
   // definition is version 3 before the first one is written.
   kPutAttrs = 10,
+  // body: id, its deliveries so far, the wall-clock time it is ready again:
+  // a release with a delay (retry_backoff). Applies while no later
+  // delivery of it is recorded.
+  kRetry = 11,
 };
 
 // The attributes of a kPutAttrs record. Times are wall-clock nanoseconds
 // since the epoch: the log outlives the process and its steady clock.
-enum class PutAttr : uint8_t { kReadyAt = 1, kExpiresAt = 2, kPriority = 3, kGroup = 4 };
+// kDeliveries: hand-outs before this record (a put written again by a
+// carry keeps its count).
+enum class PutAttr : uint8_t {
+  kReadyAt = 1,
+  kExpiresAt = 2,
+  kPriority = 3,
+  kGroup = 4,
+  kDeliveries = 5
+};
 
 struct StoredAttrs {
-  int64_t ready_at = 0;    // 0: ready at once
-  int64_t expires_at = 0;  // 0: never
+  int64_t ready_at = 0;     // 0: ready at once
+  uint32_t deliveries = 0;  // hand-outs when ready_at was set
+  int64_t expires_at = 0;   // 0: never
   uint8_t priority = 0;
   std::string group;
   bool operator==(const StoredAttrs&) const = default;
@@ -58,6 +71,11 @@ std::string EncodePut(const core::Message& message);
 // A kPutAttrs body for a message with attributes; `wall_offset` turns its
 // steady-clock times into wall-clock ones (wall = steady + offset).
 std::string EncodePutAttrs(const core::Message& message, core::Duration wall_offset);
+// The same for a message written again (a carry): ready at `ready_at` (a
+// retry's time may not be its put's), with its deliveries so far.
+std::string EncodePutAttrs(const core::Message& message, core::Duration wall_offset,
+                           core::TimePoint ready_at, uint32_t deliveries);
+std::string EncodeRetry(const core::QueueJournal::Retry& retry, core::Duration wall_offset);
 // Ids of kDelivered and kDone records.
 std::string EncodeIds(const std::vector<uint64_t>& ids);
 std::string EncodeNextId(uint64_t next_id);
@@ -70,6 +88,9 @@ class QueueReplay {
     uint32_t deliveries = 0;
     uint64_t position = 0;  // of its put record
     StoredAttrs attrs;
+    // Ready at attrs.ready_at only while no hand-out after the record that
+    // set it is recorded.
+    bool delayed() const { return attrs.ready_at != 0 && deliveries <= attrs.deliveries; }
   };
 
   // Applies one record from the log; false if its body does not parse (the

@@ -252,7 +252,7 @@ core::Result<QueueStore::Recovered> QueueStore::RecoverQueue(const std::string& 
   };
   for (const auto& [id, live] : replay.live()) {
     core::MessageAttrs attrs;
-    if (live.attrs.ready_at != 0 && steady(live.attrs.ready_at) > steady_now) {
+    if (live.delayed() && steady(live.attrs.ready_at) > steady_now) {
       attrs.ready_at = steady(live.attrs.ready_at);
     }
     if (live.attrs.expires_at != 0) attrs.expires_at = steady(live.attrs.expires_at);

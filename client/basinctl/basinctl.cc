@@ -28,6 +28,8 @@ constexpr char kUsage[] = R"(usage: basinctl [--addr HOST:PORT] [TLS and token f
 Commands:
   create QUEUE [--max-size N] [--visibility-timeout D] [--max-deliveries N]
                [--dead-letter-queue Q] [--max-bytes N] [--durable]
+               [--retry-backoff D,D,...]  waits of a released or expired message
+                                          by delivery count (the last repeats)
   ls                                  list queues
   stat QUEUE [--json]                 settings and counters
   put QUEUE [MSG] [--timeout D]       put MSG, or one message per stdin line
@@ -36,6 +38,10 @@ Commands:
   get QUEUE [--timeout D] [--no-ack]  print one payload (acked unless --no-ack;
                                       then the delivery tag goes to stderr)
   done QUEUE TAG                      task_done a delivery
+  release QUEUE TAG [--delay D | --reject]
+                                      give a delivery back (after D, or the queue's
+                                      retry backoff), or send it to the dead-letter
+                                      queue now
   join QUEUE [--timeout D]            wait until every message is done
   close QUEUE                         end of stream
   rm QUEUE                            delete a queue
@@ -93,6 +99,8 @@ Args Parse(int argc, char** argv) {
                                                           {"max-bytes", true},
                                                           {"timeout", true},
                                                           {"delay", true},
+                                                          {"retry-backoff", true},
+                                                          {"reject", false},
                                                           {"at", true},
                                                           {"json", false},
                                                           {"durable", false},
@@ -263,6 +271,11 @@ void PrintServerInfo(const basin::ServerInfo& info, bool json) {
 
 void PrintStat(const basin::QueueInfo& q, bool json) {
   const auto& s = q.stats;
+  std::string backoff = "[";
+  for (const auto& d : q.options.retry_backoff) {
+    backoff += (backoff.size() > 1 ? "," : "") + std::to_string(d.count());
+  }
+  backoff += "]";
   const std::vector<std::pair<std::string, std::string>> rows = {
       {"name", q.name},
       {"max_size", std::to_string(q.options.max_size)},
@@ -271,6 +284,7 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
       {"max_deliveries", std::to_string(q.options.max_deliveries)},
       {"dead_letter_queue", q.options.dead_letter_queue},
       {"durable", q.options.durable ? "true" : "false"},
+      {"retry_backoff_ms", backoff},
       {"size", std::to_string(s.size)},
       {"bytes", std::to_string(s.bytes)},
       {"full", s.full ? "true" : "false"},
@@ -339,6 +353,14 @@ int Run(const Args& a) {
     o.dead_letter_queue = a.Flag("dead-letter-queue");
     o.max_bytes = ParseCount(a.Flag("max-bytes", "0"));
     o.durable = a.Has("durable");
+    if (a.Has("retry-backoff")) {
+      const std::string list = a.Flag("retry-backoff");
+      for (size_t at = 0; at <= list.size();) {
+        const size_t comma = std::min(list.find(',', at), list.size());
+        o.retry_backoff.push_back(ParseDuration(list.substr(at, comma - at)));
+        at = comma + 1;
+      }
+    }
     client.queue(Need(a, 1, "QUEUE"), o);
   } else if (cmd == "ls") {
     std::printf("%-32s %10s %10s %10s %10s %s\n", "NAME", "SIZE", "MAX_SIZE", "IN_FLIGHT",
@@ -379,6 +401,17 @@ int Run(const Args& a) {
       std::fprintf(stderr, "%s\n", m.delivery_tag().c_str());
     } else {
       q.task_done(m);
+    }
+  } else if (cmd == "release") {
+    auto q = client.queue(Need(a, 1, "QUEUE"));
+    const std::string& tag = Need(a, 2, "TAG");
+    if (a.Has("reject") && a.Has("delay")) throw UsageError{"--delay and --reject: give one"};
+    if (a.Has("reject")) {
+      q.reject(tag);
+    } else if (a.Has("delay")) {
+      q.release(tag, ParseDuration(a.Flag("delay")));
+    } else {
+      q.release(tag);
     }
   } else if (cmd == "done") {
     auto q = client.queue(Need(a, 1, "QUEUE"));

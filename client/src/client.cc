@@ -1,6 +1,7 @@
 #include "basin/client.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "basin/v1/queue.grpc.pb.h"
 #include "connection.h"
@@ -14,14 +15,8 @@ using Clock = std::chrono::steady_clock;
 using detail::Call;
 using std::chrono::milliseconds;
 
-void ToProto(milliseconds d, google::protobuf::Duration* out) {
-  out->set_seconds(d.count() / 1000);
-  out->set_nanos(static_cast<int32_t>(d.count() % 1000) * 1'000'000);
-}
-
-milliseconds FromProto(const google::protobuf::Duration& d) {
-  return milliseconds(d.seconds() * 1000 + d.nanos() / 1'000'000);
-}
+using detail::FromProto;
+using detail::ToProto;
 
 QueueInfo FromProto(const v1::QueueInfo& p) {
   QueueInfo info;
@@ -32,6 +27,8 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   info.options.dead_letter_queue = p.options().dead_letter_queue();
   info.options.max_bytes = p.options().max_bytes();
   info.options.durable = p.options().durable();
+  for (const auto& d : p.options().retry_backoff())
+    info.options.retry_backoff.push_back(FromProto(d));
   const v1::QueueStats& s = p.stats();
   QueueStats& st = info.stats;
   st.size = s.size();
@@ -113,11 +110,33 @@ milliseconds Message::extend(milliseconds d) const {
   return FromProto(resp.lease_duration());
 }
 
-void Message::release() const {
+namespace {
+
+void ReleaseTag(detail::Connection& conn, const std::string& queue, const std::string& tag,
+                std::optional<milliseconds> delay, bool reject) {
   v1::ReleaseRequest req;
-  req.set_queue(queue_);
-  req.set_delivery_tag(delivery_tag_);
-  Call<v1::ReleaseRequest, v1::ReleaseResponse>(*conn_, &v1::QueueService::Stub::Release, req);
+  req.set_queue(queue);
+  req.set_delivery_tag(tag);
+  if (delay) ToProto(*delay, req.mutable_delay());
+  req.set_reject(reject);
+  Call<v1::ReleaseRequest, v1::ReleaseResponse>(conn, &v1::QueueService::Stub::Release, req);
+}
+
+}  // namespace
+
+void Message::release() const { ReleaseTag(*conn_, queue_, delivery_tag_, std::nullopt, false); }
+void Message::release(milliseconds delay) const {
+  ReleaseTag(*conn_, queue_, delivery_tag_, delay, false);
+}
+void Message::reject() const { ReleaseTag(*conn_, queue_, delivery_tag_, std::nullopt, true); }
+void Queue::release(const std::string& delivery_tag) const {
+  ReleaseTag(*conn_, name_, delivery_tag, std::nullopt, false);
+}
+void Queue::release(const std::string& delivery_tag, milliseconds delay) const {
+  ReleaseTag(*conn_, name_, delivery_tag, delay, false);
+}
+void Queue::reject(const std::string& delivery_tag) const {
+  ReleaseTag(*conn_, name_, delivery_tag, std::nullopt, true);
 }
 
 uint64_t Queue::put_until(std::string_view payload, const Headers& headers,
@@ -290,6 +309,7 @@ Queue Client::queue(std::string name, const QueueOptions& options) const {
   o->set_dead_letter_queue(options.dead_letter_queue);
   o->set_max_bytes(options.max_bytes);
   o->set_durable(options.durable);
+  for (milliseconds d : options.retry_backoff) ToProto(d, o->add_retry_backoff());
   Call<v1::CreateQueueRequest, v1::CreateQueueResponse>(*conn_,
                                                         &v1::QueueService::Stub::CreateQueue, req);
   return Queue(conn_, std::move(name));

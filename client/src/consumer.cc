@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "connection.h"
+#include "outgoing.h"
 
 namespace basin {
 namespace detail {
@@ -154,7 +155,10 @@ class ConsumerImpl {
     }
   }
 
-  void Release(const Message& m) { WriteTag(m, &v1::ConsumeRequest::add_releases); }
+  void Release(const Message& m, std::optional<std::chrono::milliseconds> delay = std::nullopt) {
+    WriteTag(m, &v1::ConsumeRequest::add_releases, delay);
+  }
+  void Reject(const Message& m) { WriteTag(m, &v1::ConsumeRequest::add_rejects); }
   void Extend(const Message& m) { WriteTag(m, &v1::ConsumeRequest::add_extends); }
 
   void Flush() {
@@ -229,9 +233,7 @@ class ConsumerImpl {
     start.set_queue(queue_);
     start.set_prefetch(options_.prefetch);
     if (options_.ack_timeout.count() > 0) {
-      start.mutable_ack_timeout()->set_seconds(options_.ack_timeout.count() / 1000);
-      start.mutable_ack_timeout()->set_nanos(
-          static_cast<int32_t>(options_.ack_timeout.count() % 1000) * 1'000'000);
+      detail::ToProto(options_.ack_timeout, start.mutable_ack_timeout());
     }
     stream_->Write(start);
   }
@@ -249,11 +251,13 @@ class ConsumerImpl {
 
   // Sends one request naming the message's tag (a release or an extension)
   // if the message came on the current stream.
-  void WriteTag(const Message& m, void (v1::ConsumeRequest::*add)(uint64_t)) {
+  void WriteTag(const Message& m, void (v1::ConsumeRequest::*add)(uint64_t),
+                std::optional<std::chrono::milliseconds> release_delay = std::nullopt) {
     std::lock_guard lock(mu_);
     if (auto tag = TagLocked(m); tag && writable_) {
       v1::ConsumeRequest req;
       (req.*add)(*tag);
+      if (release_delay) detail::ToProto(*release_delay, req.mutable_release_delay());
       stream_->Write(req);
     }
   }
@@ -294,6 +298,10 @@ Consumer::~Consumer() = default;
 std::optional<Message> Consumer::next() { return impl_->Next(); }
 void Consumer::ack(const Message& m) { impl_->Ack(m); }
 void Consumer::release(const Message& m) { impl_->Release(m); }
+void Consumer::release(const Message& m, std::chrono::milliseconds delay) {
+  impl_->Release(m, delay);
+}
+void Consumer::reject(const Message& m) { impl_->Reject(m); }
 
 void Consumer::run(const std::function<void(const Message&)>& handler) {
   for (;;) {

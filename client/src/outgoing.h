@@ -1,12 +1,24 @@
-// What an OutgoingMessage asks beyond its bytes, written onto the PutRequest
-// (single form) or PutMessage (batch, Produce) that carries it.
+// SDK values as the wire carries them: durations, and what an
+// OutgoingMessage asks beyond its bytes, written onto the PutRequest (single
+// form) or PutMessage (batch, Produce) that carries it.
 #pragma once
+
+#include <google/protobuf/duration.pb.h>
 
 #include <chrono>
 
 #include "basin/client.h"
 
 namespace basin::detail {
+
+inline void ToProto(std::chrono::milliseconds d, google::protobuf::Duration* out) {
+  out->set_seconds(d.count() / 1000);
+  out->set_nanos(static_cast<int32_t>(d.count() % 1000) * 1'000'000);
+}
+
+inline std::chrono::milliseconds FromProto(const google::protobuf::Duration& d) {
+  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1'000'000);
+}
 
 template <typename Proto>
 void ScheduleToProto(const OutgoingMessage& m, Proto* out) {
@@ -20,10 +32,7 @@ void ScheduleToProto(const OutgoingMessage& m, Proto* out) {
     at->set_seconds(whole.count());
     at->set_nanos(static_cast<int32_t>((since_epoch - whole).count()));
   } else if (m.delay > std::chrono::milliseconds(0)) {
-    const auto whole = duration_cast<seconds>(m.delay);
-    auto* after = out->mutable_deliver_after();
-    after->set_seconds(whole.count());
-    after->set_nanos(static_cast<int32_t>(duration_cast<nanoseconds>(m.delay - whole).count()));
+    ToProto(m.delay, out->mutable_deliver_after());
   }
 }
 

@@ -39,6 +39,20 @@ expect_exit 0 c put later past --at 2001-02-03T04:05:06.5+01:00
 expect_exit 2 c put later x --at tomorrow
 expect_exit 2 c put later x --delay 1s --at 2001-02-03T04:05:06Z
 expect_exit 1 c put later x --delay 31d
+expect_exit 0 c create poison
+expect_exit 0 c create retried --retry-backoff 300ms,1s --dead-letter-queue poison
+c stat retried --json | grep -q '"retry_backoff_ms":\[300,1000\]' || fail "stat retry_backoff"
+expect_exit 0 c put retried job
+tag=$(c get retried --no-ack 2>&1 >/dev/null)
+expect_exit 0 c release retried "$tag"
+expect_exit 3 c get retried --timeout 0s
+tag=$(c get retried --timeout 10s --no-ack 2>&1 >/dev/null)
+expect_exit 0 c release retried "$tag" --delay 0s
+tag=$(c get retried --timeout 0s --no-ack 2>&1 >/dev/null)
+expect_exit 0 c release retried "$tag" --reject
+[ "$(c get poison --timeout 5s)" = job ] || fail "rejected message in the dead-letter queue"
+expect_exit 2 c release retried "$tag" --reject --delay 1s
+expect_exit 2 c create bad --retry-backoff 1s,,2s
 
 # Pub/sub: a subscriber prints "topic<TAB>payload"; a bound queue keeps copies.
 sub_out=$(mktemp)

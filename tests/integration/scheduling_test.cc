@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "basin/client.h"
+#include "basin/consumer.h"
 #include "basin/producer.h"
 #include "broker_process.h"
 
@@ -85,6 +86,67 @@ TEST(SchedulingTest, AProducerSendsDelayedMessages) {
     }
   }
   for (int i = 0; i < 100; ++i) EXPECT_EQ(got[static_cast<size_t>(i)], "m" + std::to_string(i));
+}
+
+TEST(SchedulingTest, RetryBackoffReleasesAndRejects) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto dead = client.queue("retry-dead", {});
+  auto q = client.queue("retry", {.dead_letter_queue = "retry-dead",
+                                  .retry_backoff = {milliseconds(200), milliseconds(400)}});
+  EXPECT_EQ(q.info().options.retry_backoff,
+            (std::vector<milliseconds>{milliseconds(200), milliseconds(400)}));
+  q.put("job");
+  Message first = q.get(seconds(5));
+  const auto released_at = std::chrono::steady_clock::now();
+  first.release();  // the backoff's first entry
+  EXPECT_EQ(q.info().stats.delayed, 1u);
+  EXPECT_THROW(q.get_nowait(), Empty);
+  Message second = q.get(seconds(20));
+  EXPECT_GE(std::chrono::steady_clock::now() - released_at, milliseconds(200));
+  EXPECT_EQ(second.delivery_count(), 2u);
+  second.release(milliseconds(0));  // an explicit zero: at once
+  Message third = q.get_nowait();
+  third.reject();
+  EXPECT_EQ(q.info().stats.unfinished, 0u);
+  Message dl = dead.get(seconds(5));
+  EXPECT_EQ(dl.headers().at("basin-death-reason"), "rejected");
+  EXPECT_EQ(dl.payload(), "job");
+}
+
+TEST(SchedulingTest, AConsumerReleasesWithADelayAndRejects) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto dead = client.queue("c-dead", {});
+  auto q = client.queue("c-retry", {.dead_letter_queue = "c-dead"});
+  q.put("later");
+  q.put("poison");
+  Consumer consumer(client, "c-retry", {.prefetch = 10});
+  std::optional<Message> a = consumer.next();
+  std::optional<Message> b = consumer.next();
+  ASSERT_TRUE(a && b);
+  consumer.release(*a, milliseconds(300));
+  consumer.reject(*b);
+  EXPECT_EQ(dead.get(seconds(5)).payload(), "poison");
+  EXPECT_TRUE(WaitFor([&] { return q.info().stats.delayed == 1; }));
+  std::optional<Message> again = consumer.next();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->payload(), "later");
+  EXPECT_EQ(again->delivery_count(), 2u);
+  consumer.ack(*again);
+  consumer.close();
+}
+
+TEST(SchedulingTest, ABadRetryBackoffIsRefused) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  std::vector<milliseconds> too_many(33, milliseconds(1));
+  EXPECT_THROW(client.queue("many", {.retry_backoff = too_many}), InvalidArgument);
+  EXPECT_THROW(client.queue("far", {.retry_backoff = {std::chrono::hours(24 * 31)}}),
+               InvalidArgument);
+  EXPECT_THROW(client.queue("negative", {.retry_backoff = {milliseconds(-1)}}), InvalidArgument);
+  client.queue("fine", {.retry_backoff = {seconds(1)}});
+  EXPECT_THROW(client.queue("fine", {.retry_backoff = {seconds(2)}}), AlreadyExists);
 }
 
 }  // namespace

@@ -82,4 +82,61 @@ def _aio_put_with_delay(address: str) -> None:
         with pytest.raises(basin.Empty):
             await q.get(timeout=0)
         assert sorted([await q.get(timeout=20), await q.get(timeout=20)]) == ["later", "x"]
+        dead = basin.aio.JoinableQueue(unique("aio-dead"), address=address)
+        await dead.attach()  # aio queues are made on first use
+        jq = basin.aio.JoinableQueue(unique("aio-retry"), address=address,
+                                     dead_letter_queue=dead.name, retry_backoff=[0.2])
+        await jq.put("job")
+        m = await jq.get_message(timeout=5)
+        await m.release()
+        assert (await jq.info()).stats.delayed == 1
+        m = await jq.get_message(timeout=20)
+        assert m.delivery_count == 2
+        await m.release(delay=0)
+        m = await jq.get_message(timeout=0)
+        await m.reject()
+        assert await dead.get(timeout=5) == "job"
     asyncio.run(main())
+
+
+def test_retry_backoff_release_delay_and_reject(broker: Any) -> None:
+    dead = basin.JoinableQueue(unique("retry-dead"), address=broker.address)
+    name = unique("retry")
+    q = basin.JoinableQueue(name, address=broker.address, dead_letter_queue=dead.name,
+                            retry_backoff=[0.2, timedelta(milliseconds=400)])
+    assert [d.ToMilliseconds() for d in q.info().options.retry_backoff] == [200, 400]
+    # Attaching with the same backoff agrees; another one is a conflict.
+    basin.JoinableQueue(name, address=broker.address, retry_backoff=[0.2, 0.4])
+    with pytest.raises(basin.AlreadyExists, match="retry_backoff"):
+        basin.JoinableQueue(name, address=broker.address, retry_backoff=[1])
+    q.put("job")
+    m = q.get_message(timeout=5)
+    start = time.monotonic()
+    m.release()  # waits the backoff's first entry
+    assert q.info().stats.delayed == 1
+    m = q.get_message(timeout=20)
+    assert time.monotonic() - start >= 0.2
+    assert m.delivery_count == 2
+    m.release(delay=0)  # at once
+    m = q.get_message(timeout=0)
+    m.reject()
+    dl = dead.get_message(timeout=5)
+    assert dl.headers["basin-death-reason"] == "rejected"
+    dl.task_done()
+    q.join(timeout=5)
+
+
+def test_consumer_release_delay_and_reject(broker: Any) -> None:
+    dead = basin.JoinableQueue(unique("c-dead"), address=broker.address)
+    q = basin.JoinableQueue(unique("c-retry"), address=broker.address,
+                            dead_letter_queue=dead.name)
+    q.put_many(["later", "poison"])
+    with basin.Consumer(q.name, address=broker.address, prefetch=10) as consumer:
+        a = consumer.get(timeout=5)
+        b = consumer.get(timeout=5)
+        a.release(delay=0.3)
+        b.reject()
+        assert dead.get(timeout=5) == "poison"
+        again = consumer.get(timeout=20)
+        assert again.value == "later" and again.delivery_count == 2
+        again.ack()

@@ -194,7 +194,7 @@ TEST(LogJournalTest, ADelayedMessageIsCarriedForwardAndDoesNotPinTheLog) {
       for (const auto& [at, id] : journal->TakeCarry()) {
         EXPECT_EQ(id, delayed->id());
         EXPECT_EQ(at, delayed->ready_at());
-        journal->Carry({delayed.get()});
+        journal->Carry({{delayed.get(), delayed->ready_at()}});
         ++carries;
       }
     }
@@ -230,7 +230,7 @@ TEST(LogJournalTest, ADelayedMessageIsCarriedForwardAndDoesNotPinTheLog) {
       journal->Done({plain->id()});
       for (const auto& [at, id] : journal->TakeCarry()) {
         EXPECT_EQ(id, delayed->id());
-        journal->Carry({recovered.front().get()});
+        journal->Carry({{recovered.front().get(), recovered.front()->ready_at()}});
       }
     }
     settle(*committed);
@@ -275,7 +275,7 @@ TEST(LogJournalTest, ADoneThatRacesACarryLeavesNothingLive) {
     journal->Put({delayed.get()}, {},
                  [&](std::optional<core::Error>, core::TimePoint) { written.set_value(); });
     written.get_future().wait();
-    journal->Carry({delayed.get()});
+    journal->Carry({{delayed.get(), delayed->ready_at()}});
     journal->Done({delayed->id()});  // may come before the carry is written
     std::promise<void> flushed;
     committed->Append({}, [&](const IoError*, uint64_t) { flushed.set_value(); });

@@ -80,6 +80,33 @@ TEST(QueueRecordsTest, PutAttributesRoundTripAndAnUnknownOneIsRefused) {
   EXPECT_FALSE(replay.live().contains(6));
 }
 
+// A retry delay applies while no later hand-out is recorded, whichever
+// order the retry and the delivery it follows were written in.
+TEST(QueueRecordsTest, ARetryHoldsUntilTheNextDelivery) {
+  auto m = core::Message::Make(3, "job", {});
+  const auto apply = [](QueueReplay& r, QueueRecord type, const std::string& body) {
+    EXPECT_TRUE(r.Apply(0, static_cast<uint8_t>(type), body));
+  };
+  const core::QueueJournal::Retry retry{3, 1, core::TimePoint(std::chrono::seconds(50))};
+  const std::string retried = EncodeRetry(retry, std::chrono::seconds(0));
+  for (bool late_delivery : {false, true}) {
+    QueueReplay r;
+    apply(r, QueueRecord::kPut, EncodePut(*m));
+    if (!late_delivery) apply(r, QueueRecord::kDelivered, EncodeIds({3}));
+    apply(r, QueueRecord::kRetry, retried);
+    if (late_delivery) apply(r, QueueRecord::kDelivered, EncodeIds({3}));
+    const QueueReplay::Live& live = r.live().at(3);
+    EXPECT_TRUE(live.delayed()) << late_delivery;
+    EXPECT_EQ(live.attrs.ready_at, 50'000'000'000);
+    apply(r, QueueRecord::kDelivered, EncodeIds({3}));  // handed out again
+    EXPECT_FALSE(r.live().at(3).delayed());
+  }
+  QueueReplay r;
+  apply(r, QueueRecord::kRetry, retried);  // its put is gone: nothing to hold
+  EXPECT_TRUE(r.live().empty());
+  EXPECT_FALSE(r.Apply(0, static_cast<uint8_t>(QueueRecord::kRetry), "\x03"));
+}
+
 TEST(QueueRecordsTest, ALogReplaysIntoTheSameState) {
   testing::TempDir tmp;
   const std::string dir = tmp.Sub("q");
@@ -121,6 +148,7 @@ TEST(QueueDefinitionTest, RoundTripsAndRefusesWhatItCannotRead) {
   c.dead_letter_queue = "orders.dead";
   c.max_bytes = 1 << 20;
   c.durable = true;
+  c.retry_backoff = {std::chrono::seconds(1), std::chrono::milliseconds(1500)};
   const std::string encoded = EncodeDefinition(c);
   EXPECT_EQ(DecodeDefinition(encoded), c);
   EXPECT_FALSE(DecodeDefinition("").has_value());

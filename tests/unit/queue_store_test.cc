@@ -345,6 +345,47 @@ TEST_F(QueueStoreTest, ADelayedMessageComesBackDelayedToTheSameEnd) {
   EXPECT_EQ(messages[1]->payload(), "plain");
 }
 
+// A release's retry delay is written down: after a restart the message
+// still waits out the rest of it, with its delivery count.
+TEST_F(QueueStoreTest, ARetryDelayOutlastsARestart) {
+  core::QueueConfig config = Config("retried");
+  config.retry_backoff = {std::chrono::hours(1)};
+  const core::TimePoint now = core::Clock::now();
+  {
+    auto store = Open();
+    auto journal = store->Create(config);
+    ASSERT_TRUE(journal.ok());
+    core::MemoryBudget memory(0);
+    auto queue = std::make_shared<core::Queue>(config, 1, core::QueueLimits{}, &memory, nullptr,
+                                               nullptr, journal.value());
+    std::promise<void> put;
+    core::WaitId id = 0;
+    queue->Put("job", {}, now, now, &id, [&](core::Result<uint64_t>) { put.set_value(); });
+    put.get_future().wait();
+    std::promise<std::string> got;
+    queue->Get({}, now, now, &id,
+               [&](core::Result<core::Delivery> d) { got.set_value(d.value().tag); });
+    auto released = queue->Release(got.get_future().get(), now);
+    ASSERT_TRUE(released.ok());
+    EXPECT_EQ(released.value().delay, std::chrono::hours(1));
+    // The retry is not waited for: a close after it is, and comes after it.
+    std::promise<void> closed;
+    journal.value()->Closed(
+        [&](std::optional<core::Error>, core::TimePoint) { closed.set_value(); });
+    closed.get_future().wait();
+  }
+  auto store = Open();
+  auto found = store->Recover();
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found.value().size(), 1u);
+  EXPECT_EQ(found.value()[0].config, config);
+  const auto& messages = found.value()[0].messages;
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0]->delivery_count(), 1u);
+  const core::Duration error = messages[0]->ready_at() - (now + std::chrono::hours(1));
+  EXPECT_LT(std::chrono::abs(error), std::chrono::seconds(5));
+}
+
 // A log that is not this broker's to read (a later format) is the log's
 // matter, not the machine's: that queue is skipped with a warning and the
 // others recover.

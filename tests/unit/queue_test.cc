@@ -253,7 +253,7 @@ TEST_F(QueueTest, ReleaseRequeuesAtTheHeadAtOnce) {
   Delivery a = MustGet(*q);
   auto released = q->Release(a.tag, now_);
   ASSERT_TRUE(released.ok());
-  EXPECT_FALSE(released.value());
+  EXPECT_FALSE(released.value().dead_lettered);
   Delivery again = MustGet(*q);
   EXPECT_EQ(again.payload, "a");
   EXPECT_EQ(again.delivery_count, 2u);
@@ -290,7 +290,7 @@ TEST_F(QueueTest, DeadLettersAfterMaxDeliveries) {
   auto q = Make(c);
   Put(*q, "poison", {}, {{"app", "x"}});
   Delivery first = MustGet(*q);
-  EXPECT_FALSE(q->Release(first.tag, now_).value());
+  EXPECT_FALSE(q->Release(first.tag, now_).value().dead_lettered);
   Delivery second = MustGet(*q);
   EXPECT_EQ(second.delivery_count, 2u);
   Advance(*q, seconds(5));  // the second lease expires: limit reached
@@ -321,7 +321,7 @@ TEST_F(QueueTest, DeadLetterIgnoresTheDlqBoundAndClosedState) {
   auto q = Make(c);
   Put(*q, "poison");
   Delivery d = MustGet(*q);
-  EXPECT_TRUE(q->Release(d.tag, now_).value());
+  EXPECT_TRUE(q->Release(d.tag, now_).value().dead_lettered);
   EXPECT_EQ(dlq->Stats().size, 2u);
 }
 
@@ -332,7 +332,7 @@ TEST_F(QueueTest, MaxDeliveriesWithoutDlqDropsTheMessage) {
   auto q = Make(c);
   Put(*q, "poison");
   Delivery d = MustGet(*q);
-  EXPECT_TRUE(q->Release(d.tag, now_).value());
+  EXPECT_TRUE(q->Release(d.tag, now_).value().dead_lettered);
   EXPECT_EQ(q->Stats().unfinished, 0u);
   EXPECT_EQ(q->Stats().total_dead_lettered, 1u);
 }
@@ -916,6 +916,7 @@ TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
   config.max_deliveries = 3;
   config.dead_letter_queue = "random-dlq";
   config.visibility_timeout = seconds(3);
+  config.retry_backoff = {milliseconds(0), milliseconds(700)};
   auto q = Make(config);
   std::mt19937 rng(11);
   std::vector<Delivery> held;
@@ -954,7 +955,9 @@ TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
       case 5:
         if (!held.empty()) {
           const size_t i = rng() % held.size();
-          (void)q->Release(held[i].tag, now_);
+          std::optional<Duration> delay;
+          if (rng() % 2) delay = milliseconds(rng() % 2000);
+          (void)q->Release(held[i].tag, now_, delay, rng() % 10 == 0);
           held.erase(held.begin() + static_cast<long>(i));
         }
         break;

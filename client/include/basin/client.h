@@ -49,6 +49,9 @@ struct QueueOptions {
   std::string dead_letter_queue{};                  // must exist already
   uint64_t max_bytes = 0;                           // 0 = unbounded
   bool durable = false;  // survives a broker restart; needs basind --data-dir
+  // How long a message whose lease ended without task_done waits before it
+  // is ready again, by delivery count (the last entry repeats); empty: at once.
+  std::vector<std::chrono::milliseconds> retry_backoff{};
 };
 
 // One live Consume stream on a queue: "my consumer gets nothing" shows as
@@ -106,8 +109,14 @@ class Message {
   // Moves the lease's expiry to now + d (capped by the broker); returns the
   // time granted. Throws LeaseExpired once the lease has ended.
   std::chrono::milliseconds extend(std::chrono::milliseconds d) const;
-  // Gives the message back to the head of the queue at once (a nack).
+  // Gives the message back to the head of the queue (a nack): after the
+  // queue's retry_backoff, at once without one.
   void release() const;
+  // The same after `delay` (0: at once, whatever the backoff; at most 30 days).
+  void release(std::chrono::milliseconds delay) const;
+  // Sends the message to the dead-letter queue now (dropped without one): a
+  // poison message. Its basin-death-reason header says "rejected".
+  void reject() const;
 
  private:
   friend Message detail::MakeMessage(std::shared_ptr<detail::Connection>, std::string, uint64_t,
@@ -178,6 +187,10 @@ class Queue {
   void task_done(const Message& m) const;
   // Acknowledges by tag alone (as basinctl does for a tag it printed).
   void task_done(const std::string& delivery_tag) const;
+  // Message::release and reject, by tag alone (as basinctl does).
+  void release(const std::string& delivery_tag) const;
+  void release(const std::string& delivery_tag, std::chrono::milliseconds delay) const;
+  void reject(const std::string& delivery_tag) const;
   void join() const;
   void join(Timeout timeout) const;
 

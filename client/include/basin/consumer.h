@@ -75,8 +75,12 @@ class Consumer {
   // throws, and rethrows. Returns once the queue is closed and drained, or
   // after cancel(); throws what next() throws otherwise.
   void run(const std::function<void(const Message&)>& handler);
-  // Gives the message back to the head of the queue at once.
+  // Gives the message back to the head of the queue: after the queue's
+  // retry_backoff (at once without one), or after `delay` (0: at once).
   void release(const Message& m);
+  void release(const Message& m, std::chrono::milliseconds delay);
+  // Sends the message to the dead-letter queue now (a poison message).
+  void reject(const Message& m);
   // Still working on it: its ack_timeout starts again from now.
   void extend(const Message& m);
   // Sends pending acks now.

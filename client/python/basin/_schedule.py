@@ -15,20 +15,37 @@ Delay = Union[float, timedelta]
 When = Union[float, datetime]
 
 
+def seconds_of(delay: Delay, what: str = "delay") -> float:
+    """``delay`` (seconds or a timedelta) as seconds; ValueError when
+    negative or not finite."""
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {delay!r}")
+    return seconds
+
+
+def duration_of(delay: Delay, what: str = "delay") -> duration_pb2.Duration:
+    """``delay`` as a google.protobuf.Duration (checked as seconds_of)."""
+    out = duration_pb2.Duration()
+    out.FromNanoseconds(int(seconds_of(delay, what) * 1e9))
+    return out
+
+
+def release_fields(delay: Optional[Delay]) -> Dict[str, Any]:
+    """ReleaseRequest's delay for ``release(delay=...)``; {} for None (the
+    queue's retry_backoff)."""
+    return {} if delay is None else {"delay": duration_of(delay)}
+
+
 def schedule(delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> Dict[str, Any]:
     """The PutRequest / PutMessage fields for a schedule; {} for none.
     ValueError for both at once, a negative or non-finite delay."""
     if delay is not None and deliver_at is not None:
         raise ValueError("give delay or deliver_at, not both")
     if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
-        if seconds == 0:
+        if seconds_of(delay) == 0:
             return {}
-        after = duration_pb2.Duration()
-        after.FromNanoseconds(int(seconds * 1e9))
-        return {"deliver_after": after}
+        return {"deliver_after": duration_of(delay)}
     if deliver_at is not None:
         # A naive datetime is local time, as datetime.timestamp() reads it.
         epoch = deliver_at.timestamp() if isinstance(deliver_at, datetime) else float(deliver_at)

@@ -35,12 +35,12 @@ import asyncio
 import collections
 import os
 import threading
-from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Sequence, Tuple
 
 import grpc
 
 from . import errors
-from ._schedule import Delay, When, schedule
+from ._schedule import Delay, When, duration_of, release_fields, schedule
 from ._security import Security, open_aio_channel, security_from
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
@@ -138,8 +138,11 @@ class _Awaited:
     async def ack(self) -> None:
         await self._source._afinish(self)
 
-    async def release(self) -> None:
-        await self._source._arelease(self)
+    async def release(self, delay: Optional[Delay] = None) -> None:
+        await self._source._arelease(self, delay)
+
+    async def reject(self) -> None:
+        await self._source._areject(self)
 
     async def extend(self, seconds: Optional[float] = None) -> None:
         await self._source._aextend(self, seconds)
@@ -165,13 +168,15 @@ class Queue:
     def __init__(self, name: str, maxsize: int = 0, *, address: str = DEFAULT_ADDRESS,
                  durable: Optional[bool] = None, visibility_timeout: Optional[float] = None,
                  max_deliveries: Optional[int] = None, dead_letter_queue: Optional[str] = None,
-                 max_bytes: Optional[int] = None, serializer: SerializerSpec = "pickle") -> None:
+                 max_bytes: Optional[int] = None,
+                 retry_backoff: Optional[Sequence[Delay]] = None,
+                 serializer: SerializerSpec = "pickle") -> None:
         self._name = name
         self._address = address
         self._security = security_from()  # the BASIN_* environment (basin._security)
         self._serializer: Serializer = resolve(serializer)
         self._wanted = wanted_settings(maxsize, durable, visibility_timeout, max_deliveries,
-                                       dead_letter_queue, max_bytes)
+                                       dead_letter_queue, max_bytes, retry_backoff)
         self._attached = False
         self._outstanding: Dict[str, AioMessage] = {}
 
@@ -309,10 +314,16 @@ class Queue:
             owner._outstanding.pop(message._tag, None)
         await self._task_done_call(message._tag)
 
-    async def _arelease(self, message: Message) -> None:
+    async def _arelease(self, message: Message, delay: Optional[Delay] = None) -> None:
+        fields = release_fields(delay)
         self._outstanding.pop(message._tag, None)
         await _call(self._queues.Release,
-                    pb.ReleaseRequest(queue=self._name, delivery_tag=message._tag))
+                    pb.ReleaseRequest(queue=self._name, delivery_tag=message._tag, **fields))
+
+    async def _areject(self, message: Message) -> None:
+        self._outstanding.pop(message._tag, None)
+        await _call(self._queues.Release,
+                    pb.ReleaseRequest(queue=self._name, delivery_tag=message._tag, reject=True))
 
     async def _aextend(self, message: Message, seconds: Optional[float]) -> None:
         if seconds is None:
@@ -494,10 +505,16 @@ class Consumer:
             if len(self._acks) >= self._ack_batch:
                 await self.flush()
 
-    async def _arelease(self, message: Message) -> None:
+    async def _arelease(self, message: Message, delay: Optional[Delay] = None) -> None:
+        fields = {} if delay is None else {"release_delay": duration_of(delay)}
         if self._live():
             await self.flush()
-            await self._send(pb.ConsumeRequest(releases=[message._tag]))
+            await self._send(pb.ConsumeRequest(releases=[message._tag], **fields))
+
+    async def _areject(self, message: Message) -> None:
+        if self._live():
+            await self.flush()
+            await self._send(pb.ConsumeRequest(rejects=[message._tag]))
 
     async def _aextend(self, message: Message, seconds: Optional[float]) -> None:
         if seconds is not None:

@@ -38,6 +38,7 @@ import grpc
 from . import errors
 from ._connection import (DEFAULT_ADDRESS, RETRY_PAUSE_FIRST, RETRY_PAUSE_MAX, Connection,
                           clamp_timeout, default_connection, duration)
+from ._schedule import Delay, duration_of
 from .message import ColumnMessage, Message, from_columns
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -343,11 +344,18 @@ class Consumer:
         if len(pending) >= self._ack_batch or self._waiting:
             self.flush()
 
-    def _release(self, message: Message) -> None:
+    def _release(self, message: Message, delay: Optional[Delay] = None) -> None:
+        fields = {} if delay is None else {"release_delay": duration_of(delay)}
         stream = self._current(message)
         if stream is not None:
             self.flush()
-            stream.requests.put(pb.ConsumeRequest(releases=[message._tag]))
+            stream.requests.put(pb.ConsumeRequest(releases=[message._tag], **fields))
+
+    def _reject(self, message: Message) -> None:
+        stream = self._current(message)
+        if stream is not None:
+            self.flush()
+            stream.requests.put(pb.ConsumeRequest(rejects=[message._tag]))
 
     def _extend(self, message: Message, seconds: Optional[float]) -> None:
         if seconds is not None:
@@ -494,9 +502,11 @@ class MessageBatch:
         """Finishes every message of the batch (sent with the consumer's acks)."""
         self._consumer._ack_tags(self._stream, self._tags())
 
-    def release(self) -> None:
-        """Gives every message of the batch back to the head of the queue."""
+    def release(self, delay: Optional[Delay] = None) -> None:
+        """Gives every message of the batch back to the head of the queue
+        (after ``delay``, or the queue's retry_backoff, as Message.release)."""
+        fields = {} if delay is None else {"release_delay": duration_of(delay)}
         c = self._consumer
         if self._stream == c._stream_number and c._ended is None and c._stream is not None:
             c.flush()
-            c._stream.requests.put(pb.ConsumeRequest(releases=list(self._tags())))
+            c._stream.requests.put(pb.ConsumeRequest(releases=list(self._tags()), **fields))

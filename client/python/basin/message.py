@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import count, repeat
 from typing import Any, Dict, List, Optional, Type, TypeVar
 
+from ._schedule import Delay
 from .serializers import Serializer
 
 __all__ = ["Message", "ColumnMessage", "Shared", "from_columns"]
@@ -75,9 +76,16 @@ class Message:
         """Finishes the message (TaskDone / ack)."""
         self._source._finish(self)
 
-    def release(self) -> None:
-        """Gives the message back to the head of the queue at once (a nack)."""
-        self._source._release(self)
+    def release(self, delay: Optional[Delay] = None) -> None:
+        """Gives the message back to the head of the queue (a nack): after the
+        queue's ``retry_backoff`` (at once without one), or after ``delay``
+        (seconds or a timedelta; 0: at once)."""
+        self._source._release(self, delay)
+
+    def reject(self) -> None:
+        """Sends the message to the dead-letter queue now (dropped without
+        one): a poison message. Its ``basin-death-reason`` is "rejected"."""
+        self._source._reject(self)
 
     def extend(self, seconds: Optional[float] = None) -> None:
         """Still working on it: the lease (or ack_timeout) starts again."""

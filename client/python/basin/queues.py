@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import grpc
 
 from . import errors
 from ._connection import DEFAULT_ADDRESS, Connection, default_connection, duration
-from ._schedule import Delay, When, schedule
+from ._schedule import Delay, When, duration_of, release_fields, schedule, seconds_of
 from .message import Message
 from .serializers import Serializer, SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -42,7 +42,8 @@ def _seconds(d: Any) -> float:
 def wanted_settings(maxsize: int, durable: Optional[bool],
                     visibility_timeout: Optional[float], max_deliveries: Optional[int],
                     dead_letter_queue: Optional[str],
-                    max_bytes: Optional[int]) -> Dict[str, Any]:
+                    max_bytes: Optional[int],
+                    retry_backoff: Optional[Sequence[Delay]] = None) -> Dict[str, Any]:
     """The settings given explicitly (the others never conflict)."""
     wanted: Dict[str, Any] = {}
     if maxsize > 0:
@@ -59,6 +60,8 @@ def wanted_settings(maxsize: int, durable: Optional[bool],
         wanted["dead_letter_queue"] = dead_letter_queue
     if max_bytes is not None:
         wanted["max_bytes"] = int(max_bytes)
+    if retry_backoff is not None:
+        wanted["retry_backoff"] = [round(seconds_of(d, "retry_backoff"), 3) for d in retry_backoff]
     return wanted
 
 
@@ -70,6 +73,8 @@ def create_request(name: str, wanted: Dict[str, Any]) -> pb.CreateQueueRequest:
                               durable=wanted.get("durable", False))
     if "visibility_timeout" in wanted:
         options.visibility_timeout.CopyFrom(duration(wanted["visibility_timeout"]))
+    for d in wanted.get("retry_backoff", []):
+        options.retry_backoff.append(duration_of(d))
     return pb.CreateQueueRequest(name=name, max_size=wanted.get("maxsize", 0), options=options)
 
 
@@ -82,6 +87,7 @@ def check_settings(name: str, info: Any, wanted: Dict[str, Any]) -> None:
         "max_deliveries": int(info.options.max_deliveries),
         "dead_letter_queue": info.options.dead_letter_queue,
         "max_bytes": int(info.options.max_bytes),
+        "retry_backoff": [round(_seconds(d), 3) for d in info.options.retry_backoff],
     }
     differ = [f"{k}={have[k]!r} (asked for {v!r})" for k, v in wanted.items()
               if (abs(have[k] - v) > 1e-3 if k == "visibility_timeout" else have[k] != v)]
@@ -101,7 +107,9 @@ class Queue:
     Arguments beyond the standard library's ``maxsize`` (``<= 0``:
     unbounded) are keyword-only: ``address`` (``host:port``), the queue's
     settings (``durable``, ``visibility_timeout`` seconds, ``max_deliveries``,
-    ``dead_letter_queue``, ``max_bytes``), ``serializer`` ("pickle", "json",
+    ``dead_letter_queue``, ``max_bytes``, ``retry_backoff``: a list of
+    seconds or timedeltas a released or expired message waits before it is
+    ready again, by delivery count, the last repeating), ``serializer`` ("pickle", "json",
     "bytes" or a ``(dumps, loads)`` pair) and ``client`` (a
     :class:`basin.Client` whose connection to share).
     """
@@ -111,8 +119,9 @@ class Queue:
     def __init__(self, name: str, maxsize: int = 0, *, address: str = DEFAULT_ADDRESS,
                  durable: Optional[bool] = None, visibility_timeout: Optional[float] = None,
                  max_deliveries: Optional[int] = None, dead_letter_queue: Optional[str] = None,
-                 max_bytes: Optional[int] = None, serializer: SerializerSpec = "pickle",
-                 client: Any = None) -> None:
+                 max_bytes: Optional[int] = None,
+                 retry_backoff: Optional[Sequence[Delay]] = None,
+                 serializer: SerializerSpec = "pickle", client: Any = None) -> None:
         self._name = name
         self._conn: Connection = client._conn if client is not None else default_connection(
             address)
@@ -125,15 +134,16 @@ class Queue:
         # (tag -> Message): task_done() without an argument finishes the first.
         self._outstanding: Dict[str, Message] = {}
         self._attach(maxsize, durable, visibility_timeout, max_deliveries, dead_letter_queue,
-                     max_bytes)
+                     max_bytes, retry_backoff)
 
     # -- attaching -------------------------------------------------------
 
     def _attach(self, maxsize: int, durable: Optional[bool],
                 visibility_timeout: Optional[float], max_deliveries: Optional[int],
-                dead_letter_queue: Optional[str], max_bytes: Optional[int]) -> None:
+                dead_letter_queue: Optional[str], max_bytes: Optional[int],
+                retry_backoff: Optional[Sequence[Delay]]) -> None:
         wanted = wanted_settings(maxsize, durable, visibility_timeout, max_deliveries,
-                                 dead_letter_queue, max_bytes)
+                                 dead_letter_queue, max_bytes, retry_backoff)
         try:
             info = self._info()
         except errors.NotFound:
@@ -307,10 +317,17 @@ class Queue:
         self._conn.call(self._conn.queues.TaskDone,
                         pb.TaskDoneRequest(queue=self._name, delivery_tag=message._tag))
 
-    def _release(self, message: Message) -> None:
+    def _release(self, message: Message, delay: Optional[Delay] = None) -> None:
+        fields = release_fields(delay)
         _forget(message)
         self._conn.call(self._conn.queues.Release,
-                        pb.ReleaseRequest(queue=self._name, delivery_tag=message._tag))
+                        pb.ReleaseRequest(queue=self._name, delivery_tag=message._tag, **fields))
+
+    def _reject(self, message: Message) -> None:
+        _forget(message)
+        self._conn.call(self._conn.queues.Release,
+                        pb.ReleaseRequest(queue=self._name, delivery_tag=message._tag,
+                                          reject=True))
 
     def _extend(self, message: Message, seconds: Optional[float]) -> None:
         request = pb.ExtendLeaseRequest(queue=self._name, delivery_tag=message._tag)
