@@ -129,6 +129,13 @@ class Message {
   TimePoint expires_at() const;
   uint8_t priority() const { return has_attrs() ? stored_attrs().priority : 0; }
   std::string_view group() const;
+  // Where the queue keeps a message with attributes (a HoleDeque position),
+  // so it can take it out of the middle; changed under the queue's lock
+  // only, and never read through a MessageRef.
+  uint64_t slot() const { return has_attrs() ? stored_attrs().slot : 0; }
+  void set_slot(uint64_t slot) {
+    if (has_attrs()) reinterpret_cast<StoredAttrs*>(this + 1)->slot = slot;
+  }
 
  private:
   friend struct MessageDeleter;
@@ -138,6 +145,7 @@ class Message {
   struct StoredAttrs {
     int64_t ready_at;    // steady clock, ns since its epoch
     int64_t expires_at;  // INT64_MAX: never
+    uint64_t slot;       // see slot()
     uint16_t group_len;
     uint8_t priority;
   };

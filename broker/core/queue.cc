@@ -13,6 +13,7 @@ Queue::Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, Memor
       scheduler_(scheduler),
       dead_letter_(std::move(dead_letter)),
       journal_(std::move(journal)),
+      ready_(config_.max_priority),
       leases_(incarnation),
       waiters_(limits.max_waiters),
       index_(limits) {}
@@ -20,7 +21,7 @@ Queue::Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, Memor
 Queue::~Queue() {
   // What the queue still holds is released from the broker's budget.
   uint64_t bytes =
-      ready_bytes_ + delayed_bytes_ + pending_.bytes() + leases_.bytes() + index_charged_;
+      ready_.bytes() + delayed_bytes_ + pending_.bytes() + leases_.bytes() + index_charged_;
   for (auto& [id, consumer] : consumers_) {
     bytes += consumer.held.bytes();
     consumer.outbox->End(Error{Errc::kQueueDeleted, Describe() + " is gone"});
@@ -50,7 +51,7 @@ Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count,
     return Room::kFull;
   }
   if (count != 0 && config_.max_bytes != 0 &&
-      ready_bytes_ + pending_.room_bytes() + bytes > config_.max_bytes) {
+      ready_.bytes() + pending_.room_bytes() + bytes > config_.max_bytes) {
     return Room::kFull;
   }
   const uint64_t charge = bytes + keys + later;
@@ -98,8 +99,7 @@ void Queue::Arrive(MessagePtr msg, TimePoint now) {
     delayed_.emplace(std::pair(at, id), DelayedEntry{std::move(msg)});
     return;
   }
-  ready_bytes_ += msg->bytes();
-  ready_.push_back(std::move(msg));
+  ready_.PushBack(std::move(msg));
 }
 
 bool Queue::PromoteDue(TimePoint now) {
@@ -118,8 +118,7 @@ bool Queue::PromoteDue(TimePoint now) {
       to_head.push_back(std::move(msg));
       continue;
     }
-    ready_bytes_ += msg->bytes();
-    ready_.push_back(std::move(msg));
+    ready_.PushBack(std::move(msg));
   }
   for (auto it = to_head.rbegin(); it != to_head.rend(); ++it) Requeue(std::move(*it));
   return !delayed_.empty() && delayed_.begin()->first.first <= now;
@@ -214,9 +213,7 @@ void Queue::RecordBinding(const std::string& pattern, bool bound) {
 }
 
 MessagePtr Queue::TakeReady(Deferred& d) {
-  MessagePtr msg = std::move(ready_.front());
-  ready_.pop_front();
-  ready_bytes_ -= msg->bytes();
+  MessagePtr msg = ready_.PopBest();
   msg->add_delivery();
   if (journal_ != nullptr) d.delivered.push_back(msg->id());
   ++total_delivered_;
@@ -469,8 +466,8 @@ std::vector<Delivery> Queue::DeliverBatch(const GetWaiter& g, TimePoint now, Def
   std::vector<Delivery> out;
   uint64_t bytes = 0;
   while (!ready_.empty() && out.size() < g.max_messages &&
-         (out.empty() || bytes + ready_.front()->bytes() <= g.max_bytes)) {
-    bytes += ready_.front()->bytes();
+         (out.empty() || bytes + ready_.Best()->bytes() <= g.max_bytes)) {
+    bytes += ready_.Best()->bytes();
     out.push_back(Deliver(g.visibility, now, d));
   }
   return out;
@@ -614,8 +611,7 @@ Duration Queue::RetryDelay(const Message& msg, std::optional<Duration> asked) co
 }
 
 void Queue::Requeue(MessagePtr msg) {
-  ready_bytes_ += msg->bytes();
-  ready_.push_front(std::move(msg));  // requeues ignore max_size: the message was accepted
+  ready_.PushFront(std::move(msg));  // requeues ignore max_size: the message was accepted
 }
 
 void Queue::RequeueAt(MessagePtr msg, TimePoint at, Deferred& d) {
@@ -748,9 +744,8 @@ uint64_t Queue::Delete() {
     }
     dropped += ready_.size() + delayed_.size();
     d.retries.clear();
-    d.bytes_freed += ready_bytes_ + delayed_bytes_;
-    ready_.clear();
-    ready_bytes_ = 0;
+    d.bytes_freed += ready_.bytes() + delayed_bytes_;
+    ready_.Clear();
     delayed_.clear();
     delayed_bytes_ = 0;
     d.delivered.clear();
@@ -978,7 +973,7 @@ QueueStats Queue::Stats() const {
   std::lock_guard lock(mu_);
   QueueStats s;
   s.size = ready_.size();
-  s.bytes = ready_bytes_;
+  s.bytes = ready_.bytes();
   s.full = config_.max_size != 0 && ready_.size() >= config_.max_size;
   s.empty = ready_.empty();
   s.in_flight = InFlight();
@@ -1003,7 +998,7 @@ QueueStats Queue::Stats() const {
 uint64_t Queue::AccountedBytes() const {
   std::lock_guard lock(mu_);
   uint64_t total = index_.bytes() + leases_.bytes();
-  for (const MessagePtr& m : ready_) total += m->bytes();
+  ready_.ForEach([&](const Message& m) { total += m.bytes(); });
   for (const auto& [key, entry] : delayed_) total += entry.msg->bytes();
   total += pending_.bytes();
   for (const auto& [id, c] : consumers_) total += c.held.bytes();

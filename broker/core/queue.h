@@ -67,6 +67,7 @@
 #include "broker/core/queue_config.h"
 #include "broker/core/queue_journal.h"
 #include "broker/core/queue_types.h"
+#include "broker/core/ready_list.h"
 #include "broker/core/time.h"
 #include "broker/core/waiter_set.h"
 
@@ -356,8 +357,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   const std::shared_ptr<QueueJournal> journal_;
 
   mutable RankedMutex<LockRank::kQueue> mu_;
-  std::deque<MessagePtr> ready_;
-  uint64_t ready_bytes_ = 0;
+  ReadyList ready_;
   // Messages not ready before their time, by (ready time, id): those due
   // together become ready in id (put) order.
   struct DelayedEntry {

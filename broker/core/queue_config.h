@@ -27,6 +27,12 @@ struct QueueConfig {
   // released without a delay of its own) waits before it is ready again:
   // entry min(deliveries, size) - 1, the last one repeating. Empty: at once.
   std::vector<Duration> retry_backoff;
+  // Priority levels above 0 (RabbitMQ's x-max-priority): 0 = none, at most
+  // kMaxPriority. A message's priority is capped at it.
+  uint8_t max_priority = 0;
+  // How long after its put a message expires unless it says otherwise
+  // (MessageAttrs::expires_at); 0 = never.
+  Duration message_ttl{};
 
   bool operator==(const QueueConfig&) const = default;
 };
@@ -44,6 +50,12 @@ inline constexpr size_t kMaxDedupIdBytes = 128;
 // How far ahead a message may be scheduled (deliver_after, deliver_at): a
 // delayed message is kept, and holds its part of the log, until then.
 inline constexpr Duration kMaxDelay = std::chrono::hours(24 * 30);
+// The highest priority (and max_priority) there is.
+inline constexpr uint8_t kMaxPriority = 10;
+// The longest a message may live (message_ttl, expires_after).
+inline constexpr Duration kMaxTtl = std::chrono::hours(24 * 365);
+// The longest ordering group name.
+inline constexpr size_t kMaxGroupBytes = 128;
 // The most entries a queue's retry_backoff may have.
 inline constexpr size_t kMaxRetryBackoff = 32;
 // The most delayed messages one timer pass makes ready: any number may come
