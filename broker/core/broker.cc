@@ -67,6 +67,19 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config, bool may_create)
                 std::chrono::duration_cast<std::chrono::seconds>(limits_.max_lease).count()) +
             " s"};
   }
+  if (config.max_priority > kMaxPriority) {
+    return Error{Errc::kInvalidArgument, "max_priority " + std::to_string(config.max_priority) +
+                                             " is above the limit of " +
+                                             std::to_string(kMaxPriority)};
+  }
+  if (config.message_ttl < Duration::zero()) {
+    return Error{Errc::kInvalidTimeout, "message_ttl must not be negative"};
+  }
+  if (config.message_ttl > kMaxTtl) {
+    return Error{Errc::kInvalidArgument, "message_ttl is longer than the limit of " +
+                                             std::to_string(kMaxTtl / std::chrono::hours(24)) +
+                                             " days"};
+  }
   if (config.retry_backoff.size() > kMaxRetryBackoff) {
     return Error{Errc::kInvalidArgument,
                  "retry_backoff has " + std::to_string(config.retry_backoff.size()) +

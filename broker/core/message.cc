@@ -71,6 +71,7 @@ MessagePtr Message::Allocate(uint64_t id, const MessageAttrs& attrs, uint64_t re
     stored->ready_at = attrs.ready_at.time_since_epoch().count();
     stored->expires_at = attrs.expires_at.time_since_epoch().count();
     stored->slot = 0;
+    stored->place = 0;
     stored->group_len = static_cast<uint16_t>(attrs.group.size());
     stored->priority = attrs.priority;
     if (!attrs.group.empty()) {

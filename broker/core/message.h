@@ -134,7 +134,16 @@ class Message {
   // only, and never read through a MessageRef.
   uint64_t slot() const { return has_attrs() ? stored_attrs().slot : 0; }
   void set_slot(uint64_t slot) {
-    if (has_attrs()) reinterpret_cast<StoredAttrs*>(this + 1)->slot = slot;
+    if (has_attrs()) mutable_attrs().slot = slot;
+  }
+  // The queue's note of which of its structures holds the message (with
+  // attributes only; 0 otherwise), and a retry's ready time: the same rules.
+  uint8_t place() const { return has_attrs() ? stored_attrs().place : 0; }
+  void set_place(uint8_t place) {
+    if (has_attrs()) mutable_attrs().place = place;
+  }
+  void set_ready_at(TimePoint at) {
+    if (has_attrs()) mutable_attrs().ready_at = at.time_since_epoch().count();
   }
 
  private:
@@ -148,6 +157,7 @@ class Message {
     uint64_t slot;       // see slot()
     uint16_t group_len;
     uint8_t priority;
+    uint8_t place;  // see place()
   };
   // headers_len_'s top bit: the message has a trailer. Messages are far
   // below 2 GiB (--max-message-bytes), so the bit is free.
@@ -159,6 +169,7 @@ class Message {
   const StoredAttrs& stored_attrs() const {
     return *reinterpret_cast<const StoredAttrs*>(this + 1);
   }
+  StoredAttrs& mutable_attrs() { return *reinterpret_cast<StoredAttrs*>(this + 1); }
   size_t attrs_len() const {
     return has_attrs() ? sizeof(StoredAttrs) + stored_attrs().group_len : 0;
   }

@@ -95,11 +95,64 @@ uint64_t Queue::Enqueue(MessagePtr msg, TimePoint now) {
 void Queue::Arrive(MessagePtr msg, TimePoint now) {
   if (const TimePoint at = msg->ready_at(); at > now) {
     delayed_bytes_ += msg->bytes();
+    Track(*msg, kInDelayed);
     const uint64_t id = msg->id();
     delayed_.emplace(std::pair(at, id), DelayedEntry{std::move(msg)});
     return;
   }
+  Track(*msg, kInReady);
   ready_.PushBack(std::move(msg));
+}
+
+void Queue::Track(Message& msg, Place place) {
+  if (msg.expires_at() == kNever) return;
+  msg.set_place(place);
+  expiry_.emplace(std::pair(msg.expires_at(), msg.id()), &msg);
+}
+
+void Queue::Untrack(Message& msg) {
+  if (msg.expires_at() == kNever) return;
+  msg.set_place(kOut);
+  expiry_.erase({msg.expires_at(), msg.id()});
+}
+
+bool Queue::ExpireTtl(TimePoint now, Deferred& d) {
+  for (size_t n = 0; n < kDueBatch; ++n) {
+    auto first = expiry_.begin();
+    if (first == expiry_.end() || first->first.first > now) return false;
+    Message& m = *first->second;
+    expiry_.erase(first);
+    MessagePtr msg;
+    if (m.place() == kInReady) {
+      msg = ready_.Remove(m);
+    } else if (auto it = delayed_.find({m.ready_at(), m.id()}); it != delayed_.end()) {
+      msg = std::move(it->second.msg);
+      delayed_.erase(it);
+      delayed_bytes_ -= msg->bytes();
+    }
+    if (msg == nullptr) continue;  // not where it said: nothing to expire
+    msg->set_place(kOut);
+    DeadLetter(std::move(msg), DeathReason::kExpired, d);
+  }
+  return !expiry_.empty() && expiry_.begin()->first.first <= now;
+}
+
+bool Queue::HasReady(TimePoint now, Deferred& d) {
+  for (size_t n = 0; n < kDueBatch; ++n) {
+    const Message* best = ready_.Best();
+    if (best == nullptr || best->expires_at() > now) return best != nullptr;
+    MessagePtr msg = ready_.PopBest();
+    Untrack(*msg);
+    DeadLetter(std::move(msg), DeathReason::kExpired, d);
+  }
+  return false;  // the timer takes the rest
+}
+
+MessageAttrs Queue::WithDefaults(MessageAttrs attrs, TimePoint now) const {
+  if (attrs.expires_at == kNever && config_.message_ttl > Duration::zero()) {
+    attrs.expires_at = AddSaturating(now, config_.message_ttl);
+  }
+  return attrs;
 }
 
 bool Queue::PromoteDue(TimePoint now) {
@@ -114,6 +167,7 @@ bool Queue::PromoteDue(TimePoint now) {
     delayed_.erase(first);
     delayed_bytes_ -= msg->bytes();
     // Ready now, whatever the queue's bound: it was admitted when it was put.
+    msg->set_place(kInReady);
     if (head) {
       to_head.push_back(std::move(msg));
       continue;
@@ -197,6 +251,10 @@ void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool clo
     for (MessagePtr& m : messages) {
       memory_->ForceReserve(m->bytes());
       ++total_put_;
+      if (m->expires_at() <= now) {
+        DeadLetter(std::move(m), DeathReason::kExpired, d);
+        continue;
+      }
       if (OutOfDeliveries(*m)) {
         DeadLetter(std::move(m), DeathReason::kMaxDeliveries, d);
         continue;
@@ -214,6 +272,7 @@ void Queue::RecordBinding(const std::string& pattern, bool bound) {
 
 MessagePtr Queue::TakeReady(Deferred& d) {
   MessagePtr msg = ready_.PopBest();
+  Untrack(*msg);
   msg->add_delivery();
   if (journal_ != nullptr) d.delivered.push_back(msg->id());
   ++total_delivered_;
@@ -243,7 +302,7 @@ void Queue::ServeWaiters(TimePoint now, Deferred& d) {
       waiters_.PopPutter();
       progressed = true;
     }
-    while (!getters.empty() && !ready_.empty()) {
+    while (!getters.empty() && HasReady(now, d)) {
       GetWaiter& g = getters.begin()->second;
       if (g.consumer != 0) {
         ServeConsumer(g.consumer, now, d);
@@ -339,7 +398,7 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
   size_t count = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Headers& headers = batch[i].headers != nullptr ? *batch[i].headers : kNoHeaders;
-    MessageAttrs attrs = batch[i].attrs;
+    MessageAttrs attrs = WithDefaults(batch[i].attrs, now);
     Result<uint64_t> valid =
         batch[i].invalid ? Result<uint64_t>(*batch[i].invalid) : CheckAttrs(attrs, now);
     if (valid.ok()) {
@@ -425,6 +484,30 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
 }
 
 Result<uint64_t> Queue::CheckAttrs(MessageAttrs& attrs, TimePoint now) const {
+  if (attrs.priority > kMaxPriority) {
+    return Error{Errc::kInvalidArgument, "priority " + std::to_string(attrs.priority) +
+                                             " is above the limit of " +
+                                             std::to_string(kMaxPriority)};
+  }
+  // Above the queue's levels it counts as the highest (RabbitMQ's rule);
+  // kept as asked, so a dead letter keeps it for its next queue.
+  if (attrs.group.size() > kMaxGroupBytes) {
+    return Error{Errc::kInvalidArgument, "group of " + std::to_string(attrs.group.size()) +
+                                             " bytes is longer than the limit of " +
+                                             std::to_string(kMaxGroupBytes)};
+  }
+  if (attrs.expires_at != kNever) {
+    if (attrs.expires_at - now > kMaxTtl) {
+      return Error{Errc::kInvalidArgument, "a time to live longer than " +
+                                               std::to_string(kMaxTtl / std::chrono::hours(24)) +
+                                               " days (the limit)"};
+    }
+    if (attrs.expires_at <= std::max(now, attrs.ready_at)) {
+      return Error{Errc::kInvalidArgument,
+                   "the message would expire before it is ready (its time to live must end "
+                   "after its delay)"};
+    }
+  }
   if (attrs.ready_at <= now) {
     attrs.ready_at = {};  // due already: no delay to keep
   } else if (attrs.ready_at - now > kMaxDelay) {
@@ -465,7 +548,7 @@ void Queue::Get(Duration visibility, TimePoint now, TimePoint deadline, WaitId* 
 std::vector<Delivery> Queue::DeliverBatch(const GetWaiter& g, TimePoint now, Deferred& d) {
   std::vector<Delivery> out;
   uint64_t bytes = 0;
-  while (!ready_.empty() && out.size() < g.max_messages &&
+  while (HasReady(now, d) && out.size() < g.max_messages &&
          (out.empty() || bytes + ready_.Best()->bytes() <= g.max_bytes)) {
     bytes += ready_.Best()->bytes();
     out.push_back(Deliver(g.visibility, now, d));
@@ -488,7 +571,7 @@ void Queue::GetBatch(size_t max_messages, uint64_t max_bytes, Duration visibilit
       // Draining: what is ready stays for the next start (a durable queue)
       // rather than go to a consumer the exit may cut off mid-task.
       d.Answer(std::move(g.cb), Error{Errc::kShutdown, "broker is shutting down"});
-    } else if (!deleted_ && !ready_.empty() && waiters_.getters().empty()) {
+    } else if (!deleted_ && waiters_.getters().empty() && HasReady(now, d)) {
       d.Answer(std::move(g.cb), Result<std::vector<Delivery>>(DeliverBatch(g, now, d)));
       ServeWaiters(now, d);  // the freed slots may admit blocked putters
     } else if (auto can = CheckCanWait(now, deadline); !can.ok()) {
@@ -587,6 +670,11 @@ Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, TimePoint now, Defer
     DeadLetter(std::move(msg), DeathReason::kRejected, d);
     return how;
   }
+  // A message that expired while it was out expires when it comes back.
+  if (msg->expires_at() <= now) {
+    DeadLetter(std::move(msg), DeathReason::kExpired, d);
+    return LeaseEnd::kDeadLettered;
+  }
   if (OutOfDeliveries(*msg)) {
     DeadLetter(std::move(msg), DeathReason::kMaxDeliveries, d);
     return LeaseEnd::kDeadLettered;
@@ -594,6 +682,12 @@ Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, TimePoint now, Defer
   ++total_redelivered_;
   const Duration wait = RetryDelay(*msg, delay);
   if (waits != nullptr) *waits = wait;
+  if (wait > Duration::zero() && AddSaturating(now, wait) >= msg->expires_at()) {
+    // Its retry would come after its expiry: it expires now.
+    --total_redelivered_;
+    DeadLetter(std::move(msg), DeathReason::kExpired, d);
+    return LeaseEnd::kDeadLettered;
+  }
   if (wait > Duration::zero()) {
     RequeueAt(std::move(msg), AddSaturating(now, wait), d);
   } else {
@@ -611,12 +705,15 @@ Duration Queue::RetryDelay(const Message& msg, std::optional<Duration> asked) co
 }
 
 void Queue::Requeue(MessagePtr msg) {
+  Track(*msg, kInReady);
   ready_.PushFront(std::move(msg));  // requeues ignore max_size: the message was accepted
 }
 
 void Queue::RequeueAt(MessagePtr msg, TimePoint at, Deferred& d) {
   if (journal_ != nullptr) d.retries.push_back({msg->id(), msg->delivery_count(), at});
   delayed_bytes_ += msg->bytes();
+  msg->set_ready_at(at);  // the TTL index finds it by its delayed key
+  Track(*msg, kInDelayed);
   const uint64_t id = msg->id();
   delayed_.emplace(std::pair(at, id), DelayedEntry{std::move(msg), true});
 }
@@ -639,6 +736,7 @@ bool Queue::OutOfDeliveries(const Message& msg) const {
 
 void Queue::DeadLetter(MessagePtr msg, DeathReason why, Deferred& d) {
   ++total_dead_lettered_;
+  if (why == DeathReason::kExpired) ++total_expired_;
   d.bytes_freed += msg->bytes();
   if (journal_ != nullptr) d.done.push_back(msg->id());
   if (dead_letter_ != nullptr) d.dead_letters.emplace_back(std::move(msg), why);
@@ -748,6 +846,7 @@ uint64_t Queue::Delete() {
     ready_.Clear();
     delayed_.clear();
     delayed_bytes_ = 0;
+    expiry_.clear();
     d.delivered.clear();
     d.done.clear();
   }
@@ -929,7 +1028,8 @@ void Queue::DetachConsumer(uint64_t consumer, Error why, TimePoint now) {
 
 Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, TimePoint now,
                               QueueJournal::Committed written) {
-  const uint64_t bytes = Message::AccountedBytes(payload, headers);
+  const MessageAttrs attrs = WithDefaults({}, now);
+  const uint64_t bytes = Message::AccountedBytes(payload, headers, attrs);
   Deferred d;
   Result<uint64_t> result = Error{Errc::kQueueFull, {}};
   {
@@ -946,7 +1046,7 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
                room != Room::kYes) {
       result = NoRoomError(room == Room::kNoMemory);
     } else {
-      result = EnqueueOrJournal(Message::Make(0, payload, headers), now, std::move(written));
+      result = EnqueueOrJournal(Message::Make(0, payload, headers, attrs), now, std::move(written));
       ServeWaiters(now, d);
       ArmDeadline(d);
     }
@@ -956,7 +1056,11 @@ Result<uint64_t> Queue::Offer(std::string_view payload, const Headers& headers, 
   return result;
 }
 
-void Queue::AcceptDeadLetter(MessagePtr msg, TimePoint now) {
+void Queue::AcceptDeadLetter(std::string_view payload, const Headers& headers, uint8_t priority,
+                             TimePoint now) {
+  MessageAttrs attrs;
+  attrs.priority = priority;
+  MessagePtr msg = Message::Make(0, payload, headers, WithDefaults(attrs, now));
   Deferred d;
   {
     std::lock_guard lock(mu_);
@@ -991,6 +1095,7 @@ QueueStats Queue::Stats() const {
   s.total_redelivered = total_redelivered_;
   s.total_dead_lettered = total_dead_lettered_;
   s.total_rejected = total_rejected_;
+  s.total_expired = total_expired_;
   s.closed = closed_;
   return s;
 }
@@ -1009,6 +1114,7 @@ TimePoint Queue::NextDeadline() const {
   TimePoint next = std::min(waiters_.next_deadline(), leases_.next_expiry());
   if (!consumer_expiry_.empty()) next = std::min(next, consumer_expiry_.begin()->first);
   if (!delayed_.empty()) next = std::min(next, delayed_.begin()->first.first);
+  if (!expiry_.empty()) next = std::min(next, expiry_.begin()->first.first);
   return std::min(next, index_.next_expiry());
 }
 
@@ -1052,7 +1158,7 @@ TimePoint Queue::ExpireDue(TimePoint now) {
       if (c.turn == 0) TakeTurn(id, c);
     }
     index_.Expire(now);
-    const bool more_due = PromoteDue(now);
+    const bool more_due = PromoteDue(now) | ExpireTtl(now, d);
     ServeWaiters(now, d);
     // The timer that called us is spent; the caller schedules the next one
     // (at once when due messages are left: the lock is let go in between).
@@ -1092,7 +1198,7 @@ void Queue::RunDeferred(Deferred& d, TimePoint now) {
     headers[std::string(kHeaderDeadLetterReason)] = std::string(legacy);
     headers[std::string(kHeaderOriginalQueue)] = config_.name;
     headers[std::string(kHeaderOriginalId)] = std::to_string(msg->id());
-    dead_letter_->AcceptDeadLetter(Message::Make(0, msg->payload(), headers), now);
+    dead_letter_->AcceptDeadLetter(msg->payload(), headers, msg->priority(), now);
   }
   memory_->Release(d.bytes_freed, now);
   if (d.schedule != kNever && scheduler_ != nullptr)

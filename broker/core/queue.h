@@ -205,7 +205,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
 
   // Receives a dead letter from another queue: ignores the bound and the
   // closed state, never blocks, and counts the message as unfinished here.
-  void AcceptDeadLetter(MessagePtr msg, TimePoint now);
+  // It keeps its priority; this queue's message_ttl applies from now.
+  void AcceptDeadLetter(std::string_view payload, const Headers& headers, uint8_t priority,
+                        TimePoint now);
 
   QueueStats Stats() const;
   // Bytes the queue holds against the broker's memory budget, counted by
@@ -294,6 +296,20 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // Writes again the puts of the listed messages still delayed, for the
   // journal to let go of the old part of its log (QueueJournal::TakeCarry).
   void CarryForward(const std::vector<std::pair<TimePoint, uint64_t>>& keys);
+  // Where a message with attributes is (Message::place): the TTL index finds
+  // it there.
+  enum Place : uint8_t { kOut = 0, kInReady = 1, kInDelayed = 2 };
+  // Enters a message with an expiry into the TTL index, at `place`.
+  void Track(Message& msg, Place place);
+  // Takes it out (handed out, or gone).
+  void Untrack(Message& msg);
+  // Dead-letters (kExpired) what expired by `now` while ready or delayed, at
+  // most kDueBatch; returns whether any expired one is left.
+  bool ExpireTtl(TimePoint now, Deferred& d);
+  // Whether a message is ready to hand out, after dropping expired ones
+  // from the head (so a get never hands out an expired message that the
+  // timer has not reached yet).
+  bool HasReady(TimePoint now, Deferred& d);
   // Makes delayed messages whose time has come ready, at most kDueBatch;
   // returns whether any due one is left for the next pass.
   bool PromoteDue(TimePoint now);
@@ -307,6 +323,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void OnCommitted(uint64_t seq, std::optional<Error> error, TimePoint now);
   // Takes the oldest ready message out for delivery.
   MessagePtr TakeReady(Deferred& d);
+  // Applies the queue's defaults (message_ttl) to a new message's attributes.
+  MessageAttrs WithDefaults(MessageAttrs attrs, TimePoint now) const;
   Delivery Deliver(Duration visibility, TimePoint now, Deferred& d);
   std::vector<Delivery> DeliverBatch(const GetWaiter& g, TimePoint now, Deferred& d);
   void ServeConsumer(uint64_t consumer, TimePoint now, Deferred& d);
@@ -366,6 +384,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   };
   std::map<std::pair<TimePoint, uint64_t>, DelayedEntry> delayed_;
   uint64_t delayed_bytes_ = 0;
+  // Ready or delayed messages with an expiry, by (expiry, id). A message
+  // handed out leaves it: its expiry is checked when its lease ends.
+  std::map<std::pair<TimePoint, uint64_t>, Message*> expiry_;
   LeaseTable leases_;
   uint64_t stream_held_ = 0;  // deliveries held by streaming consumers
   PendingPuts pending_;
@@ -391,6 +412,7 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   uint64_t total_redelivered_ = 0;
   uint64_t total_dead_lettered_ = 0;
   uint64_t total_rejected_ = 0;
+  uint64_t total_expired_ = 0;
 };
 
 }  // namespace basin::core

@@ -101,6 +101,7 @@ struct QueueStats {
   uint64_t total_redelivered = 0;
   uint64_t total_dead_lettered = 0;
   uint64_t total_rejected = 0;  // routed copies refused (Offer)
+  uint64_t total_expired = 0;   // dead-lettered (or dropped) by their TTL
   bool closed = false;
   std::vector<ConsumerStats> consumers;
 };

@@ -60,6 +60,7 @@ void QueueJson(Json& j, const metrics::QueueRow& q) {
   j.Key("durable").Value(q.durable).Key("closed").Value(s.closed);
   j.Key("max_size").Value(q.max_size).Key("dead_letter_queue").Value(q.dead_letter_queue);
   j.Key("ready").Value(s.size).Key("in_flight").Value(s.in_flight).Key("delayed").Value(s.delayed);
+  j.Key("expired_total").Value(s.total_expired);
   j.Key("unfinished").Value(s.unfinished).Key("bytes").Value(s.bytes);
   j.Key("waiting_getters").Value(s.waiting_getters);
   j.Key("waiting_putters").Value(s.waiting_putters);

@@ -107,8 +107,12 @@ void QueueFamilies(Families& f, const BrokerSnapshot& s) {
          "Deliveries of a message delivered before (lease expired or released)", counter,
          [](const QueueRow& r) { return r.stats.total_redelivered; });
   PerRow(f, q, "queue", "basin_queue_dead_lettered_total",
-         "Messages moved to the dead-letter queue (or dropped) after max_deliveries", counter,
-         [](const QueueRow& r) { return r.stats.total_dead_lettered; });
+         "Messages moved to the dead-letter queue (or dropped): out of deliveries, rejected or "
+         "expired",
+         counter, [](const QueueRow& r) { return r.stats.total_dead_lettered; });
+  PerRow(f, q, "queue", "basin_queue_expired_total",
+         "Messages that expired (TTL) before they were finished; in dead_lettered too", counter,
+         [](const QueueRow& r) { return r.stats.total_expired; });
   PerRow(f, q, "queue", "basin_queue_rejected_total",
          "Copies routed from a topic that the queue refused (full or closed)", counter,
          [](const QueueRow& r) { return r.stats.total_rejected; });

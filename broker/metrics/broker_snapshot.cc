@@ -20,6 +20,7 @@ void AddQueueStats(const core::QueueStats& from, core::QueueStats* to) {
   to->total_redelivered += from.total_redelivered;
   to->total_dead_lettered += from.total_dead_lettered;
   to->total_rejected += from.total_rejected;
+  to->total_expired += from.total_expired;
 }
 
 void AddTopicStats(const core::TopicStats& from, core::TopicStats* to) {

@@ -94,6 +94,24 @@ core::Result<core::TimePoint> ReadyTime(const google::protobuf::Timestamp& t,
 // dedup_id.
 template <typename Proto>
 void ReadAttrs(const Proto& m, core::TimePoint now, core::MessageSpec* spec) {
+  if (m.priority() > core::kMaxPriority) {
+    spec->invalid = core::Error{core::Errc::kInvalidArgument,
+                                "priority " + std::to_string(m.priority()) +
+                                    " is above the limit of " + std::to_string(core::kMaxPriority)};
+    return;
+  }
+  spec->attrs.priority = static_cast<uint8_t>(m.priority());
+  if (m.has_expires_after()) {
+    auto ttl = FromProto(m.expires_after(), "expires_after");
+    if (ttl.ok() && ttl.value() == core::Duration::zero()) {
+      ttl = core::Error{core::Errc::kInvalidTimeout, "expires_after must be positive"};
+    }
+    if (!ttl.ok()) {
+      spec->invalid = ttl.error();
+      return;
+    }
+    spec->attrs.expires_at = core::AddSaturating(now, ttl.value());
+  }
   if (m.has_deliver_after()) {
     auto after = FromProto(m.deliver_after(), "deliver_after");
     if (!after.ok()) {
@@ -201,6 +219,8 @@ void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
   o->set_max_bytes(c.max_bytes);
   o->set_durable(c.durable);
   for (core::Duration d : c.retry_backoff) ToProto(d, o->add_retry_backoff());
+  if (c.message_ttl > core::Duration::zero()) ToProto(c.message_ttl, o->mutable_message_ttl());
+  o->set_max_priority(c.max_priority);
   const core::QueueStats s = queue.Stats();
   auto* p = out->mutable_stats();
   p->set_size(s.size);
@@ -219,6 +239,7 @@ void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
   p->set_total_dead_lettered(s.total_dead_lettered);
   p->set_total_rejected(s.total_rejected);
   p->set_delayed(s.delayed);
+  p->set_total_expired(s.total_expired);
   for (const core::ConsumerStats& c : s.consumers) {
     v1::ConsumerStats* pc = out->add_consumers();
     pc->set_id(c.id);

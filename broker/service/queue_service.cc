@@ -94,6 +94,18 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
   config.dead_letter_queue = o.dead_letter_queue();
   config.max_bytes = o.max_bytes();
   config.durable = o.durable();
+  if (o.has_message_ttl()) {
+    auto v = FromProto(o.message_ttl(), "message_ttl");
+    if (!v.ok()) return ReplyError(ctx, v.error());
+    config.message_ttl = v.value();
+  }
+  if (o.max_priority() > core::kMaxPriority) {
+    return ReplyError(
+        ctx, core::Error{core::Errc::kInvalidArgument,
+                         "max_priority " + std::to_string(o.max_priority()) +
+                             " is above the limit of " + std::to_string(core::kMaxPriority)});
+  }
+  config.max_priority = static_cast<uint8_t>(o.max_priority());
   if (o.retry_backoff_size() > static_cast<int>(core::kMaxRetryBackoff)) {
     return ReplyError(
         ctx, core::Error{core::Errc::kInvalidArgument,

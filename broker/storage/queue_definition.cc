@@ -19,9 +19,8 @@ constexpr char kVersion = 3;
 constexpr char kNanosecondsVersion = 2;
 constexpr char kMicrosecondsVersion = 1;
 
-// Version 3 options. 1 and 2 are kept for a message TTL and a maximum
-// priority.
-enum class Option : uint64_t { kRetryBackoff = 3 };
+// Version 3 options.
+enum class Option : uint64_t { kMessageTtl = 1, kMaxPriority = 2, kRetryBackoff = 3 };
 
 uint64_t Nanoseconds(core::Duration d) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
@@ -60,6 +59,16 @@ std::string EncodeDefinition(const core::QueueConfig& config) {
   // Options, each as (tag, bytes): only those set, so a queue without them
   // reads the same in every version 3 broker.
   std::vector<std::pair<Option, std::string>> options;
+  if (config.message_ttl > core::Duration::zero()) {
+    std::string value;
+    PutVarint(value, Nanoseconds(config.message_ttl));
+    options.emplace_back(Option::kMessageTtl, std::move(value));
+  }
+  if (config.max_priority != 0) {
+    std::string value;
+    PutVarint(value, config.max_priority);
+    options.emplace_back(Option::kMaxPriority, std::move(value));
+  }
   if (!config.retry_backoff.empty()) {
     std::string value;
     PutVarint(value, config.retry_backoff.size());
@@ -114,10 +123,30 @@ std::optional<core::QueueConfig> DecodeDefinition(std::string_view in) {
       const auto tag = GetVarint(in);
       const auto value = GetBytes(in);
       if (!tag || !value) return std::nullopt;
-      if (*tag != static_cast<uint64_t>(Option::kRetryBackoff)) return std::nullopt;
-      auto backoff = DecodeDurations(*value);
-      if (!backoff) return std::nullopt;
-      config.retry_backoff = std::move(*backoff);
+      std::string_view v = *value;
+      switch (static_cast<Option>(*tag)) {
+        case Option::kMessageTtl: {
+          const auto ns = GetVarint(v);
+          if (!ns || !v.empty() || *ns > kMaxNanoseconds) return std::nullopt;
+          config.message_ttl = std::chrono::duration_cast<core::Duration>(
+              std::chrono::nanoseconds(static_cast<int64_t>(*ns)));
+          break;
+        }
+        case Option::kMaxPriority: {
+          const auto p = GetVarint(v);
+          if (!p || !v.empty() || *p > core::kMaxPriority) return std::nullopt;
+          config.max_priority = static_cast<uint8_t>(*p);
+          break;
+        }
+        case Option::kRetryBackoff: {
+          auto backoff = DecodeDurations(v);
+          if (!backoff) return std::nullopt;
+          config.retry_backoff = std::move(*backoff);
+          break;
+        }
+        default:
+          return std::nullopt;  // a newer broker's option: do not guess
+      }
     }
   }
   return config;

@@ -30,11 +30,13 @@ Commands:
                [--dead-letter-queue Q] [--max-bytes N] [--durable]
                [--retry-backoff D,D,...]  waits of a released or expired message
                                           by delivery count (the last repeats)
+               [--message-ttl D] [--max-priority N]
   ls                                  list queues
   stat QUEUE [--json]                 settings and counters
   put QUEUE [MSG] [--timeout D]       put MSG, or one message per stdin line
       [--delay D | --at TIME]         ready D from now, or at TIME (RFC 3339, e.g.
                                       2026-12-24T18:00:00Z); at most 30 days ahead
+      [--priority N] [--ttl D]        0 to 10, higher first; expires D after the put
   get QUEUE [--timeout D] [--no-ack]  print one payload (acked unless --no-ack;
                                       then the delivery tag goes to stderr)
   done QUEUE TAG                      task_done a delivery
@@ -100,6 +102,10 @@ Args Parse(int argc, char** argv) {
                                                           {"timeout", true},
                                                           {"delay", true},
                                                           {"retry-backoff", true},
+                                                          {"message-ttl", true},
+                                                          {"max-priority", true},
+                                                          {"priority", true},
+                                                          {"ttl", true},
                                                           {"reject", false},
                                                           {"at", true},
                                                           {"json", false},
@@ -285,6 +291,8 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
       {"dead_letter_queue", q.options.dead_letter_queue},
       {"durable", q.options.durable ? "true" : "false"},
       {"retry_backoff_ms", backoff},
+      {"message_ttl_ms", std::to_string(q.options.message_ttl.count())},
+      {"max_priority", std::to_string(q.options.max_priority)},
       {"size", std::to_string(s.size)},
       {"bytes", std::to_string(s.bytes)},
       {"full", s.full ? "true" : "false"},
@@ -300,6 +308,7 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
       {"total_done", std::to_string(s.total_done)},
       {"total_redelivered", std::to_string(s.total_redelivered)},
       {"total_dead_lettered", std::to_string(s.total_dead_lettered)},
+      {"total_expired", std::to_string(s.total_expired)},
       {"closed", s.closed ? "true" : "false"},
   };
   if (!json) {
@@ -353,6 +362,8 @@ int Run(const Args& a) {
     o.dead_letter_queue = a.Flag("dead-letter-queue");
     o.max_bytes = ParseCount(a.Flag("max-bytes", "0"));
     o.durable = a.Has("durable");
+    if (a.Has("message-ttl")) o.message_ttl = ParseDuration(a.Flag("message-ttl"));
+    o.max_priority = static_cast<uint32_t>(ParseCount(a.Flag("max-priority", "0")));
     if (a.Has("retry-backoff")) {
       const std::string list = a.Flag("retry-backoff");
       for (size_t at = 0; at <= list.size();) {
@@ -381,6 +392,8 @@ int Run(const Args& a) {
     basin::OutgoingMessage schedule;
     if (a.Has("delay")) schedule.delay = ParseDuration(a.Flag("delay"));
     if (a.Has("at")) schedule.deliver_at = ParseTime(a.Flag("at"));
+    schedule.priority = static_cast<uint32_t>(ParseCount(a.Flag("priority", "0")));
+    if (a.Has("ttl")) schedule.ttl = ParseDuration(a.Flag("ttl"));
     auto put = [&](const std::string& msg) {
       basin::OutgoingMessage m = schedule;
       m.payload = msg;

@@ -29,6 +29,8 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   info.options.durable = p.options().durable();
   for (const auto& d : p.options().retry_backoff())
     info.options.retry_backoff.push_back(FromProto(d));
+  info.options.message_ttl = FromProto(p.options().message_ttl());
+  info.options.max_priority = p.options().max_priority();
   const v1::QueueStats& s = p.stats();
   QueueStats& st = info.stats;
   st.size = s.size();
@@ -47,6 +49,7 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   st.total_dead_lettered = s.total_dead_lettered();
   st.total_rejected = s.total_rejected();
   st.delayed = s.delayed();
+  st.total_expired = s.total_expired();
   st.closed = s.closed();
   for (const v1::ConsumerStats& c : p.consumers()) {
     st.consumers.push_back({c.id(), c.prefetch(), c.in_flight(), c.delivered(), c.acked()});
@@ -310,6 +313,8 @@ Queue Client::queue(std::string name, const QueueOptions& options) const {
   o->set_max_bytes(options.max_bytes);
   o->set_durable(options.durable);
   for (milliseconds d : options.retry_backoff) ToProto(d, o->add_retry_backoff());
+  if (options.message_ttl > milliseconds(0)) ToProto(options.message_ttl, o->mutable_message_ttl());
+  o->set_max_priority(options.max_priority);
   Call<v1::CreateQueueRequest, v1::CreateQueueResponse>(*conn_,
                                                         &v1::QueueService::Stub::CreateQueue, req);
   return Queue(conn_, std::move(name));

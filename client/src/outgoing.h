@@ -34,6 +34,8 @@ void ScheduleToProto(const OutgoingMessage& m, Proto* out) {
   } else if (m.delay > std::chrono::milliseconds(0)) {
     ToProto(m.delay, out->mutable_deliver_after());
   }
+  out->set_priority(m.priority);
+  if (m.ttl > std::chrono::milliseconds(0)) ToProto(m.ttl, out->mutable_expires_after());
 }
 
 }  // namespace basin::detail

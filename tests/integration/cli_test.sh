@@ -53,6 +53,20 @@ expect_exit 0 c release retried "$tag" --reject
 [ "$(c get poison --timeout 5s)" = job ] || fail "rejected message in the dead-letter queue"
 expect_exit 2 c release retried "$tag" --reject --delay 1s
 expect_exit 2 c create bad --retry-backoff 1s,,2s
+expect_exit 0 c create ranked --max-priority 5 --message-ttl 1h
+c stat ranked --json | grep -q '"max_priority":5' || fail "stat max_priority"
+c stat ranked --json | grep -q '"message_ttl_ms":3600000' || fail "stat message_ttl"
+expect_exit 0 c put ranked low --priority 1
+expect_exit 0 c put ranked high --priority 5
+expect_exit 0 c put ranked brief --ttl 100ms --priority 5
+expect_exit 1 c put ranked x --priority 11
+for _ in $(seq 1 100); do
+  c stat ranked --json | grep -q '"total_expired":1' && break
+  sleep 0.05
+done
+[ "$(c get ranked --timeout 0s)" = high ] || fail "priority order"
+[ "$(c get ranked --timeout 0s)" = low ] || fail "priority order (low)"
+c stat ranked --json | grep -q '"total_expired":1' || fail "ttl expired"
 
 # Pub/sub: a subscriber prints "topic<TAB>payload"; a bound queue keeps copies.
 sub_out=$(mktemp)

@@ -149,5 +149,48 @@ TEST(SchedulingTest, ABadRetryBackoffIsRefused) {
   EXPECT_THROW(client.queue("fine", {.retry_backoff = {seconds(2)}}), AlreadyExists);
 }
 
+TEST(SchedulingTest, AnExpiredMessageGoesToTheDeadLetterQueue) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto dead = client.queue("ttl-dead", {});
+  auto q = client.queue("ttl", {.dead_letter_queue = "ttl-dead", .message_ttl = seconds(60)});
+  EXPECT_EQ(q.info().options.message_ttl, seconds(60));
+  q.put({.payload = "brief", .ttl = milliseconds(100)});
+  q.put("default ttl");
+  Message m = dead.get(seconds(20));
+  EXPECT_EQ(m.payload(), "brief");
+  EXPECT_EQ(m.headers().at("basin-death-reason"), "expired");
+  EXPECT_EQ(m.headers().at("basin-original-queue"), "ttl");
+  const QueueStats s = q.info().stats;
+  EXPECT_EQ(s.total_expired, 1u);
+  EXPECT_EQ(s.size, 1u);
+  const auto outcomes = q.put_batch({{.payload = "x", .ttl = std::chrono::hours(24 * 366)}});
+  EXPECT_EQ(outcomes.at(0).error_reason, "INVALID_ARGUMENT");
+}
+
+TEST(SchedulingTest, PrioritiesOrderGetsAndConsumers) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("ranked", {.max_priority = 3});
+  EXPECT_EQ(q.info().options.max_priority, 3u);
+  q.put({.payload = "low", .priority = 1});
+  q.put({.payload = "plain"});
+  q.put({.payload = "high", .priority = 3});
+  q.put({.payload = "higher than the max", .priority = 9});
+  EXPECT_EQ(q.get_nowait().payload(), "high");
+  Consumer consumer(client, "ranked", {.prefetch = 1});
+  std::vector<std::string> got;
+  for (int i = 0; i < 3; ++i) {
+    std::optional<Message> m = consumer.next();
+    ASSERT_TRUE(m);
+    got.push_back(m->payload());
+    consumer.ack(*m);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"higher than the max", "low", "plain"}));
+  EXPECT_THROW(q.put({.payload = "x", .priority = 11}), InvalidArgument);
+  EXPECT_THROW(client.queue("too-many-levels", {.max_priority = 11}), InvalidArgument);
+  consumer.close();
+}
+
 }  // namespace
 }  // namespace basin

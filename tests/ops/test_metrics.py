@@ -206,6 +206,7 @@ def test_values_agree_with_get_queue_and_list_topics_under_load(http_broker: Bro
                                    ("basin_queue_done_total", "total_done"),
                                    ("basin_queue_redelivered_total", "total_redelivered"),
                                    ("basin_queue_dead_lettered_total", "total_dead_lettered"),
+                                   ("basin_queue_expired_total", "total_expired"),
                                    ("basin_queue_rejected_total", "total_rejected")]:
             assert queue_series(families, series, queue) == getattr(quiet, field_name), series
         assert queue_series(families, "basin_queue_capacity_messages", queue) == 1000

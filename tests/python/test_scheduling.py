@@ -140,3 +140,32 @@ def test_consumer_release_delay_and_reject(broker: Any) -> None:
         again = consumer.get(timeout=20)
         assert again.value == "later" and again.delivery_count == 2
         again.ack()
+
+
+def test_priority_and_ttl(broker: Any) -> None:
+    dead = basin.JoinableQueue(unique("ttl-dead"), address=broker.address)
+    name = unique("ranked")
+    q = basin.JoinableQueue(name, address=broker.address, max_priority=5, message_ttl=3600,
+                            dead_letter_queue=dead.name)
+    assert q.info().options.max_priority == 5
+    assert q.info().options.message_ttl.ToSeconds() == 3600
+    with pytest.raises(basin.AlreadyExists, match="max_priority"):
+        basin.JoinableQueue(name, address=broker.address, max_priority=3)
+    q.put("low", priority=1)
+    q.put("brief", priority=5, ttl=0.1)
+    q.put_many(["high"], priority=5)
+    assert dead.get(timeout=20) == "brief"
+    dead.task_done()
+    assert q.get(timeout=0) == "high"
+    assert q.get(timeout=0) == "low"
+    q.task_done()
+    q.task_done()
+    assert q.info().stats.total_expired == 1
+    with pytest.raises(basin.InvalidArgument):
+        q.put("x", priority=11)
+    with pytest.raises(ValueError):
+        q.put("x", ttl=-1)
+    with basin.Producer(name, address=broker.address) as producer:
+        producer.send("sent", priority=2, ttl=60).result(timeout=10)
+    assert q.get(timeout=5) == "sent"
+    q.task_done()

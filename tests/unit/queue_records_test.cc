@@ -149,6 +149,8 @@ TEST(QueueDefinitionTest, RoundTripsAndRefusesWhatItCannotRead) {
   c.max_bytes = 1 << 20;
   c.durable = true;
   c.retry_backoff = {std::chrono::seconds(1), std::chrono::milliseconds(1500)};
+  c.max_priority = 7;
+  c.message_ttl = std::chrono::hours(2);
   const std::string encoded = EncodeDefinition(c);
   EXPECT_EQ(DecodeDefinition(encoded), c);
   EXPECT_FALSE(DecodeDefinition("").has_value());

@@ -917,6 +917,7 @@ TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
   config.dead_letter_queue = "random-dlq";
   config.visibility_timeout = seconds(3);
   config.retry_backoff = {milliseconds(0), milliseconds(700)};
+  config.max_priority = 3;
   auto q = Make(config);
   std::mt19937 rng(11);
   std::vector<Delivery> held;
@@ -937,6 +938,11 @@ TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
         std::vector<MessageSpec> batch(1 + rng() % 5, MessageSpec{"b", nullptr, {}});
         if (rng() % 2) batch[0].dedup_id = "d" + std::to_string(rng() % 10);
         if (rng() % 3 == 0) batch.back().attrs.ready_at = now_ + milliseconds(rng() % 3000);
+        if (rng() % 3 == 0) batch.front().attrs.priority = static_cast<uint8_t>(rng() % 5);
+        if (rng() % 3 == 0) {
+          batch.front().attrs.expires_at =
+              std::max(now_, batch.front().attrs.ready_at) + milliseconds(1 + rng() % 4000);
+        }
         PutBatchNow(*q, batch, now_, seconds(rng() % 2), &batch_answers.emplace_back());
         break;
       }

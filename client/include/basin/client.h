@@ -52,6 +52,11 @@ struct QueueOptions {
   // How long a message whose lease ended without task_done waits before it
   // is ready again, by delivery count (the last entry repeats); empty: at once.
   std::vector<std::chrono::milliseconds> retry_backoff{};
+  // A message not finished this long after its put expires (to the
+  // dead-letter queue, or dropped); 0 = never. At most 365 days.
+  std::chrono::milliseconds message_ttl{0};
+  // Priority levels 1 to 10 (0: none): higher priorities are handed out first.
+  uint32_t max_priority = 0;
 };
 
 // One live Consume stream on a queue: "my consumer gets nothing" shows as
@@ -81,6 +86,7 @@ struct QueueStats {
   uint64_t total_dead_lettered = 0;
   uint64_t total_rejected = 0;  // copies from topic bindings refused (full, closed)
   uint64_t delayed = 0;         // put with a delay that has not passed yet
+  uint64_t total_expired = 0;   // expired (TTL): in total_dead_lettered too
   bool closed = false;
   std::vector<ConsumerInfo> consumers{};
 };
@@ -144,6 +150,11 @@ struct OutgoingMessage {
   // as unfinished (join waits for it) but no get sees it.
   std::chrono::milliseconds delay{0};
   std::chrono::system_clock::time_point deliver_at{};
+  // 0 to 10: higher first on a queue with max_priority (capped at it).
+  uint32_t priority = 0;
+  // Expires this long after the put instead of the queue's message_ttl (0: the
+  // queue's); longer than the delay.
+  std::chrono::milliseconds ttl{0};
 };
 
 // What became of one message of a batch.

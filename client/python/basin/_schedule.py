@@ -1,7 +1,9 @@
-"""When a put's message becomes ready: ``delay=`` (seconds or a timedelta
-from the broker's receipt) or ``deliver_at=`` (a datetime, or seconds since
-the epoch, on the broker's clock). The broker keeps at most 30 days ahead
-(InvalidArgument beyond)."""
+"""What a put asks beyond its payload: when its message becomes ready
+(``delay=``, seconds or a timedelta from the broker's receipt, or
+``deliver_at=``, a datetime or seconds since the epoch on the broker's clock;
+at most 30 days ahead), its ``priority=`` (0 to 10) and its ``ttl=`` (seconds
+or a timedelta; the queue's message_ttl otherwise). The broker answers
+InvalidArgument beyond its limits."""
 
 from __future__ import annotations
 
@@ -37,15 +39,17 @@ def release_fields(delay: Optional[Delay]) -> Dict[str, Any]:
     return {} if delay is None else {"delay": duration_of(delay)}
 
 
-def schedule(delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> Dict[str, Any]:
-    """The PutRequest / PutMessage fields for a schedule; {} for none.
-    ValueError for both at once, a negative or non-finite delay."""
+def schedule(delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
+             priority: int = 0, ttl: Optional[Delay] = None) -> Dict[str, Any]:
+    """The PutRequest / PutMessage fields for what a put asks beyond its
+    payload; {} for nothing. ValueError for a delay and a deliver_at at once,
+    a negative or non-finite delay or ttl, or a negative priority (the
+    broker checks the upper bounds)."""
+    fields: Dict[str, Any] = {}
     if delay is not None and deliver_at is not None:
         raise ValueError("give delay or deliver_at, not both")
-    if delay is not None:
-        if seconds_of(delay) == 0:
-            return {}
-        return {"deliver_after": duration_of(delay)}
+    if delay is not None and seconds_of(delay) > 0:
+        fields["deliver_after"] = duration_of(delay)
     if deliver_at is not None:
         # A naive datetime is local time, as datetime.timestamp() reads it.
         epoch = deliver_at.timestamp() if isinstance(deliver_at, datetime) else float(deliver_at)
@@ -53,5 +57,11 @@ def schedule(delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -
             raise ValueError(f"deliver_at must be a finite time, not {deliver_at!r}")
         at = timestamp_pb2.Timestamp()
         at.FromNanoseconds(int(epoch * 1e9))
-        return {"deliver_at": at}
-    return {}
+        fields["deliver_at"] = at
+    if priority:
+        if int(priority) < 0:
+            raise ValueError(f"priority must be 0 to 10, not {priority!r}")
+        fields["priority"] = int(priority)
+    if ttl is not None:
+        fields["expires_after"] = duration_of(ttl, "ttl")
+    return fields

@@ -170,13 +170,15 @@ class Queue:
                  max_deliveries: Optional[int] = None, dead_letter_queue: Optional[str] = None,
                  max_bytes: Optional[int] = None,
                  retry_backoff: Optional[Sequence[Delay]] = None,
+                 message_ttl: Optional[Delay] = None, max_priority: Optional[int] = None,
                  serializer: SerializerSpec = "pickle") -> None:
         self._name = name
         self._address = address
         self._security = security_from()  # the BASIN_* environment (basin._security)
         self._serializer: Serializer = resolve(serializer)
         self._wanted = wanted_settings(maxsize, durable, visibility_timeout, max_deliveries,
-                                       dead_letter_queue, max_bytes, retry_backoff)
+                                       dead_letter_queue, max_bytes, retry_backoff,
+                                       message_ttl, max_priority)
         self._attached = False
         self._outstanding: Dict[str, AioMessage] = {}
 
@@ -221,11 +223,12 @@ class Queue:
         return bool((await self.info()).stats.full)
 
     async def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None, *,
-                  delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> None:
+                  delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
+                  priority: int = 0, ttl: Optional[Delay] = None) -> None:
         await self.attach()
         payload = self._serializer.dumps(obj)
         name = self._name
-        when = schedule(delay, deliver_at)
+        when = schedule(delay, deliver_at, priority, ttl)
         await _wait_call(self._queues.Put,
                          lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait,
                                                     **when),
@@ -236,9 +239,10 @@ class Queue:
 
     async def put_many(self, objs: List[Any], block: bool = True,
                        timeout: Optional[float] = None, *, delay: Optional[Delay] = None,
-                       deliver_at: Optional[When] = None) -> List[int]:
+                       deliver_at: Optional[When] = None, priority: int = 0,
+                       ttl: Optional[Delay] = None) -> List[int]:
         await self.attach()
-        when = schedule(delay, deliver_at)
+        when = schedule(delay, deliver_at, priority, ttl)
         messages = [pb.PutMessage(payload=self._serializer.dumps(o), **when) for o in objs]
         if not messages:
             return []

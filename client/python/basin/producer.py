@@ -157,12 +157,15 @@ class Producer:
     # -- sending ---------------------------------------------------------
 
     def send(self, obj: Any, headers: Optional[Dict[str, str]] = None, *,
-             delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> "Future[int]":
+             delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
+             priority: int = 0, ttl: Optional[Delay] = None) -> "Future[int]":
         """Queues ``obj`` for the next batch; the future gives its id.
-        ``delay``/``deliver_at`` as for ``Queue.put``."""
+        ``delay``, ``deliver_at``, ``priority`` and ``ttl`` as for ``Queue.put``."""
         if _forks.count != self._forks:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
-        when = schedule(delay, deliver_at) if delay is not None or deliver_at is not None else None
+        when = (schedule(delay, deliver_at, priority, ttl)
+                if delay is not None or deliver_at is not None or priority or ttl is not None
+                else None)
         frame = put_message(self._dumps(obj), headers, when)
         size = len(frame)
         with self._lock:
@@ -209,8 +212,8 @@ class Producer:
         return refused
 
     def send_many(self, objs: Sequence[Any], headers: Optional[Dict[str, str]] = None, *,
-                  delay: Optional[Delay] = None,
-                  deliver_at: Optional[When] = None) -> "Future[List[int]]":
+                  delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
+                  priority: int = 0, ttl: Optional[Delay] = None) -> "Future[List[int]]":
         """Sends every object (in order, batched as ``send`` would); one
         future gives the list of their ids. If any fails, the future's
         exception is the first failure, and its ``results`` attribute lists
@@ -218,7 +221,9 @@ class Producer:
         if _forks.count != self._forks:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
         dumps = self._dumps
-        when = schedule(delay, deliver_at) if delay is not None or deliver_at is not None else None
+        when = (schedule(delay, deliver_at, priority, ttl)
+                if delay is not None or deliver_at is not None or priority or ttl is not None
+                else None)
         frames = [put_message(dumps(o), headers, when) for o in objs]
         group = Group(len(frames))
         if not frames:

@@ -43,7 +43,9 @@ def wanted_settings(maxsize: int, durable: Optional[bool],
                     visibility_timeout: Optional[float], max_deliveries: Optional[int],
                     dead_letter_queue: Optional[str],
                     max_bytes: Optional[int],
-                    retry_backoff: Optional[Sequence[Delay]] = None) -> Dict[str, Any]:
+                    retry_backoff: Optional[Sequence[Delay]] = None,
+                    message_ttl: Optional[Delay] = None,
+                    max_priority: Optional[int] = None) -> Dict[str, Any]:
     """The settings given explicitly (the others never conflict)."""
     wanted: Dict[str, Any] = {}
     if maxsize > 0:
@@ -62,6 +64,10 @@ def wanted_settings(maxsize: int, durable: Optional[bool],
         wanted["max_bytes"] = int(max_bytes)
     if retry_backoff is not None:
         wanted["retry_backoff"] = [round(seconds_of(d, "retry_backoff"), 3) for d in retry_backoff]
+    if message_ttl is not None:
+        wanted["message_ttl"] = round(seconds_of(message_ttl, "message_ttl"), 3)
+    if max_priority is not None:
+        wanted["max_priority"] = int(max_priority)
     return wanted
 
 
@@ -75,6 +81,9 @@ def create_request(name: str, wanted: Dict[str, Any]) -> pb.CreateQueueRequest:
         options.visibility_timeout.CopyFrom(duration(wanted["visibility_timeout"]))
     for d in wanted.get("retry_backoff", []):
         options.retry_backoff.append(duration_of(d))
+    if wanted.get("message_ttl"):
+        options.message_ttl.CopyFrom(duration_of(wanted["message_ttl"]))
+    options.max_priority = wanted.get("max_priority", 0)
     return pb.CreateQueueRequest(name=name, max_size=wanted.get("maxsize", 0), options=options)
 
 
@@ -88,6 +97,8 @@ def check_settings(name: str, info: Any, wanted: Dict[str, Any]) -> None:
         "dead_letter_queue": info.options.dead_letter_queue,
         "max_bytes": int(info.options.max_bytes),
         "retry_backoff": [round(_seconds(d), 3) for d in info.options.retry_backoff],
+        "message_ttl": round(_seconds(info.options.message_ttl), 3),
+        "max_priority": int(info.options.max_priority),
     }
     differ = [f"{k}={have[k]!r} (asked for {v!r})" for k, v in wanted.items()
               if (abs(have[k] - v) > 1e-3 if k == "visibility_timeout" else have[k] != v)]
@@ -109,7 +120,9 @@ class Queue:
     settings (``durable``, ``visibility_timeout`` seconds, ``max_deliveries``,
     ``dead_letter_queue``, ``max_bytes``, ``retry_backoff``: a list of
     seconds or timedeltas a released or expired message waits before it is
-    ready again, by delivery count, the last repeating), ``serializer`` ("pickle", "json",
+    ready again, by delivery count, the last repeating; ``message_ttl``:
+    seconds or a timedelta a message lives unless its put says otherwise;
+    ``max_priority``: 1 to 10 priority levels), ``serializer`` ("pickle", "json",
     "bytes" or a ``(dumps, loads)`` pair) and ``client`` (a
     :class:`basin.Client` whose connection to share).
     """
@@ -121,6 +134,7 @@ class Queue:
                  max_deliveries: Optional[int] = None, dead_letter_queue: Optional[str] = None,
                  max_bytes: Optional[int] = None,
                  retry_backoff: Optional[Sequence[Delay]] = None,
+                 message_ttl: Optional[Delay] = None, max_priority: Optional[int] = None,
                  serializer: SerializerSpec = "pickle", client: Any = None) -> None:
         self._name = name
         self._conn: Connection = client._conn if client is not None else default_connection(
@@ -134,16 +148,18 @@ class Queue:
         # (tag -> Message): task_done() without an argument finishes the first.
         self._outstanding: Dict[str, Message] = {}
         self._attach(maxsize, durable, visibility_timeout, max_deliveries, dead_letter_queue,
-                     max_bytes, retry_backoff)
+                     max_bytes, retry_backoff, message_ttl, max_priority)
 
     # -- attaching -------------------------------------------------------
 
     def _attach(self, maxsize: int, durable: Optional[bool],
                 visibility_timeout: Optional[float], max_deliveries: Optional[int],
                 dead_letter_queue: Optional[str], max_bytes: Optional[int],
-                retry_backoff: Optional[Sequence[Delay]]) -> None:
+                retry_backoff: Optional[Sequence[Delay]], message_ttl: Optional[Delay],
+                max_priority: Optional[int]) -> None:
         wanted = wanted_settings(maxsize, durable, visibility_timeout, max_deliveries,
-                                 dead_letter_queue, max_bytes, retry_backoff)
+                                 dead_letter_queue, max_bytes, retry_backoff, message_ttl,
+                                 max_priority)
         try:
             info = self._info()
         except errors.NotFound:
@@ -194,17 +210,20 @@ class Queue:
     # -- put -------------------------------------------------------------
 
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None, *,
-            delay: Optional[Delay] = None, deliver_at: Optional[When] = None) -> None:
+            delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
+            priority: int = 0, ttl: Optional[Delay] = None) -> None:
         """Puts ``obj``, waiting while the queue is full (up to ``timeout``
         seconds, then :class:`basin.Full`; ``block=False``: not at all).
         With ``delay`` (seconds or a timedelta) or ``deliver_at`` (a datetime
         or epoch seconds) no get sees it before then; it counts as
         unfinished meanwhile, and takes a place in a bounded queue only once
-        it is ready."""
+        it is ready. ``priority`` (0 to 10) orders a queue made with
+        ``max_priority``; ``ttl`` (seconds or a timedelta) is how long the
+        message lives, instead of the queue's ``message_ttl``."""
         self._check_open()
         payload = self._serializer.dumps(obj)
         name = self._name
-        when = schedule(delay, deliver_at)
+        when = schedule(delay, deliver_at, priority, ttl)
         self._conn.wait_call(
             self._conn.queues.Put,
             lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait, **when),
@@ -216,13 +235,15 @@ class Queue:
 
     def put_many(self, objs: Iterable[Any], block: bool = True,
                  timeout: Optional[float] = None, *, delay: Optional[Delay] = None,
-                 deliver_at: Optional[When] = None) -> List[int]:
+                 deliver_at: Optional[When] = None, priority: int = 0,
+                 ttl: Optional[Delay] = None) -> List[int]:
         """Puts every object in one request, all or nothing (waiting until
         all fit; more than 10,000 is a ValueError). Returns their ids.
-        ``delay``/``deliver_at``, as for ``put``, apply to each."""
+        ``delay``, ``deliver_at``, ``priority`` and ``ttl``, as for ``put``,
+        apply to each."""
         self._check_open()
         dumps = self._serializer.dumps
-        when = schedule(delay, deliver_at)
+        when = schedule(delay, deliver_at, priority, ttl)
         messages = [pb.PutMessage(payload=dumps(o), **when) for o in objs]
         if not messages:
             return []
