@@ -1,11 +1,12 @@
 // HoleDeque (positions, holes, compaction) and ReadyList (priority levels).
+#include "broker/core/ready_list.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "broker/core/hole_deque.h"
-#include "broker/core/ready_list.h"
 
 namespace basin::core {
 namespace {
