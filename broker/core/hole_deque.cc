@@ -26,10 +26,11 @@ MessagePtr HoleDeque::PopFront() {
   return out;
 }
 
-MessagePtr HoleDeque::Take(uint64_t slot) {
+MessagePtr HoleDeque::Take(const Message& msg) {
+  const uint64_t slot = msg.slot();
   if (slot < front_position_ || slot - front_position_ >= items_.size()) return nullptr;
   MessagePtr& entry = items_[slot - front_position_];
-  if (entry == nullptr) return nullptr;
+  if (entry.get() != &msg) return nullptr;
   MessagePtr out = std::move(entry);
   --live_;
   TrimEnds();

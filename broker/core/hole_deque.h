@@ -23,9 +23,9 @@ class HoleDeque {
   // The first live message, or null when empty.
   const Message* Front() const { return live_ == 0 ? nullptr : items_.front().get(); }
   MessagePtr PopFront();
-  // Takes out the message at `slot` (its Message::slot()); null if that
-  // position holds none (a stale slot).
-  MessagePtr Take(uint64_t slot);
+  // Takes out `msg`, found at its slot (Message::slot()); null if that
+  // position holds another message or none (a stale slot).
+  MessagePtr Take(const Message& msg);
 
   size_t size() const { return live_; }
   bool empty() const { return live_ == 0; }

@@ -37,7 +37,9 @@ Result<void> IdempotencyIndex::CheckOrigin(std::string_view producer, uint64_t f
 }
 
 const PutWaiter::Resolution& IdempotencyIndex::Resolve(PutWaiter& p, TimePoint now) {
-  if (p.resolved && p.resolved->epoch == epoch_) return *p.resolved;
+  if (p.resolved && p.resolved->epoch == epoch_ && now < p.resolved->later_until) {
+    return *p.resolved;
+  }
   PutWaiter::Resolution r;
   r.epoch = epoch_;
   const ProducerSequences::Producer* origin =
@@ -72,6 +74,7 @@ const PutWaiter::Resolution& IdempotencyIndex::Resolve(PutWaiter& p, TimePoint n
     if (p.msgs[i]->ready_at() > now) {
       ++r.later;
       r.later_bytes += p.msgs[i]->bytes();
+      r.later_until = std::min(r.later_until, p.msgs[i]->ready_at());
       continue;
     }
     ++r.count;

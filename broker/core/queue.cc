@@ -20,8 +20,8 @@ Queue::Queue(QueueConfig config, uint64_t incarnation, QueueLimits limits, Memor
 
 Queue::~Queue() {
   // What the queue still holds is released from the broker's budget.
-  uint64_t bytes =
-      ready_.bytes() + delayed_bytes_ + pending_.bytes() + leases_.bytes() + index_charged_;
+  uint64_t bytes = ready_.bytes() + delayed_bytes_ + backlog_bytes_ + groups_bytes_ +
+                   pending_.bytes() + leases_.bytes() + index_charged_;
   for (auto& [id, consumer] : consumers_) {
     bytes += consumer.held.bytes();
     consumer.outbox->End(Error{Errc::kQueueDeleted, Describe() + " is gone"});
@@ -47,11 +47,11 @@ Queue::Room Queue::CheckRoom(uint64_t bytes, bool wait_for_memory, size_t count,
                              uint64_t later) {
   if (count == 0 && keys == 0 && later == 0) return Room::kYes;
   if (count != 0 && config_.max_size != 0 &&
-      ready_.size() + pending_.room_count() + count > config_.max_size) {
+      ready_.size() + backlog_count_ + pending_.room_count() + count > config_.max_size) {
     return Room::kFull;
   }
   if (count != 0 && config_.max_bytes != 0 &&
-      ready_.bytes() + pending_.room_bytes() + bytes > config_.max_bytes) {
+      ready_.bytes() + backlog_bytes_ + pending_.room_bytes() + bytes > config_.max_bytes) {
     return Room::kFull;
   }
   const uint64_t charge = bytes + keys + later;
@@ -93,6 +93,27 @@ uint64_t Queue::Enqueue(MessagePtr msg, TimePoint now) {
 }
 
 void Queue::Arrive(MessagePtr msg, TimePoint now) {
+  if (!msg->group().empty()) {
+    auto [it, fresh] = groups_.try_emplace(std::string(msg->group()));
+    Group& g = it->second;
+    if (fresh) {
+      groups_bytes_ += kGroupBytes;
+      memory_->ForceReserve(kGroupBytes);
+    }
+    if (g.out) {
+      if (g.backlog == nullptr) {
+        g.backlog = std::make_unique<HoleDeque>();
+        groups_bytes_ += kBacklogBytes;
+        memory_->ForceReserve(kBacklogBytes);
+      }
+      ++backlog_count_;
+      backlog_bytes_ += msg->bytes();
+      Track(*msg, kInBacklog);
+      g.backlog->PushBack(std::move(msg));
+      return;
+    }
+    g.out = true;  // a grouped message is never delayed at its put (CheckAttrs)
+  }
   if (const TimePoint at = msg->ready_at(); at > now) {
     delayed_bytes_ += msg->bytes();
     Track(*msg, kInDelayed);
@@ -116,6 +137,24 @@ void Queue::Untrack(Message& msg) {
   expiry_.erase({msg.expires_at(), msg.id()});
 }
 
+void Queue::AdvanceGroup(std::string_view group, Deferred& d) {
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return;
+  Group& g = it->second;
+  if (g.backlog != nullptr && !g.backlog->empty()) {
+    MessagePtr next = g.backlog->PopFront();
+    --backlog_count_;
+    backlog_bytes_ -= next->bytes();
+    next->set_place(kInReady);  // still in the TTL index, if it has an expiry
+    ready_.PushBack(std::move(next));
+    return;
+  }
+  const uint64_t freed = kGroupBytes + (g.backlog != nullptr ? kBacklogBytes : 0);
+  groups_bytes_ -= freed;
+  d.bytes_freed += freed;  // released after the lock: a release may wake other queues
+  groups_.erase(it);
+}
+
 bool Queue::ExpireTtl(TimePoint now, Deferred& d) {
   for (size_t n = 0; n < kDueBatch; ++n) {
     auto first = expiry_.begin();
@@ -123,8 +162,18 @@ bool Queue::ExpireTtl(TimePoint now, Deferred& d) {
     Message& m = *first->second;
     expiry_.erase(first);
     MessagePtr msg;
+    bool was_out = true;
     if (m.place() == kInReady) {
       msg = ready_.Remove(m);
+    } else if (m.place() == kInBacklog) {
+      was_out = false;
+      if (auto g = groups_.find(m.group()); g != groups_.end() && g->second.backlog != nullptr) {
+        msg = g->second.backlog->Take(m);
+        if (msg != nullptr) {
+          --backlog_count_;
+          backlog_bytes_ -= msg->bytes();
+        }
+      }
     } else if (auto it = delayed_.find({m.ready_at(), m.id()}); it != delayed_.end()) {
       msg = std::move(it->second.msg);
       delayed_.erase(it);
@@ -132,20 +181,21 @@ bool Queue::ExpireTtl(TimePoint now, Deferred& d) {
     }
     if (msg == nullptr) continue;  // not where it said: nothing to expire
     msg->set_place(kOut);
-    DeadLetter(std::move(msg), DeathReason::kExpired, d);
+    DeadLetter(std::move(msg), DeathReason::kExpired, d, was_out);
   }
   return !expiry_.empty() && expiry_.begin()->first.first <= now;
 }
 
 bool Queue::HasReady(TimePoint now, Deferred& d) {
-  for (size_t n = 0; n < kDueBatch; ++n) {
+  for (;;) {
     const Message* best = ready_.Best();
     if (best == nullptr || best->expires_at() > now) return best != nullptr;
+    if (d.expire_budget == 0) return false;  // the timer takes the rest
+    --d.expire_budget;
     MessagePtr msg = ready_.PopBest();
     Untrack(*msg);
     DeadLetter(std::move(msg), DeathReason::kExpired, d);
   }
-  return false;  // the timer takes the rest
 }
 
 MessageAttrs Queue::WithDefaults(MessageAttrs attrs, TimePoint now) const {
@@ -252,11 +302,11 @@ void Queue::Restore(std::vector<MessagePtr> messages, uint64_t next_id, bool clo
       memory_->ForceReserve(m->bytes());
       ++total_put_;
       if (m->expires_at() <= now) {
-        DeadLetter(std::move(m), DeathReason::kExpired, d);
+        DeadLetter(std::move(m), DeathReason::kExpired, d, /*was_out=*/false);
         continue;
       }
       if (OutOfDeliveries(*m)) {
-        DeadLetter(std::move(m), DeathReason::kMaxDeliveries, d);
+        DeadLetter(std::move(m), DeathReason::kMaxDeliveries, d, /*was_out=*/false);
         continue;
       }
       Arrive(std::move(m), now);
@@ -395,6 +445,7 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
   p.first_sequence = origin.first_sequence;
   p.results.resize(batch.size());
   uint64_t total = 0;  // of the messages that take room at once
+  uint64_t all = 0;    // of every message, delayed ones included: what memory holds
   size_t count = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Headers& headers = batch[i].headers != nullptr ? *batch[i].headers : kNoHeaders;
@@ -416,6 +467,7 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
       p.results[i].error = valid.error();
       continue;
     }
+    all += valid.value();
     if (attrs.ready_at <= now) {
       total += valid.value();
       ++count;
@@ -435,9 +487,9 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
   // Nor can a batch larger than the queues' part of --max-memory: waiting
   // for it would hold up every later put on the queue for good.
   if (const uint64_t limit = memory_ == nullptr ? 0 : memory_->queue_limit();
-      limit != 0 && total > limit) {
+      limit != 0 && all > limit) {
     return cb(Error{Errc::kInvalidArgument,
-                    "a batch of " + std::to_string(total) +
+                    "a batch of " + std::to_string(all) +
                         " bytes can never fit the broker's memory for queues (" +
                         std::to_string(limit) + " bytes: --max-memory less the subscriber share)"});
   }
@@ -495,6 +547,11 @@ Result<uint64_t> Queue::CheckAttrs(MessageAttrs& attrs, TimePoint now) const {
     return Error{Errc::kInvalidArgument, "group of " + std::to_string(attrs.group.size()) +
                                              " bytes is longer than the limit of " +
                                              std::to_string(kMaxGroupBytes)};
+  }
+  if (!attrs.group.empty() && attrs.ready_at > now) {
+    return Error{Errc::kInvalidArgument,
+                 "a message of an ordering group cannot be delayed (it would hold up its group, "
+                 "or overtake it)"};
   }
   if (attrs.expires_at != kNever) {
     if (attrs.expires_at - now > kMaxTtl) {
@@ -661,6 +718,7 @@ void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, 
 Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, TimePoint now, Deferred& d,
                               std::optional<Duration> delay, Duration* waits) {
   if (how == LeaseEnd::kDone) {
+    if (!msg->group().empty()) AdvanceGroup(msg->group(), d);
     ++total_done_;
     d.bytes_freed += msg->bytes();
     if (journal_ != nullptr) d.done.push_back(msg->id());
@@ -734,7 +792,8 @@ bool Queue::OutOfDeliveries(const Message& msg) const {
   return config_.max_deliveries != 0 && msg.delivery_count() >= config_.max_deliveries;
 }
 
-void Queue::DeadLetter(MessagePtr msg, DeathReason why, Deferred& d) {
+void Queue::DeadLetter(MessagePtr msg, DeathReason why, Deferred& d, bool was_out) {
+  if (was_out && !msg->group().empty()) AdvanceGroup(msg->group(), d);
   ++total_dead_lettered_;
   if (why == DeathReason::kExpired) ++total_expired_;
   d.bytes_freed += msg->bytes();
@@ -750,6 +809,7 @@ Result<void> Queue::TaskDone(std::string_view tag, TimePoint now) {
     if (!lease.ok()) return lease.error();
     EndLease(lease.value(), LeaseEnd::kDone, now, d);
     ServeWaiters(now, d);
+    ArmDeadline(d);  // admitted putters may bring delays or expiries
   }
   RunDeferred(d, now);
   return {};
@@ -793,11 +853,28 @@ Result<Queue::Released> Queue::Release(std::string_view tag, TimePoint now,
     const LeaseEnd ended = Settle(std::move(msg), how, now, d, delay, &out.delay);
     if (ended != how) leases_.Remember(lease.value(), ended);
     out.dead_lettered = ended == LeaseEnd::kDeadLettered || ended == LeaseEnd::kRejected;
+    if (out.dead_lettered) out.delay = Duration::zero();
     ServeWaiters(now, d);
     ArmDeadline(d);
   }
   RunDeferred(d, now);
   return out;
+}
+
+void Queue::TakeBack(std::string_view tag, TimePoint now) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    auto lease = leases_.Find(tag, Describe());
+    if (!lease.ok()) return;
+    MessagePtr msg = leases_.Take(lease.value(), LeaseEnd::kReleased);
+    msg->undo_delivery();
+    --total_delivered_;
+    Requeue(std::move(msg));
+    ServeWaiters(now, d);
+    ArmDeadline(d);
+  }
+  RunDeferred(d, now);
 }
 
 bool Queue::Close(TimePoint now) {
@@ -811,6 +888,7 @@ bool Queue::Close(TimePoint now) {
     const Error closed{Errc::kQueueClosed, Describe() + " was closed while the put waited"};
     for (PutWaiter& p : waiters_.TakePutters()) d.Answer(std::move(p.cb), closed);
     ServeWaiters(now, d);
+    ArmDeadline(d);
   }
   RunDeferred(d, now);
   return already;
@@ -847,6 +925,12 @@ uint64_t Queue::Delete() {
     delayed_.clear();
     delayed_bytes_ = 0;
     expiry_.clear();
+    dropped += backlog_count_;
+    d.bytes_freed += backlog_bytes_ + groups_bytes_;
+    groups_.clear();
+    backlog_count_ = 0;
+    backlog_bytes_ = 0;
+    groups_bytes_ = 0;
     d.delivered.clear();
     d.done.clear();
   }
@@ -1076,10 +1160,12 @@ void Queue::AcceptDeadLetter(std::string_view payload, const Headers& headers, u
 QueueStats Queue::Stats() const {
   std::lock_guard lock(mu_);
   QueueStats s;
-  s.size = ready_.size();
-  s.bytes = ready_.bytes();
-  s.full = config_.max_size != 0 && ready_.size() >= config_.max_size;
-  s.empty = ready_.empty();
+  s.size = ready_.size() + backlog_count_;
+  s.bytes = ready_.bytes() + backlog_bytes_;
+  s.full = config_.max_size != 0 && s.size >= config_.max_size;
+  s.empty = s.size == 0;
+  s.groups = groups_.size();
+  s.active_groups = groups_.size() - ready_.grouped();
   s.in_flight = InFlight();
   s.delayed = delayed_.size();
   s.unfinished = Unfinished();
@@ -1105,6 +1191,10 @@ uint64_t Queue::AccountedBytes() const {
   uint64_t total = index_.bytes() + leases_.bytes();
   ready_.ForEach([&](const Message& m) { total += m.bytes(); });
   for (const auto& [key, entry] : delayed_) total += entry.msg->bytes();
+  total += groups_bytes_;
+  for (const auto& [name, g] : groups_) {
+    if (g.backlog != nullptr) g.backlog->ForEach([&](const Message& m) { total += m.bytes(); });
+  }
   total += pending_.bytes();
   for (const auto& [id, c] : consumers_) total += c.held.bytes();
   return total;

@@ -51,6 +51,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -154,6 +155,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   Result<Released> Release(std::string_view tag, TimePoint now,
                            std::optional<Duration> delay = std::nullopt, bool reject = false);
 
+  // Takes back a delivery whose answer never reached the client: to the
+  // head at once, its delivery count as before (it was never delivered).
+  void TakeBack(std::string_view tag, TimePoint now);
+
   // Returns true if the queue was already closed.
   bool Close(TimePoint now);
   // Ends every waiter with kQueueDeleted and drops every message; returns how
@@ -189,9 +194,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // unknown tags are reported.
   void ConsumerExtend(uint64_t consumer, const std::vector<uint64_t>& tags, uint64_t up_to,
                       TimePoint now);
-  // Ends the consumer: everything it holds goes back to the head of the
-  // queue at once (delivery count + 1 at the next hand-out), and its outbox
-  // ends with `why`. Idempotent.
+  // Ends the consumer: what it holds goes back to the head of the queue —
+  // deliveries it wrote after the queue's retry_backoff (delivery count + 1
+  // at the next hand-out), unwritten ones at once, as they were — and its
+  // outbox ends with `why`. Idempotent.
   void DetachConsumer(uint64_t consumer, Error why, TimePoint now);
 
   // Puts a copy routed from a topic binding: never waits. Fails, and counts a
@@ -250,6 +256,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
     uint64_t bytes_freed = 0;
     TimePoint schedule = kNever;
     std::vector<std::shared_ptr<ConsumerOutbox>> wakes;
+    // Expired messages HasReady may still drop while the lock is held (the
+    // timer takes the rest).
+    size_t expire_budget = kDueBatch;
     // For the journal: ids handed out, and ids that left the queue.
     std::vector<uint64_t> delivered;
     std::vector<uint64_t> done;
@@ -298,7 +307,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void CarryForward(const std::vector<std::pair<TimePoint, uint64_t>>& keys);
   // Where a message with attributes is (Message::place): the TTL index finds
   // it there.
-  enum Place : uint8_t { kOut = 0, kInReady = 1, kInDelayed = 2 };
+  enum Place : uint8_t { kOut = 0, kInReady = 1, kInDelayed = 2, kInBacklog = 3 };
+  // A grouped message's group is done with it (finished or dead-lettered):
+  // the group's next message, if any, becomes ready.
+  void AdvanceGroup(std::string_view group, Deferred& d);
   // Enters a message with an expiry into the TTL index, at `place`.
   void Track(Message& msg, Place place);
   // Takes it out (handed out, or gone).
@@ -314,7 +326,8 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // returns whether any due one is left for the next pass.
   bool PromoteDue(TimePoint now);
   bool OutOfDeliveries(const Message& msg) const;
-  void DeadLetter(MessagePtr msg, DeathReason why, Deferred& d);
+  // `was_out`: the message was its group's one out (not in a backlog).
+  void DeadLetter(MessagePtr msg, DeathReason why, Deferred& d, bool was_out = true);
   // How long a message whose lease ended waits before it is ready again.
   Duration RetryDelay(const Message& msg, std::optional<Duration> asked) const;
   // Durable queues: hands admitted messages (ids set) to the journal and
@@ -361,7 +374,9 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void ArmDeadline(Deferred& d);
   TimePoint NextDeadline() const;
   uint64_t InFlight() const { return leases_.size() + stream_held_; }
-  uint64_t Unfinished() const { return ready_.size() + InFlight() + delayed_.size(); }
+  uint64_t Unfinished() const {
+    return ready_.size() + backlog_count_ + InFlight() + delayed_.size();
+  }
   // Closed, and nothing left or on its way: getters are told it is drained.
   bool Drained() const { return closed_ && Unfinished() == 0 && pending_.empty(); }
   Duration EffectiveVisibility(Duration requested) const;
@@ -384,6 +399,25 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   };
   std::map<std::pair<TimePoint, uint64_t>, DelayedEntry> delayed_;
   uint64_t delayed_bytes_ = 0;
+  // Ordering groups with a message in the queue. At most one message of a
+  // group is out — ready, handed out, or waiting a retry — and the others
+  // wait in its backlog, in put order, taking room as ready ones do.
+  struct Group {
+    bool out = false;
+    std::unique_ptr<HoleDeque> backlog;  // made for a group's second message
+  };
+  // A live group's cost against --max-memory, beyond its messages' bytes
+  // (which count its name): a hash node; and a backlog's deque.
+  static constexpr uint64_t kGroupBytes = 96;
+  static constexpr uint64_t kBacklogBytes = 640;
+  struct GroupHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, Group, GroupHash, std::equal_to<>> groups_;
+  uint64_t groups_bytes_ = 0;  // charged for groups_ (kGroupBytes, kBacklogBytes)
+  uint64_t backlog_count_ = 0;
+  uint64_t backlog_bytes_ = 0;
   // Ready or delayed messages with an expiry, by (expiry, id). A message
   // handed out leaves it: its expiry is checked when its lease ends.
   std::map<std::pair<TimePoint, uint64_t>, Message*> expiry_;

@@ -91,7 +91,9 @@ struct QueueStats {
   bool empty = true;
   uint64_t unfinished = 0;
   uint64_t in_flight = 0;
-  uint64_t delayed = 0;  // put with a delay that has not passed yet
+  uint64_t delayed = 0;        // put with a delay that has not passed yet
+  uint64_t groups = 0;         // ordering groups with a message in the queue
+  uint64_t active_groups = 0;  // of those, with their next message handed out or retrying
   uint64_t waiting_getters = 0;
   uint64_t waiting_putters = 0;
   uint64_t waiting_joiners = 0;

@@ -15,6 +15,7 @@ uint8_t ReadyList::LevelOf(const Message& msg) const {
 void ReadyList::Added(const Message& msg, uint8_t level) {
   nonempty_ |= uint32_t{1} << level;
   ++size_;
+  if (!msg.group().empty()) ++grouped_;
   bytes_ += msg.bytes();
 }
 
@@ -42,6 +43,7 @@ MessagePtr ReadyList::PopBest() {
   MessagePtr msg = q.PopFront();
   if (q.empty()) nonempty_ &= ~(uint32_t{1} << level);
   --size_;
+  if (!msg->group().empty()) --grouped_;
   bytes_ -= msg->bytes();
   return msg;
 }
@@ -49,10 +51,11 @@ MessagePtr ReadyList::PopBest() {
 MessagePtr ReadyList::Remove(const Message& msg) {
   const uint8_t level = LevelOf(msg);
   HoleDeque& q = levels_[level];
-  MessagePtr out = q.Take(msg.slot());
+  MessagePtr out = q.Take(msg);
   if (out == nullptr) return out;
   if (q.empty()) nonempty_ &= ~(uint32_t{1} << level);
   --size_;
+  if (!out->group().empty()) --grouped_;
   bytes_ -= out->bytes();
   return out;
 }
@@ -61,6 +64,7 @@ void ReadyList::Clear() {
   for (HoleDeque& level : levels_) level.Clear();
   nonempty_ = 0;
   size_ = 0;
+  grouped_ = 0;
   bytes_ = 0;
 }
 

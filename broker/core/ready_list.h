@@ -26,6 +26,8 @@ class ReadyList {
   MessagePtr Remove(const Message& msg);
 
   size_t size() const { return size_; }
+  // Messages of an ordering group (each its group's next one).
+  size_t grouped() const { return grouped_; }
   bool empty() const { return size_ == 0; }
   uint64_t bytes() const { return bytes_; }
   template <typename F>
@@ -41,6 +43,7 @@ class ReadyList {
   std::vector<HoleDeque> levels_;
   uint32_t nonempty_ = 0;  // bit i: levels_[i] holds a message
   size_t size_ = 0;
+  size_t grouped_ = 0;
   uint64_t bytes_ = 0;
 };
 

@@ -56,7 +56,8 @@ struct PutWaiter {
     // their bytes.
     size_t later = 0;
     uint64_t later_bytes = 0;
-    uint64_t keys = 0;                                    // bytes the index will keep for them
+    TimePoint later_until = kNever;  // the earliest of their ready times: re-resolve after
+    uint64_t keys = 0;               // bytes the index will keep for them
     std::vector<std::pair<size_t, uint64_t>> duplicates;  // (msg, original id)
     std::vector<std::pair<size_t, size_t>> copies;        // (msg, its first in the batch)
   };

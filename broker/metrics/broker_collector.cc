@@ -78,6 +78,9 @@ void QueueFamilies(Families& f, const BrokerSnapshot& s) {
   PerRow(f, q, "queue", "basin_queue_messages_delayed",
          "Messages put with a delay that has not passed yet (unfinished, not yet ready)", gauge,
          [](const QueueRow& r) { return r.stats.delayed; });
+  PerRow(f, q, "queue", "basin_queue_active_groups",
+         "Ordering groups whose next message is handed out or retrying (their others wait)", gauge,
+         [](const QueueRow& r) { return r.stats.active_groups; });
   PerRow(f, q, "queue", "basin_queue_messages_unfinished",
          "Messages put and not yet task_done (what join waits for)", gauge,
          [](const QueueRow& r) { return r.stats.unfinished; });

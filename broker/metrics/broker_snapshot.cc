@@ -11,6 +11,8 @@ void AddQueueStats(const core::QueueStats& from, core::QueueStats* to) {
   to->unfinished += from.unfinished;
   to->in_flight += from.in_flight;
   to->delayed += from.delayed;
+  to->groups += from.groups;
+  to->active_groups += from.active_groups;
   to->waiting_getters += from.waiting_getters;
   to->waiting_putters += from.waiting_putters;
   to->waiting_joiners += from.waiting_joiners;

@@ -101,6 +101,7 @@ void ReadAttrs(const Proto& m, core::TimePoint now, core::MessageSpec* spec) {
     return;
   }
   spec->attrs.priority = static_cast<uint8_t>(m.priority());
+  spec->attrs.group = m.group();
   if (m.has_expires_after()) {
     auto ttl = FromProto(m.expires_after(), "expires_after");
     if (ttl.ok() && ttl.value() == core::Duration::zero()) {
@@ -240,6 +241,8 @@ void ToProto(const core::Queue& queue, const std::vector<std::string>& bindings,
   p->set_total_rejected(s.total_rejected);
   p->set_delayed(s.delayed);
   p->set_total_expired(s.total_expired);
+  p->set_groups(s.groups);
+  p->set_active_groups(s.active_groups);
   for (const core::ConsumerStats& c : s.consumers) {
     v1::ConsumerStats* pc = out->add_consumers();
     pc->set_id(c.id);

@@ -40,10 +40,8 @@ class WaitingCall final : public ServerUnaryReactor {
   void OnDone() override {
     if (!delivery_tags_.empty() && ctx_->IsCancelled()) {
       // The client vanished before the messages reached it: back to the
-      // head at once (it never had them, so no retry delay).
-      for (const std::string& tag : delivery_tags_) {
-        (void)queue_->Release(tag, core::Clock::now(), core::Duration::zero());
-      }
+      // head at once, as if never handed out (no retry delay, no delivery).
+      for (const std::string& tag : delivery_tags_) queue_->TakeBack(tag, core::Clock::now());
     }
     delete this;
   }

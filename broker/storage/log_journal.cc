@@ -149,9 +149,11 @@ void LogJournal::Retried(const std::vector<Retry>& retries) {
   const auto wall_offset = std::chrono::duration_cast<core::Duration>(
       std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
   std::vector<CommittedLog::Pending> records;
-  records.reserve(retries.size());
-  for (const Retry& r : retries)
+  records.reserve(retries.size() + 1);
+  UpgradeDefinition(records);  // an older broker must refuse the log, not skip these
+  for (const Retry& r : retries) {
     records.push_back({Type(QueueRecord::kRetry), EncodeRetry(r, wall_offset)});
+  }
   log_->Append(std::move(records), nullptr);
   // A retry waiting days must not pin the log either: it may be carried.
   std::lock_guard lock(mu_);
@@ -169,7 +171,8 @@ void LogJournal::Carry(
   const auto wall_offset = std::chrono::duration_cast<core::Duration>(
       std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
   std::vector<CommittedLog::Pending> records;
-  records.reserve(messages.size());
+  records.reserve(messages.size() + 1);
+  UpgradeDefinition(records);
   Delayed carried;
   {
     std::lock_guard lock(mu_);
@@ -255,8 +258,9 @@ void LogJournal::UpgradeDefinition(std::vector<CommittedLog::Pending>& records) 
 
 void LogJournal::MaybeCompact() {
   while (!chunks_.empty() && chunks_.begin()->second.live == 0) {
-    // A chunk with nothing live has no delayed message either (both count
-    // the same ids), so delayed_count_ is unchanged.
+    // Nothing live: a delayed entry left is stale (a retry recorded after
+    // its message was done).
+    delayed_count_.fetch_sub(chunks_.begin()->second.delayed.size(), std::memory_order_relaxed);
     chunks_.erase(chunks_.begin());
   }
   // First ids of chunks that are gone: the ids they cover are all done.
@@ -283,15 +287,20 @@ void LogJournal::MaybeCarry() {
     return;
   }
   Chunk& oldest = chunks_.begin()->second;
-  if (oldest.live == 0 || oldest.live != oldest.delayed.size() || oldest.live > kMaxCarry ||
+  if (oldest.live == 0 || oldest.live != oldest.delayed.size() ||
       last_put_position_ - chunks_.begin()->first < compact_every_) {
     return;
   }
-  for (const auto& [id, at] : oldest.delayed) carry_.emplace_back(at, id);
+  // At most kMaxCarry a round (the records are built under the queue's
+  // lock); once they are written the chunk qualifies again for the next.
   // Either carried (and delayed again where it lands) or no longer delayed:
   // a message the queue skips must not be asked for again.
-  delayed_count_.fetch_sub(oldest.delayed.size(), std::memory_order_relaxed);
-  oldest.delayed.clear();
+  auto it = oldest.delayed.begin();
+  for (size_t n = 0; n < kMaxCarry && it != oldest.delayed.end(); ++n) {
+    carry_.emplace_back(it->second, it->first);
+    it = oldest.delayed.erase(it);
+  }
+  delayed_count_.fetch_sub(carry_.size(), std::memory_order_relaxed);
   carry_asked_.store(true, std::memory_order_release);
 }
 

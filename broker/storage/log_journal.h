@@ -64,8 +64,8 @@ class LogJournal final : public core::QueueJournal,
       const std::vector<std::pair<const core::Message*, core::TimePoint>>& messages) override;
   void Retried(const std::vector<Retry>& retries) override;
 
-  // The most delayed messages one carry moves.
-  static constexpr size_t kMaxCarry = 1024;
+  // The most delayed messages one carry round moves.
+  static constexpr size_t kMaxCarry = 256;
 
  private:
   using Delayed = std::vector<std::pair<uint64_t, core::TimePoint>>;  // (id, ready time)

@@ -37,6 +37,7 @@ Commands:
       [--delay D | --at TIME]         ready D from now, or at TIME (RFC 3339, e.g.
                                       2026-12-24T18:00:00Z); at most 30 days ahead
       [--priority N] [--ttl D]        0 to 10, higher first; expires D after the put
+      [--group G]                     ordering group: one at a time, in order
   get QUEUE [--timeout D] [--no-ack]  print one payload (acked unless --no-ack;
                                       then the delivery tag goes to stderr)
   done QUEUE TAG                      task_done a delivery
@@ -106,6 +107,7 @@ Args Parse(int argc, char** argv) {
                                                           {"max-priority", true},
                                                           {"priority", true},
                                                           {"ttl", true},
+                                                          {"group", true},
                                                           {"reject", false},
                                                           {"at", true},
                                                           {"json", false},
@@ -309,6 +311,8 @@ void PrintStat(const basin::QueueInfo& q, bool json) {
       {"total_redelivered", std::to_string(s.total_redelivered)},
       {"total_dead_lettered", std::to_string(s.total_dead_lettered)},
       {"total_expired", std::to_string(s.total_expired)},
+      {"groups", std::to_string(s.groups)},
+      {"active_groups", std::to_string(s.active_groups)},
       {"closed", s.closed ? "true" : "false"},
   };
   if (!json) {
@@ -394,6 +398,7 @@ int Run(const Args& a) {
     if (a.Has("at")) schedule.deliver_at = ParseTime(a.Flag("at"));
     schedule.priority = static_cast<uint32_t>(ParseCount(a.Flag("priority", "0")));
     if (a.Has("ttl")) schedule.ttl = ParseDuration(a.Flag("ttl"));
+    schedule.group = a.Flag("group");
     auto put = [&](const std::string& msg) {
       basin::OutgoingMessage m = schedule;
       m.payload = msg;

@@ -50,6 +50,8 @@ QueueInfo FromProto(const v1::QueueInfo& p) {
   st.total_rejected = s.total_rejected();
   st.delayed = s.delayed();
   st.total_expired = s.total_expired();
+  st.groups = s.groups();
+  st.active_groups = s.active_groups();
   st.closed = s.closed();
   for (const v1::ConsumerStats& c : p.consumers()) {
     st.consumers.push_back({c.id(), c.prefetch(), c.in_flight(), c.delivered(), c.acked()});

@@ -67,6 +67,14 @@ done
 [ "$(c get ranked --timeout 0s)" = high ] || fail "priority order"
 [ "$(c get ranked --timeout 0s)" = low ] || fail "priority order (low)"
 c stat ranked --json | grep -q '"total_expired":1' || fail "ttl expired"
+expect_exit 0 c create grouped
+expect_exit 0 c put grouped g1 --group g
+expect_exit 0 c put grouped g2 --group g
+tag=$(c get grouped --no-ack 2>&1 >/dev/null)
+expect_exit 3 c get grouped --timeout 0s   # g2 waits for g1
+c stat grouped --json | grep -q '"active_groups":1' || fail "stat active_groups"
+expect_exit 0 c done grouped "$tag"
+[ "$(c get grouped --timeout 0s)" = g2 ] || fail "group order"
 
 # Pub/sub: a subscriber prints "topic<TAB>payload"; a bound queue keeps copies.
 sub_out=$(mktemp)

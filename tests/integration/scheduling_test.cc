@@ -2,8 +2,12 @@
 // message enters (Put, a batch, the Produce stream).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "basin/client.h"
@@ -190,6 +194,57 @@ TEST(SchedulingTest, PrioritiesOrderGetsAndConsumers) {
   EXPECT_THROW(q.put({.payload = "x", .priority = 11}), InvalidArgument);
   EXPECT_THROW(client.queue("too-many-levels", {.max_priority = 11}), InvalidArgument);
   consumer.close();
+}
+
+// Two consumers share three groups: each group's messages are processed in
+// put order, one at a time, while the groups go in parallel.
+TEST(SchedulingTest, OrderedGroupsAreProcessedInOrderOneAtATime) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  auto q = client.queue("grouped", {});
+  constexpr int kPerGroup = 50;
+  std::vector<OutgoingMessage> batch;
+  for (int i = 0; i < kPerGroup; ++i) {
+    for (const char* g : {"a", "b", "c"}) {
+      batch.push_back({.payload = std::string(g) + ":" + std::to_string(i), .group = g});
+    }
+  }
+  for (const PutOutcome& o : q.put_batch(batch)) ASSERT_TRUE(o.ok()) << o.error_message;
+  EXPECT_EQ(q.info().stats.groups, 3u);
+  std::mutex mu;
+  std::map<std::string, int> next;  // group -> the number it must see next
+  std::atomic<int> done{0};
+  std::atomic<bool> broken{false};
+  auto work = [&] {
+    Consumer consumer(client, "grouped", {.prefetch = 5});
+    try {
+      while (std::optional<Message> m = consumer.next()) {
+        const std::string group = m->payload().substr(0, 1);
+        const int n = std::stoi(m->payload().substr(2));
+        {
+          // Counted before the ack goes out: the broker hands out the
+          // group's next message only after it has the ack, so a message
+          // seen early or out of order shows here.
+          std::lock_guard lock(mu);
+          if (n != next[group]) broken = true;
+          ++next[group];
+        }
+        consumer.ack(*m);
+        consumer.flush();
+        ++done;
+      }
+    } catch (const Closed&) {
+    }
+  };
+  std::thread one(work);
+  std::thread two(work);
+  EXPECT_TRUE(WaitFor([&] { return done.load() == 3 * kPerGroup; }));
+  q.close();  // both consumers end once the queue is drained
+  one.join();
+  two.join();
+  EXPECT_FALSE(broken.load()) << "a group's messages were processed out of order or together";
+  EXPECT_EQ(done.load(), 3 * kPerGroup);
+  EXPECT_TRUE(WaitFor([&] { return q.info().stats.groups == 0; }));
 }
 
 }  // namespace

@@ -196,6 +196,7 @@ def test_values_agree_with_get_queue_and_list_topics_under_load(http_broker: Bro
         for series, field_name in [("basin_queue_messages_ready", "size"),
                                    ("basin_queue_messages_in_flight", "in_flight"),
                                    ("basin_queue_messages_delayed", "delayed"),
+                                   ("basin_queue_active_groups", "active_groups"),
                                    ("basin_queue_messages_unfinished", "unfinished"),
                                    ("basin_queue_ready_bytes", "bytes"),
                                    ("basin_queue_waiting_getters", "waiting_getters"),

@@ -169,3 +169,21 @@ def test_priority_and_ttl(broker: Any) -> None:
         producer.send("sent", priority=2, ttl=60).result(timeout=10)
     assert q.get(timeout=5) == "sent"
     q.task_done()
+
+
+def test_ordered_groups(broker: Any) -> None:
+    q = basin.JoinableQueue(unique("grouped"), address=broker.address)
+    q.put("a1", group="a")
+    q.put_many(["a2", "a3"], group="a")
+    q.put("b1", group="b")
+    assert q.info().stats.groups == 2
+    first = q.get_message(timeout=0)
+    assert first.value == "a1"
+    assert q.get(timeout=0) == "b1"  # a2 waits for a1
+    with pytest.raises(basin.Empty):
+        q.get(timeout=0)
+    assert q.info().stats.active_groups == 2
+    first.task_done()
+    assert q.get(timeout=0) == "a2"
+    with pytest.raises(basin.InvalidArgument):
+        q.put("x", group="a", delay=1)

@@ -107,6 +107,25 @@ TEST_F(DelayedDeliveryTest, ABatchThatFitsOnlyBecauseOfItsDelayedMessagesIsTaken
   ExpectConserved();
 }
 
+// A batch whose delayed messages alone are more than the queues' memory can
+// never be admitted: refused, rather than left to block every later put.
+TEST(DelayedDeliveryMemoryTest, ABatchLargerThanMemoryIsRefusedEvenIfDelayed) {
+  BrokerLimits limits;
+  limits.max_message_bytes = 1 << 20;
+  limits.max_memory = 4 << 20;
+  Broker broker(limits, nullptr);
+  QueueConfig c;
+  c.name = "big";
+  auto q = broker.CreateQueue(c).value().queue;
+  const std::string payload(512 << 10, 'x');
+  const TimePoint now = TimePoint() + std::chrono::hours(1);
+  std::vector<MessageSpec> batch(16, MessageSpec{payload, nullptr, {}});
+  for (auto& spec : batch) spec.attrs.ready_at = now + seconds(60);
+  auto r = PutBatchNow(*q, batch, now, seconds(10));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::kInvalidArgument);
+}
+
 TEST_F(DelayedDeliveryTest, MoreThanThirtyDaysAheadIsRefusedPerMessage) {
   auto q = Make("horizon");
   std::vector<MessageSpec> batch(2, MessageSpec{"x", nullptr, {}});

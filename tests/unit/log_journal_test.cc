@@ -149,6 +149,39 @@ TEST(LogJournalTest, TheDefinitionIsUpgradedBeforeTheFirstPutWithAttributes) {
   EXPECT_EQ(DecodeDefinition(definition()), config);
 }
 
+// A retry record is one an older broker cannot read too: it also brings the
+// definition to the current version first.
+TEST(LogJournalTest, TheDefinitionIsUpgradedBeforeTheFirstRetry) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.Sub("q");
+  core::QueueConfig config;
+  config.name = "q";
+  config.durable = true;
+  std::string v2 = EncodeDefinition(config);
+  v2.pop_back();
+  v2[0] = 2;
+  IoError io;
+  Committer committer(FsyncPolicy::kBatch, std::chrono::milliseconds(1));
+  {
+    auto log = SegmentedLog::Open(
+        dir, {}, [](uint64_t, uint8_t, std::string_view) {}, nullptr, &io);
+    auto committed = committer.Adopt(std::move(log));
+    committed->Append({{static_cast<uint8_t>(QueueRecord::kDefined), v2}}, nullptr);
+    auto journal = std::make_shared<LogJournal>(committed, v2, LogOptions{}.max_segment_bytes);
+    journal->Retried({{1, 1, core::Clock::now() + std::chrono::hours(1)}});
+    std::promise<void> flushed;
+    committed->Append({}, [&](const IoError*, uint64_t) { flushed.set_value(); });
+    flushed.get_future().wait();
+    committed->Close();
+  }
+  QueueReplay replay;
+  auto log = SegmentedLog::Open(
+      dir, {}, [&](uint64_t p, uint8_t t, std::string_view b) { replay.Apply(p, t, b); }, nullptr,
+      &io);
+  ASSERT_NE(log, nullptr);
+  EXPECT_TRUE(IsCurrentDefinition(replay.definition().value_or("")));
+}
+
 // A delayed message does not pin the log until its time: once it is all its
 // chunk holds, the journal asks for it to be written again at the tail
 // (what the queue does, done here by hand), and the old segments go. After

@@ -939,6 +939,9 @@ TEST_F(QueueTest, ConservationHoldsThroughRandomOperations) {
         if (rng() % 2) batch[0].dedup_id = "d" + std::to_string(rng() % 10);
         if (rng() % 3 == 0) batch.back().attrs.ready_at = now_ + milliseconds(rng() % 3000);
         if (rng() % 3 == 0) batch.front().attrs.priority = static_cast<uint8_t>(rng() % 5);
+        if (rng() % 3 == 0 && batch.front().attrs.ready_at == TimePoint{}) {
+          batch.front().attrs.group = rng() % 2 ? "red" : "blue";
+        }
         if (rng() % 3 == 0) {
           batch.front().attrs.expires_at =
               std::max(now_, batch.front().attrs.ready_at) + milliseconds(1 + rng() % 4000);

@@ -36,12 +36,12 @@ TEST(HoleDequeTest, TakesFromTheMiddleByPositionAcrossPushFront) {
   MessagePtr a = Msg("a");
   const Message* first = a.get();
   q.PushFront(std::move(a));
-  MessagePtr c = q.Take(pushed[1]->slot());
+  MessagePtr c = q.Take(*pushed[1]);
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->payload(), "c");
-  EXPECT_EQ(q.Take(c->slot()), nullptr);  // a stale slot finds nothing
+  EXPECT_EQ(q.Take(*c), nullptr);  // not in the deque any more: nothing
   EXPECT_EQ(q.size(), 3u);
-  EXPECT_EQ(q.Take(first->slot())->payload(), "a");
+  EXPECT_EQ(q.Take(*first)->payload(), "a");
   EXPECT_EQ(Drain(q), (std::vector<std::string>{"b", "d"}));
   EXPECT_EQ(q.capacity_used(), 0u);
 }
@@ -56,11 +56,11 @@ TEST(HoleDequeTest, HolesAreCompactedAwayAndSlotsFollow) {
   }
   // Take every other one from the middle: holes never exceed live + margin.
   for (int i = 1; i < 999; i += 2) {
-    ASSERT_NE(q.Take(all[static_cast<size_t>(i)]->slot()), nullptr) << i;
+    ASSERT_NE(q.Take(*all[static_cast<size_t>(i)]), nullptr) << i;
     EXPECT_LE(q.capacity_used(), 2 * q.size() + 64);
   }
   // Slots rewritten by compaction still find their messages.
-  EXPECT_EQ(q.Take(all[500]->slot())->payload(), "500");
+  EXPECT_EQ(q.Take(*all[500])->payload(), "500");
   EXPECT_EQ(q.PopFront()->payload(), "0");
   EXPECT_EQ(q.size(), 1000u - 499 - 2);
 }

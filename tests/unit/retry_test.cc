@@ -33,6 +33,20 @@ class RetryTest : public QueueTest {
   }
 };
 
+// A unary answer that never reached its client: the message goes back at
+// once, as if it had never been handed out (no backoff, no delivery).
+TEST_F(RetryTest, ATakenBackDeliveryIsNotADelivery) {
+  auto q = MakeWith("taken-back", {seconds(30)}, 1);
+  Put(*q, "job");
+  Delivery d = MustGet(*q);
+  q->TakeBack(d.tag, now_);
+  EXPECT_EQ(q->Stats().total_redelivered, 0u);
+  EXPECT_EQ(q->Stats().total_delivered, 0u);
+  Delivery again = MustGet(*q);  // ready at once, and not out of deliveries
+  EXPECT_EQ(again.delivery_count, 1u);
+  ExpectConserved();
+}
+
 TEST_F(RetryTest, BackoffFollowsTheDeliveryCountAndItsLastEntryRepeats) {
   auto q = MakeWith("backoff", {seconds(1), seconds(5)});
   Put(*q, "job");

@@ -87,6 +87,8 @@ struct QueueStats {
   uint64_t total_rejected = 0;  // copies from topic bindings refused (full, closed)
   uint64_t delayed = 0;         // put with a delay that has not passed yet
   uint64_t total_expired = 0;   // expired (TTL): in total_dead_lettered too
+  uint64_t groups = 0;          // ordering groups with a message in the queue
+  uint64_t active_groups = 0;   // of those, with their next message out
   bool closed = false;
   std::vector<ConsumerInfo> consumers{};
 };
@@ -146,7 +148,8 @@ struct OutgoingMessage {
   // with the original id and not enqueued again.
   std::string dedup_id{};
   // Ready this long after the broker receives it (0: at once), or at
-  // `deliver_at` if that is set; at most 30 days ahead. Until then it counts
+  // `deliver_at` if that is set (it then wins over `delay`); at most 30 days
+  // ahead. Until then it counts
   // as unfinished (join waits for it) but no get sees it.
   std::chrono::milliseconds delay{0};
   std::chrono::system_clock::time_point deliver_at{};
@@ -155,6 +158,9 @@ struct OutgoingMessage {
   // Expires this long after the put instead of the queue's message_ttl (0: the
   // queue's); longer than the delay.
   std::chrono::milliseconds ttl{0};
+  // Ordering group: one message of a group is handed out at a time, in put
+  // order (1 to 128 bytes; not with a delay).
+  std::string group{};
 };
 
 // What became of one message of a batch.

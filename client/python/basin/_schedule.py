@@ -2,7 +2,8 @@
 (``delay=``, seconds or a timedelta from the broker's receipt, or
 ``deliver_at=``, a datetime or seconds since the epoch on the broker's clock;
 at most 30 days ahead), its ``priority=`` (0 to 10) and its ``ttl=`` (seconds
-or a timedelta; the queue's message_ttl otherwise). The broker answers
+or a timedelta; the queue's message_ttl otherwise) and its ordering ``group=``
+(one message of a group handed out at a time, in put order). The broker answers
 InvalidArgument beyond its limits."""
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ def release_fields(delay: Optional[Delay]) -> Dict[str, Any]:
 
 
 def schedule(delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
-             priority: int = 0, ttl: Optional[Delay] = None) -> Dict[str, Any]:
+             priority: int = 0, ttl: Optional[Delay] = None, group: str = "") -> Dict[str, Any]:
     """The PutRequest / PutMessage fields for what a put asks beyond its
     payload; {} for nothing. ValueError for a delay and a deliver_at at once,
     a negative or non-finite delay or ttl, or a negative priority (the
     broker checks the upper bounds)."""
     fields: Dict[str, Any] = {}
-    if delay is not None and deliver_at is not None:
+    if delay is not None and deliver_at is not None and seconds_of(delay) > 0:
         raise ValueError("give delay or deliver_at, not both")
     if delay is not None and seconds_of(delay) > 0:
         fields["deliver_after"] = duration_of(delay)
@@ -63,5 +64,9 @@ def schedule(delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
             raise ValueError(f"priority must be 0 to 10, not {priority!r}")
         fields["priority"] = int(priority)
     if ttl is not None:
+        if seconds_of(ttl, "ttl") == 0:
+            raise ValueError("ttl must be positive (None: the queue's message_ttl)")
         fields["expires_after"] = duration_of(ttl, "ttl")
+    if group:
+        fields["group"] = str(group)
     return fields

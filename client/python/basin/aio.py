@@ -224,11 +224,12 @@ class Queue:
 
     async def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None, *,
                   delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
-                  priority: int = 0, ttl: Optional[Delay] = None) -> None:
+                  priority: int = 0, ttl: Optional[Delay] = None,
+            group: str = "") -> None:
         await self.attach()
         payload = self._serializer.dumps(obj)
         name = self._name
-        when = schedule(delay, deliver_at, priority, ttl)
+        when = schedule(delay, deliver_at, priority, ttl, group)
         await _wait_call(self._queues.Put,
                          lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait,
                                                     **when),
@@ -240,9 +241,9 @@ class Queue:
     async def put_many(self, objs: List[Any], block: bool = True,
                        timeout: Optional[float] = None, *, delay: Optional[Delay] = None,
                        deliver_at: Optional[When] = None, priority: int = 0,
-                       ttl: Optional[Delay] = None) -> List[int]:
+                       ttl: Optional[Delay] = None, group: str = "") -> List[int]:
         await self.attach()
-        when = schedule(delay, deliver_at, priority, ttl)
+        when = schedule(delay, deliver_at, priority, ttl, group)
         messages = [pb.PutMessage(payload=self._serializer.dumps(o), **when) for o in objs]
         if not messages:
             return []

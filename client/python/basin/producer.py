@@ -158,14 +158,16 @@ class Producer:
 
     def send(self, obj: Any, headers: Optional[Dict[str, str]] = None, *,
              delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
-             priority: int = 0, ttl: Optional[Delay] = None) -> "Future[int]":
+             priority: int = 0, ttl: Optional[Delay] = None,
+             group: str = "") -> "Future[int]":
         """Queues ``obj`` for the next batch; the future gives its id.
-        ``delay``, ``deliver_at``, ``priority`` and ``ttl`` as for ``Queue.put``."""
+        ``delay``, ``deliver_at``, ``priority``, ``ttl`` and ``group`` as for
+        ``Queue.put``."""
         if _forks.count != self._forks:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
-        when = (schedule(delay, deliver_at, priority, ttl)
+        when = (schedule(delay, deliver_at, priority, ttl, group)
                 if delay is not None or deliver_at is not None or priority or ttl is not None
-                else None)
+                or group else None)
         frame = put_message(self._dumps(obj), headers, when)
         size = len(frame)
         with self._lock:
@@ -213,7 +215,8 @@ class Producer:
 
     def send_many(self, objs: Sequence[Any], headers: Optional[Dict[str, str]] = None, *,
                   delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
-                  priority: int = 0, ttl: Optional[Delay] = None) -> "Future[List[int]]":
+                  priority: int = 0, ttl: Optional[Delay] = None,
+                  group: str = "") -> "Future[List[int]]":
         """Sends every object (in order, batched as ``send`` would); one
         future gives the list of their ids. If any fails, the future's
         exception is the first failure, and its ``results`` attribute lists
@@ -221,20 +224,20 @@ class Producer:
         if _forks.count != self._forks:
             raise RuntimeError("a basin.Producer cannot be used in a forked child: make one there")
         dumps = self._dumps
-        when = (schedule(delay, deliver_at, priority, ttl)
+        when = (schedule(delay, deliver_at, priority, ttl, group)
                 if delay is not None or deliver_at is not None or priority or ttl is not None
-                else None)
+                or group else None)
         frames = [put_message(dumps(o), headers, when) for o in objs]
-        group = Group(len(frames))
+        outcome = Group(len(frames))
         if not frames:
-            group.resolve()
-            return group.future
+            outcome.resolve()
+            return outcome.future
         done = 0
         refused = False
         with self._lock:
             while done < len(frames):
                 if self._permanent is not None or self._closing or self._stopped:
-                    refused = group.fill(done, None, 0, len(frames) - done, self._refusal())
+                    refused = outcome.fill(done, None, 0, len(frames) - done, self._refusal())
                     break
                 batch = self._open
                 if batch is None:
@@ -250,7 +253,7 @@ class Producer:
                 if take <= 0 or batch.frames and batch.nbytes + nbytes > self._max_bytes:
                     self._seal_locked()
                     continue
-                batch.outcome.spans.append(Span(group, done, take, len(batch.frames)))
+                batch.outcome.spans.append(Span(outcome, done, take, len(batch.frames)))
                 batch.frames.extend(part)
                 batch.nbytes += nbytes
                 done += take
@@ -259,8 +262,8 @@ class Producer:
         if self._orphans:
             self._fail_orphans()
         if refused:
-            group.resolve()
-        return group.future
+            outcome.resolve()
+        return outcome.future
 
     def _seal_locked(self, deadline: Optional[float] = None) -> bool:
         """Moves the open batch to the unconfirmed ones, waiting for room

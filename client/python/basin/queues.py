@@ -211,7 +211,8 @@ class Queue:
 
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None, *,
             delay: Optional[Delay] = None, deliver_at: Optional[When] = None,
-            priority: int = 0, ttl: Optional[Delay] = None) -> None:
+            priority: int = 0, ttl: Optional[Delay] = None,
+            group: str = "") -> None:
         """Puts ``obj``, waiting while the queue is full (up to ``timeout``
         seconds, then :class:`basin.Full`; ``block=False``: not at all).
         With ``delay`` (seconds or a timedelta) or ``deliver_at`` (a datetime
@@ -223,7 +224,7 @@ class Queue:
         self._check_open()
         payload = self._serializer.dumps(obj)
         name = self._name
-        when = schedule(delay, deliver_at, priority, ttl)
+        when = schedule(delay, deliver_at, priority, ttl, group)
         self._conn.wait_call(
             self._conn.queues.Put,
             lambda wait: pb.PutRequest(queue=name, payload=payload, timeout=wait, **when),
@@ -236,14 +237,14 @@ class Queue:
     def put_many(self, objs: Iterable[Any], block: bool = True,
                  timeout: Optional[float] = None, *, delay: Optional[Delay] = None,
                  deliver_at: Optional[When] = None, priority: int = 0,
-                 ttl: Optional[Delay] = None) -> List[int]:
+                 ttl: Optional[Delay] = None, group: str = "") -> List[int]:
         """Puts every object in one request, all or nothing (waiting until
         all fit; more than 10,000 is a ValueError). Returns their ids.
         ``delay``, ``deliver_at``, ``priority`` and ``ttl``, as for ``put``,
         apply to each."""
         self._check_open()
         dumps = self._serializer.dumps
-        when = schedule(delay, deliver_at, priority, ttl)
+        when = schedule(delay, deliver_at, priority, ttl, group)
         messages = [pb.PutMessage(payload=dumps(o), **when) for o in objs]
         if not messages:
             return []
