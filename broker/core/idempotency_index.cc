@@ -70,6 +70,7 @@ const PutWaiter::Resolution& IdempotencyIndex::Resolve(PutWaiter& p, TimePoint n
     // in-batch copy keeps nothing, and charging it could refuse a resend of
     // pure duplicates for want of memory.
     if (origin != nullptr) r.keys += ProducerSequences::kBytesPerId;
+    if (!p.msgs[i]->group().empty()) ++r.grouped;
     // A delayed message takes the queue's room when it becomes ready.
     if (p.msgs[i]->ready_at() > now) {
       ++r.later;

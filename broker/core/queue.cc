@@ -94,7 +94,9 @@ uint64_t Queue::Enqueue(MessagePtr msg, TimePoint now) {
 
 void Queue::Arrive(MessagePtr msg, TimePoint now) {
   if (!msg->group().empty()) {
-    auto [it, fresh] = groups_.try_emplace(std::string(msg->group()));
+    auto it = groups_.find(msg->group());
+    const bool fresh = it == groups_.end();
+    if (fresh) it = groups_.emplace(std::string(msg->group()), Group{}).first;
     Group& g = it->second;
     if (fresh) {
       groups_bytes_ += kGroupBytes;
@@ -145,7 +147,7 @@ void Queue::AdvanceGroup(std::string_view group, Deferred& d) {
     MessagePtr next = g.backlog->PopFront();
     --backlog_count_;
     backlog_bytes_ -= next->bytes();
-    next->set_place(kInReady);  // still in the TTL index, if it has an expiry
+    if (next->expires_at() != kNever) next->set_place(kInReady);  // still in the TTL index
     ready_.PushBack(std::move(next));
     return;
   }
@@ -402,7 +404,11 @@ Queue::Room Queue::TryAdmit(PutWaiter& p, TimePoint now, Deferred& d) {
       if (original >= oldest) return Room::kOriginalPending;
     }
   }
-  const Room room = CheckRoom(r.bytes, true, r.count, r.keys, r.later_bytes);
+  // A grouped message may make a group (and its backlog), charged when it
+  // arrives: reserved with the batch, like index keys, and what is not used
+  // is let go by SyncIndexMemory.
+  const uint64_t groups = r.grouped * (kGroupBytes + kBacklogBytes);
+  const Room room = CheckRoom(r.bytes, true, r.count, r.keys + groups, r.later_bytes);
   if (room != Room::kYes) return room;
   PendingBatch durable;  // a durable queue's admitted messages
   durable.bytes = r.bytes + r.later_bytes;
@@ -467,7 +473,7 @@ void Queue::PutBatch(const std::vector<MessageSpec>& batch, TimePoint now, TimeP
       p.results[i].error = valid.error();
       continue;
     }
-    all += valid.value();
+    all += valid.value() + (attrs.group.empty() ? 0 : kGroupBytes + kBacklogBytes);
     if (attrs.ready_at <= now) {
       total += valid.value();
       ++count;
@@ -861,16 +867,19 @@ Result<Queue::Released> Queue::Release(std::string_view tag, TimePoint now,
   return out;
 }
 
-void Queue::TakeBack(std::string_view tag, TimePoint now) {
+void Queue::TakeBack(const std::vector<std::string>& tags, TimePoint now) {
   Deferred d;
   {
     std::lock_guard lock(mu_);
-    auto lease = leases_.Find(tag, Describe());
-    if (!lease.ok()) return;
-    MessagePtr msg = leases_.Take(lease.value(), LeaseEnd::kReleased);
-    msg->undo_delivery();
-    --total_delivered_;
-    Requeue(std::move(msg));
+    // Each goes to the head: the last first, so the first ends up in front.
+    for (auto tag = tags.rbegin(); tag != tags.rend(); ++tag) {
+      auto lease = leases_.Find(*tag, Describe());
+      if (!lease.ok()) continue;
+      MessagePtr msg = leases_.Take(lease.value(), LeaseEnd::kReleased);
+      msg->undo_delivery();
+      --total_delivered_;
+      Requeue(std::move(msg));
+    }
     ServeWaiters(now, d);
     ArmDeadline(d);
   }

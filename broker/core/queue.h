@@ -155,9 +155,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   Result<Released> Release(std::string_view tag, TimePoint now,
                            std::optional<Duration> delay = std::nullopt, bool reject = false);
 
-  // Takes back a delivery whose answer never reached the client: to the
-  // head at once, its delivery count as before (it was never delivered).
-  void TakeBack(std::string_view tag, TimePoint now);
+  // Takes back deliveries whose answer never reached the client: to the
+  // head at once, in the order they were handed out, their delivery counts
+  // as before (they were never delivered).
+  void TakeBack(const std::vector<std::string>& tags, TimePoint now);
 
   // Returns true if the queue was already closed.
   bool Close(TimePoint now);

@@ -57,6 +57,7 @@ struct PutWaiter {
     size_t later = 0;
     uint64_t later_bytes = 0;
     TimePoint later_until = kNever;  // the earliest of their ready times: re-resolve after
+    size_t grouped = 0;              // messages of an ordering group (either kind)
     uint64_t keys = 0;               // bytes the index will keep for them
     std::vector<std::pair<size_t, uint64_t>> duplicates;  // (msg, original id)
     std::vector<std::pair<size_t, size_t>> copies;        // (msg, its first in the batch)

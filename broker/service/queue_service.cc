@@ -41,7 +41,7 @@ class WaitingCall final : public ServerUnaryReactor {
     if (!delivery_tags_.empty() && ctx_->IsCancelled()) {
       // The client vanished before the messages reached it: back to the
       // head at once, as if never handed out (no retry delay, no delivery).
-      for (const std::string& tag : delivery_tags_) queue_->TakeBack(tag, core::Clock::now());
+      queue_->TakeBack(delivery_tags_, core::Clock::now());
     }
     delete this;
   }

@@ -218,6 +218,33 @@ TEST_F(DurableQueueTest, RestoreBringsMessagesBackInOrderWithTheirDeliveries) {
   EXPECT_EQ(journal_->puts.back().ids, std::vector<uint64_t>{10});
 }
 
+// Groups are rebuilt from the recovered messages in put order: the one that
+// was out (delivered, never done) comes back as its group's first, and the
+// group's next waits for it again; a message recovered already expired
+// leaves without moving its group on.
+TEST_F(DurableQueueTest, RestoreRebuildsGroupsInOrder) {
+  auto q = Make();
+  const auto grouped = [&](uint64_t id, const std::string& payload, TimePoint expires = kNever) {
+    MessageAttrs attrs;
+    attrs.group = "g";
+    attrs.expires_at = expires;
+    return Message::Make(id, payload, {}, attrs);
+  };
+  std::vector<MessagePtr> msgs;
+  msgs.push_back(grouped(3, "first"));
+  msgs.push_back(grouped(5, "gone", now_ - seconds(1)));
+  msgs.push_back(grouped(6, "second"));
+  msgs[0]->add_delivery();
+  q->Restore(std::move(msgs), 7, /*closed=*/false, {}, now_);
+  EXPECT_EQ(q->Stats().total_expired, 1u);
+  auto first = TryGet(*q)->value();
+  EXPECT_EQ(first.payload, "first");
+  EXPECT_EQ(first.delivery_count, 2u);
+  EXPECT_EQ(TryGet(*q)->error().code, Errc::kQueueEmpty);  // "second" waits for "first"
+  ASSERT_TRUE(q->TaskDone(first.tag, now_).ok());
+  EXPECT_EQ(TryGet(*q)->value().payload, "second");
+}
+
 // After a restart, a producer's resend and a repeated dedup id are still
 // recognised: the journal kept their keys and Restore takes them back.
 TEST_F(DurableQueueTest, RestoredKeysRecogniseResendsAfterARestart) {

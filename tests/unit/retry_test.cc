@@ -39,7 +39,7 @@ TEST_F(RetryTest, ATakenBackDeliveryIsNotADelivery) {
   auto q = MakeWith("taken-back", {seconds(30)}, 1);
   Put(*q, "job");
   Delivery d = MustGet(*q);
-  q->TakeBack(d.tag, now_);
+  q->TakeBack({d.tag}, now_);
   EXPECT_EQ(q->Stats().total_redelivered, 0u);
   EXPECT_EQ(q->Stats().total_delivered, 0u);
   Delivery again = MustGet(*q);  // ready at once, and not out of deliveries
