@@ -1257,7 +1257,10 @@ TimePoint Queue::ExpireDue(TimePoint now) {
       if (c.turn == 0) TakeTurn(id, c);
     }
     index_.Expire(now);
-    const bool more_due = PromoteDue(now) | ExpireTtl(now, d);
+    // Both run: each does at most a batch, and either may leave more.
+    const bool more_delayed = PromoteDue(now);
+    const bool more_expired = ExpireTtl(now, d);
+    const bool more_due = more_delayed || more_expired;
     ServeWaiters(now, d);
     // The timer that called us is spent; the caller schedules the next one
     // (at once when due messages are left: the lock is let go in between).

@@ -111,9 +111,15 @@ void DecodeBodies(std::string_view bytes) {
       Check(again.has_value() && *again == *config, "a decoded definition does not round-trip");
     }
     basin::storage::QueueReplay replay;
-    for (uint8_t type = 0; type <= 10; ++type) replay.Apply(type, type, body);
+    for (uint8_t type = 0; type <= 12; ++type) replay.Apply(type, type, body);
     for (const auto& [id, live] : replay.live()) {
-      (void)basin::core::Message::Decode(id, live.deliveries, live.message);
+      // As QueueStore does: the attributes go into the message's trailer.
+      basin::core::MessageAttrs attrs;
+      attrs.priority = live.attrs.priority;
+      attrs.group = live.attrs.group;
+      if (auto m = basin::core::Message::Decode(id, live.deliveries, live.message, attrs); m.ok()) {
+        Check(m.value()->group() == live.attrs.group, "a decoded group does not read back");
+      }
     }
     if (auto message = basin::core::Message::Decode(1, 0, body); message.ok()) {
       (void)message.value()->headers();
@@ -298,6 +304,27 @@ void WriteSeeds(const std::string& dir) {
   Seed().Byte(0).Bytes(definition).Write(dir + "/definition");
   Seed().Byte(0).Bytes(message).Write(dir + "/message");
   Seed().Byte(0).Bytes(basin::storage::EncodePutKeys(keys)).Write(dir + "/put_keys");
+  // Scheduling: a put with every attribute, a retry, a definition with options.
+  basin::core::MessageAttrs attrs;
+  attrs.ready_at = basin::core::TimePoint(std::chrono::seconds(100));
+  attrs.expires_at = basin::core::TimePoint(std::chrono::seconds(200));
+  attrs.priority = 3;
+  attrs.group = "customer-42";
+  const auto scheduled = basin::core::Message::Make(4, "scheduled", {{"k", "v"}}, attrs);
+  const std::string put_attrs =
+      basin::storage::EncodePutAttrs(*scheduled, std::chrono::seconds(0), scheduled->ready_at(), 2);
+  const std::string retry =
+      basin::storage::EncodeRetry({4, 2, attrs.ready_at}, std::chrono::seconds(0));
+  Seed().Byte(0).Bytes(put_attrs).Write(dir + "/put_attrs");
+  Seed().Byte(0).Bytes(retry).Write(dir + "/retry");
+  basin::core::QueueConfig scheduled_config = config;
+  scheduled_config.retry_backoff = {std::chrono::seconds(1), std::chrono::seconds(5)};
+  scheduled_config.max_priority = 5;
+  scheduled_config.message_ttl = std::chrono::hours(1);
+  Seed()
+      .Byte(0)
+      .Bytes(basin::storage::EncodeDefinition(scheduled_config))
+      .Write(dir + "/definition_v3");
   // A short queue's life, as a well-formed log over two segments.
   const auto queue_log = [&](Seed& seed) -> Seed& {
     return seed.Byte(2)
@@ -311,7 +338,9 @@ void WriteSeeds(const std::string& dir) {
         .Record(QueueRecord::kDelivered, basin::storage::EncodeIds({1, 2}))
         .Record(QueueRecord::kDone, basin::storage::EncodeIds({1}))
         .Record(QueueRecord::kBound, "orders.*")
-        .Record(QueueRecord::kNextId, basin::storage::EncodeNextId(3))
+        .Record(QueueRecord::kPutAttrs, put_attrs)
+        .Record(QueueRecord::kRetry, retry)
+        .Record(QueueRecord::kNextId, basin::storage::EncodeNextId(5))
         .Record(QueueRecord::kClosed, "");
   };
   Seed intact;
