@@ -30,7 +30,7 @@ expect_exit 0 c health
 
 # Scheduling: a delayed put is not there at once, is counted, then arrives.
 expect_exit 0 c create later
-expect_exit 0 c put later soon --delay 300ms
+expect_exit 0 c put later soon --delay 2s
 expect_exit 3 c get later --timeout 0s
 [ "$(c stat later --json | grep -o '"delayed":[0-9]*')" = '"delayed":1' ] || fail "stat delayed"
 [ "$(c get later --timeout 10s)" = soon ] || fail "delayed get"
@@ -40,8 +40,8 @@ expect_exit 2 c put later x --at tomorrow
 expect_exit 2 c put later x --delay 1s --at 2001-02-03T04:05:06Z
 expect_exit 1 c put later x --delay 31d
 expect_exit 0 c create poison
-expect_exit 0 c create retried --retry-backoff 300ms,1s --dead-letter-queue poison
-c stat retried --json | grep -q '"retry_backoff_ms":\[300,1000\]' || fail "stat retry_backoff"
+expect_exit 0 c create retried --retry-backoff 2s,3s --dead-letter-queue poison
+c stat retried --json | grep -q '"retry_backoff_ms":\[2000,3000\]' || fail "stat retry_backoff"
 expect_exit 0 c put retried job
 tag=$(c get retried --no-ack 2>&1 >/dev/null)
 expect_exit 0 c release retried "$tag"

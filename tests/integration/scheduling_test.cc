@@ -28,7 +28,7 @@ TEST(SchedulingTest, ADelayedPutIsUnfinishedAndUnseenUntilItsTime) {
   Client client(broker.address());
   auto q = client.queue("later", {});
   const auto put_at = std::chrono::steady_clock::now();
-  q.put({.payload = "in a while", .delay = milliseconds(300)});
+  q.put({.payload = "in a while", .delay = seconds(2)});
   EXPECT_THROW(q.get_nowait(), Empty);
   const QueueStats s = q.info().stats;
   EXPECT_EQ(s.delayed, 1u);
@@ -37,7 +37,7 @@ TEST(SchedulingTest, ADelayedPutIsUnfinishedAndUnseenUntilItsTime) {
   EXPECT_THROW(q.join(milliseconds(0)), JoinTimeout);
   Message m = q.get(seconds(20));  // a blocked get is served when it is due
   EXPECT_EQ(m.payload(), "in a while");
-  EXPECT_GE(std::chrono::steady_clock::now() - put_at, milliseconds(300));
+  EXPECT_GE(std::chrono::steady_clock::now() - put_at, seconds(2));
   q.task_done(m);
   q.join(seconds(5));
 }
@@ -56,8 +56,8 @@ TEST(SchedulingTest, ABatchMixesDelayedAndReadyMessagesAndRefusesTooFar) {
   auto q = client.queue("mixed", {.max_size = 1});
   // Two delayed messages take no room: the batch fits a queue of one.
   const auto outcomes = q.put_batch({{.payload = "now"},
-                                     {.payload = "later", .delay = milliseconds(200)},
-                                     {.payload = "also later", .delay = milliseconds(200)},
+                                     {.payload = "later", .delay = seconds(2)},
+                                     {.payload = "also later", .delay = seconds(2)},
                                      {.payload = "too far", .delay = std::chrono::hours(24 * 31)}});
   ASSERT_EQ(outcomes.size(), 4u);
   EXPECT_TRUE(outcomes[0].ok() && outcomes[1].ok() && outcomes[2].ok());
@@ -97,9 +97,9 @@ TEST(SchedulingTest, RetryBackoffReleasesAndRejects) {
   Client client(broker.address());
   auto dead = client.queue("retry-dead", {});
   auto q = client.queue("retry", {.dead_letter_queue = "retry-dead",
-                                  .retry_backoff = {milliseconds(200), milliseconds(400)}});
+                                  .retry_backoff = {milliseconds(1500), seconds(3)}});
   EXPECT_EQ(q.info().options.retry_backoff,
-            (std::vector<milliseconds>{milliseconds(200), milliseconds(400)}));
+            (std::vector<milliseconds>{milliseconds(1500), seconds(3)}));
   q.put("job");
   Message first = q.get(seconds(5));
   const auto released_at = std::chrono::steady_clock::now();
@@ -107,7 +107,7 @@ TEST(SchedulingTest, RetryBackoffReleasesAndRejects) {
   EXPECT_EQ(q.info().stats.delayed, 1u);
   EXPECT_THROW(q.get_nowait(), Empty);
   Message second = q.get(seconds(20));
-  EXPECT_GE(std::chrono::steady_clock::now() - released_at, milliseconds(200));
+  EXPECT_GE(std::chrono::steady_clock::now() - released_at, milliseconds(1500));
   EXPECT_EQ(second.delivery_count(), 2u);
   second.release(milliseconds(0));  // an explicit zero: at once
   Message third = q.get_nowait();
@@ -129,7 +129,7 @@ TEST(SchedulingTest, AConsumerReleasesWithADelayAndRejects) {
   std::optional<Message> a = consumer.next();
   std::optional<Message> b = consumer.next();
   ASSERT_TRUE(a && b);
-  consumer.release(*a, milliseconds(300));
+  consumer.release(*a, seconds(2));
   consumer.reject(*b);
   EXPECT_EQ(dead.get(seconds(5)).payload(), "poison");
   EXPECT_TRUE(WaitFor([&] { return q.info().stats.delayed == 1; }));

@@ -19,14 +19,14 @@ from conftest import unique
 def test_a_delayed_put_is_unfinished_and_unseen_until_its_time(broker: Any) -> None:
     q = basin.JoinableQueue(unique("delay"), 1, address=broker.address)
     start = time.monotonic()
-    q.put("later", delay=0.3)
+    q.put("later", delay=2)
     q.put("now")  # the delayed one takes no place in the bounded queue
     assert q.info().stats.delayed == 1
     assert q.unfinished() == 2
     assert q.get(timeout=5) == "now"
     q.task_done()
     assert q.get(timeout=20) == "later"
-    assert time.monotonic() - start >= 0.3
+    assert time.monotonic() - start >= 2
     q.task_done()
     q.join(timeout=5)
 
@@ -77,15 +77,15 @@ def test_aio_put_with_delay(broker: Any) -> None:
 def _aio_put_with_delay(address: str) -> None:
     async def main() -> None:
         q = basin.aio.Queue(unique("aio-delay"), address=address)
-        await q.put("later", delay=0.2)
-        assert await q.put_many(["x"], delay=0.2) != []
+        await q.put("later", delay=2)
+        assert await q.put_many(["x"], delay=2) != []
         with pytest.raises(basin.Empty):
             await q.get(timeout=0)
         assert sorted([await q.get(timeout=20), await q.get(timeout=20)]) == ["later", "x"]
         dead = basin.aio.JoinableQueue(unique("aio-dead"), address=address)
         await dead.attach()  # aio queues are made on first use
         jq = basin.aio.JoinableQueue(unique("aio-retry"), address=address,
-                                     dead_letter_queue=dead.name, retry_backoff=[0.2])
+                                     dead_letter_queue=dead.name, retry_backoff=[2])
         await jq.put("job")
         m = await jq.get_message(timeout=5)
         await m.release()
@@ -103,10 +103,10 @@ def test_retry_backoff_release_delay_and_reject(broker: Any) -> None:
     dead = basin.JoinableQueue(unique("retry-dead"), address=broker.address)
     name = unique("retry")
     q = basin.JoinableQueue(name, address=broker.address, dead_letter_queue=dead.name,
-                            retry_backoff=[0.2, timedelta(milliseconds=400)])
-    assert [d.ToMilliseconds() for d in q.info().options.retry_backoff] == [200, 400]
+                            retry_backoff=[1.5, timedelta(seconds=3)])
+    assert [d.ToMilliseconds() for d in q.info().options.retry_backoff] == [1500, 3000]
     # Attaching with the same backoff agrees; another one is a conflict.
-    basin.JoinableQueue(name, address=broker.address, retry_backoff=[0.2, 0.4])
+    basin.JoinableQueue(name, address=broker.address, retry_backoff=[1.5, 3])
     with pytest.raises(basin.AlreadyExists, match="retry_backoff"):
         basin.JoinableQueue(name, address=broker.address, retry_backoff=[1])
     q.put("job")
@@ -115,7 +115,7 @@ def test_retry_backoff_release_delay_and_reject(broker: Any) -> None:
     m.release()  # waits the backoff's first entry
     assert q.info().stats.delayed == 1
     m = q.get_message(timeout=20)
-    assert time.monotonic() - start >= 0.2
+    assert time.monotonic() - start >= 1.5
     assert m.delivery_count == 2
     m.release(delay=0)  # at once
     m = q.get_message(timeout=0)
