@@ -76,9 +76,8 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config, bool may_create)
     return Error{Errc::kInvalidTimeout, "message_ttl must not be negative"};
   }
   if (config.message_ttl > kMaxTtl) {
-    return Error{Errc::kInvalidArgument, "message_ttl is longer than the limit of " +
-                                             std::to_string(kMaxTtl / std::chrono::hours(24)) +
-                                             " days"};
+    return Error{Errc::kInvalidArgument,
+                 "message_ttl is longer than the limit of " + DaysText(kMaxTtl)};
   }
   if (config.retry_backoff.size() > kMaxRetryBackoff) {
     return Error{Errc::kInvalidArgument,
@@ -90,9 +89,8 @@ Result<Broker::Created> Broker::CreateQueue(QueueConfig config, bool may_create)
       return Error{Errc::kInvalidTimeout, "retry_backoff entries must not be negative"};
     }
     if (d > kMaxDelay) {
-      return Error{Errc::kInvalidArgument, "a retry_backoff entry is longer than the limit of " +
-                                               std::to_string(kMaxDelay / std::chrono::hours(24)) +
-                                               " days"};
+      return Error{Errc::kInvalidArgument,
+                   "a retry_backoff entry is longer than the limit of " + DaysText(kMaxDelay)};
     }
   }
   if (!config.dead_letter_queue.empty()) {

@@ -561,9 +561,8 @@ Result<uint64_t> Queue::CheckAttrs(MessageAttrs& attrs, TimePoint now) const {
   }
   if (attrs.expires_at != kNever) {
     if (attrs.expires_at - now > kMaxTtl) {
-      return Error{Errc::kInvalidArgument, "a time to live longer than " +
-                                               std::to_string(kMaxTtl / std::chrono::hours(24)) +
-                                               " days (the limit)"};
+      return Error{Errc::kInvalidArgument,
+                   "a time to live longer than " + DaysText(kMaxTtl) + " (the limit)"};
     }
     if (attrs.expires_at <= std::max(now, attrs.ready_at)) {
       return Error{Errc::kInvalidArgument,
@@ -575,8 +574,7 @@ Result<uint64_t> Queue::CheckAttrs(MessageAttrs& attrs, TimePoint now) const {
     attrs.ready_at = {};  // due already: no delay to keep
   } else if (attrs.ready_at - now > kMaxDelay) {
     return Error{Errc::kInvalidArgument, "the message is scheduled more than " +
-                                             std::to_string(kMaxDelay / std::chrono::hours(24)) +
-                                             " days ahead (the limit)"};
+                                             DaysText(kMaxDelay) + " ahead (the limit)"};
   }
   return uint64_t{0};
 }
@@ -686,9 +684,9 @@ void Queue::Cancel(WaitId id) {
 }
 
 Queue::LeaseEnd Queue::EndLease(uint64_t lease, LeaseEnd how, TimePoint now, Deferred& d,
-                                std::optional<Duration> delay) {
+                                std::optional<Duration> delay, Duration* waits) {
   MessagePtr msg = leases_.Take(lease, how);
-  const LeaseEnd ended = Settle(std::move(msg), how, now, d, delay);
+  const LeaseEnd ended = Settle(std::move(msg), how, now, d, delay, waits);
   if (ended != how) leases_.Remember(lease, ended);
   return ended;
 }
@@ -708,12 +706,9 @@ void Queue::EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, 
   // backwards to keep them in the order they were delivered.
   for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
     if (it->tag >= first_unwritten && how != LeaseEnd::kDone) {
-      // Never reached the client: not a delivery at all. It goes back as it
-      // was (no retry delay), so a consumer that does not read cannot run a
-      // message out of its deliveries (or into the dead-letter queue).
-      it->msg->undo_delivery();
-      --total_delivered_;
-      Requeue(std::move(it->msg));
+      // Never reached the client: so a consumer that does not read cannot
+      // run a message out of its deliveries (or into the dead-letter queue).
+      Unsend(std::move(it->msg));
       continue;
     }
     if (how == LeaseEnd::kExpired && c.outbox->PushExpired(it->tag)) d.wakes.push_back(c.outbox);
@@ -743,15 +738,14 @@ Queue::LeaseEnd Queue::Settle(MessagePtr msg, LeaseEnd how, TimePoint now, Defer
     DeadLetter(std::move(msg), DeathReason::kMaxDeliveries, d);
     return LeaseEnd::kDeadLettered;
   }
-  ++total_redelivered_;
   const Duration wait = RetryDelay(*msg, delay);
   if (waits != nullptr) *waits = wait;
   if (wait > Duration::zero() && AddSaturating(now, wait) >= msg->expires_at()) {
     // Its retry would come after its expiry: it expires now.
-    --total_redelivered_;
     DeadLetter(std::move(msg), DeathReason::kExpired, d);
     return LeaseEnd::kDeadLettered;
   }
+  ++total_redelivered_;
   if (wait > Duration::zero()) {
     RequeueAt(std::move(msg), AddSaturating(now, wait), d);
   } else {
@@ -766,6 +760,12 @@ Duration Queue::RetryDelay(const Message& msg, std::optional<Duration> asked) co
   if (backoff.empty()) return Duration::zero();
   const size_t deliveries = std::max<size_t>(msg.delivery_count(), 1);
   return backoff[std::min(deliveries, backoff.size()) - 1];
+}
+
+void Queue::Unsend(MessagePtr msg) {
+  msg->undo_delivery();
+  --total_delivered_;
+  Requeue(std::move(msg));
 }
 
 void Queue::Requeue(MessagePtr msg) {
@@ -841,9 +841,8 @@ Result<Duration> Queue::ExtendLease(std::string_view tag, Duration duration, Tim
 Result<Queue::Released> Queue::Release(std::string_view tag, TimePoint now,
                                        std::optional<Duration> delay, bool reject) {
   if (delay && *delay > kMaxDelay) {
-    return Error{Errc::kInvalidArgument, "a release delay is longer than the limit of " +
-                                             std::to_string(kMaxDelay / std::chrono::hours(24)) +
-                                             " days"};
+    return Error{Errc::kInvalidArgument,
+                 "a release delay is longer than the limit of " + DaysText(kMaxDelay)};
   }
   if (delay && *delay < Duration::zero()) {
     return Error{Errc::kInvalidTimeout, "a release delay must not be negative"};
@@ -854,10 +853,9 @@ Result<Queue::Released> Queue::Release(std::string_view tag, TimePoint now,
     std::lock_guard lock(mu_);
     auto lease = leases_.Find(tag, Describe());
     if (!lease.ok()) return lease.error();
-    const LeaseEnd how = reject ? LeaseEnd::kRejected : LeaseEnd::kReleased;
-    MessagePtr msg = leases_.Take(lease.value(), how);
-    const LeaseEnd ended = Settle(std::move(msg), how, now, d, delay, &out.delay);
-    if (ended != how) leases_.Remember(lease.value(), ended);
+    const LeaseEnd ended =
+        EndLease(lease.value(), reject ? LeaseEnd::kRejected : LeaseEnd::kReleased, now, d, delay,
+                 &out.delay);
     out.dead_lettered = ended == LeaseEnd::kDeadLettered || ended == LeaseEnd::kRejected;
     if (out.dead_lettered) out.delay = Duration::zero();
     ServeWaiters(now, d);
@@ -875,10 +873,7 @@ void Queue::TakeBack(const std::vector<std::string>& tags, TimePoint now) {
     for (auto tag = tags.rbegin(); tag != tags.rend(); ++tag) {
       auto lease = leases_.Find(*tag, Describe());
       if (!lease.ok()) continue;
-      MessagePtr msg = leases_.Take(lease.value(), LeaseEnd::kReleased);
-      msg->undo_delivery();
-      --total_delivered_;
-      Requeue(std::move(msg));
+      Unsend(leases_.Take(lease.value(), LeaseEnd::kReleased));
     }
     ServeWaiters(now, d);
     ArmDeadline(d);

@@ -357,7 +357,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   void ServeWaiters(TimePoint now, Deferred& d);
   // `delay` as for Release, for kReleased; otherwise the backoff applies.
   LeaseEnd EndLease(uint64_t lease, LeaseEnd how, TimePoint now, Deferred& d,
-                    std::optional<Duration> delay = std::nullopt);
+                    std::optional<Duration> delay = std::nullopt, Duration* waits = nullptr);
+  // A delivery taken back before it reached its client: not a delivery at
+  // all, so it goes back to the head as it was (no retry delay, no count).
+  void Unsend(MessagePtr msg);
   // Ends deliveries taken from a consumer's holdings (in tag order).
   void EndHeld(ConsumerState& c, std::vector<HeldDeliveries::Taken> taken, LeaseEnd how,
                TimePoint now, Deferred& d, std::optional<Duration> delay = std::nullopt);

@@ -50,6 +50,11 @@ inline constexpr size_t kMaxDedupIdBytes = 128;
 // How far ahead a message may be scheduled (deliver_after, deliver_at): a
 // delayed message is kept, and holds its part of the log, until then.
 inline constexpr Duration kMaxDelay = std::chrono::hours(24 * 30);
+// "30 days": how a limit in days is named in error messages.
+inline std::string DaysText(Duration limit) {
+  return std::to_string(limit / std::chrono::hours(24)) + " days";
+}
+
 // The highest priority (and max_priority) there is.
 inline constexpr uint8_t kMaxPriority = 10;
 // The longest a message may live (message_ttl, expires_after).

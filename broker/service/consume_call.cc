@@ -74,8 +74,8 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
     if (req_.has_release_delay()) {
       auto d = FromProto(req_.release_delay(), "release_delay");
       if (d.ok() && d.value() > core::kMaxDelay) {
-        d = core::Error{core::Errc::kInvalidArgument,
-                        "release_delay is longer than the limit of 30 days"};
+        d = core::Error{core::Errc::kInvalidArgument, "release_delay is longer than the limit of " +
+                                                          core::DaysText(core::kMaxDelay)};
       }
       if (!d.ok()) {
         queue_->DetachConsumer(id_, d.error(), core::Clock::now());

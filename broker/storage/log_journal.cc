@@ -15,6 +15,13 @@ constexpr uint64_t kChunkBytes = 1 << 20;
 
 uint8_t Type(QueueRecord r) { return static_cast<uint8_t>(r); }
 
+// What turns the core's steady-clock times into the log's wall-clock ones
+// (wall = steady + offset), read when a record needs it.
+core::Duration WallOffset() {
+  return std::chrono::duration_cast<core::Duration>(
+      std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
+}
+
 }  // namespace
 
 core::Error StorageUnavailable(const std::string& what) {
@@ -113,9 +120,7 @@ void LogJournal::Put(const std::vector<const core::Message*>& messages, const co
       continue;
     }
     if (!wall_offset) {
-      wall_offset = std::chrono::duration_cast<core::Duration>(
-          std::chrono::system_clock::now().time_since_epoch() -
-          core::Clock::now().time_since_epoch());
+      wall_offset = WallOffset();
       UpgradeDefinition(records);
     }
     records.push_back({Type(QueueRecord::kPutAttrs), EncodePutAttrs(*m, *wall_offset)});
@@ -146,8 +151,7 @@ std::vector<std::pair<core::TimePoint, uint64_t>> LogJournal::TakeCarry() {
 }
 
 void LogJournal::Retried(const std::vector<Retry>& retries) {
-  const auto wall_offset = std::chrono::duration_cast<core::Duration>(
-      std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
+  const core::Duration wall_offset = WallOffset();
   std::vector<CommittedLog::Pending> records;
   records.reserve(retries.size() + 1);
   UpgradeDefinition(records);  // an older broker must refuse the log, not skip these
@@ -168,8 +172,7 @@ void LogJournal::Retried(const std::vector<Retry>& retries) {
 void LogJournal::Carry(
     const std::vector<std::pair<const core::Message*, core::TimePoint>>& messages) {
   if (messages.empty()) return;
-  const auto wall_offset = std::chrono::duration_cast<core::Duration>(
-      std::chrono::system_clock::now().time_since_epoch() - core::Clock::now().time_since_epoch());
+  const core::Duration wall_offset = WallOffset();
   std::vector<CommittedLog::Pending> records;
   records.reserve(messages.size() + 1);
   UpgradeDefinition(records);

@@ -22,11 +22,6 @@ class MessageTtlTest : public QueueTest {
     c.retry_backoff = std::move(backoff);
     return Make(c);
   }
-  std::shared_ptr<Queue> Dlq(const std::string& name) {
-    QueueConfig c;
-    c.name = name;
-    return Make(c);
-  }
   // Puts one message that expires `ttl` from now (and is ready `delay` from now).
   Result<std::vector<PutResult>> PutTtl(Queue& q, const std::string& payload, Duration ttl,
                                         Duration delay = {}) {
@@ -38,7 +33,7 @@ class MessageTtlTest : public QueueTest {
 };
 
 TEST_F(MessageTtlTest, AnExpiredReadyMessageIsDeadLetteredWithItsReason) {
-  auto dlq = Dlq("ttl-dlq");
+  auto dlq = Make("ttl-dlq");
   auto q = MakeTtl("ttl", {}, "ttl-dlq");
   ASSERT_TRUE(PutTtl(*q, "short", seconds(5)).ok());
   Put(*q, "forever");

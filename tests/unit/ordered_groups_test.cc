@@ -73,9 +73,7 @@ TEST_F(OrderedGroupsTest, ReleaseExpiryAndBackoffKeepTheGroupInOrder) {
 }
 
 TEST_F(OrderedGroupsTest, ADeadLetterAdvancesTheGroupAndAnExpiredBacklogMessageLeaves) {
-  QueueConfig dlq;
-  dlq.name = "groups-dlq";
-  Make(dlq);
+  Make("groups-dlq");  // the dead-letter queue
   QueueConfig c;
   c.name = "dl";
   c.dead_letter_queue = "groups-dlq";

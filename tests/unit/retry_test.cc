@@ -123,9 +123,7 @@ TEST_F(RetryTest, RetriesDueTogetherComeBackInPutOrder) {
 }
 
 TEST_F(RetryTest, ARejectDeadLettersAtOnceWithItsReason) {
-  QueueConfig dlq;
-  dlq.name = "poison";
-  Make(dlq);
+  Make("poison");  // the dead-letter queue
   auto q = MakeWith("rejecting", {seconds(5)}, 0, "poison");
   Put(*q, "bad");
   Delivery d = MustGet(*q);
@@ -143,9 +141,7 @@ TEST_F(RetryTest, ARejectDeadLettersAtOnceWithItsReason) {
 }
 
 TEST_F(RetryTest, MaxDeliveriesWinsOverTheBackoff) {
-  QueueConfig dlq;
-  dlq.name = "spent";
-  Make(dlq);
+  Make("spent");  // the dead-letter queue
   auto q = MakeWith("limited", {seconds(5)}, 2, "spent");
   Put(*q, "job");
   EXPECT_EQ(GetAndRelease(*q), seconds(5));
@@ -162,9 +158,7 @@ TEST_F(RetryTest, MaxDeliveriesWinsOverTheBackoff) {
 }
 
 TEST_F(RetryTest, AConsumerReleasesWithADelayAndRejects) {
-  QueueConfig dlq;
-  dlq.name = "consumer-dlq";
-  Make(dlq);
+  Make("consumer-dlq");  // the dead-letter queue
   auto q = MakeWith("consumed", {}, 0, "consumer-dlq");
   Put(*q, "a");
   Put(*q, "b");

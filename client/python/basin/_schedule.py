@@ -34,10 +34,11 @@ def duration_of(delay: Delay, what: str = "delay") -> duration_pb2.Duration:
     return out
 
 
-def release_fields(delay: Optional[Delay]) -> Dict[str, Any]:
-    """ReleaseRequest's delay for ``release(delay=...)``; {} for None (the
-    queue's retry_backoff)."""
-    return {} if delay is None else {"delay": duration_of(delay)}
+def release_fields(delay: Optional[Delay], field: str = "delay") -> Dict[str, Any]:
+    """The delay for ``release(delay=...)`` as ``field`` (ReleaseRequest's
+    ``delay``, ConsumeRequest's ``release_delay``); {} for None (the queue's
+    retry_backoff)."""
+    return {} if delay is None else {field: duration_of(delay)}
 
 
 def schedule(delay: Optional[Delay] = None, deliver_at: Optional[When] = None,

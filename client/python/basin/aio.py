@@ -40,7 +40,7 @@ from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Sequence, Tu
 import grpc
 
 from . import errors
-from ._schedule import Delay, When, duration_of, release_fields, schedule
+from ._schedule import Delay, When, release_fields, schedule
 from ._security import Security, open_aio_channel, security_from
 from ._connection import (_CHANNEL_OPTIONS, ANSWER_SLACK, DEFAULT_ADDRESS, MAX_CALL_WAIT,
                           clamp_timeout, duration)
@@ -511,7 +511,7 @@ class Consumer:
                 await self.flush()
 
     async def _arelease(self, message: Message, delay: Optional[Delay] = None) -> None:
-        fields = {} if delay is None else {"release_delay": duration_of(delay)}
+        fields = release_fields(delay, "release_delay")
         if self._live():
             await self.flush()
             await self._send(pb.ConsumeRequest(releases=[message._tag], **fields))

@@ -38,7 +38,7 @@ import grpc
 from . import errors
 from ._connection import (DEFAULT_ADDRESS, RETRY_PAUSE_FIRST, RETRY_PAUSE_MAX, Connection,
                           clamp_timeout, default_connection, duration)
-from ._schedule import Delay, duration_of
+from ._schedule import Delay, release_fields
 from .message import ColumnMessage, Message, from_columns
 from .serializers import SerializerSpec, resolve
 from .v1 import queue_pb2 as pb
@@ -345,7 +345,7 @@ class Consumer:
             self.flush()
 
     def _release(self, message: Message, delay: Optional[Delay] = None) -> None:
-        fields = {} if delay is None else {"release_delay": duration_of(delay)}
+        fields = release_fields(delay, "release_delay")
         stream = self._current(message)
         if stream is not None:
             self.flush()
@@ -505,7 +505,7 @@ class MessageBatch:
     def release(self, delay: Optional[Delay] = None) -> None:
         """Gives every message of the batch back to the head of the queue
         (after ``delay``, or the queue's retry_backoff, as Message.release)."""
-        fields = {} if delay is None else {"release_delay": duration_of(delay)}
+        fields = release_fields(delay, "release_delay")
         c = self._consumer
         if self._stream == c._stream_number and c._ended is None and c._stream is not None:
             c.flush()
