@@ -3,6 +3,8 @@
 //   basin-bench --mode stream --producers P --consumers C --size B --messages N|--duration S
 //   basin-bench --mode unary  --producers P --consumers C --size B --messages N|--duration S
 //   basin-bench --mode pubsub --publishers 1 --subscribers S --size B --messages N
+//               [--publish stream|unary]  (a basin::Publisher, the default, or
+//               one Publish call per message)
 //
 // Every payload starts with its send time (steady clock, nanoseconds), so the
 // receiver measures end-to-end latency; both ends run on this machine. A
@@ -24,6 +26,7 @@
 #include "basin/client.h"
 #include "basin/consumer.h"
 #include "basin/producer.h"
+#include "basin/publisher.h"
 #include "bench_common.h"
 
 namespace {
@@ -46,6 +49,7 @@ struct Options {
   bool durable = false;   // a durable queue (basind needs --data-dir)
   long queue_max = -1;    // the queue's max_size; -1: the mode's default
   bool json = false;
+  bool unary_publish = false;   // pubsub mode: Publish calls instead of a Publisher
   basin::ClientOptions client;  // --ca, --cert, --key, --server-name, --token
 };
 
@@ -61,7 +65,8 @@ struct Options {
                "                   [--producers P | --publishers P] [--consumers C | "
                "--subscribers C]\n"
                "                   [--size BYTES] [--messages N | --duration SECONDS] "
-               "[--queue-max M] [--durable] [--json]\n",
+               "[--queue-max M] [--durable] [--json]\n"
+               "                   [--publish stream|unary] (pubsub mode)\n",
                why);
   std::exit(2);
 }
@@ -112,6 +117,10 @@ Options Parse(int argc, char** argv) {
       o.batch = std::stoi(value());
     } else if (a == "--prefetch") {
       o.prefetch = std::stoi(value());
+    } else if (a == "--publish") {
+      const std::string how = value();
+      if (how != "stream" && how != "unary") Usage("--publish is stream or unary");
+      o.unary_publish = how == "unary";
     } else if (a == "--json") {
       o.json = true;
     } else if (a == "--durable") {
@@ -316,10 +325,21 @@ void RunPubSub(const Options& o, Counters& c, Latencies& lat) {
     publishers.emplace_back([&, p] {
       basin::Client mine(o.addr, o.client);
       const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
+      if (o.unary_publish) {
+        for (long i = 0; i < n; ++i) {
+          mine.publish(topic, Payload(o.size));
+          ++c.sent;
+        }
+        return;
+      }
+      basin::Publisher publisher(mine, {.max_batch_messages = static_cast<size_t>(o.batch),
+                                        .linger = std::chrono::microseconds(o.linger_us)});
       for (long i = 0; i < n; ++i) {
-        mine.publish(topic, Payload(o.size));
+        publisher.publish(topic, Payload(o.size));
         ++c.sent;
       }
+      const basin::PublishSummary s = publisher.flush();
+      if (s.failed > 0) std::fprintf(stderr, "basin-bench: %lu publishes failed\n", s.failed);
     });
   }
   for (auto& t : publishers) t.join();

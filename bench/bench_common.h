@@ -29,6 +29,9 @@ struct Options {
   // Peers' durable mode (--durable 1): RabbitMQ durable queue, persistent
   // messages, publisher confirms. (Redis's durability is the server's config.)
   bool durable = false;
+  // Peers' workload (--mode): "lists" (work queues) or "pubsub" (Redis
+  // PUBLISH/SUBSCRIBE: producers publish, each consumer subscribes).
+  std::string mode = "lists";
 };
 
 inline Options Parse(int argc, char** argv) {
@@ -51,6 +54,8 @@ inline Options Parse(int argc, char** argv) {
       o.rate = std::stol(v);
     else if (a == "--durable")
       o.durable = v == "1";
+    else if (a == "--mode")
+      o.mode = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       std::exit(2);

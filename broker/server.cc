@@ -121,6 +121,7 @@ int64_t Server::Drain(std::chrono::milliseconds grace) {
   if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   broker_->Shutdown();
   queue_service_.EndStreams();
+  topic_service_.EndStreams();
   tracker_.WaitIdle(deadline);
   const int64_t left = tracker_.active();
   // Waiting on gRPC's own Shutdown would also wait for clients to hang up

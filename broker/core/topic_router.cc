@@ -88,16 +88,19 @@ void TopicRouter::SetCaps(const TopicCaps& caps) {
 
 void TopicRouter::CollectLocked(std::string_view topic, const TopicWords& words,
                                 std::vector<Receiver>* receivers, Targets* queues) const {
-  // Where each subscription already is in `receivers`: it gets one copy.
-  std::unordered_map<const Subscription*, size_t> seen;
   if (auto it = by_topic_.find(topic); it != by_topic_.end()) {
-    for (const auto& [key, sub] : it->second) {
-      seen.emplace(key, receivers->size());
-      receivers->push_back({sub, nullptr, 0});
-    }
+    receivers->reserve(it->second.size());
+    for (const auto& [key, sub] : it->second) receivers->push_back({sub, nullptr, 0});
   }
+  // Where each subscription already is in `receivers`: it gets one copy.
+  // Exact topics name each subscription once, so this index is built only
+  // when a pattern matches too (a publish to a plain topic skips it).
+  std::unordered_map<const Subscription*, size_t> seen;
   std::unordered_set<const Queue*> seen_queues;
   trie_.Match(words, [&](const Routes& routes) {
+    if (seen.empty() && !routes.subs.empty()) {
+      for (size_t i = 0; i < receivers->size(); ++i) seen.emplace((*receivers)[i].sub.get(), i);
+    }
     for (const auto& [key, match] : routes.subs) {
       const size_t rank = match.pattern + 1;
       const std::string* pattern = &match.sub->options().patterns[match.pattern];

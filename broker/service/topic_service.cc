@@ -8,7 +8,9 @@
 #include "broker/service/call_link.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
+#include "broker/service/publish_call.h"
 #include "broker/service/reply.h"
+#include "broker/service/subscribe_wire.h"
 
 namespace basin::service {
 namespace {
@@ -23,7 +25,7 @@ constexpr uint64_t kBatchBytes = 1 << 20;
 // One Subscribe stream. Exactly one party writes at a time: the call itself
 // while a write is in flight, or whoever the subscription wakes once it had
 // gone idle. That writer also finishes the call when the subscription ends.
-class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
+class SubscribeCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   SubscribeCall(CallbackServerContext* ctx, core::TopicRouter* router, TopicService::Post post)
       : ctx_(ctx),
@@ -51,11 +53,14 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
     }
     sub_ = std::move(sub.value());
     // The first event confirms that the subscription is live.
-    auto* confirmed = resp_.mutable_subscribed();
+    v1::SubscribeResponse first;
+    auto* confirmed = first.mutable_subscribed();
     confirmed->mutable_topics()->Assign(sub_->options().topics.begin(),
                                         sub_->options().topics.end());
     confirmed->mutable_patterns()->Assign(sub_->options().patterns.begin(),
                                           sub_->options().patterns.end());
+    bool own = false;
+    grpc::SerializationTraits<v1::SubscribeResponse>::Serialize(first, &resp_, &own);
     StartWrite(&resp_);
   }
 
@@ -73,15 +78,7 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
       Finish(end.code == core::Errc::kCancelled ? grpc::Status::CANCELLED : ToStatus(ctx_, end));
       return;
     }
-    resp_.Clear();
-    for (const core::Delivered& d : pulled->messages) {
-      v1::TopicMessage* m = resp_.add_messages();
-      m->set_topic(d.message->topic);
-      if (d.pattern != nullptr) m->set_pattern(*d.pattern);
-      m->set_payload(d.message->payload);
-      m->mutable_headers()->insert(d.message->headers.begin(), d.message->headers.end());
-      m->set_dropped_before(d.dropped_before);
-    }
+    resp_ = EncodeMessages(pulled->messages);
     StartWrite(&resp_);
   }
 
@@ -113,7 +110,7 @@ class SubscribeCall final : public grpc::ServerWriteReactor<v1::SubscribeRespons
   const TopicService::Post post_;
   const std::shared_ptr<CallLink<SubscribeCall>> link_;
   std::shared_ptr<core::Subscription> sub_;
-  v1::SubscribeResponse resp_;
+  grpc::ByteBuffer resp_;  // the response being written
 };
 
 }  // namespace
@@ -164,6 +161,11 @@ ServerUnaryReactor* TopicService::Publish(CallbackServerContext* ctx, const v1::
   return reactor;
 }
 
+grpc::ServerBidiReactor<v1::PublishStreamRequest, v1::PublishStreamResponse>*
+TopicService::PublishStream(CallbackServerContext* ctx) {
+  return StartPublishStream(ctx, broker_, access_, &publish_calls_);
+}
+
 // Every topic and pattern named must be readable. The number of them is
 // bounded first (the router's own check): the work must not grow with the
 // request.
@@ -186,14 +188,24 @@ std::optional<core::Error> TopicService::CheckSubscribe(CallbackServerContext* c
   return std::nullopt;
 }
 
-grpc::ServerWriteReactor<v1::SubscribeResponse>* TopicService::Subscribe(
-    CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* TopicService::Subscribe(CallbackServerContext* ctx,
+                                                                    const grpc::ByteBuffer* raw) {
   auto* call = new SubscribeCall(ctx, &broker_->topics(), post_);
-  if (auto denied = CheckSubscribe(ctx, *req)) {
+  // Parsed here rather than by gRPC (the method is raw for its responses,
+  // see subscribe_wire.h); a request that does not parse gets gRPC's own answer.
+  grpc::ByteBuffer copy(*raw);
+  v1::SubscribeRequest req;
+  if (grpc::Status parsed =
+          grpc::SerializationTraits<v1::SubscribeRequest>::Deserialize(&copy, &req);
+      !parsed.ok()) {
+    call->Finish(parsed);
+    return call;
+  }
+  if (auto denied = CheckSubscribe(ctx, req)) {
     call->Finish(ToStatus(ctx, *denied));
     return call;
   }
-  call->Start(*req);
+  call->Start(req);
   return call;
 }
 

@@ -1,5 +1,6 @@
 // basin.v1.TopicService over the gRPC callback API. Publish is a unary call
-// into the core's TopicRouter; Subscribe is a write reactor that pulls from
+// into the core's TopicRouter, PublishStream a bidi stream of batches of them
+// (publish_call.cc); Subscribe is a write reactor that pulls from
 // its core Subscription whenever it is not already writing (see
 // subscription.h for the wake-up protocol).
 #pragma once
@@ -11,10 +12,20 @@
 #include "basin/v1/topic.grpc.pb.h"
 #include "broker/core/broker.h"
 #include "broker/service/access.h"
+#include "broker/service/live_calls.h"
 
 namespace basin::service {
 
-class TopicService final : public v1::TopicService::CallbackService {
+// Subscribe is a raw method: its responses are written as bytes straight from
+// the shared messages (subscribe_wire.h); the others are typed.
+using TopicServiceBase =
+    v1::TopicService::WithCallbackMethod_Publish<v1::TopicService::WithCallbackMethod_PublishStream<
+        v1::TopicService::WithRawCallbackMethod_Subscribe<
+            v1::TopicService::WithCallbackMethod_BindQueue<
+                v1::TopicService::WithCallbackMethod_UnbindQueue<
+                    v1::TopicService::WithCallbackMethod_ListTopics<v1::TopicService::Service>>>>>>;
+
+class TopicService final : public TopicServiceBase {
  public:
   // Runs work on another thread (see broker/dispatcher.h).
   using Post = std::function<void(std::function<void()>)>;
@@ -27,8 +38,10 @@ class TopicService final : public v1::TopicService::CallbackService {
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx, const v1::PublishRequest* req,
                                     v1::PublishResponse* resp) override;
-  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
-      grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) override;
+  grpc::ServerBidiReactor<v1::PublishStreamRequest, v1::PublishStreamResponse>* PublishStream(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Subscribe(grpc::CallbackServerContext* ctx,
+                                                        const grpc::ByteBuffer* raw) override;
   grpc::ServerUnaryReactor* BindQueue(grpc::CallbackServerContext* ctx,
                                       const v1::BindQueueRequest* req,
                                       v1::BindQueueResponse* resp) override;
@@ -38,6 +51,10 @@ class TopicService final : public v1::TopicService::CallbackService {
   grpc::ServerUnaryReactor* ListTopics(grpc::CallbackServerContext* ctx,
                                        const v1::ListTopicsRequest* req,
                                        v1::ListTopicsResponse* resp) override;
+
+  // Ends every PublishStream (the broker drains): what each owes is
+  // confirmed, then it ends with UNAVAILABLE.
+  void EndStreams() { publish_calls_.EndAll(); }
 
  private:
   std::optional<core::Error> CheckSubscribe(grpc::CallbackServerContext* ctx,
@@ -49,6 +66,7 @@ class TopicService final : public v1::TopicService::CallbackService {
   core::Broker* const broker_;
   Access* const access_;
   const Post post_;
+  LiveCalls publish_calls_;
 };
 
 }  // namespace basin::service

@@ -2,6 +2,8 @@
 //
 // Exit codes: 0 ok, 1 error, 2 usage, 3 empty or full (timed out), 4 closed,
 // 5 not found.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "basin/client.h"
+#include "basin/publisher.h"
 #include "top.h"
 
 namespace {
@@ -49,6 +52,7 @@ Commands:
   close QUEUE                         end of stream
   rm QUEUE                            delete a queue
   publish TOPIC [MSG]                 publish MSG, or one message per stdin line
+                                      (piped stdin: batched over one stream)
   subscribe TOPIC... [--pattern P]... print "topic<TAB>payload" per message until
                                       interrupted (--pattern may repeat)
   bind TOPIC_OR_PATTERN QUEUE         every publish to the topic also goes to QUEUE
@@ -453,9 +457,25 @@ int Run(const Args& a) {
     };
     if (a.positional.size() > 2) {
       publish(a.positional[2]);
-    } else {
-      // As the seed's interactive publisher: one message per line.
+    } else if (isatty(STDIN_FILENO)) {
+      // As the seed's interactive publisher: one message per line, each
+      // answered before the next is read.
       for (std::string line; std::getline(std::cin, line);) publish(line);
+    } else {
+      // Piped: batched over one PublishStream, confirmed at the end.
+      basin::Publisher publisher(client);
+      for (std::string line; std::getline(std::cin, line);) publisher.publish(topic, line);
+      const basin::PublishSummary s = publisher.flush();
+      for (const basin::PublishFailure& f : s.failures) {
+        if (!f.error_reason.empty()) {
+          std::fprintf(stderr, "basinctl: a message was not published: %s\n",
+                       f.error_message.c_str());
+        }
+        for (const auto& q : f.undelivered_queues) {
+          std::fprintf(stderr, "basinctl: bound queue '%s' refused a message\n", q.c_str());
+        }
+      }
+      if (s.failed > 0) return kExitError;
     }
   } else if (cmd == "subscribe") {
     std::vector<std::string> topics(a.positional.begin() + 1, a.positional.end());

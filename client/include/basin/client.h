@@ -321,6 +321,7 @@ class Client {
 
  private:
   friend class Producer;
+  friend class Publisher;
   friend class Consumer;
   std::shared_ptr<detail::Connection> conn_;
 };

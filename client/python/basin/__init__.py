@@ -30,6 +30,7 @@ from .errors import (  # noqa: E402
 from .message import Message  # noqa: E402
 from .producer import Producer  # noqa: E402
 from .pubsub import Data, PubSub  # noqa: E402
+from .publisher import PublishFailure, Publisher, PublishSummary  # noqa: E402
 from .queues import JoinableQueue, Queue  # noqa: E402
 from ._security import TLS  # noqa: E402
 from .serializers import Serializer  # noqa: E402
@@ -39,7 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_ADDRESS", "TLS", "Client", "Queue", "JoinableQueue", "Message", "MessageBatch", "Producer",
     "Consumer",
-    "PubSub", "PublishResult", "Serializer", "publish", "bind_queue", "unbind_queue",
+    "PubSub", "PublishResult", "Publisher", "PublishSummary", "PublishFailure", "Serializer", "publish", "bind_queue", "unbind_queue",
     "Error", "Full", "BrokerMemory", "Empty", "Closed", "JoinTimeout", "NotFound",
     "AlreadyExists", "DeliveryError", "LeaseExpired", "UnknownDelivery", "AlreadyDone",
     "InvalidArgument", "MessageTooLarge", "TooManyWaiters", "SlowSubscriber", "Unavailable",
