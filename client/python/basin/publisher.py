@@ -48,6 +48,7 @@ __all__ = ["Publisher", "PublishFailure", "PublishSummary"]
 
 PUBLISH_STREAM_METHOD = "/basin.v1.TopicService/PublishStream"
 _MAX_FAILURES_KEPT = 1000  # per summary
+_CONNECT_WAIT = 1.0  # seconds a stream waits for the broker before its messages are lost
 
 # Field tags of PublishStreamRequest (batch_id, messages) and PublishRequest
 # (topic, payload): the frames are built by hand, as _wire does for Produce.
@@ -75,6 +76,7 @@ class PublishSummary:
 
 def _frame(topic: bytes, payload: bytes, headers: Optional[Dict[str, str]]) -> bytes:
     """One entry of PublishStreamRequest.messages, tag and length included."""
+    inner: bytes
     if headers:
         inner = pb.PublishRequest(topic=topic.decode(), payload=payload,
                                   headers=headers).SerializeToString()
@@ -120,6 +122,7 @@ class Publisher:
         self._open: Optional[_Batch] = None
         self._unconfirmed: Deque[_Batch] = collections.deque()  # sealed, in order
         self._sent = 0  # of `_unconfirmed`, handed to the current stream
+        self._stream_number = 0  # the current stream's; an older one's requests stop
         self._next_batch_id = 1
         self._done_batch_id = 0  # every batch up to this one is confirmed or lost
         self._summary = PublishSummary()
@@ -188,13 +191,15 @@ class Publisher:
 
     # -- the stream ------------------------------------------------------
 
-    def _requests(self) -> Iterator[bytes]:
+    def _requests(self, number: int) -> Iterator[bytes]:
         """Unconfirmed batches in order, sealing the open batch when its
-        linger is up; ends when closing with nothing left to send."""
+        linger is up; ends when closing with nothing left to send, or when
+        stream ``number`` is no longer the current one (gRPC may still be
+        reading a dead stream's requests)."""
         while True:
             with self._cond:
                 while True:
-                    if self._stopped:
+                    if self._stopped or number != self._stream_number:
                         return
                     if self._sent < len(self._unconfirmed):
                         batch = self._unconfirmed[self._sent]
@@ -229,9 +234,19 @@ class Publisher:
                                      and self._open is None):
                     break
                 self._sent = 0
+                self._stream_number += 1
+                number = self._stream_number
             error: Optional[errors.Error] = None
+            # A stream opened while the channel is down waits (gRPC Python)
+            # instead of failing: learn first whether the broker is there.
+            if not self._conn.wait_ready(_CONNECT_WAIT):
+                with self._cond:
+                    self._stream_number += 1
+                self._lose_all(errors.Unavailable(
+                    f"cannot reach the broker at {self._conn.address}"))
+                continue
             try:
-                call = self._call = stream(self._requests())
+                call = self._call = stream(self._requests(number))
                 for response in call:
                     self._confirm(response)
                 with self._cond:
@@ -241,6 +256,9 @@ class Publisher:
                 error = errors.from_rpc_error(e)
             except Exception as e:  # noqa: BLE001 (a bug must not hang flush())
                 error = errors.Error(f"publish stream failed: {e!r}")
+            with self._cond:
+                self._stream_number += 1  # its requests end
+                self._cond.notify_all()
             if error is not None:
                 self._lose_all(error)
                 with self._cond:  # a broker that refuses at once must not make a busy loop
