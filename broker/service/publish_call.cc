@@ -171,9 +171,9 @@ class PublishCall final
     if (a.finish) Finish(a.status);
   }
 
-  // Write on every topic of the batch (each distinct name once in a row);
-  // rechecked when a SIGHUP changed the users; then the batch's messages are
-  // taken from the caller's rate.
+  // Write on every topic of the batch (a run of one name is checked once),
+  // the caller identified again when a SIGHUP changed the users; then the
+  // batch's messages are taken from the caller's rate.
   std::optional<core::Error> Authorize() {
     if (!access_->enabled()) return std::nullopt;
     if (!identified_) {
@@ -182,16 +182,21 @@ class PublishCall final
       caller_ = std::move(who.value());
       identified_ = true;
     }
+    if (req_.messages_size() == 0) return std::nullopt;
+    // A SIGHUP may have removed the user since the stream opened.
+    if (auto revoked = access_->Recheck(&caller_, ctx_, "PublishStream", Permission::kWrite,
+                                        req_.messages(0).topic())) {
+      return revoked;
+    }
     const std::string* last = nullptr;
     for (const v1::PublishRequest& m : req_.messages()) {
       if (last != nullptr && *last == m.topic()) continue;
       last = &m.topic();
       if (auto denied =
-              access_->Recheck(&caller_, ctx_, "PublishStream", Permission::kWrite, m.topic())) {
+              access_->Authorize(caller_, ctx_, "PublishStream", Permission::kWrite, m.topic())) {
         return denied;
       }
     }
-    if (req_.messages_size() == 0) return std::nullopt;
     return access_->Spend(caller_, ctx_, "PublishStream", req_.messages(0).topic(),
                           static_cast<uint64_t>(req_.messages_size()));
   }

@@ -91,6 +91,12 @@ def produce(s: Stubs, md: Md, o: str, p: Dict[str, Any]) -> Any:
     return list(q(s).Produce(iter([req]), metadata=md, timeout=T))
 
 
+def publish_stream(s: Stubs, md: Md, o: str, p: Dict[str, Any]) -> Any:
+    req = topic_pb2.PublishStreamRequest(batch_id=1,
+                                         messages=[topic_pb2.PublishRequest(topic=o, payload=b"p")])
+    return list(s.topics.PublishStream(iter([req]), metadata=md, timeout=T))
+
+
 def first_of(call: Any) -> Any:
     try:
         return next(call)
@@ -165,6 +171,8 @@ RPCS: List[Rpc] = [
     Rpc("TopicService/Publish", "write on the topic", "writer", "reader",
         lambda s, md, o, p: s.topics.Publish(topic_pb2.PublishRequest(topic=o, payload=b"x"),
                                              metadata=md, timeout=T), kind="topic"),
+    Rpc("TopicService/PublishStream", "write on every topic of each batch (checked at each "
+        "batch; the rate is spent per batch)", "writer", "reader", publish_stream, kind="topic"),
     Rpc("TopicService/Subscribe", "read on every topic and pattern named", "reader", "writer",
         subscribe, kind="topic"),
     Rpc("TopicService/BindQueue", "configure and write on the queue, read and write on the "
