@@ -6,7 +6,10 @@
 # workload 3 times per broker and writes the medians into docs/benchmarks.md
 # (between the compare markers). 100-byte messages.
 #   throughput 1P/1C and 4P/4C, 200,000 messages, acks on (Redis has none)
-#   latency at a fixed 5,000 msg/s through a waiting consumer
+#   latency at a fixed 5,000 msg/s through a waiting consumer, and its floor:
+#   basin-echo's answer over one bidi stream at the same pace
+#   pub/sub 1 -> 1 and 1 -> 10, 1,000,000 messages (Basin's Publisher, Redis
+#   PUBLISH pipelined by 100)
 #   memory per queued message: 1,000,000 messages, no consumer, RSS delta
 #   unary put + get + task_done against basin-echo (the same service with
 #   handlers that do nothing): what the broker adds to three gRPC calls
@@ -228,10 +231,23 @@ for shape in "1 1" "4 4"; do
   set -- $shape
   rows+=("| throughput ${1}P/${2}C, msg/s | $(run3 received_per_sec basin --producers "$1" --consumers "$2" --messages 200000) | $(run3 received_per_sec amqp --producers "$1" --consumers "$2" --messages 200000) | $(run3 received_per_sec redis --producers "$1" --consumers "$2" --messages 200000) |")
 done
+declare -A basin_latency
 for f in p50_us p90_us p99_us p999_us; do
   label=${f%_us}
   label=${label/p999/p99.9}
-  rows+=("| latency at 5,000 msg/s, $label µs | $(run3 $f basin --messages 25000 --rate 5000 --linger-us 0 --prefetch 100) | $(run3 $f amqp --messages 25000 --rate 5000) | $(run3 $f redis --messages 25000 --rate 5000) |")
+  basin_latency[$f]=$(run3 $f basin --messages 25000 --rate 5000 --linger-us 0 --prefetch 100)
+  rows+=("| latency at 5,000 msg/s, $label µs | ${basin_latency[$f]} | $(run3 $f amqp --messages 25000 --rate 5000) | $(run3 $f redis --messages 25000 --rate 5000) |")
+done
+# The floor under Basin's latency: one bidi stream through basin-echo (the
+# same gRPC stack, a handler that answers at once), paced the same way.
+ping() { "$build/bench/basin-echo" ping --addr "$echo_addr" --messages 25000 --rate 5000 --json; }
+floor50=$(run3 p50_us ping)
+floor99=$(run3 p99_us ping)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+rows+=("| latency floor: one bidi stream through basin-echo at 5,000 msg/s, p50 / p99 µs | $floor50 / $floor99 (Basin's stream: $(ratio "${basin_latency[p50_us]}" "$floor50")× / $(ratio "${basin_latency[p99_us]}" "$floor99")× the floor) | – | – |")
+# Pub/sub: one publisher, 1 and 10 subscribers; deliveries per second.
+for subs in 1 10; do
+  rows+=("| pub/sub 1 → $subs, deliveries/s | $(run3 received_per_sec "$build/bench/basin-bench" --addr "$ADDR" --json --mode pubsub --publishers 1 --subscribers $subs --messages 1000000) | – | $(run3 received_per_sec redis --mode pubsub --producers 1 --consumers $subs --messages 1000000) |")
 done
 
 # Unary: Basin against its own ceiling, the same calls answered by basin-echo.
@@ -264,7 +280,10 @@ table=$(
   echo "Basin: Produce/Consume streams (batches of 500, prefetch 500, acks on). RabbitMQ:"
   echo "transient messages, prefetch 500, manual acks (multiple, every 100). Redis: LPUSH"
   echo "pipelined by 100, RPOP with count 100, no acks; BRPOP for latency. Latency: a"
-  echo "waiting consumer, messages paced at 5,000/s, put-to-receipt. Unary: one message"
+  echo "waiting consumer, messages paced at 5,000/s, put-to-receipt; the floor is basin-echo's"
+  echo "send-to-answer over one bidi stream at the same pace. Pub/sub: Basin's basin::Publisher"
+  echo "(PublishStream, batches of 500) to S subscriptions, Redis PUBLISH pipelined by 100 to S"
+  echo "SUBSCRIBE connections; 1,000,000 messages, deliveries (messages × S) per second. Unary: one message"
   echo "per call (P threads put, C threads get + task_done); \"empty calls\" is basin-echo,"
   echo "the same three calls answered by handlers that do nothing. CPU µs per message is"
   echo "server + client CPU time / messages; the factor is Basin's over the empty calls'."

@@ -5,9 +5,16 @@
 // empty requests against `basin-echo serve`, in the same thread shape, so the
 // ratio of the two rates is what the broker itself costs.
 //
+// `basin-echo ping` is the floor of the streaming path: one Produce stream
+// whose every request (a 100-byte message, sent at a fixed rate) the server
+// answers at once, measured from send to answer — the same two trips over the
+// same gRPC stack that a message makes from a producer's stream through the
+// broker to a consumer's stream, with nothing done in between.
+//
 //   basin-echo serve [--listen HOST:PORT]       prints "listening on ADDR"
 //   basin-echo load --addr HOST:PORT [--producers P] [--consumers C]
 //                   [--messages N] [--json]
+//   basin-echo ping --addr HOST:PORT [--rate R] [--messages N] [--json]
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -26,9 +33,33 @@ namespace {
 namespace v1 = basin::v1;
 using Clock = std::chrono::steady_clock;
 
-// Answers Put, Get and TaskDone at once with empty responses; every other
-// method is left unimplemented.
+// Answers each Produce request with its batch_id, one at a time.
+class EchoStream final : public grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse> {
+ public:
+  EchoStream() { StartRead(&req_); }
+  void OnReadDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::OK);
+    resp_.set_batch_id(req_.batch_id());
+    StartWrite(&resp_);
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::CANCELLED);
+    StartRead(&req_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  v1::ProduceRequest req_;
+  v1::ProduceResponse resp_;
+};
+
+// Answers Put, Get and TaskDone at once with empty responses, and echoes
+// Produce; every other method is left unimplemented.
 class EchoService final : public v1::QueueService::CallbackService {
+  grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* Produce(
+      grpc::CallbackServerContext*) override {
+    return new EchoStream();
+  }
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const v1::PutRequest*,
                                 v1::PutResponse*) override {
     return Done(ctx);
@@ -126,11 +157,53 @@ int Load(const std::string& addr, int producers, int consumers, long messages, b
   return 0;
 }
 
+// Send-to-answer times of requests paced at `rate` over one stream.
+int Ping(const std::string& addr, long rate, long messages, bool json) {
+  auto stub =
+      v1::QueueService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  auto stream = stub->Produce(&ctx);
+  std::vector<int64_t> samples;
+  samples.reserve(static_cast<size_t>(messages));
+  std::thread reader([&] {
+    v1::ProduceResponse resp;
+    while (static_cast<long>(samples.size()) < messages && stream->Read(&resp)) {
+      samples.push_back(bench::NowNs() - static_cast<int64_t>(resp.batch_id()));
+    }
+  });
+  const auto start = Clock::now();
+  v1::ProduceRequest req;
+  req.add_messages()->set_payload(std::string(100, 'x'));
+  for (long i = 0; i < messages; ++i) {
+    bench::Pace(start, i, static_cast<double>(rate));
+    req.set_batch_id(static_cast<uint64_t>(bench::NowNs()));
+    if (!stream->Write(req)) break;
+  }
+  reader.join();
+  stream->WritesDone();
+  stream->Finish();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  bench::Latencies lat;
+  lat.Add(samples);
+  const bench::Percentiles p = lat.All();
+  if (json) {
+    std::printf(
+        "{\"mode\":\"ping\",\"messages\":%zu,\"seconds\":%.3f,\"p50_us\":%.1f,"
+        "\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f}\n",
+        samples.size(), secs, p.p50, p.p90, p.p99, p.p999);
+  } else {
+    std::printf("ping: %zu round trips at %ld/s: p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs\n",
+                samples.size(), rate, p.p50, p.p99, p.p999);
+  }
+  return 0;
+}
+
 [[noreturn]] void Usage() {
   std::fprintf(stderr,
                "usage: basin-echo serve [--listen HOST:PORT]\n"
                "       basin-echo load --addr HOST:PORT [--producers P] [--consumers C] "
-               "[--messages N] [--json]\n");
+               "[--messages N] [--json]\n"
+               "       basin-echo ping --addr HOST:PORT [--rate R] [--messages N] [--json]\n");
   std::exit(2);
 }
 
@@ -141,6 +214,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   std::string listen = "127.0.0.1:0", addr;
   int producers = 1, consumers = 1;
+  long rate = 5'000;
   long messages = 20'000;
   bool json = false;
   for (int i = 2; i < argc; ++i) {
@@ -159,6 +233,8 @@ int main(int argc, char** argv) {
       consumers = std::stoi(value());
     } else if (a == "--messages") {
       messages = std::stol(value());
+    } else if (a == "--rate") {
+      rate = std::stol(value());
     } else if (a == "--json") {
       json = true;
     } else {
@@ -168,6 +244,9 @@ int main(int argc, char** argv) {
   if (command == "serve") return Serve(listen);
   if (command == "load" && !addr.empty() && producers > 0 && consumers > 0 && messages > 0) {
     return Load(addr, producers, consumers, messages, json);
+  }
+  if (command == "ping" && !addr.empty() && rate > 0 && messages > 0) {
+    return Ping(addr, rate, messages, json);
   }
   Usage();
 }
