@@ -6,6 +6,7 @@
 
 #include <ctime>
 
+#include "broker/service/subscribe_wire.h"
 #include "grpc/health/v1/health.pb.h"
 
 namespace basin {
@@ -135,6 +136,9 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();
   server_.reset();
+  if (!service::AwaitSharedSlices(std::chrono::seconds(1))) {
+    spdlog::warn("gRPC still holds subscriber messages a second after shutdown");
+  }
 }
 
 }  // namespace basin

@@ -34,14 +34,15 @@ enum class LockRank : int {
   kPublishCopies = 85,   // one Publish's tracker of durable copies (under commit callbacks)
   // Leaves: a service call object's own state. Nothing is taken under them,
   // and no core call is made while one is held.
-  kServiceCall = 90,  // ProduceCall, ConsumeCall, SubscribeCall, CallLink
-  kLiveCalls = 92,    // service::LiveCalls: the streams a drain must end
-  kCallTracker = 94,  // service::CallTracker: wakes the drain when calls are done
-  kTlsMaterial = 96,  // security::TlsServerCredentials: the files the next handshake uses
-  kAccessQuota = 97,  // service::Access: who created which queue
-  kAccessState = 98,  // service::Access: the users in force (the pointer only)
-  kAccessCache = 99,  // service::Access: tokens already looked up
-  kRateBucket = 100,  // service::Access: one user's message rate
+  kServiceCall = 90,    // ProduceCall, ConsumeCall, SubscribeCall, CallLink
+  kLiveCalls = 92,      // service::LiveCalls: the streams a drain must end
+  kCallTracker = 94,    // service::CallTracker: wakes the drain when calls are done
+  kTlsMaterial = 96,    // security::TlsServerCredentials: the files the next handshake uses
+  kAccessQuota = 97,    // service::Access: who created which queue
+  kAccessState = 98,    // service::Access: the users in force (the pointer only)
+  kAccessCache = 99,    // service::Access: tokens already looked up
+  kRateBucket = 100,    // service::Access: one user's message rate
+  kSharedSlices = 101,  // service: the wait for gRPC to let go of shared messages
 };
 
 #ifdef BASIN_LOCK_RANK_CHECK

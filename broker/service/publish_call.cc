@@ -8,6 +8,7 @@
 
 #include "broker/core/lock_rank.h"
 #include "broker/core/queue_config.h"
+#include "broker/core/topic_name.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
 
@@ -20,6 +21,11 @@ namespace {
 // policy), so this is what bounds a publisher that does not read its confirms,
 // or whose batches wait for durable bound queues.
 constexpr uint64_t kMaxUnconfirmed = 64;
+// What one confirm lists of its failures (names and messages): a batch of
+// 10,000 messages each refused by many bound queues must not make a confirm
+// of megabytes. The rest are counted (failures_omitted). With the window,
+// this bounds what a stream holds for its confirms to about 4 MiB.
+constexpr size_t kMaxListedFailureBytes = 64 << 10;
 // A message's place in the call: its batch's read index and its index there,
 // in one word, so that the router's callback fits std::function's inline
 // storage (no allocation per message).
@@ -72,8 +78,8 @@ class PublishCall final
     uint64_t index = 0;
     {
       std::lock_guard lock(mu_);
-      // A read that completed as the call failed: dropped unanswered.
-      if (failed_ || finished_) return;
+      // A read that completed as the call failed or broke: dropped unanswered.
+      if (failed_ || finished_ || broken_) return;
       index = next_index_++;
       Confirm& c = outbox_[index];
       c.batch_id = req_.batch_id();
@@ -98,7 +104,7 @@ class PublishCall final
     if (auto it = outbox_.find(index); it != outbox_.end() && --it->second.waiting == 0) {
       next = WriteNextLocked();
     }
-    if (failed_ || finished_ || cancelled_) {
+    if (failed_ || finished_ || cancelled_ || broken_) {
       reads_done_ = true;
       if (!next.write) next = MaybeFinishLocked();
     } else if (next_index_ - next_write_ >= kMaxUnconfirmed) {
@@ -147,6 +153,9 @@ class PublishCall final
     uint32_t waiting = 0;  // answers still to come (plus one for the reader)
     uint64_t receivers = 0;
     uint64_t queues = 0;
+    uint32_t failed = 0;   // not published
+    uint32_t omitted = 0;  // failures not listed
+    size_t listed_bytes = 0;
     std::vector<v1::PublishFailure> failures;
   };
 
@@ -182,21 +191,28 @@ class PublishCall final
       caller_ = std::move(who.value());
       identified_ = true;
     }
-    if (req_.messages_size() == 0) return std::nullopt;
-    // A SIGHUP may have removed the user since the stream opened.
-    if (auto revoked = access_->Recheck(&caller_, ctx_, "PublishStream", Permission::kWrite,
-                                        req_.messages(0).topic())) {
-      return revoked;
-    }
+    // Invalid names are those messages' own failures (INVALID_TOPIC), not a
+    // refusal of the stream: only valid ones are checked.
     const std::string* last = nullptr;
+    bool rechecked = false;
     for (const v1::PublishRequest& m : req_.messages()) {
       if (last != nullptr && *last == m.topic()) continue;
       last = &m.topic();
+      if (!core::ValidateTopicName(m.topic()).ok()) continue;
+      if (!rechecked) {
+        // A SIGHUP may have removed the user since the stream opened.
+        rechecked = true;
+        if (auto revoked =
+                access_->Recheck(&caller_, ctx_, "PublishStream", Permission::kWrite, m.topic())) {
+          return revoked;
+        }
+      }
       if (auto denied =
               access_->Authorize(caller_, ctx_, "PublishStream", Permission::kWrite, m.topic())) {
         return denied;
       }
     }
+    if (req_.messages_size() == 0) return std::nullopt;
     return access_->Spend(caller_, ctx_, "PublishStream", req_.messages(0).topic(),
                           static_cast<uint64_t>(req_.messages_size()));
   }
@@ -219,24 +235,42 @@ class PublishCall final
       return Act(lock, next);
     }
     if (!r.ok()) {
-      v1::PublishFailure& f = c.failures.emplace_back();
-      f.set_index(i);
-      f.set_error_reason(std::string(ToWire(r.error().code).reason));
-      f.set_error_message(r.error().message);
+      ++c.failed;
+      const std::string_view reason = ToWire(r.error().code).reason;
+      if (v1::PublishFailure* f = ListLocked(&c, i, reason.size() + r.error().message.size())) {
+        f->set_error_reason(std::string(reason));
+        f->set_error_message(r.error().message);
+      }
     } else {
       core::PublishOutcome& out = r.value();
       c.receivers += out.receivers;
       c.queues += out.queues;
       if (!out.undelivered_queues.empty()) {
-        v1::PublishFailure& f = c.failures.emplace_back();
-        f.set_index(i);
-        for (std::string& q : out.undelivered_queues) f.add_undelivered_queues(std::move(q));
+        size_t bytes = 0;
+        for (const std::string& q : out.undelivered_queues) bytes += q.size() + 8;
+        if (v1::PublishFailure* f = ListLocked(&c, i, bytes)) {
+          for (std::string& q : out.undelivered_queues) f->add_undelivered_queues(std::move(q));
+        }
       }
     }
     if (--c.waiting > 0) return;
     Actions next = WriteNextLocked();
     if (!next.write) next = MaybeFinishLocked();
     Act(lock, next);
+  }
+
+  // A new entry of the confirm's failures, or null (counted as omitted) when
+  // the list is full.
+  static v1::PublishFailure* ListLocked(Confirm* c, uint32_t index, size_t bytes) {
+    bytes += 16;  // the entry's own framing and index
+    if (c->listed_bytes + bytes > kMaxListedFailureBytes) {
+      ++c->omitted;
+      return nullptr;
+    }
+    c->listed_bytes += bytes;
+    v1::PublishFailure& f = c->failures.emplace_back();
+    f.set_index(index);
+    return &f;
   }
 
   void FailAfterWrites(const core::Error& error) {
@@ -268,6 +302,8 @@ class PublishCall final
     current_.set_message_count(c.count);
     current_.set_receivers(c.receivers);
     current_.set_queues(c.queues);
+    current_.set_failed(c.failed);
+    current_.set_failures_omitted(c.omitted);
     // Answers come in any order; failures are listed by index.
     std::sort(c.failures.begin(), c.failures.end(),
               [](const auto& a, const auto& b) { return a.index() < b.index(); });

@@ -2,8 +2,13 @@
 
 #include <grpcpp/support/slice.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <string_view>
+
+#include "broker/core/lock_rank.h"
 
 namespace basin::service {
 namespace {
@@ -62,8 +67,19 @@ size_t MessageSize(const core::Delivered& d) {
   return n;
 }
 
+// Slices that reference a shared message, not yet let go by gRPC.
+std::atomic<int64_t> g_shared_slices{0};
+RankedMutex<LockRank::kSharedSlices> g_released_mu;
+std::condition_variable_any g_released;
+
 // The slice's hold on the shared message, let go when gRPC is done with it.
-void Unref(void* held) { delete static_cast<core::PublishedPtr*>(held); }
+void Unref(void* held) {
+  delete static_cast<core::PublishedPtr*>(held);
+  if (g_shared_slices.fetch_sub(1) == 1) {
+    std::lock_guard lock(g_released_mu);
+    g_released.notify_all();
+  }
+}
 
 }  // namespace
 
@@ -86,6 +102,7 @@ grpc::ByteBuffer EncodeMessages(const std::vector<core::Delivered>& messages) {
       PutVarint(&frame, m.payload.size());
       cut();
       // gRPC does not write through the pointer: the slice only reads it.
+      g_shared_slices.fetch_add(1);
       slices.emplace_back(const_cast<char*>(m.payload.data()), m.payload.size(), &Unref,
                           new core::PublishedPtr(d.message));
     } else if (!m.payload.empty()) {
@@ -104,6 +121,11 @@ grpc::ByteBuffer EncodeMessages(const std::vector<core::Delivered>& messages) {
   }
   cut();
   return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+bool AwaitSharedSlices(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(g_released_mu);
+  return g_released.wait_for(lock, timeout, [] { return g_shared_slices.load() == 0; });
 }
 
 }  // namespace basin::service

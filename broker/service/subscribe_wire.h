@@ -15,6 +15,7 @@
 
 #include <grpcpp/support/byte_buffer.h>
 
+#include <chrono>
 #include <cstddef>
 #include <vector>
 
@@ -26,5 +27,12 @@ inline constexpr size_t kSharedBodyBytes = 1024;
 
 // One SubscribeResponse holding `messages` (field 2), in order.
 grpc::ByteBuffer EncodeMessages(const std::vector<core::Delivered>& messages);
+
+// Waits up to `timeout` until gRPC has let go of every slice that references a
+// shared message; false if some are still held. A referenced message gives its
+// bytes back to the router's memory share when let go, so the server's
+// shutdown waits for this before the router can be destroyed (gRPC may free a
+// transport's buffers on its own threads after the server is gone).
+bool AwaitSharedSlices(std::chrono::milliseconds timeout);
 
 }  // namespace basin::service

@@ -462,20 +462,30 @@ int Run(const Args& a) {
       // answered before the next is read.
       for (std::string line; std::getline(std::cin, line);) publish(line);
     } else {
-      // Piped: batched over one PublishStream, confirmed at the end.
+      // Piped: batched over one PublishStream, confirmed every 10,000 lines
+      // (a stream error stops it there) and at the end.
       basin::Publisher publisher(client);
-      for (std::string line; std::getline(std::cin, line);) publisher.publish(topic, line);
-      const basin::PublishSummary s = publisher.flush();
-      for (const basin::PublishFailure& f : s.failures) {
-        if (!f.error_reason.empty()) {
-          std::fprintf(stderr, "basinctl: a message was not published: %s\n",
-                       f.error_message.c_str());
+      uint64_t failed = 0;
+      auto confirm = [&] {
+        const basin::PublishSummary s = publisher.flush();
+        failed += s.failed;
+        for (const basin::PublishFailure& f : s.failures) {
+          if (!f.error_reason.empty()) {
+            std::fprintf(stderr, "basinctl: a message was not published: %s\n",
+                         f.error_message.c_str());
+          }
+          for (const auto& q : f.undelivered_queues) {
+            std::fprintf(stderr, "basinctl: bound queue '%s' refused a message\n", q.c_str());
+          }
         }
-        for (const auto& q : f.undelivered_queues) {
-          std::fprintf(stderr, "basinctl: bound queue '%s' refused a message\n", q.c_str());
-        }
+      };
+      size_t lines = 0;
+      for (std::string line; std::getline(std::cin, line);) {
+        publisher.publish(topic, line);
+        if (++lines % 10'000 == 0) confirm();
       }
-      if (s.failed > 0) return kExitError;
+      confirm();
+      if (failed > 0) return kExitError;
     }
   } else if (cmd == "subscribe") {
     std::vector<std::string> topics(a.positional.begin() + 1, a.positional.end());

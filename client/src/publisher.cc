@@ -25,10 +25,12 @@ constexpr int kUnavailable = 14;
 constexpr size_t kMaxBatchMessages = 10'000;  // the broker's cap on one request
 constexpr size_t kMaxFailuresKept = 1'000;    // per summary (publisher.h)
 
-// A message's size as the broker counts it: topic, payload and headers.
+// A message's bytes in a request: topic, payload and headers, with their
+// protobuf framing (tags and lengths), so that a batch of max_batch_bytes
+// stays within the broker's receive limit (--max-message-bytes + 64 KiB).
 size_t MessageBytes(const std::string& topic, const std::string& payload, const Headers& headers) {
-  size_t n = topic.size() + payload.size();
-  for (const auto& [key, value] : headers) n += key.size() + value.size() + 8;
+  size_t n = topic.size() + payload.size() + 16;
+  for (const auto& [key, value] : headers) n += key.size() + value.size() + 12;
   return n;
 }
 
@@ -66,8 +68,12 @@ class PublisherImpl {
   void Publish(std::string topic, std::string payload, Headers headers) {
     const size_t bytes = MessageBytes(topic, payload, headers);
     std::unique_lock lock(mu_);
-    // Bounded: at most one batch waits behind the ones in flight.
-    room_cv_.wait(lock, [&] { return aborting_ || pending_.size() < batch_messages_; });
+    // Bounded: at most one batch (by count and bytes) waits behind the ones in
+    // flight; a message larger than a batch waits for an empty queue.
+    room_cv_.wait(lock, [&] {
+      return aborting_ || (pending_.size() < batch_messages_ &&
+                           (pending_.empty() || pending_bytes_ + bytes <= batch_bytes_));
+    });
     if (aborting_) return;
     const bool first = pending_.empty();
     if (first) oldest_ = Clock::now();
@@ -164,7 +170,7 @@ class PublisherImpl {
 
   void ReceiveLoop() {
     while (AwaitWork()) {
-      Open();
+      if (!Open()) break;
       ReadConfirms();
       const grpc::Status status = EndStream();
       {
@@ -194,9 +200,12 @@ class PublisherImpl {
     return !aborting_;
   }
 
-  void Open() {
+  // Opens a stream; false once the publisher is being destroyed (a context
+  // made after the destructor cancelled the last one would never end).
+  bool Open() {
     {
       std::lock_guard lock(mu_);
+      if (aborting_) return false;
       stream_.reset();  // before the context it uses
       ctx_ = std::make_unique<grpc::ClientContext>();
       conn_->Authorize(ctx_.get());
@@ -209,6 +218,7 @@ class PublisherImpl {
       broken_ = false;
     }
     send_cv_.notify_one();
+    return true;
   }
 
   void ReadConfirms() {
@@ -225,9 +235,9 @@ class PublisherImpl {
         summary_.confirmed += static_cast<uint64_t>(batch->messages_size());
         summary_.receivers += resp.receivers();
         summary_.queues += resp.queues();
+        summary_.failed += resp.failed();
         for (const v1::PublishFailure& f : resp.failures()) {
-          if (!f.error_reason().empty()) ++summary_.failed;
-          if (summary_.failures.size() >= kMaxFailuresKept) continue;
+          if (summary_.failures.size() >= kMaxFailuresKept) break;
           const int i = static_cast<int>(f.index());
           summary_.failures.push_back(
               {i < batch->messages_size() ? batch->messages(i).topic() : std::string(),

@@ -64,9 +64,9 @@ class RawPublishStream {
   }
   std::string Reason() const {
     auto it = ctx_.GetServerTrailingMetadata().find("basin-error-reason");
-    return it == ctx_.GetServerTrailingMetadata().end() ? ""
-                                                        : std::string(it->second.data(),
-                                                                      it->second.size());
+    return it == ctx_.GetServerTrailingMetadata().end()
+               ? ""
+               : std::string(it->second.data(), it->second.size());
   }
   grpc::ClientContext& ctx() { return ctx_; }
 
@@ -149,6 +149,58 @@ TEST(PublishStreamTest, BoundQueueThatRefusesIsNamed) {
   EXPECT_EQ(q.qsize(), 1u);
 }
 
+// A refused copy per message of a 10,000-message batch: the confirm lists
+// about 64 KiB of them and counts the rest.
+TEST(PublishStreamTest, ConfirmListsABoundedShareOfFailures) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  const std::string queue(200, 'q');
+  client.queue(queue, QueueOptions{.max_size = 1});
+  client.bind_queue("many", queue);
+  RawPublishStream stream(broker.address());
+  ASSERT_TRUE(stream.Send(1, "many", 10'000));
+  auto resp = stream.Read();
+  ASSERT_TRUE(resp.has_value());
+  EXPECT_EQ(resp->message_count(), 10'000u);
+  EXPECT_EQ(resp->queues(), 1u);
+  EXPECT_EQ(resp->failed(), 0u);
+  EXPECT_GT(resp->failures_size(), 100);
+  EXPECT_EQ(static_cast<uint32_t>(resp->failures_size()) + resp->failures_omitted(), 9'999u);
+  EXPECT_LT(resp->ByteSizeLong(), size_t{80} << 10);
+  for (const v1::PublishFailure& f : resp->failures()) {
+    ASSERT_EQ(f.undelivered_queues_size(), 1);
+    EXPECT_GE(f.index(), 1u);
+  }
+  EXPECT_TRUE(stream.Finish().ok());
+}
+
+// Bodies of 1 KiB and more go to each subscriber as references to the one
+// shared copy; what arrives is the same as for small ones.
+TEST(PublishStreamTest, LargeBodiesReachEverySubscriberIntact) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  SubscribeOptions by_pattern;
+  by_pattern.patterns = {"big.*"};
+  auto exact = client.subscribe({"big.one"});
+  auto pattern = client.subscribe({}, by_pattern);
+  const std::vector<std::string> bodies = {std::string(1023, 'a'), std::string(1024, 'b'),
+                                           std::string(300'000, 'c'), "", "small"};
+  Publisher publisher(client);
+  for (const std::string& body : bodies)
+    publisher.publish("big.one", body, {{"h", body.substr(0, 3)}});
+  EXPECT_EQ(publisher.flush().receivers, 2u * bodies.size());
+  for (Subscription* sub : {&exact, &pattern}) {
+    for (const std::string& body : bodies) {
+      auto m = sub->next();
+      ASSERT_TRUE(m.has_value());
+      EXPECT_EQ(m->payload, body);
+      EXPECT_EQ(m->topic, "big.one");
+      EXPECT_EQ(m->pattern, sub == &pattern ? "big.*" : "");
+      EXPECT_EQ(m->headers, (Headers{{"h", body.substr(0, 3)}}));
+    }
+  }
+}
+
 // Batches written far ahead of the confirms, each waiting for its copy into a
 // durable bound queue to reach the disk (fsync always): confirms come back
 // from the disk's thread in any grouping, and go out in batch order; past 64
@@ -204,7 +256,7 @@ TEST(PublishStreamTest, EmptyBatchIsConfirmed) {
   EXPECT_TRUE(stream.Finish().ok());
 }
 
-TEST(PublishStreamTest, VanishedPublisherCostsTheBrokerNothing) {
+TEST(PublishStreamTest, VanishedPublisherLeavesTheBrokerServing) {
   BrokerProcess broker;
   {
     RawPublishStream stream(broker.address());
@@ -216,6 +268,20 @@ TEST(PublishStreamTest, VanishedPublisherCostsTheBrokerNothing) {
   Publisher publisher(client);
   publisher.publish("after", "x");
   EXPECT_EQ(publisher.flush().receivers, 1u);
+}
+
+// Destroyed at once after a publish: the destructor returns (its receiving
+// thread must not open a stream after the destructor cancelled the last one).
+TEST(PublishStreamTest, PublisherDestroyedWithoutWaitingReturns) {
+  BrokerProcess broker;
+  Client client(broker.address());
+  for (int i = 0; i < 20; ++i) {
+    Publisher publisher(client, {.close_timeout = std::chrono::milliseconds(0)});
+    publisher.publish("t", "x");
+  }
+  Publisher publisher(client);
+  publisher.publish("t", "y");
+  EXPECT_EQ(publisher.flush().confirmed, 1u);
 }
 
 TEST(PublishStreamTest, ShutdownEndsTheStreamWithUnavailable) {

@@ -509,3 +509,32 @@ def test_a_subscription_past_the_term_cap_is_refused_before_any_term_is_checked(
 def subscribe_to(s: Stubs, md: Md, topics: List[str]) -> Any:
     return first_of(s.topics.Subscribe(topic_pb2.SubscribeRequest(topics=topics), metadata=md,
                                        timeout=T))
+
+
+def test_publish_stream_checks_every_topic_of_each_batch(
+        secured: Tuple[Broker, Stubs]) -> None:
+    _, s = secured
+    md = metadata(token_of("nobody"))  # may write "elsewhere" only
+
+    def batch(batch_id: int, *topics: str) -> topic_pb2.PublishStreamRequest:
+        return topic_pb2.PublishStreamRequest(batch_id=batch_id, messages=[
+            topic_pb2.PublishRequest(topic=t, payload=b"p") for t in topics])
+
+    def published() -> int:
+        listing = s.topics.ListTopics(topic_pb2.ListTopicsRequest(),
+                                      metadata=metadata(token_of("root")), timeout=T)
+        return sum(t.published for t in listing.topics if t.name == "elsewhere")
+
+    before = published()
+    answers = []
+    with pytest.raises(grpc.RpcError) as e:
+        # An invalid name is that message's failure, not a refusal; a topic
+        # the user may not write ends the stream, and nothing of its batch goes.
+        for answer in s.topics.PublishStream(
+                iter([batch(1, "elsewhere", "not a topic"), batch(2, "elsewhere", "secret")]),
+                metadata=md, timeout=T):
+            answers.append(answer)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert [(a.batch_id, a.failed, [(f.index, f.error_reason) for f in a.failures])
+            for a in answers] == [(1, 1, [(1, "INVALID_TOPIC")])]
+    assert published() == before + 1

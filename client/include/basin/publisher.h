@@ -41,6 +41,8 @@ struct PublisherOptions {
   // At most 10,000 (the broker's cap on one request); larger values are taken
   // as 10,000.
   size_t max_batch_messages = 500;
+  // Framing included. Keep it at most the broker's --max-message-bytes (1 MiB
+  // by default): a larger request ends the stream (RESOURCE_EXHAUSTED).
   size_t max_batch_bytes = 1 << 20;
   // How long a message may wait for its batch to fill before it is sent.
   std::chrono::microseconds linger{1000};
@@ -64,7 +66,8 @@ struct PublishSummary {
   uint64_t queues = 0;     // copies into bound queues, summed
   uint64_t failed = 0;     // not published: invalid, or lost with a broken stream
   // The first 1,000 messages with a failure (failed validation or a queue
-  // refused them); the rest are counted in `failed` only.
+  // refused them) that the broker listed (it lists about 64 KiB of them per
+  // batch); the rest of the failed ones are counted in `failed` only.
   std::vector<PublishFailure> failures{};
 };
 

@@ -149,6 +149,8 @@ class Publisher:
             elif len(batch.frames) >= self._max_messages or (
                     batch.nbytes + len(frame) > self._max_bytes):
                 self._seal_locked()
+                if self._stopped:
+                    raise errors.Error("the publisher is closed", grpc.StatusCode.CANCELLED)
                 batch = self._open = _Batch(time.monotonic())
                 self._cond.notify_all()
             batch.frames.append(frame)
@@ -160,7 +162,10 @@ class Publisher:
         while len(self._unconfirmed) >= self._max_in_flight and not self._stopped:
             self._cond.wait()
         batch, self._open = self._open, None
-        if batch is None or self._stopped:
+        if batch is None:
+            return
+        if self._stopped:  # closed meanwhile: nothing more is sent
+            self._summary.failed += len(batch.frames)
             return
         batch.batch_id = self._next_batch_id
         self._next_batch_id += 1
@@ -275,9 +280,8 @@ class Publisher:
             s.confirmed += len(batch.frames)
             s.receivers += response.receivers
             s.queues += response.queues
+            s.failed += response.failed
             for f in response.failures:
-                if f.error_reason:
-                    s.failed += 1
                 if len(s.failures) < _MAX_FAILURES_KEPT:
                     topic = batch.topics[f.index] if f.index < len(batch.topics) else ""
                     s.failures.append(PublishFailure(topic, f.error_reason, f.error_message,
