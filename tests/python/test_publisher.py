@@ -76,8 +76,11 @@ def test_refusing_bound_queue_is_named(broker: Any) -> None:
 
 def test_flush_raises_once_after_the_broker_goes() -> None:
     b = Broker()
+    # A connection of its own, closed at the end: a channel left to a dead
+    # broker keeps reconnecting, and gRPC threads at work break later forks.
+    client = basin.Client(b.address)
     try:
-        publisher = basin.Publisher(b.address)
+        publisher = basin.Publisher(client=client)
         publisher.publish("t", "before")
         assert publisher.flush().confirmed == 1
         b.stop()
@@ -89,6 +92,7 @@ def test_flush_raises_once_after_the_broker_goes() -> None:
         with pytest.raises(basin.Error):
             publisher.publish("t", "closed")
     finally:
+        client.close()
         b.close()
 
 
