@@ -13,6 +13,29 @@
 
 namespace {
 
+// Producer `p`'s share of the messages: `command` ("LPUSH" or "PUBLISH") to
+// `key`, pipelined by `pipeline`, paced at `rate` msg/s over all producers (0:
+// as fast as possible).
+void Produce(const bench::Options& o, int p, const char* command, const std::string& key,
+             long pipeline, std::chrono::steady_clock::time_point start) {
+  redisContext* c = redisConnect(o.host.c_str(), o.port);
+  const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
+  for (long i = 0; i < n;) {
+    long batch = 0;
+    for (; batch < pipeline && i < n; ++batch, ++i) {
+      bench::Pace(start, i, static_cast<double>(o.rate) / o.producers);
+      const std::string payload = bench::Payload(o.size);
+      redisAppendCommand(c, "%s %s %b", command, key.c_str(), payload.data(), payload.size());
+    }
+    for (long k = 0; k < batch; ++k) {
+      void* reply = nullptr;
+      redisGetReply(c, &reply);
+      freeReplyObject(reply);
+    }
+  }
+  redisFree(c);
+}
+
 // Deliveries per second through one channel: `o.consumers` subscribers, each
 // reading until it has every message (or its connection drops: Redis
 // disconnects a subscriber past its output buffer limit).
@@ -45,24 +68,9 @@ void RunPubSub(const bench::Options& o, const std::string& channel, std::atomic<
       redisFree(c);
     });
   }
+  const auto start = std::chrono::steady_clock::now();
   for (int p = 0; p < o.producers; ++p) {
-    threads.emplace_back([&, p] {
-      redisContext* c = redisConnect(o.host.c_str(), o.port);
-      const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
-      for (long i = 0; i < n;) {
-        long batch = 0;
-        for (; batch < 100 && i < n; ++batch, ++i) {
-          const std::string payload = bench::Payload(o.size);
-          redisAppendCommand(c, "PUBLISH %s %b", channel.c_str(), payload.data(), payload.size());
-        }
-        for (long k = 0; k < batch; ++k) {
-          void* reply = nullptr;
-          redisGetReply(c, &reply);
-          freeReplyObject(reply);
-        }
-      }
-      redisFree(c);
-    });
+    threads.emplace_back([&, p] { Produce(o, p, "PUBLISH", channel, 100, start); });
   }
   for (auto& t : threads) t.join();
 }
@@ -84,25 +92,7 @@ int main(int argc, char** argv) {
   }
   std::vector<std::thread> threads;
   for (int p = 0; p < o.producers; ++p) {
-    threads.emplace_back([&, p] {
-      redisContext* c = redisConnect(o.host.c_str(), o.port);
-      const long n = o.messages / o.producers + (p < o.messages % o.producers ? 1 : 0);
-      const long pipeline = o.rate > 0 ? 1 : 100;
-      for (long i = 0; i < n;) {
-        long batch = 0;
-        for (; batch < pipeline && i < n; ++batch, ++i) {
-          bench::Pace(start, i, static_cast<double>(o.rate) / o.producers);
-          const std::string payload = bench::Payload(o.size);
-          redisAppendCommand(c, "LPUSH %s %b", key.c_str(), payload.data(), payload.size());
-        }
-        for (long k = 0; k < batch; ++k) {
-          void* reply = nullptr;
-          redisGetReply(c, &reply);
-          freeReplyObject(reply);
-        }
-      }
-      redisFree(c);
-    });
+    threads.emplace_back([&, p] { Produce(o, p, "LPUSH", key, o.rate > 0 ? 1 : 100, start); });
   }
   for (int i = 0; i < o.consumers; ++i) {
     threads.emplace_back([&] {
