@@ -69,15 +69,25 @@ size_t MessageSize(const core::Delivered& d) {
 
 // Slices that reference a shared message, not yet let go by gRPC.
 std::atomic<int64_t> g_shared_slices{0};
-RankedMutex<LockRank::kSharedSlices> g_released_mu;
-std::condition_variable_any g_released;
+
+// Who waits for the count to reach zero. Never destroyed: gRPC may let go of
+// a slice as the process exits, after static destructors.
+struct Released {
+  RankedMutex<LockRank::kSharedSlices> mu;
+  std::condition_variable_any cv;
+};
+Released& released() {
+  static Released* r = new Released();
+  return *r;
+}
 
 // The slice's hold on the shared message, let go when gRPC is done with it.
 void Unref(void* held) {
   delete static_cast<core::PublishedPtr*>(held);
   if (g_shared_slices.fetch_sub(1) == 1) {
-    std::lock_guard lock(g_released_mu);
-    g_released.notify_all();
+    Released& r = released();
+    std::lock_guard lock(r.mu);
+    r.cv.notify_all();
   }
 }
 
@@ -124,8 +134,9 @@ grpc::ByteBuffer EncodeMessages(const std::vector<core::Delivered>& messages) {
 }
 
 bool AwaitSharedSlices(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(g_released_mu);
-  return g_released.wait_for(lock, timeout, [] { return g_shared_slices.load() == 0; });
+  Released& r = released();
+  std::unique_lock lock(r.mu);
+  return r.cv.wait_for(lock, timeout, [] { return g_shared_slices.load() == 0; });
 }
 
 }  // namespace basin::service

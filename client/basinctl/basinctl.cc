@@ -469,6 +469,10 @@ int Run(const Args& a) {
       auto confirm = [&] {
         const basin::PublishSummary s = publisher.flush();
         failed += s.failed;
+        if (s.failures_unlisted > 0) {
+          std::fprintf(stderr, "basinctl: %llu more messages failed or were refused by a queue\n",
+                       static_cast<unsigned long long>(s.failures_unlisted));
+        }
         for (const basin::PublishFailure& f : s.failures) {
           if (!f.error_reason.empty()) {
             std::fprintf(stderr, "basinctl: a message was not published: %s\n",

@@ -68,11 +68,11 @@ class PublisherImpl {
   void Publish(std::string topic, std::string payload, Headers headers) {
     const size_t bytes = MessageBytes(topic, payload, headers);
     std::unique_lock lock(mu_);
-    // Bounded: at most one batch (by count and bytes) waits behind the ones in
-    // flight; a message larger than a batch waits for an empty queue.
+    // Bounded: at most one batch (by count, and by bytes plus one message)
+    // waits behind the ones in flight. The message that fills a batch wakes the
+    // sender below, so a full batch never waits for the linger.
     room_cv_.wait(lock, [&] {
-      return aborting_ || (pending_.size() < batch_messages_ &&
-                           (pending_.empty() || pending_bytes_ + bytes <= batch_bytes_));
+      return aborting_ || (pending_.size() < batch_messages_ && pending_bytes_ < batch_bytes_);
     });
     if (aborting_) return;
     const bool first = pending_.empty();
@@ -236,8 +236,12 @@ class PublisherImpl {
         summary_.receivers += resp.receivers();
         summary_.queues += resp.queues();
         summary_.failed += resp.failed();
+        summary_.failures_unlisted += resp.failures_omitted();
         for (const v1::PublishFailure& f : resp.failures()) {
-          if (summary_.failures.size() >= kMaxFailuresKept) break;
+          if (summary_.failures.size() >= kMaxFailuresKept) {
+            ++summary_.failures_unlisted;
+            continue;
+          }
           const int i = static_cast<int>(f.index());
           summary_.failures.push_back(
               {i < batch->messages_size() ? batch->messages(i).topic() : std::string(),

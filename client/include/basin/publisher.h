@@ -69,6 +69,9 @@ struct PublishSummary {
   // refused them) that the broker listed (it lists about 64 KiB of them per
   // batch); the rest of the failed ones are counted in `failed` only.
   std::vector<PublishFailure> failures{};
+  // Failures neither listed here nor by the broker (past those limits),
+  // including messages that were published but refused by a bound queue.
+  uint64_t failures_unlisted = 0;
 };
 
 class Publisher {

@@ -72,6 +72,7 @@ class PublishSummary:
     queues: int = 0     # copies into bound queues, summed
     failed: int = 0     # not published: invalid, or lost with a broken stream
     failures: List[PublishFailure] = field(default_factory=list)  # the first 1,000
+    failures_unlisted: int = 0  # failures past those listed (by the broker or here)
 
 
 def _frame(topic: bytes, payload: bytes, headers: Optional[Dict[str, str]]) -> bytes:
@@ -149,7 +150,7 @@ class Publisher:
             elif len(batch.frames) >= self._max_messages or (
                     batch.nbytes + len(frame) > self._max_bytes):
                 self._seal_locked()
-                if self._stopped:
+                if self._closing or self._stopped:  # closed while it waited for room
                     raise errors.Error("the publisher is closed", grpc.StatusCode.CANCELLED)
                 batch = self._open = _Batch(time.monotonic())
                 self._cond.notify_all()
@@ -281,8 +282,11 @@ class Publisher:
             s.receivers += response.receivers
             s.queues += response.queues
             s.failed += response.failed
+            s.failures_unlisted += response.failures_omitted
             for f in response.failures:
-                if len(s.failures) < _MAX_FAILURES_KEPT:
+                if len(s.failures) >= _MAX_FAILURES_KEPT:
+                    s.failures_unlisted += 1
+                else:
                     topic = batch.topics[f.index] if f.index < len(batch.topics) else ""
                     s.failures.append(PublishFailure(topic, f.error_reason, f.error_message,
                                                      list(f.undelivered_queues)))
