@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 
 #include "basin/client.h"
@@ -38,6 +39,11 @@ class Connection {
   std::unique_ptr<v1::TopicService::Stub> topic_stub_;
   std::unique_ptr<v1::ServerService::Stub> server_stub_;
 };
+
+// The broker's cap on the messages of one Produce or PublishStream request
+// (docs/api.md, GetServerInfo's max_batch_messages): a larger batch could
+// never be sent, so the Producer and Publisher cut theirs to it.
+inline constexpr size_t kMaxBatchMessages = 10'000;
 
 // Gives a call time for the broker to answer after a wait of `wait`.
 void SetCallDeadline(grpc::ClientContext* ctx, std::chrono::milliseconds wait);

@@ -39,9 +39,6 @@ constexpr int kInternal = 13;
 constexpr int kUnavailable = 14;
 constexpr std::chrono::milliseconds kFirstBackoff{20};
 constexpr std::chrono::milliseconds kMaxBackoff{1000};
-// The broker's cap on one Produce request (docs/api.md): a larger batch could
-// never be sent.
-constexpr size_t kMaxBatchMessages = 10'000;
 
 // The receiving thread of the producer it serves: confirms run there.
 thread_local const void* t_receiving_for = nullptr;

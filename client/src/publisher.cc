@@ -22,8 +22,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr int kUnavailable = 14;
-constexpr size_t kMaxBatchMessages = 10'000;  // the broker's cap on one request
-constexpr size_t kMaxFailuresKept = 1'000;    // per summary (publisher.h)
+constexpr size_t kMaxFailuresKept = 1'000;  // per summary (publisher.h)
 
 // A message's bytes in a request: topic, payload and headers, with their
 // protobuf framing (tags and lengths), so that a batch of max_batch_bytes
