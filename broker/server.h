@@ -58,9 +58,7 @@ class Server {
                 : [rpc_metrics](
                       const char* method, grpc::StatusCode code,
                       std::chrono::nanoseconds took) { rpc_metrics->Record(method, code, took); }),
-        queue_service_(
-            broker, access,
-            [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
+        queue_service_(broker, access),
         topic_service_(
             broker, access,
             [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),

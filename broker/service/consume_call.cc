@@ -22,19 +22,16 @@ constexpr uint32_t kMaxPrefetch = 10'000;
 constexpr size_t kBatchDeliveries = 4096;
 constexpr uint64_t kBatchBytes = 1 << 20;
 
-using Post = std::function<void(std::function<void()>)>;
-
 // Reads run independently of writes: the first request attaches a consumer
 // to the queue, later ones carry acks and releases. Writes follow the
 // subscription protocol: one writer at a time, either OnWriteDone or the
 // wake-up of an idle outbox, and that writer is the one that finishes.
 class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse> {
  public:
-  ConsumeCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access, Post post)
+  ConsumeCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access)
       : ctx_(ctx),
         broker_(broker),
         access_(access),
-        post_(std::move(post)),
         link_(std::make_shared<CallLink<ConsumeCall>>(this)) {
     StartRead(&req_);
   }
@@ -187,8 +184,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
     queue_ = std::move(queue.value());
     columns_ = req_.columns();  // before started_ is published: writers read it after
     auto attached = queue_->AttachConsumer(
-        prefetch, ack_timeout, [link = link_, post = post_] { post([link] { link->Wake(); }); },
-        core::Clock::now());
+        prefetch, ack_timeout, [link = link_] { link->Wake(); }, core::Clock::now());
     if (!attached.ok()) return FinishBeforeStart(ToStatus(ctx_, attached.error()));
     bool wake = false;
     {
@@ -209,7 +205,6 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   core::Broker* const broker_;
   Access* const access_;
   Caller caller_;  // set by the first read (Start), then rechecked
-  const Post post_;
   const std::shared_ptr<CallLink<ConsumeCall>> link_;
   v1::ConsumeRequest req_;
   bool columns_ = false;  // deliveries as DeliveryColumns (set by Start)
@@ -228,9 +223,8 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
 }  // namespace
 
 grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* StartConsume(
-    grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access,
-    std::function<void(std::function<void()>)> post) {
-  return new ConsumeCall(ctx, broker, access, std::move(post));
+    grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access) {
+  return new ConsumeCall(ctx, broker, access);
 }
 
 }  // namespace basin::service

@@ -6,8 +6,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <functional>
-
 #include "basin/v1/queue.grpc.pb.h"
 #include "broker/core/broker.h"
 #include "broker/service/access.h"
@@ -17,13 +15,8 @@ namespace basin::service {
 
 class QueueService final : public v1::QueueService::CallbackService {
  public:
-  // Runs work on another thread (see broker/dispatcher.h).
-  using Post = std::function<void(std::function<void()>)>;
-
-  // `broker` and `access` must outlive the service. Consume-stream wake-ups
-  // go to `post`.
-  QueueService(core::Broker* broker, Access* access, Post post)
-      : broker_(broker), access_(access), post_(std::move(post)) {}
+  // `broker` and `access` must outlive the service.
+  QueueService(core::Broker* broker, Access* access) : broker_(broker), access_(access) {}
 
   grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
                                         const v1::CreateQueueRequest* req,
@@ -77,7 +70,6 @@ class QueueService final : public v1::QueueService::CallbackService {
 
   core::Broker* const broker_;
   Access* const access_;
-  const Post post_;
   LiveCalls produce_calls_;
 };
 

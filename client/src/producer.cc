@@ -1,5 +1,6 @@
 // One Produce stream at a time and two threads. The sender batches pending
-// messages and writes them. The receiver owns the stream's life: it reads the
+// messages and writes them (with linger 0, a send() that finds nothing
+// unconfirmed writes its message itself). The receiver owns the stream's life: it reads the
 // queue's bounds, opens the stream and resends what is unconfirmed, matches
 // confirms to batches (the broker answers in order) and runs the confirms,
 // and when the stream ends decides what that means — reconnect and resend,
@@ -177,6 +178,14 @@ class ProducerImpl {
     pending_bytes_ += bytes;
     pending_.push_back({std::move(message), std::move(confirm), bytes});
     ++accepted_;
+    if (first && options_.linger.count() == 0 && in_flight_.empty() && !writing_ && !broken_ &&
+        t_receiving_for != this) {
+      // Nothing lingers and nothing is unconfirmed: the broker is reading
+      // the stream, so the write does not wait on it, and this thread writes
+      // rather than waking the sender (a wake-up costs two context switches
+      // per message at low rates: docs/design.md, "Latency").
+      return WriteOnCallerLocked(std::move(lock));
+    }
     // The sender needs a nudge only to start the linger clock or to send a
     // full batch; waking it for every message would cost a syscall each.
     const bool wake = first || pending_.size() >= batch_messages_ || pending_bytes_ >= batch_bytes_;
@@ -255,6 +264,23 @@ class ProducerImpl {
     return req;
   }
 
+  // Send()'s write of a lone message; `writing_` keeps the sender off the
+  // stream meanwhile, and it sends what arrived during the write.
+  void WriteOnCallerLocked(std::unique_lock<std::mutex> lock) {
+    std::vector<Confirm> confirms;
+    std::shared_ptr<const v1::ProduceRequest> req = TakeBatchLocked(&confirms);
+    in_flight_.push_back({req, std::move(confirms)});
+    writing_ = true;
+    Stream* stream = stream_.get();
+    lock.unlock();
+    stream->Write(*req);  // a failure shows as the end of the stream to the receiver
+    lock.lock();
+    writing_ = false;
+    lock.unlock();
+    write_cv_.notify_all();
+    send_cv_.notify_one();
+  }
+
   void SendLoop() {
     for (;;) {
       std::shared_ptr<const v1::ProduceRequest> req;
@@ -263,7 +289,7 @@ class ProducerImpl {
         std::unique_lock lock(mu_);
         for (;;) {
           if (aborting_ || failure_) return;
-          const bool can_send = !broken_ && in_flight_.size() < max_in_flight_;
+          const bool can_send = !broken_ && !writing_ && in_flight_.size() < max_in_flight_;
           if (can_send && BatchReadyLocked()) break;
           if (!can_send || pending_.empty()) {
             send_cv_.wait(lock);
@@ -551,7 +577,7 @@ class ProducerImpl {
   std::mutex mu_;
   std::condition_variable send_cv_;   // the sender: a batch may be ready
   std::condition_variable room_cv_;   // send(), flush(), ~Producer: room, confirms
-  std::condition_variable write_cv_;  // the receiver: the sender's write ended
+  std::condition_variable write_cv_;  // the receiver: a write ended
   std::condition_variable recv_cv_;   // the receiver: work to do, or destruction
   // Replaced only by the receiver, while broken_ keeps the sender off them.
   std::unique_ptr<grpc::ClientContext> ctx_;
@@ -571,7 +597,7 @@ class ProducerImpl {
   bool closing_ = false;   // the destructor waits for the last confirms
   bool aborting_ = false;  // the destructor stops everything
   bool broken_ = true;     // no stream to write to: the receiver is (re)opening one
-  bool writing_ = false;   // the sender's Write is in progress
+  bool writing_ = false;   // a Write (the sender's or Send()'s) is in progress
   bool receiver_idle_ = false;
   std::exception_ptr failure_;  // permanent: the queue is gone or closed
 

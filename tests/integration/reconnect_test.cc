@@ -9,7 +9,9 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "basin/client.h"
 #include "basin/consumer.h"
@@ -57,6 +59,64 @@ TEST(ReconnectTest, ProducerResendsAcrossCutsAndNothingIsEnqueuedTwice) {
     for (const Message& m : q.get_batch(1000, seconds(5))) {
       ASSERT_EQ(m.payload(), std::to_string(next++)) << "order";
       q.task_done(m);
+    }
+  }
+}
+
+// With linger 0 a send() that finds nothing unconfirmed writes its own
+// message (thread 0 here, waiting for each confirm, mostly does), and the
+// sender thread writes what arrives meanwhile (threads 1 and 2, sending
+// without waiting): the two writers must keep each thread's order and resend
+// nothing twice across cuts.
+TEST(ReconnectTest, LingerZeroProducerKeepsOrderAcrossThreadsAndCuts) {
+  constexpr int kThreads = 3;
+  constexpr int kPerThread = 3'000;
+  BrokerProcess broker;
+  TcpProxy proxy(broker.address());
+  Client direct(broker.address());
+  auto q = direct.queue("work", {});
+  std::atomic<int> confirmed{0}, failed{0};
+  {
+    Producer producer(Client(proxy.address()), "work", {.linger = milliseconds(0)});
+    auto on_confirm = [&](uint64_t, std::exception_ptr error) {
+      const int n = ++(error ? failed : confirmed);
+      if (!error && (n == 2'000 || n == 6'000)) proxy.CutAll();
+    };
+    std::vector<std::thread> senders;
+    senders.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::future<uint64_t> id = producer.send("0:" + std::to_string(i));
+        try {
+          id.get();
+          on_confirm(0, nullptr);
+        } catch (...) {
+          on_confirm(0, std::current_exception());
+        }
+      }
+    });
+    for (int t = 1; t < kThreads; ++t) {
+      senders.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          producer.send(std::to_string(t) + ":" + std::to_string(i), on_confirm);
+        }
+      });
+    }
+    for (std::thread& t : senders) t.join();
+    producer.flush();
+  }
+  EXPECT_EQ(confirmed, kThreads * kPerThread);
+  EXPECT_EQ(failed, 0);
+  EXPECT_GE(proxy.accepted(), 3) << "the producer reconnected after each cut";
+  const QueueStats s = q.info().stats;
+  EXPECT_EQ(s.total_put, static_cast<uint64_t>(kThreads * kPerThread)) << "enqueued twice";
+  std::vector<int> next(kThreads, 0);
+  for (int taken = 0; taken < kThreads * kPerThread;) {
+    for (const Message& m : q.get_batch(1000, seconds(5))) {
+      const size_t colon = m.payload().find(':');
+      const int t = std::stoi(m.payload().substr(0, colon));
+      ASSERT_EQ(std::stoi(m.payload().substr(colon + 1)), next[t]++) << "order of thread " << t;
+      q.task_done(m);
+      ++taken;
     }
   }
 }
