@@ -3,10 +3,15 @@
 #include <boost/asio/post.hpp>
 #include <vector>
 
+#include "broker/core/shared_thread.h"
+
 namespace basin {
 
 DeadlineTimer::DeadlineTimer()
-    : work_(boost::asio::make_work_guard(io_)), timer_(io_), thread_([this] { io_.run(); }) {}
+    : work_(boost::asio::make_work_guard(io_)), timer_(io_), thread_([this] {
+        core::MarkSharedWorker();
+        io_.run();
+      }) {}
 
 DeadlineTimer::~DeadlineTimer() { Stop(); }
 

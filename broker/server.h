@@ -23,7 +23,8 @@ namespace basin {
 class Server {
  public:
   // Returns null (and logs why) if the address cannot be bound.
-  // `dispatcher` runs subscription wake-ups; it must outlive the server.
+  // `dispatcher` runs subscription wake-ups, and Consume wake-ups that come
+  // from the committer or the timer; it must outlive the server.
   // `rpc_metrics` (null: none) times every call; it must outlive the server.
   // `access` checks every call; it must outlive the server.
   static std::unique_ptr<Server> Start(const Config& config, core::Broker* broker,
@@ -58,7 +59,9 @@ class Server {
                 : [rpc_metrics](
                       const char* method, grpc::StatusCode code,
                       std::chrono::nanoseconds took) { rpc_metrics->Record(method, code, took); }),
-        queue_service_(broker, access),
+        queue_service_(
+            broker, access,
+            [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),
         topic_service_(
             broker, access,
             [dispatcher](std::function<void()> work) { dispatcher->Post(std::move(work)); }),

@@ -1287,7 +1287,6 @@ void Queue::RunDeferred(Deferred& d, TimePoint now) {
     if (!d.retries.empty()) journal_->Retried(d.retries);
   }
   for (auto& cb : d.callbacks) cb();
-  for (auto& outbox : d.wakes) outbox->Wake();
   for (auto& [msg, why] : d.dead_letters) {
     Headers headers = msg->headers();
     const auto [death, legacy] = ReasonHeaders(why);
@@ -1303,6 +1302,9 @@ void Queue::RunDeferred(Deferred& d, TimePoint now) {
   if (journal_ != nullptr) {
     if (auto carry = journal_->TakeCarry(); !carry.empty()) CarryForward(carry);
   }
+  // Last: a wake-up may write a Consume response on this thread, and blocked
+  // putters (memory) and the queue's next deadline should not wait for it.
+  for (auto& outbox : d.wakes) outbox->Wake();
 }
 
 void Queue::CarryForward(const std::vector<std::pair<TimePoint, uint64_t>>& keys) {

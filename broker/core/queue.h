@@ -173,8 +173,10 @@ class Queue : public Expirable, public MemoryListener, public std::enable_shared
   // fewer than `prefetch`. Its deliveries are leased to the stream: no timer,
   // unless `ack_timeout` is positive, whose expiry requeues the message and
   // reports the tag as expired. Tags are a per-stream sequence from 1.
-  // Deliveries and notices go to the returned outbox; `wake` is called (never
-  // under a lock) when an idle outbox gets something.
+  // Deliveries and notices go to the returned outbox; `wake` is called when an
+  // idle outbox gets something, never under the queue's lock, but on any
+  // thread that changes the queue — the committer's among them, which holds
+  // its commit lock then (core/shared_thread.h says which threads those are).
   struct Attached {
     uint64_t id = 0;
     std::shared_ptr<ConsumerOutbox> outbox;

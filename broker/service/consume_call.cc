@@ -5,12 +5,15 @@
 #include <mutex>
 
 #include "broker/core/lock_rank.h"
+#include "broker/core/shared_thread.h"
 #include "broker/service/call_link.h"
 #include "broker/service/convert.h"
 #include "broker/service/error_mapping.h"
 
 namespace basin::service {
 namespace {
+
+using Post = std::function<void(std::function<void()>)>;
 
 constexpr uint32_t kDefaultPrefetch = 100;
 constexpr uint32_t kMaxPrefetch = 10'000;
@@ -28,10 +31,11 @@ constexpr uint64_t kBatchBytes = 1 << 20;
 // wake-up of an idle outbox, and that writer is the one that finishes.
 class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse> {
  public:
-  ConsumeCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access)
+  ConsumeCall(grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access, Post post)
       : ctx_(ctx),
         broker_(broker),
         access_(access),
+        post_(std::move(post)),
         link_(std::make_shared<CallLink<ConsumeCall>>(this)) {
     StartRead(&req_);
   }
@@ -184,7 +188,15 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
     queue_ = std::move(queue.value());
     columns_ = req_.columns();  // before started_ is published: writers read it after
     auto attached = queue_->AttachConsumer(
-        prefetch, ack_timeout, [link = link_] { link->Wake(); }, core::Clock::now());
+        prefetch, ack_timeout,
+        [link = link_, post = post_] {
+          if (core::OnSharedWorker()) {
+            post([link] { link->Wake(); });
+          } else {
+            link->Wake();
+          }
+        },
+        core::Clock::now());
     if (!attached.ok()) return FinishBeforeStart(ToStatus(ctx_, attached.error()));
     bool wake = false;
     {
@@ -205,6 +217,7 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
   core::Broker* const broker_;
   Access* const access_;
   Caller caller_;  // set by the first read (Start), then rechecked
+  const Post post_;
   const std::shared_ptr<CallLink<ConsumeCall>> link_;
   v1::ConsumeRequest req_;
   bool columns_ = false;  // deliveries as DeliveryColumns (set by Start)
@@ -223,8 +236,9 @@ class ConsumeCall final : public grpc::ServerBidiReactor<v1::ConsumeRequest, v1:
 }  // namespace
 
 grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* StartConsume(
-    grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access) {
-  return new ConsumeCall(ctx, broker, access);
+    grpc::CallbackServerContext* ctx, core::Broker* broker, Access* access,
+    std::function<void(std::function<void()>)> post) {
+  return new ConsumeCall(ctx, broker, access, std::move(post));
 }
 
 }  // namespace basin::service

@@ -361,7 +361,7 @@ grpc::ServerBidiReactor<v1::ProduceRequest, v1::ProduceResponse>* QueueService::
 
 grpc::ServerBidiReactor<v1::ConsumeRequest, v1::ConsumeResponse>* QueueService::Consume(
     CallbackServerContext* ctx) {
-  return StartConsume(ctx, broker_, access_);
+  return StartConsume(ctx, broker_, access_, post_);
 }
 
 ServerUnaryReactor* QueueService::TaskDone(CallbackServerContext* ctx,

@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+
 #include "basin/v1/queue.grpc.pb.h"
 #include "broker/core/broker.h"
 #include "broker/service/access.h"
@@ -15,8 +17,13 @@ namespace basin::service {
 
 class QueueService final : public v1::QueueService::CallbackService {
  public:
-  // `broker` and `access` must outlive the service.
-  QueueService(core::Broker* broker, Access* access) : broker_(broker), access_(access) {}
+  // Runs work on another thread (see broker/dispatcher.h).
+  using Post = std::function<void(std::function<void()>)>;
+
+  // `broker` and `access` must outlive the service. Consume-stream wake-ups
+  // on the committer or timer thread go to `post` (consume_call.h).
+  QueueService(core::Broker* broker, Access* access, Post post)
+      : broker_(broker), access_(access), post_(std::move(post)) {}
 
   grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
                                         const v1::CreateQueueRequest* req,
@@ -70,6 +77,7 @@ class QueueService final : public v1::QueueService::CallbackService {
 
   core::Broker* const broker_;
   Access* const access_;
+  const Post post_;
   LiveCalls produce_calls_;
 };
 

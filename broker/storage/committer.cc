@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "broker/core/shared_thread.h"
+
 namespace basin::storage {
 
 std::optional<FsyncPolicy> ParseFsyncPolicy(std::string_view name) {
@@ -98,6 +100,7 @@ void Committer::MarkDirty(std::shared_ptr<CommittedLog> log) {
 }
 
 void Committer::Run() {
+  core::MarkSharedWorker();
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !dirty_.empty(); });

@@ -1,6 +1,6 @@
 // One Produce stream at a time and two threads. The sender batches pending
-// messages and writes them (with linger 0, a send() that finds nothing
-// unconfirmed writes its message itself). The receiver owns the stream's life: it reads the
+// messages and writes them (with linger 0, a send() of a small message that
+// finds nothing unconfirmed writes it itself). The receiver owns the stream's life: it reads the
 // queue's bounds, opens the stream and resends what is unconfirmed, matches
 // confirms to batches (the broker answers in order) and runs the confirms,
 // and when the stream ends decides what that means — reconnect and resend,
@@ -39,6 +39,9 @@ constexpr int kInvalidArgument = 3;
 constexpr int kInternal = 13;
 constexpr int kUnavailable = 14;
 constexpr std::chrono::milliseconds kFirstBackoff{20};
+// Largest message a linger-0 send() writes itself: well inside HTTP/2's
+// initial 64 KiB stream window, so the write does not wait on the broker.
+constexpr size_t kInlineWriteBytes = 16 * 1024;
 constexpr std::chrono::milliseconds kMaxBackoff{1000};
 
 // The receiving thread of the producer it serves: confirms run there.
@@ -179,11 +182,13 @@ class ProducerImpl {
     pending_.push_back({std::move(message), std::move(confirm), bytes});
     ++accepted_;
     if (first && options_.linger.count() == 0 && in_flight_.empty() && !writing_ && !broken_ &&
-        t_receiving_for != this) {
+        bytes <= kInlineWriteBytes && t_receiving_for == nullptr) {
       // Nothing lingers and nothing is unconfirmed: the broker is reading
-      // the stream, so the write does not wait on it, and this thread writes
-      // rather than waking the sender (a wake-up costs two context switches
-      // per message at low rates: docs/design.md, "Latency").
+      // the stream, so a small write fits its flow-control window and does
+      // not wait, and this thread writes rather than waking the sender (a
+      // wake-up costs two context switches per message at low rates:
+      // docs/design.md, "Latency"). Not on any producer's receiving thread:
+      // a confirm callback must not wait on a write.
       return WriteOnCallerLocked(std::move(lock));
     }
     // The sender needs a nudge only to start the linger clock or to send a
@@ -274,9 +279,10 @@ class ProducerImpl {
     Stream* stream = stream_.get();
     lock.unlock();
     stream->Write(*req);  // a failure shows as the end of the stream to the receiver
+    // Notified under the lock: once writing_ is false the destructor may
+    // proceed, and this must not touch the producer after it.
     lock.lock();
     writing_ = false;
-    lock.unlock();
     write_cv_.notify_all();
     send_cv_.notify_one();
   }
@@ -596,7 +602,8 @@ class ProducerImpl {
   uint64_t next_sequence_ = 1;
   bool closing_ = false;   // the destructor waits for the last confirms
   bool aborting_ = false;  // the destructor stops everything
-  bool broken_ = true;     // no stream to write to: the receiver is (re)opening one
+  bool broken_ = true;     // no stream to write to: the receiver is (re)opening one; keeps
+                           // the sender and Send()'s own write off the stream
   bool writing_ = false;   // a Write (the sender's or Send()'s) is in progress
   bool receiver_idle_ = false;
   std::exception_ptr failure_;  // permanent: the queue is gone or closed

@@ -66,8 +66,10 @@ struct ProducerOptions {
   size_t max_batch_messages = 500;
   size_t max_batch_bytes = 1 << 20;
   // How long a message may wait for its batch to fill before it is sent.
-  // 0: at once; a send() that finds nothing unconfirmed then writes its
-  // message on the calling thread (the lowest latency), others batch.
+  // 0: at once; a send() of a message up to 16 KiB that finds nothing
+  // unconfirmed then writes it on the calling thread (the lowest latency:
+  // no hand-off), which takes as long as a socket write, or on a connection
+  // that went silent until keepalive gives up; others batch.
   std::chrono::microseconds linger{1000};
   size_t max_in_flight_batches = 16;
   // How long to keep reconnecting after the stream breaks; 0: fail at once.
