@@ -64,11 +64,11 @@ Connection::Connection(const std::string& address, const ClientOptions& options)
   // after the broker restarted could inherit a socket the old broker left
   // dead, failing its first call.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  // No gRPC-level retries: the SDK reconnects its streams itself, and gRPC
-  // 1.51's retry layer, replaying a stream opened as the broker shut down,
-  // can end it with UNAVAILABLE yet never complete its pending reads, so the
-  // reader waits forever (seen in gRPC Python, about 1 restart in 20 under load;
-  // docs/api.md, "Reconnects (SDK)").
+  // No gRPC-level retries: the SDK reconnects its streams itself. A stream
+  // opened as the broker shut down was seen (gRPC Python, about 1 restart in
+  // 20 under load) to end with UNAVAILABLE yet never complete its pending
+  // read, so the reader waited forever; gRPC 1.51's retry layer, which
+  // replays such streams, is the suspect (docs/api.md, "Reconnects (SDK)").
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);

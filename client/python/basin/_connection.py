@@ -49,10 +49,11 @@ _CHANNEL_OPTIONS = [
     # Each connection owns its socket: a channel made after the broker
     # restarted must not inherit one the old broker left dead.
     ("grpc.use_local_subchannel_pool", 1),
-    # No gRPC-level retries: the SDK reconnects its streams itself, and gRPC
-    # 1.51's retry layer, replaying a stream opened as the broker shut down,
-    # can end it with UNAVAILABLE yet never complete its pending reads, so the
-    # reader waits forever (docs/api.md, "Reconnects (SDK)").
+    # No gRPC-level retries: the SDK reconnects its streams itself. A stream
+    # opened as the broker shut down was seen to end with UNAVAILABLE yet never
+    # complete its pending read, so the reader waited forever; gRPC 1.51's
+    # retry layer, which replays such streams, is the suspect (docs/api.md,
+    # "Reconnects (SDK)").
     ("grpc.enable_retries", 0),
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
