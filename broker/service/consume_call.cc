@@ -13,8 +13,6 @@
 namespace basin::service {
 namespace {
 
-using Post = std::function<void(std::function<void()>)>;
-
 constexpr uint32_t kDefaultPrefetch = 100;
 constexpr uint32_t kMaxPrefetch = 10'000;
 // One response carries at most this many deliveries, and stops adding them
@@ -24,6 +22,8 @@ constexpr uint32_t kMaxPrefetch = 10'000;
 // building it) near the size of a Produce batch.
 constexpr size_t kBatchDeliveries = 4096;
 constexpr uint64_t kBatchBytes = 1 << 20;
+
+using Post = std::function<void(std::function<void()>)>;
 
 // Reads run independently of writes: the first request attaches a consumer
 // to the queue, later ones carry acks and releases. Writes follow the

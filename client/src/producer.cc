@@ -1,11 +1,12 @@
 // One Produce stream at a time and two threads. The sender batches pending
 // messages and writes them (with linger 0, a send() of a small message that
-// finds nothing unconfirmed writes it itself). The receiver owns the stream's life: it reads the
-// queue's bounds, opens the stream and resends what is unconfirmed, matches
-// confirms to batches (the broker answers in order) and runs the confirms,
-// and when the stream ends decides what that means — reconnect and resend,
-// split batches too big for the queue, fail the one batch the error answered,
-// or fail everything for good (the queue is gone or closed).
+// finds nothing unconfirmed writes it itself). The receiver owns the stream's
+// life: it reads the queue's bounds, opens the stream and resends what is
+// unconfirmed, matches confirms to batches (the broker answers in order) and
+// runs the confirms, and when the stream ends decides what that means —
+// reconnect and resend, split batches too big for the queue, fail the one
+// batch the error answered, or fail everything for good (the queue is gone or
+// closed).
 //
 // One mutex, mu_, guards the shared state. It is never held while a confirm
 // runs nor across a gRPC call that waits for the broker; the destructor
@@ -269,53 +270,44 @@ class ProducerImpl {
     return req;
   }
 
-  // Send()'s write of a lone message; `writing_` keeps the sender off the
-  // stream meanwhile, and it sends what arrived during the write.
-  void WriteOnCallerLocked(std::unique_lock<std::mutex> lock) {
+  // Takes the next batch and writes it, with `lock` (on mu_) released during
+  // the write and held again on return; `writing_` keeps every other writer
+  // off the stream meanwhile. writing_ is cleared and the receiver notified
+  // under the lock: once writing_ is false the destructor may proceed, and a
+  // caller of send() must not touch the producer after that.
+  void WriteBatch(std::unique_lock<std::mutex>& lock) {
     std::vector<Confirm> confirms;
     std::shared_ptr<const v1::ProduceRequest> req = TakeBatchLocked(&confirms);
     in_flight_.push_back({req, std::move(confirms)});
     writing_ = true;
     Stream* stream = stream_.get();
     lock.unlock();
-    stream->Write(*req);  // a failure shows as the end of the stream to the receiver
-    // Notified under the lock: once writing_ is false the destructor may
-    // proceed, and this must not touch the producer after it.
+    room_cv_.notify_all();  // room for senders
+    stream->Write(*req);    // a failure shows as the end of the stream to the receiver
     lock.lock();
     writing_ = false;
     write_cv_.notify_all();
+  }
+
+  // Send()'s write of a lone message; the sender then sends what arrived
+  // during it.
+  void WriteOnCallerLocked(std::unique_lock<std::mutex> lock) {
+    WriteBatch(lock);
     send_cv_.notify_one();
   }
 
   void SendLoop() {
+    std::unique_lock lock(mu_);
     for (;;) {
-      std::shared_ptr<const v1::ProduceRequest> req;
-      Stream* stream = nullptr;
-      {
-        std::unique_lock lock(mu_);
-        for (;;) {
-          if (aborting_ || failure_) return;
-          const bool can_send = !broken_ && !writing_ && in_flight_.size() < max_in_flight_;
-          if (can_send && BatchReadyLocked()) break;
-          if (!can_send || pending_.empty()) {
-            send_cv_.wait(lock);
-          } else {
-            send_cv_.wait_until(lock, oldest_ + options_.linger);
-          }
-        }
-        std::vector<Confirm> confirms;
-        req = TakeBatchLocked(&confirms);
-        in_flight_.push_back({req, std::move(confirms)});
-        writing_ = true;
-        stream = stream_.get();
+      if (aborting_ || failure_) return;
+      const bool can_send = !broken_ && !writing_ && in_flight_.size() < max_in_flight_;
+      if (can_send && BatchReadyLocked()) {
+        WriteBatch(lock);
+      } else if (!can_send || pending_.empty()) {
+        send_cv_.wait(lock);
+      } else {
+        send_cv_.wait_until(lock, oldest_ + options_.linger);
       }
-      room_cv_.notify_all();  // room for senders
-      stream->Write(*req);    // a failure shows as the end of the stream to the receiver
-      {
-        std::lock_guard lock(mu_);
-        writing_ = false;
-      }
-      write_cv_.notify_all();
     }
   }
 
