@@ -21,6 +21,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -242,6 +243,10 @@ int main(int argc, char** argv) {
     }
   }
   if (command == "serve") return Serve(listen);
+  // The client side polls as the SDK's does (client/src/poller.cc), so the
+  // floor and Basin's figures share one gRPC stack; the server keeps epoll1
+  // like basind.
+  setenv("GRPC_POLL_STRATEGY", "poll", 0);
   if (command == "load" && !addr.empty() && producers > 0 && consumers > 0 && messages > 0) {
     return Load(addr, producers, consumers, messages, json);
   }

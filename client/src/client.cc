@@ -90,7 +90,8 @@ Resp CallUntil(detail::Connection& conn,
 
 }  // namespace
 
-Message detail::MakeMessage(std::shared_ptr<Connection> conn, std::string queue, uint64_t id,
+Message detail::MakeMessage(std::shared_ptr<Connection> conn,
+                            std::shared_ptr<const std::string> queue, uint64_t id,
                             std::string payload, Headers headers, uint32_t delivery_count,
                             std::string tag, milliseconds lease) {
   Message m;
@@ -105,9 +106,14 @@ Message detail::MakeMessage(std::shared_ptr<Connection> conn, std::string queue,
   return m;
 }
 
+const std::string& Message::queue() const {
+  static const std::string kNone;
+  return queue_ ? *queue_ : kNone;
+}
+
 milliseconds Message::extend(milliseconds d) const {
   v1::ExtendLeaseRequest req;
-  req.set_queue(queue_);
+  req.set_queue(queue());
   req.set_delivery_tag(delivery_tag_);
   ToProto(d, req.mutable_duration());
   auto resp = Call<v1::ExtendLeaseRequest, v1::ExtendLeaseResponse>(
@@ -129,11 +135,11 @@ void ReleaseTag(detail::Connection& conn, const std::string& queue, const std::s
 
 }  // namespace
 
-void Message::release() const { ReleaseTag(*conn_, queue_, delivery_tag_, std::nullopt, false); }
+void Message::release() const { ReleaseTag(*conn_, queue(), delivery_tag_, std::nullopt, false); }
 void Message::release(milliseconds delay) const {
-  ReleaseTag(*conn_, queue_, delivery_tag_, delay, false);
+  ReleaseTag(*conn_, queue(), delivery_tag_, delay, false);
 }
-void Message::reject() const { ReleaseTag(*conn_, queue_, delivery_tag_, std::nullopt, true); }
+void Message::reject() const { ReleaseTag(*conn_, queue(), delivery_tag_, std::nullopt, true); }
 void Queue::release(const std::string& delivery_tag) const {
   ReleaseTag(*conn_, name_, delivery_tag, std::nullopt, false);
 }
@@ -194,8 +200,9 @@ std::vector<Message> Queue::get_until(size_t max_messages, Clock::time_point dea
   if (batch) req.set_max_messages(static_cast<uint32_t>(max_messages));
   v1::GetResponse resp = CallUntil<Empty>(*conn_, &v1::QueueService::Stub::Get, req,
                                           req.mutable_timeout(), deadline, forever);
-  auto make = [this](v1::Message* pm, std::string* tag, const google::protobuf::Duration& lease) {
-    return detail::MakeMessage(conn_, name_, pm->message_id(), std::move(*pm->mutable_payload()),
+  auto name = std::make_shared<const std::string>(name_);
+  auto make = [&](v1::Message* pm, std::string* tag, const google::protobuf::Duration& lease) {
+    return detail::MakeMessage(conn_, name, pm->message_id(), std::move(*pm->mutable_payload()),
                                Headers(pm->headers().begin(), pm->headers().end()),
                                pm->delivery_count(), std::move(*tag), FromProto(lease));
   };

@@ -5,6 +5,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "poller.h"
+
 namespace basin::detail {
 namespace {
 
@@ -49,6 +51,7 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsOptions& tls,
 
 Connection::Connection(const std::string& address, const ClientOptions& options)
     : options_(options) {
+  ChooseClientPoller();  // before this channel starts gRPC
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive_time.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(options.keepalive_timeout.count()));

@@ -91,7 +91,7 @@ class ConsumerImpl {
  public:
   ConsumerImpl(std::shared_ptr<Connection> conn, std::string queue, ConsumerOptions options)
       : conn_(std::move(conn)),
-        queue_(std::move(queue)),
+        queue_(std::make_shared<const std::string>(std::move(queue))),
         options_(options),
         ack_batch_(std::clamp<size_t>(options.ack_batch, 1, kMaxAcksPerRequest)),
         id_(g_next_consumer_id.fetch_add(1)) {
@@ -106,8 +106,8 @@ class ConsumerImpl {
     auto backoff = std::chrono::milliseconds(20);
     while (ready_.empty()) {
       if (finished_) return std::nullopt;
-      Flush();  // acks free credit: send them before waiting for more
-      v1::ConsumeResponse resp;
+      Flush();                            // acks free credit: send them before waiting for more
+      v1::ConsumeResponse& resp = resp_;  // reused: parsing keeps its deliveries' objects
       if (!stream_->Read(&resp)) {
         {
           std::lock_guard lock(mu_);
@@ -230,7 +230,7 @@ class ConsumerImpl {
     writable_ = true;
     pending_acks_.clear();  // they named the old stream's tags
     v1::ConsumeRequest start;
-    start.set_queue(queue_);
+    start.set_queue(*queue_);
     start.set_prefetch(options_.prefetch);
     if (options_.ack_timeout.count() > 0) {
       detail::ToProto(options_.ack_timeout, start.mutable_ack_timeout());
@@ -271,12 +271,13 @@ class ConsumerImpl {
   }
 
   const std::shared_ptr<Connection> conn_;
-  const std::string queue_;
+  const std::shared_ptr<const std::string> queue_;  // in every Message it hands out
   const ConsumerOptions options_;
   const size_t ack_batch_;
   const uint64_t id_;  // in every tag this consumer hands out
   std::deque<Message> ready_;
-  std::mutex mu_;  // guards the stream's writes, its replacement and the acks
+  v1::ConsumeResponse resp_;  // next()'s, for each read
+  std::mutex mu_;             // guards the stream's writes, its replacement and the acks
   // Guards ctx_'s replacement against Cancel; taken under mu_, never around it.
   std::mutex ctx_mu_;
   std::unique_ptr<grpc::ClientContext> ctx_;

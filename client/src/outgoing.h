@@ -35,7 +35,7 @@ void ScheduleToProto(const OutgoingMessage& m, Proto* out) {
     ToProto(m.delay, out->mutable_deliver_after());
   }
   out->set_priority(m.priority);
-  out->set_group(m.group);
+  if (!m.group.empty()) out->set_group(m.group);
   if (m.ttl > std::chrono::milliseconds(0)) ToProto(m.ttl, out->mutable_expires_after());
 }
 

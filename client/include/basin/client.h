@@ -37,8 +37,8 @@ class Message;
 namespace detail {
 class Connection;
 // Builds a Message; the SDK's own code is the only caller.
-Message MakeMessage(std::shared_ptr<Connection> conn, std::string queue, uint64_t id,
-                    std::string payload, std::map<std::string, std::string> headers,
+Message MakeMessage(std::shared_ptr<Connection> conn, std::shared_ptr<const std::string> queue,
+                    uint64_t id, std::string payload, std::map<std::string, std::string> headers,
                     uint32_t delivery_count, std::string tag, std::chrono::milliseconds lease);
 }  // namespace detail
 
@@ -110,7 +110,7 @@ class Message {
   // Hand-outs of this message, this one included.
   uint32_t delivery_count() const { return delivery_count_; }
   const std::string& delivery_tag() const { return delivery_tag_; }
-  const std::string& queue() const { return queue_; }
+  const std::string& queue() const;
   // Lease time the broker granted with this delivery.
   std::chrono::milliseconds lease() const { return lease_; }
 
@@ -127,11 +127,14 @@ class Message {
   void reject() const;
 
  private:
-  friend Message detail::MakeMessage(std::shared_ptr<detail::Connection>, std::string, uint64_t,
-                                     std::string, std::map<std::string, std::string>, uint32_t,
-                                     std::string, std::chrono::milliseconds);
+  friend Message detail::MakeMessage(std::shared_ptr<detail::Connection>,
+                                     std::shared_ptr<const std::string>, uint64_t, std::string,
+                                     std::map<std::string, std::string>, uint32_t, std::string,
+                                     std::chrono::milliseconds);
   std::shared_ptr<detail::Connection> conn_;
-  std::string queue_;
+  // Shared by every message its consumer or get() delivered: a copy per
+  // message would be an allocation per message for names past 15 bytes.
+  std::shared_ptr<const std::string> queue_;
   uint64_t id_ = 0;
   std::string payload_;
   Headers headers_;
