@@ -349,6 +349,9 @@ void RunPubSub(const Options& o, Counters& c, Latencies& lat) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread: the SDK's recommended poller for a client process
+  // (client.h). GRPC_POLL_STRATEGY=epoll1 in the environment measures gRPC's default.
+  basin::use_poll_poller();
   const Options o = Parse(argc, argv);
   Counters c;
   Latencies lat;

@@ -243,9 +243,9 @@ int main(int argc, char** argv) {
     }
   }
   if (command == "serve") return Serve(listen);
-  // The client side polls as the SDK's does (client/src/poller.cc), so the
-  // floor and Basin's figures share one gRPC stack; the server keeps epoll1
-  // like basind.
+  // The client side polls as basin-bench's does (basin::use_poll_poller(), the
+  // same rule), so the floor and Basin's figures share one gRPC stack; the
+  // server keeps epoll1, like basind.
   setenv("GRPC_POLL_STRATEGY", "poll", 0);
   if (command == "load" && !addr.empty() && producers > 0 && consumers > 0 && messages > 0) {
     return Load(addr, producers, consumers, messages, json);

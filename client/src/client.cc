@@ -141,19 +141,19 @@ void Message::release(milliseconds delay) const {
 }
 void Message::reject() const { ReleaseTag(*conn_, queue(), delivery_tag_, std::nullopt, true); }
 void Queue::release(const std::string& delivery_tag) const {
-  ReleaseTag(*conn_, name_, delivery_tag, std::nullopt, false);
+  ReleaseTag(*conn_, *name_, delivery_tag, std::nullopt, false);
 }
 void Queue::release(const std::string& delivery_tag, milliseconds delay) const {
-  ReleaseTag(*conn_, name_, delivery_tag, delay, false);
+  ReleaseTag(*conn_, *name_, delivery_tag, delay, false);
 }
 void Queue::reject(const std::string& delivery_tag) const {
-  ReleaseTag(*conn_, name_, delivery_tag, std::nullopt, true);
+  ReleaseTag(*conn_, *name_, delivery_tag, std::nullopt, true);
 }
 
 uint64_t Queue::put_until(std::string_view payload, const Headers& headers,
                           Clock::time_point deadline, bool forever) const {
   v1::PutRequest req;
-  req.set_queue(name_);
+  req.set_queue(*name_);
   req.set_payload(payload.data(), payload.size());
   req.mutable_headers()->insert(headers.begin(), headers.end());
   return CallUntil<Full>(*conn_, &v1::QueueService::Stub::Put, req, req.mutable_timeout(), deadline,
@@ -164,7 +164,7 @@ uint64_t Queue::put_until(std::string_view payload, const Headers& headers,
 uint64_t Queue::put_until(const OutgoingMessage& message, Clock::time_point deadline,
                           bool forever) const {
   v1::PutRequest req;
-  req.set_queue(name_);
+  req.set_queue(*name_);
   req.set_payload(message.payload);
   req.mutable_headers()->insert(message.headers.begin(), message.headers.end());
   req.set_dedup_id(message.dedup_id);
@@ -194,15 +194,14 @@ uint64_t Queue::put_nowait(std::string_view payload, const Headers& headers) con
 std::vector<Message> Queue::get_until(size_t max_messages, Clock::time_point deadline, bool forever,
                                       milliseconds visibility) const {
   v1::GetRequest req;
-  req.set_queue(name_);
+  req.set_queue(*name_);
   if (visibility > milliseconds(0)) ToProto(visibility, req.mutable_visibility_timeout());
   const bool batch = max_messages > 1;
   if (batch) req.set_max_messages(static_cast<uint32_t>(max_messages));
   v1::GetResponse resp = CallUntil<Empty>(*conn_, &v1::QueueService::Stub::Get, req,
                                           req.mutable_timeout(), deadline, forever);
-  auto name = std::make_shared<const std::string>(name_);
   auto make = [&](v1::Message* pm, std::string* tag, const google::protobuf::Duration& lease) {
-    return detail::MakeMessage(conn_, name, pm->message_id(), std::move(*pm->mutable_payload()),
+    return detail::MakeMessage(conn_, name_, pm->message_id(), std::move(*pm->mutable_payload()),
                                Headers(pm->headers().begin(), pm->headers().end()),
                                pm->delivery_count(), std::move(*tag), FromProto(lease));
   };
@@ -239,7 +238,7 @@ std::vector<Message> Queue::get_batch(size_t max_messages, Timeout timeout) cons
 std::vector<PutOutcome> Queue::put_batch_until(const std::vector<OutgoingMessage>& messages,
                                                Clock::time_point deadline, bool forever) const {
   v1::PutRequest req;
-  req.set_queue(name_);
+  req.set_queue(*name_);
   for (const OutgoingMessage& m : messages) {
     v1::PutMessage* pm = req.add_messages();
     pm->set_payload(m.payload);
@@ -269,14 +268,14 @@ void Queue::task_done(const Message& m) const { task_done(m.delivery_tag()); }
 
 void Queue::task_done(const std::string& delivery_tag) const {
   v1::TaskDoneRequest req;
-  req.set_queue(name_);
+  req.set_queue(*name_);
   req.set_delivery_tag(delivery_tag);
   Call<v1::TaskDoneRequest, v1::TaskDoneResponse>(*conn_, &v1::QueueService::Stub::TaskDone, req);
 }
 
 void Queue::join_until(Clock::time_point deadline, bool forever) const {
   v1::JoinRequest req;
-  req.set_queue(name_);
+  req.set_queue(*name_);
   CallUntil<JoinTimeout>(*conn_, &v1::QueueService::Stub::Join, req, req.mutable_timeout(),
                          deadline, forever);
 }
@@ -286,7 +285,7 @@ void Queue::join(Timeout timeout) const { join_until(Clock::now() + timeout, fal
 
 QueueInfo Queue::info() const {
   v1::GetQueueRequest req;
-  req.set_name(name_);
+  req.set_name(*name_);
   return FromProto(Call<v1::GetQueueRequest, v1::GetQueueResponse>(
                        *conn_, &v1::QueueService::Stub::GetQueue, req)
                        .queue());
@@ -298,7 +297,7 @@ bool Queue::full() const { return info().stats.full; }
 
 bool Queue::close() const {
   v1::CloseQueueRequest req;
-  req.set_queue(name_);
+  req.set_queue(*name_);
   return Call<v1::CloseQueueRequest, v1::CloseQueueResponse>(
              *conn_, &v1::QueueService::Stub::CloseQueue, req)
       .already_closed();

@@ -5,8 +5,6 @@
 #include <sstream>
 #include <string_view>
 
-#include "poller.h"
-
 namespace basin::detail {
 namespace {
 
@@ -51,7 +49,6 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsOptions& tls,
 
 Connection::Connection(const std::string& address, const ClientOptions& options)
     : options_(options) {
-  ChooseClientPoller();  // before this channel starts gRPC
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive_time.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(options.keepalive_timeout.count()));

@@ -107,7 +107,7 @@ class ConsumerImpl {
     while (ready_.empty()) {
       if (finished_) return std::nullopt;
       Flush();                            // acks free credit: send them before waiting for more
-      v1::ConsumeResponse& resp = resp_;  // reused: parsing keeps its deliveries' objects
+      v1::ConsumeResponse& resp = resp_;  // reused: parsing keeps the deliveries' shells
       if (!stream_->Read(&resp)) {
         {
           std::lock_guard lock(mu_);

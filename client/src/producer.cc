@@ -182,25 +182,19 @@ class ProducerImpl {
     pending_bytes_ += bytes;
     pending_.push_back({std::move(message), std::move(confirm), bytes});
     ++accepted_;
-    const bool full = pending_.size() >= batch_messages_ || pending_bytes_ >= batch_bytes_;
-    // Nothing lingers and nothing is unconfirmed: the broker is reading the
-    // stream, so a small write fits its flow-control window and does not wait.
-    const bool lone =
-        first && options_.linger.count() == 0 && in_flight_.empty() && bytes <= kInlineWriteBytes;
-    if (lone && !writing_ && !broken_ && in_flight_.size() < max_in_flight_ &&
-        t_receiving_for == nullptr) {
-      // This thread writes rather than waking the sender: a hand-off costs
-      // two context switches (a lone message's latency, docs/design.md
-      // "Latency") and a full batch's would cost four, the sender's wake-up
-      // and this thread's wait for the room the sender makes by taking it.
-      // A full batch may wait for the broker to read, as send() would wait
-      // for room anyway. Not on any producer's receiving thread: a confirm
-      // callback must not wait on a write.
+    if (first && options_.linger.count() == 0 && in_flight_.empty() && !writing_ && !broken_ &&
+        bytes <= kInlineWriteBytes && t_receiving_for == nullptr) {
+      // Nothing lingers and nothing is unconfirmed: the broker is reading
+      // the stream, so a small write fits its flow-control window and does
+      // not wait, and this thread writes rather than waking the sender (a
+      // wake-up costs two context switches per message at low rates:
+      // docs/design.md, "Latency"). Not on any producer's receiving thread:
+      // a confirm callback must not wait on a write.
       return WriteOnCallerLocked(std::move(lock));
     }
     // The sender needs a nudge only to start the linger clock or to send a
     // full batch; waking it for every message would cost a syscall each.
-    const bool wake = first || full;
+    const bool wake = first || pending_.size() >= batch_messages_ || pending_bytes_ >= batch_bytes_;
     const bool wake_receiver = first && receiver_idle_;
     lock.unlock();
     if (wake) send_cv_.notify_one();
@@ -257,7 +251,6 @@ class ProducerImpl {
   // too large for the queue goes alone and fails by itself).
   std::shared_ptr<const v1::ProduceRequest> TakeBatchLocked(std::vector<Confirm>* confirms) {
     auto req = NewRequestLocked(next_sequence_);
-    confirms->reserve(std::min(pending_.size(), batch_messages_));
     size_t bytes = 0;
     while (!pending_.empty() && confirms->size() < batch_messages_) {
       Pending& p = pending_.front();
@@ -299,8 +292,8 @@ class ProducerImpl {
     write_cv_.notify_all();
   }
 
-  // Send()'s write of a lone message or a full batch; the sender then sends
-  // (or lingers over) what arrived during it, if anything did.
+  // Send()'s write of a lone message; the sender then sends what arrived
+  // during it, if anything did.
   void WriteOnCallerLocked(std::unique_lock<std::mutex> lock) {
     WriteBatch(lock);
     if (!pending_.empty()) send_cv_.notify_one();

@@ -177,7 +177,7 @@ struct PutOutcome {
 
 class Queue {
  public:
-  const std::string& name() const { return name_; }
+  const std::string& name() const { return *name_; }
 
   // Puts all or nothing, blocking until every message fits (a batch larger
   // than max_size throws InvalidArgument). Messages that fail validation are
@@ -224,7 +224,7 @@ class Queue {
  private:
   friend class Client;
   Queue(std::shared_ptr<detail::Connection> conn, std::string name)
-      : conn_(std::move(conn)), name_(std::move(name)) {}
+      : conn_(std::move(conn)), name_(std::make_shared<const std::string>(std::move(name))) {}
   std::vector<Message> get_until(size_t max_messages,
                                  std::chrono::steady_clock::time_point deadline, bool forever,
                                  std::chrono::milliseconds visibility) const;
@@ -238,7 +238,7 @@ class Queue {
   void join_until(std::chrono::steady_clock::time_point deadline, bool forever) const;
 
   std::shared_ptr<detail::Connection> conn_;
-  std::string name_;
+  std::shared_ptr<const std::string> name_;  // shared with the Messages it gets
 };
 
 // What GetServerInfo says of the broker (docs/operations.md).
@@ -278,6 +278,17 @@ struct TlsOptions {
   // host in the address (e.g. connecting by IP to a certificate for a name).
   std::string server_name{};
 };
+
+// Opt-in, once, at the top of main() before any thread is started or gRPC is
+// used: makes this process's gRPC run its "poll" poller rather than Linux's
+// default, epoll1, by setting GRPC_POLL_STRATEGY=poll in the environment
+// (which gRPC reads when it starts, and which processes started later
+// inherit). An SDK process whose threads each wait on a stream of their own
+// then wakes fewer threads per message: lower latency and more stream
+// throughput (docs/api.md, "The C++ SDK's gRPC poller", with figures).
+// Returns false and changes nothing if GRPC_POLL_STRATEGY is already set or
+// gRPC is running. Not thread-safe: it writes the environment.
+bool use_poll_poller();
 
 struct ClientOptions {
   TlsOptions tls{};
