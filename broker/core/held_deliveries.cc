@@ -18,8 +18,17 @@ uint64_t HeldDeliveries::Add(MessagePtr msg, TimePoint expiry) {
 }
 
 std::deque<HeldDeliveries::Entry>::iterator HeldDeliveries::Find(uint64_t tag) {
-  auto it = std::lower_bound(entries_.begin(), entries_.end(), tag,
-                             [](const Entry& e, uint64_t t) { return e.tag < t; });
+  if (entries_.empty() || tag < entries_.front().tag) return entries_.end();
+  // Tags are handed out one apart, so until holes are squeezed out (Tidy) a
+  // tag sits at its distance from the front: one look per ack, not a search.
+  const uint64_t offset = tag - entries_.front().tag;
+  auto it = entries_.end();
+  if (offset < entries_.size() && entries_[offset].tag == tag) {
+    it = entries_.begin() + static_cast<std::ptrdiff_t>(offset);
+  } else {
+    it = std::lower_bound(entries_.begin(), entries_.end(), tag,
+                          [](const Entry& e, uint64_t t) { return e.tag < t; });
+  }
   if (it == entries_.end() || it->tag != tag || it->msg == nullptr) return entries_.end();
   return it;
 }

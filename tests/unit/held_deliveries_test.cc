@@ -102,5 +102,31 @@ TEST(HeldDeliveriesTest, OneOldDeliveryDoesNotPinEveryLaterOne) {
   EXPECT_EQ(Tags(h.TakeUpTo(UINT64_MAX)), (std::vector<uint64_t>{1}));
 }
 
+TEST(HeldDeliveriesTest, TakeFindsEveryTagAfterHolesAreSqueezedOut) {
+  // Tags sit at their distance from the front until holes are squeezed out;
+  // after that a tag is found by searching, and a taken one is still gone.
+  // Tag 1 is held throughout, so the front never moves; one in four stays.
+  HeldDeliveries h;
+  for (uint64_t id = 1; id <= 400; ++id) ASSERT_EQ(h.Add(Msg(id), kNever), id);
+  for (uint64_t tag = 1; tag <= 400; ++tag) {
+    if (tag % 4 != 1) {
+      ASSERT_NE(h.Take(tag), nullptr) << tag;
+    }
+  }
+  ASSERT_EQ(h.size(), 100u);
+  ASSERT_LT(h.footprint(), 400u) << "the holes were squeezed out";
+  for (uint64_t tag = 1; tag <= 401; ++tag) {
+    if (tag % 4 == 1 && tag <= 400) continue;
+    EXPECT_EQ(h.Take(tag), nullptr) << tag;
+  }
+  for (uint64_t tag = 400 - 3; tag >= 1; tag -= 4) {  // last first: no tidying on the way
+    MessagePtr m = h.Take(tag);
+    ASSERT_NE(m, nullptr) << tag;
+    EXPECT_EQ(m->id(), tag);
+    if (tag < 4) break;
+  }
+  EXPECT_EQ(h.size(), 0u);
+}
+
 }  // namespace
 }  // namespace basin::core
