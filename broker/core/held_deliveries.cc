@@ -18,13 +18,21 @@ uint64_t HeldDeliveries::Add(MessagePtr msg, TimePoint expiry) {
 }
 
 std::deque<HeldDeliveries::Entry>::iterator HeldDeliveries::Find(uint64_t tag) {
-  if (entries_.empty() || tag < entries_.front().tag) return entries_.end();
-  // Tags are handed out one apart, so until holes are squeezed out (Tidy) a
-  // tag sits at its distance from the front: one look per ack, not a search.
-  const uint64_t offset = tag - entries_.front().tag;
+  if (entries_.empty() || tag < entries_.front().tag || tag > entries_.back().tag) {
+    return entries_.end();
+  }
+  // Tags are handed out one apart, so a tag sits at its distance from the
+  // front until holes are squeezed out (Tidy), and at its distance from the
+  // back if it came after the last squeeze: one look per ack, not a search,
+  // even while an old delivery pins the front.
+  const size_t size = entries_.size();
+  const uint64_t from_front = tag - entries_.front().tag;
+  const uint64_t from_back = entries_.back().tag - tag;
   auto it = entries_.end();
-  if (offset < entries_.size() && entries_[offset].tag == tag) {
-    it = entries_.begin() + static_cast<std::ptrdiff_t>(offset);
+  if (from_front < size && entries_[from_front].tag == tag) {
+    it = entries_.begin() + static_cast<std::ptrdiff_t>(from_front);
+  } else if (from_back < size && entries_[size - 1 - from_back].tag == tag) {
+    it = entries_.begin() + static_cast<std::ptrdiff_t>(size - 1 - from_back);
   } else {
     it = std::lower_bound(entries_.begin(), entries_.end(), tag,
                           [](const Entry& e, uint64_t t) { return e.tag < t; });

@@ -106,10 +106,13 @@ Message detail::MakeMessage(std::shared_ptr<Connection> conn,
   return m;
 }
 
-const std::string& Message::queue() const {
-  static const std::string kNone;
-  return queue_ ? *queue_ : kNone;
-}
+namespace {
+const std::string kNoName;  // a moved-from Queue's, a default Message's
+}  // namespace
+
+const std::string& Message::queue() const { return queue_ ? *queue_ : kNoName; }
+
+const std::string& Queue::name() const { return name_ ? *name_ : kNoName; }
 
 milliseconds Message::extend(milliseconds d) const {
   v1::ExtendLeaseRequest req;

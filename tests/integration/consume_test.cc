@@ -125,11 +125,13 @@ TEST(ConsumeTest, StreamAndUnaryClientsMixOnOneQueue) {
   Client client(broker.address());
   auto q = client.queue("q", {});
   std::vector<std::atomic<int>> seen(kMessages);
+  std::atomic<int> wrong_queue{0};  // messages whose queue() is not "q"
   std::thread streamer([&] {
     Consumer consumer(Client(broker.address()), "q", {.prefetch = 50});
     try {
       while (auto m = consumer.next()) {
         ++seen[std::stoi(m->payload())];
+        if (m->queue() != "q") ++wrong_queue;
         consumer.ack(*m);
       }
     } catch (const Closed&) {
@@ -141,6 +143,7 @@ TEST(ConsumeTest, StreamAndUnaryClientsMixOnOneQueue) {
       for (;;) {
         Message m = mine.get();
         ++seen[std::stoi(m.payload())];
+        if (m.queue() != "q") ++wrong_queue;
         mine.task_done(m);
       }
     } catch (const Closed&) {
@@ -154,6 +157,11 @@ TEST(ConsumeTest, StreamAndUnaryClientsMixOnOneQueue) {
   streamer.join();
   unary.join();
   for (int i = 0; i < kMessages; ++i) EXPECT_EQ(seen[i].load(), 1) << i;
+  EXPECT_EQ(wrong_queue.load(), 0);
+  EXPECT_EQ(Message().queue(), "") << "a Message no queue delivered";
+  Queue moved = std::move(q);
+  EXPECT_EQ(q.name(), "") << "a moved-from Queue";  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(moved.name(), "q");
 }
 
 TEST(ConsumeTest, AckTimeoutRequeuesAndExtendKeepsAMessage) {

@@ -119,7 +119,7 @@ TEST(HeldDeliveriesTest, TakeFindsEveryTagAfterHolesAreSqueezedOut) {
     if (tag % 4 == 1 && tag <= 400) continue;
     EXPECT_EQ(h.Take(tag), nullptr) << tag;
   }
-  for (uint64_t tag = 400 - 3; tag >= 1; tag -= 4) {  // last first: no tidying on the way
+  for (uint64_t tag = 400 - 3; tag >= 1; tag -= 4) {  // last first: squeezed again on the way
     MessagePtr m = h.Take(tag);
     ASSERT_NE(m, nullptr) << tag;
     EXPECT_EQ(m->id(), tag);

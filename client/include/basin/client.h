@@ -177,7 +177,7 @@ struct PutOutcome {
 
 class Queue {
  public:
-  const std::string& name() const { return *name_; }
+  const std::string& name() const;
 
   // Puts all or nothing, blocking until every message fits (a batch larger
   // than max_size throws InvalidArgument). Messages that fail validation are
