@@ -106,8 +106,9 @@ class ConsumerImpl {
     auto backoff = std::chrono::milliseconds(20);
     while (ready_.empty()) {
       if (finished_) return std::nullopt;
-      Flush();                            // acks free credit: send them before waiting for more
-      v1::ConsumeResponse& resp = resp_;  // reused: parsing keeps the deliveries' shells
+      Flush();  // acks free credit: send them before waiting for more
+      // Reused: parsing keeps the deliveries' shells and their array.
+      v1::ConsumeResponse& resp = resp_;
       if (!stream_->Read(&resp)) {
         {
           std::lock_guard lock(mu_);
@@ -276,8 +277,9 @@ class ConsumerImpl {
   const size_t ack_batch_;
   const uint64_t id_;  // in every tag this consumer hands out
   std::deque<Message> ready_;
-  v1::ConsumeResponse resp_;  // next()'s, for each read
-  std::mutex mu_;             // guards the stream's writes, its replacement and the acks
+  // next()'s, for each read: at most one response's deliveries (prefetch).
+  v1::ConsumeResponse resp_;
+  std::mutex mu_;  // guards the stream's writes, its replacement and the acks
   // Guards ctx_'s replacement against Cancel; taken under mu_, never around it.
   std::mutex ctx_mu_;
   std::unique_ptr<grpc::ClientContext> ctx_;

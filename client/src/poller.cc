@@ -4,8 +4,8 @@
 // wait on their own stream (a Consumer's next(), a Producer's confirm reader)
 // pays a wake-up of another thread for most reads; with poll each waiting
 // thread polls its own call's connection and the kernel wakes it directly.
-// Why it is an opt-in: gRPC takes its poller from the environment, once per
-// start, for the whole process, and writing the environment races any other
+// Why it is an opt-in: gRPC takes its poller from the environment when it
+// first starts, for the whole process and its life, and writing the environment races any other
 // thread's getenv() — only the program knows when it is still single-threaded,
 // and whether its own gRPC servers (which want epoll1) share the process.
 #include <grpc/grpc.h>
