@@ -277,8 +277,8 @@ done
 
 table=$(
   machine
-  echo "Basin: Produce/Consume streams (batches of 500, prefetch 500, acks on). RabbitMQ:"
-  echo "transient messages, prefetch 500, manual acks (multiple, every 100). Redis: LPUSH"
+  echo "Basin: Produce/Consume streams (batches of 500, prefetch 500, acks in batches of 100)."
+  echo "RabbitMQ: transient messages, prefetch 500, manual acks (multiple, every 100). Redis: LPUSH"
   echo "pipelined by 100, RPOP with count 100, no acks; BRPOP for latency. Latency: a"
   echo "waiting consumer, messages paced at 5,000/s, put-to-receipt; the floor is basin-echo's"
   echo "send-to-answer over one bidi stream at the same pace. Pub/sub: Basin's basin::Publisher"
