@@ -238,7 +238,7 @@ void RunUnary(const Options& o, Counters& c, Latencies& lat) {
 }
 
 // Acks go out in batches of 100, as peer-amqp-bench sends RabbitMQ one
-// multiple-ack per 100 deliveries, or of half the prefetch if that is less
+// multiple-ack per 100 deliveries, or of half the prefetch plus one if less
 // (a consumer that stops to wait sends what it has anyway).
 size_t AckBatch(const Options& o) { return static_cast<size_t>(std::min(100, o.prefetch / 2 + 1)); }
 

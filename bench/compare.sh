@@ -278,8 +278,9 @@ done
 table=$(
   machine
   echo "Basin: Produce/Consume streams (batches of 500, prefetch 500, acks in batches of 100)."
-  echo "RabbitMQ: transient messages, prefetch 500, manual acks (multiple, every 100). Redis: LPUSH"
-  echo "pipelined by 100, RPOP with count 100, no acks; BRPOP for latency. Latency: a"
+  echo "RabbitMQ: transient messages, prefetch 500, manual acks (multiple, every 100; one per"
+  echo "message for latency). Redis: LPUSH pipelined by 100, RPOP with count 100, no acks;"
+  echo "BRPOP for latency. Latency: a"
   echo "waiting consumer, messages paced at 5,000/s, put-to-receipt; the floor is basin-echo's"
   echo "send-to-answer over one bidi stream at the same pace. Pub/sub: Basin's basin::Publisher"
   echo "(PublishStream, batches of 500) to S subscriptions, Redis PUBLISH pipelined by 100 to S"
