@@ -135,6 +135,7 @@ Options Parse(int argc, char** argv) {
   if (o.producers < 1 || o.consumers < 0 || o.messages < 1) Usage("counts must be positive");
   if (o.consumers == 0 && o.mode != "stream") Usage("only stream mode runs without consumers");
   if (o.size < 8) Usage("--size is at least 8 (the timestamp)");
+  if (o.prefetch < 1) Usage("--prefetch is at least 1");
   if (o.duration < 0) Usage("--duration must be positive");
   if (o.queue_max < -1) Usage("--queue-max is 0 (unbounded) or more");
   if (o.duration > 0 && o.mode == "pubsub") Usage("pubsub mode runs --messages, not --duration");
